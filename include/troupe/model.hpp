@@ -1,0 +1,127 @@
+#pragma once
+/// The model interface: every model backend (scripted, local engine, OpenAI-compatible endpoint) is
+/// an actor with this protocol, so agents use them interchangeably.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/replies_to.hpp"
+#include "caf/typed_actor.hpp"
+#include "troupe/atoms.hpp"
+#include "troupe/message.hpp"
+#include "troupe/tool_call.hpp"
+
+namespace troupe {
+
+/// Sampling settings. A negative value means "the backend's default".
+struct sampling_params {
+  float temperature = -1.0f;
+  float top_p = -1.0f;
+  int32_t top_k = -1;
+  float min_p = -1.0f;
+  float repetition_penalty = -1.0f;
+  uint64_t seed = 0;
+
+  friend bool operator==(const sampling_params&, const sampling_params&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sampling_params& x) {
+  return f(caf::meta::type_name("troupe.sampling_params"), x.temperature, x.top_p, x.top_k, x.min_p,
+           x.repetition_penalty, x.seed);
+}
+
+enum class tool_choice_mode : uint8_t { automatic = 0, none = 1, required = 2, named = 3 };
+
+/// OpenAI's tool_choice: "auto", "none", "required" or one named function.
+struct tool_choice {
+  tool_choice_mode mode = tool_choice_mode::automatic;
+  std::string name;  ///< With mode == named.
+  friend bool operator==(const tool_choice&, const tool_choice&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tool_choice& x) {
+  return f(caf::meta::type_name("troupe.tool_choice"), x.mode, x.name);
+}
+
+/// Why a turn ended.
+enum class finish_reason : uint8_t { stop = 0, length = 1, tool_calls = 2, cancelled = 3, error = 4 };
+const char* to_string(finish_reason r) noexcept;
+
+/// A piece of a turn as it is generated. Text and reasoning arrive as appended fragments; a tool
+/// call arrives as its index, then (once) its id and name, then argument fragments.
+struct turn_delta {
+  uint64_t request_id = 0;
+  std::string text;
+  std::string reasoning;
+  int32_t tool_index = -1;  ///< -1: this delta carries no tool-call fragment.
+  std::string tool_id;
+  std::string tool_name;
+  std::string arguments;
+
+  friend bool operator==(const turn_delta&, const turn_delta&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, turn_delta& x) {
+  return f(caf::meta::type_name("troupe.turn_delta"), x.request_id, x.text, x.reasoning,
+           x.tool_index, x.tool_id, x.tool_name, x.arguments);
+}
+
+/// Receives the deltas of a streamed request, in generation order, before the final reply.
+using delta_sink_actor = caf::typed_actor<caf::reacts_to<delta_atom, turn_delta>>;
+
+/// One request for an assistant turn.
+struct chat_request {
+  uint64_t id = 0;  ///< Chosen by the requester; names the request for cancel and deltas.
+  std::vector<chat_message> messages;
+  std::vector<tool_spec> tools;
+  tool_choice choice;
+  sampling_params sampling;
+  uint32_t max_tokens = 0;         ///< 0: the backend's default.
+  std::string response_schema;     ///< JSON Schema text the reply must follow; empty: free text.
+  delta_sink_actor stream_to;      ///< Invalid handle: no streaming.
+
+  friend bool operator==(const chat_request& a, const chat_request& b) {
+    return a.id == b.id && a.messages == b.messages && a.tools == b.tools && a.choice == b.choice &&
+           a.sampling == b.sampling && a.max_tokens == b.max_tokens &&
+           a.response_schema == b.response_schema;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chat_request& x) {
+  return f(caf::meta::type_name("troupe.chat_request"), x.id, x.messages, x.tools, x.choice,
+           x.sampling, x.max_tokens, x.response_schema, x.stream_to);
+}
+
+/// The model's answer: text, reasoning, tool calls, usage and why it stopped.
+struct assistant_turn {
+  std::string text;
+  std::string reasoning;
+  std::vector<tool_call> tool_calls;
+  troupe::usage usage;
+  finish_reason finish = finish_reason::stop;
+
+  friend bool operator==(const assistant_turn&, const assistant_turn&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, assistant_turn& x) {
+  return f(caf::meta::type_name("troupe.assistant_turn"), x.text, x.reasoning, x.tool_calls,
+           x.usage, x.finish);
+}
+
+/// Protocol of every model backend.
+/// - (chat, chat_request) -> assistant_turn. If `stream_to` is valid, the backend first sends
+///   (delta, turn_delta) messages for the request to it, in order, then replies with the whole turn.
+///   Failures reply with a troupe::error converted to caf::error (see troupe/caf_error.hpp).
+/// - (cancel, request_id): stops that request as soon as possible; its reply is then a turn with
+///   finish == cancelled (or an error), never silence. Unknown ids are ignored.
+/// Requests are independent: a backend may serve many at once (continuous batching).
+using model_actor = caf::typed_actor<caf::replies_to<chat_atom, chat_request>::with<assistant_turn>,
+                                     caf::reacts_to<cancel_atom, uint64_t>>;
+
+}  // namespace troupe

@@ -1,0 +1,594 @@
+// Scalar reference kernels, conversions and the run-time dispatch of the CPU quant kernels.
+// This file is compiled for baseline x86-64 (no -mavx*, no FMA contraction), so the scalar
+// kernels here are the reference that the SIMD variants are tested against.
+
+#include "cpu/quant.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "cpu/quant_impl.hpp"
+
+namespace troupe::kernels::cpu {
+
+namespace {
+
+uint32_t bits_of(float f) noexcept {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+float float_of(uint32_t u) noexcept {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+}  // namespace
+
+const char* to_string(status s) noexcept {
+  switch (s) {
+    case status::ok: return "ok";
+    case status::unsupported_type: return "unsupported_type";
+    case status::bad_size: return "bad_size";
+    case status::null_pointer: return "null_pointer";
+    case status::unsupported_isa: return "unsupported_isa";
+  }
+  return "unknown";
+}
+
+const char* type_name(quant_type t) noexcept {
+  switch (t) {
+    case quant_type::f32: return "f32";
+    case quant_type::f16: return "f16";
+    case quant_type::q4_0: return "q4_0";
+    case quant_type::q4_1: return "q4_1";
+    case quant_type::q8_0: return "q8_0";
+    case quant_type::q8_1: return "q8_1";
+    case quant_type::q4_k: return "q4_K";
+    case quant_type::q6_k: return "q6_K";
+    case quant_type::q8_k: return "q8_K";
+    case quant_type::bf16: return "bf16";
+  }
+  return "unknown";
+}
+
+int64_t block_elements(quant_type t) noexcept {
+  switch (t) {
+    case quant_type::f32:
+    case quant_type::f16:
+    case quant_type::bf16: return 1;
+    case quant_type::q4_0:
+    case quant_type::q4_1:
+    case quant_type::q8_0:
+    case quant_type::q8_1: return 32;
+    case quant_type::q4_k:
+    case quant_type::q6_k:
+    case quant_type::q8_k: return qk_k;
+  }
+  return 0;
+}
+
+int64_t block_bytes(quant_type t) noexcept {
+  switch (t) {
+    case quant_type::f32: return 4;
+    case quant_type::f16:
+    case quant_type::bf16: return 2;
+    case quant_type::q4_0: return sizeof(block_q4_0);
+    case quant_type::q4_1: return sizeof(block_q4_1);
+    case quant_type::q8_0: return sizeof(block_q8_0);
+    case quant_type::q8_1: return sizeof(block_q8_1);
+    case quant_type::q4_k: return sizeof(block_q4_k);
+    case quant_type::q6_k: return sizeof(block_q6_k);
+    case quant_type::q8_k: return sizeof(block_q8_k);
+  }
+  return 0;
+}
+
+int64_t row_bytes(quant_type t, int64_t n) noexcept {
+  int64_t be = block_elements(t);
+  if (be == 0 || n < 0 || n % be != 0) return -1;
+  return n / be * block_bytes(t);
+}
+
+bool activation_type(quant_type weight, quant_type* out) noexcept {
+  quant_type a;
+  switch (weight) {
+    case quant_type::f32:
+    case quant_type::f16:
+    case quant_type::bf16: a = quant_type::f32; break;
+    case quant_type::q8_0:
+    case quant_type::q4_0: a = quant_type::q8_0; break;
+    case quant_type::q4_1: a = quant_type::q8_1; break;
+    case quant_type::q4_k:
+    case quant_type::q6_k: a = quant_type::q8_k; break;
+    default: return false;
+  }
+  if (out != nullptr) *out = a;
+  return true;
+}
+
+// fp16 <-> fp32 by bit manipulation (after Maratyszcza's FP16 library, as ggml does).
+float fp16_to_fp32(uint16_t h) noexcept {
+  const uint32_t w = static_cast<uint32_t>(h) << 16;
+  const uint32_t sign = w & 0x80000000u;
+  const uint32_t two_w = w + w;
+  const uint32_t exp_offset = 0xE0u << 23;
+  const float exp_scale = 0x1.0p-112f;
+  const float normalized = float_of((two_w >> 4) + exp_offset) * exp_scale;
+  const uint32_t magic_mask = 126u << 23;
+  const float magic_bias = 0.5f;
+  const float denormalized = float_of((two_w >> 17) | magic_mask) - magic_bias;
+  const uint32_t denormalized_cutoff = 1u << 27;
+  const uint32_t result =
+      sign | (two_w < denormalized_cutoff ? bits_of(denormalized) : bits_of(normalized));
+  return float_of(result);
+}
+
+uint16_t fp32_to_fp16(float f) noexcept {
+  const float scale_to_inf = 0x1.0p+112f;
+  const float scale_to_zero = 0x1.0p-110f;
+  float base = (std::fabs(f) * scale_to_inf) * scale_to_zero;
+  const uint32_t w = bits_of(f);
+  const uint32_t shl1_w = w + w;
+  const uint32_t sign = w & 0x80000000u;
+  uint32_t bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  base = float_of((bias >> 1) + 0x07800000u) + base;
+  const uint32_t bits = bits_of(base);
+  const uint32_t exp_bits = (bits >> 13) & 0x00007C00u;
+  const uint32_t mantissa_bits = bits & 0x00000FFFu;
+  const uint32_t nonsign = exp_bits + mantissa_bits;
+  return static_cast<uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+uint16_t fp32_to_bf16(float f) noexcept {
+  uint32_t u = bits_of(f);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 64);  // quiet NaN
+  return static_cast<uint16_t>((u + (0x7FFFu + ((u >> 16) & 1))) >> 16);
+}
+
+namespace detail {
+namespace {
+
+// ---- scalar dequantisation -----------------------------------------------------------------
+
+void dequantize_q8_0(const block_q8_0* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < qk8_0; ++j) y[i * qk8_0 + j] = x[i].qs[j] * d;
+  }
+}
+
+void dequantize_q4_0(const block_q4_0* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < qk4_0 / 2; ++j) {
+      y[i * qk4_0 + j] = ((x[i].qs[j] & 0x0F) - 8) * d;
+      y[i * qk4_0 + j + qk4_0 / 2] = ((x[i].qs[j] >> 4) - 8) * d;
+    }
+  }
+}
+
+void dequantize_q4_1(const block_q4_1* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    const float m = fp16_to_fp32(x[i].m);
+    for (int j = 0; j < qk4_1 / 2; ++j) {
+      y[i * qk4_1 + j] = (x[i].qs[j] & 0x0F) * d + m;
+      y[i * qk4_1 + j + qk4_1 / 2] = (x[i].qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+void dequantize_q4_k(const block_q4_k* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    const float dmin = fp16_to_fp32(x[i].dmin);
+    const uint8_t* q = x[i].qs;
+    for (int j = 0; j < qk_k; j += 64) {
+      uint8_t sc, m;
+      q4_k_scale_min(j / 32, x[i].scales, &sc, &m);
+      const float d1 = d * sc, m1 = dmin * m;
+      q4_k_scale_min(j / 32 + 1, x[i].scales, &sc, &m);
+      const float d2 = d * sc, m2 = dmin * m;
+      for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
+      for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
+      q += 32;
+    }
+  }
+}
+
+void dequantize_q6_k(const block_q6_k* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    const uint8_t* ql = x[i].ql;
+    const uint8_t* qh = x[i].qh;
+    const int8_t* sc = x[i].scales;
+    for (int n = 0; n < qk_k; n += 128) {
+      for (int l = 0; l < 32; ++l) {
+        const int is = l / 16;
+        const int q1 = static_cast<int>((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+        const int q2 = static_cast<int>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+        const int q3 = static_cast<int>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+        const int q4 = static_cast<int>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        y[l] = d * sc[is] * q1;
+        y[l + 32] = d * sc[is + 2] * q2;
+        y[l + 64] = d * sc[is + 4] * q3;
+        y[l + 96] = d * sc[is + 6] * q4;
+      }
+      y += 128;
+      ql += 64;
+      qh += 32;
+      sc += 8;
+    }
+  }
+}
+
+// ---- scalar activation quantisers ----------------------------------------------------------
+
+void quantize_q8_0(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_0*>(vy);
+  for (int64_t i = 0; i < n / qk8_0; ++i) {
+    const float* xb = x + i * qk8_0;
+    float amax = 0.0f;
+    for (int j = 0; j < qk8_0; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < qk8_0; ++j) y[i].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+  }
+}
+
+void quantize_q8_1(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_1*>(vy);
+  for (int64_t i = 0; i < n / qk8_1; ++i) {
+    const float* xb = x + i * qk8_1;
+    float amax = 0.0f;
+    for (int j = 0; j < qk8_1; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < qk8_1; ++j) {
+      y[i].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+      sum += y[i].qs[j];
+    }
+    y[i].d = d;
+    y[i].s = d * static_cast<float>(sum);
+  }
+}
+
+void quantize_q8_k(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_k*>(vy);
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    const float* xb = x + i * qk_k;
+    float amax = 0.0f;
+    for (int j = 0; j < qk_k; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < qk_k; ++j) y[i].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+    for (int g = 0; g < qk_k / 16; ++g) {
+      int s = 0;
+      for (int l = 0; l < 16; ++l) s += y[i].qs[16 * g + l];
+      y[i].bsums[g] = static_cast<int16_t>(s);
+    }
+    y[i].d = d;
+  }
+}
+
+// ---- scalar dot products -------------------------------------------------------------------
+
+float dot_f32(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const float*>(w);
+  const auto* y = static_cast<const float*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+float dot_f16(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint16_t*>(w);
+  const auto* y = static_cast<const float*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += fp16_to_fp32(x[i]) * y[i];
+  return s;
+}
+
+float dot_bf16(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint16_t*>(w);
+  const auto* y = static_cast<const float*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += bf16_to_fp32(x[i]) * y[i];
+  return s;
+}
+
+float dot_q8_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q8_0*>(w);
+  const auto* y = static_cast<const block_q8_0*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / qk8_0; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < qk8_0; ++j) sumi += x[i].qs[j] * y[i].qs[j];
+    s += static_cast<float>(sumi) * (fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+  }
+  return s;
+}
+
+float dot_q4_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q4_0*>(w);
+  const auto* y = static_cast<const block_q8_0*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / qk4_0; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < qk4_0 / 2; ++j) {
+      sumi += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j];
+      sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + qk4_0 / 2];
+    }
+    s += static_cast<float>(sumi) * (fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+  }
+  return s;
+}
+
+float dot_q4_1(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q4_1*>(w);
+  const auto* y = static_cast<const block_q8_1*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / qk4_1; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < qk4_1 / 2; ++j) {
+      sumi += (x[i].qs[j] & 0x0F) * y[i].qs[j];
+      sumi += (x[i].qs[j] >> 4) * y[i].qs[j + qk4_1 / 2];
+    }
+    s += static_cast<float>(sumi) * (fp16_to_fp32(x[i].d) * y[i].d) +
+         fp16_to_fp32(x[i].m) * y[i].s;
+  }
+  return s;
+}
+
+float dot_q4_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q4_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    const uint8_t* q4 = x[i].qs;
+    const int8_t* q8 = y[i].qs;
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < qk_k / 64; ++j) {
+      uint8_t sc1, m1, sc2, m2;
+      q4_k_scale_min(2 * j, x[i].scales, &sc1, &m1);
+      q4_k_scale_min(2 * j + 1, x[i].scales, &sc2, &m2);
+      int s1 = 0, s2 = 0;
+      for (int l = 0; l < 32; ++l) {
+        s1 += (q4[l] & 0xF) * q8[l];
+        s2 += (q4[l] >> 4) * q8[l + 32];
+      }
+      sumi += sc1 * s1 + sc2 * s2;
+      summ += m1 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
+              m2 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+      q4 += 32;
+      q8 += 64;
+    }
+    s += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(sumi) -
+         fp16_to_fp32(x[i].dmin) * y[i].d * static_cast<float>(summ);
+  }
+  return s;
+}
+
+float dot_q6_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q6_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    const uint8_t* ql = x[i].ql;
+    const uint8_t* qh = x[i].qh;
+    const int8_t* sc = x[i].scales;
+    const int8_t* q8 = y[i].qs;
+    int sumi = 0;
+    for (int h = 0; h < 2; ++h) {
+      int sums[8] = {};
+      for (int l = 0; l < 32; ++l) {
+        const int is = l / 16;
+        const int q1 = static_cast<int>((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+        const int q2 = static_cast<int>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+        const int q3 = static_cast<int>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+        const int q4 = static_cast<int>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        sums[is] += q1 * q8[l];
+        sums[is + 2] += q2 * q8[l + 32];
+        sums[is + 4] += q3 * q8[l + 64];
+        sums[is + 6] += q4 * q8[l + 96];
+      }
+      for (int k = 0; k < 8; ++k) sumi += sc[k] * sums[k];
+      ql += 64;
+      qh += 32;
+      sc += 8;
+      q8 += 128;
+    }
+    s += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(sumi);
+  }
+  return s;
+}
+
+}  // namespace
+
+const kernel_table& scalar_kernels() noexcept {
+  static const kernel_table table{dot_f32,       dot_f16,       dot_bf16,     dot_q8_0,
+                                  dot_q4_0,      dot_q4_1,      dot_q4_k,     dot_q6_k,
+                                  quantize_q8_0, quantize_q8_1, quantize_q8_k};
+  return table;
+}
+
+}  // namespace detail
+
+// ---- dispatch ------------------------------------------------------------------------------
+
+const char* to_string(isa level) noexcept {
+  switch (level) {
+    case isa::scalar: return "scalar";
+    case isa::avx2: return "avx2";
+    case isa::avx512: return "avx512";
+    case isa::best: return "best";
+  }
+  return "unknown";
+}
+
+namespace {
+
+bool cpu_has(isa level) noexcept {
+#if defined(__x86_64__) && defined(TROUPE_KERNELS_HAVE_AVX2)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (level == isa::avx2) return avx2;
+#if defined(TROUPE_KERNELS_HAVE_AVX512)
+  if (level == isa::avx512)
+    return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#endif
+#endif
+  return level == isa::scalar;
+}
+
+isa detect_best() noexcept {
+  isa cap = isa::avx512;
+  if (const char* env = std::getenv("TROUPE_KERNELS_ISA")) {
+    std::string_view v = env;
+    if (v == "scalar") cap = isa::scalar;
+    else if (v == "avx2") cap = isa::avx2;
+  }
+  for (isa l : {isa::avx512, isa::avx2}) {
+    if (static_cast<int>(l) <= static_cast<int>(cap) && cpu_has(l)) return l;
+  }
+  return isa::scalar;
+}
+
+const detail::kernel_table* table_for(isa level) noexcept {
+  if (level == isa::best) level = best_isa();
+  if (!isa_available(level)) return nullptr;
+  switch (level) {
+#if defined(TROUPE_KERNELS_HAVE_AVX2)
+    case isa::avx2: return &detail::avx2_kernels();
+#endif
+#if defined(TROUPE_KERNELS_HAVE_AVX512)
+    case isa::avx512: return &detail::avx512_kernels();
+#endif
+    case isa::scalar: return &detail::scalar_kernels();
+    default: return nullptr;
+  }
+}
+
+detail::dot_fn dot_for(const detail::kernel_table& t, quant_type weight) noexcept {
+  switch (weight) {
+    case quant_type::f32: return t.dot_f32;
+    case quant_type::f16: return t.dot_f16;
+    case quant_type::bf16: return t.dot_bf16;
+    case quant_type::q8_0: return t.dot_q8_0;
+    case quant_type::q4_0: return t.dot_q4_0;
+    case quant_type::q4_1: return t.dot_q4_1;
+    case quant_type::q4_k: return t.dot_q4_k;
+    case quant_type::q6_k: return t.dot_q6_k;
+    default: return nullptr;
+  }
+}
+
+/// Checks the shared preconditions of vec_dot/mat_vec and resolves the kernel.
+status resolve_dot(quant_type weight, int64_t n, isa level, detail::dot_fn* fn) noexcept {
+  const detail::kernel_table* t = table_for(level);
+  if (t == nullptr) return status::unsupported_isa;
+  *fn = dot_for(*t, weight);
+  if (*fn == nullptr) return status::unsupported_type;
+  if (n < 0 || n % block_elements(weight) != 0) return status::bad_size;
+  return status::ok;
+}
+
+}  // namespace
+
+bool isa_available(isa level) noexcept {
+  if (level == isa::best) return true;
+  return cpu_has(level);
+}
+
+isa best_isa() noexcept {
+  static const isa best = detect_best();
+  return best;
+}
+
+status dequantize_row(quant_type t, const void* x, float* y, int64_t n, isa level) noexcept {
+  if (table_for(level) == nullptr) return status::unsupported_isa;
+  const int64_t be = block_elements(t);
+  if (be == 0 || t == quant_type::q8_1 || t == quant_type::q8_k) return status::unsupported_type;
+  if (n < 0 || n % be != 0) return status::bad_size;
+  if (n == 0) return status::ok;
+  if (x == nullptr || y == nullptr) return status::null_pointer;
+  const int64_t nb = n / be;
+  switch (t) {
+    case quant_type::f32: std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float)); break;
+    case quant_type::f16: {
+      const auto* h = static_cast<const uint16_t*>(x);
+      for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(h[i]);
+      break;
+    }
+    case quant_type::bf16: {
+      const auto* h = static_cast<const uint16_t*>(x);
+      for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_fp32(h[i]);
+      break;
+    }
+    case quant_type::q8_0: detail::dequantize_q8_0(static_cast<const block_q8_0*>(x), y, nb); break;
+    case quant_type::q4_0: detail::dequantize_q4_0(static_cast<const block_q4_0*>(x), y, nb); break;
+    case quant_type::q4_1: detail::dequantize_q4_1(static_cast<const block_q4_1*>(x), y, nb); break;
+    case quant_type::q4_k: detail::dequantize_q4_k(static_cast<const block_q4_k*>(x), y, nb); break;
+    case quant_type::q6_k: detail::dequantize_q6_k(static_cast<const block_q6_k*>(x), y, nb); break;
+    default: return status::unsupported_type;
+  }
+  return status::ok;
+}
+
+status quantize_row(quant_type t, const float* x, void* y, int64_t n, isa level) noexcept {
+  const detail::kernel_table* table = table_for(level);
+  if (table == nullptr) return status::unsupported_isa;
+  detail::quantize_fn fn = nullptr;
+  switch (t) {
+    case quant_type::q8_0: fn = table->quantize_q8_0; break;
+    case quant_type::q8_1: fn = table->quantize_q8_1; break;
+    case quant_type::q8_k: fn = table->quantize_q8_k; break;
+    case quant_type::f32: break;
+    default: return status::unsupported_type;
+  }
+  if (n < 0 || n % block_elements(t) != 0) return status::bad_size;
+  if (n == 0) return status::ok;
+  if (x == nullptr || y == nullptr) return status::null_pointer;
+  if (fn == nullptr) {
+    std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
+  } else {
+    fn(x, y, n);
+  }
+  return status::ok;
+}
+
+status vec_dot(quant_type weight, int64_t n, const void* w, const void* a, float* out,
+               isa level) noexcept {
+  detail::dot_fn fn = nullptr;
+  if (status s = resolve_dot(weight, n, level, &fn); s != status::ok) return s;
+  if (out == nullptr || (n > 0 && (w == nullptr || a == nullptr))) return status::null_pointer;
+  *out = n == 0 ? 0.0f : fn(n, w, a);
+  return status::ok;
+}
+
+status mat_vec(quant_type weight, int64_t rows, int64_t n, const void* w, size_t row_stride,
+               const void* a, float* y, isa level) noexcept {
+  detail::dot_fn fn = nullptr;
+  if (status s = resolve_dot(weight, n, level, &fn); s != status::ok) return s;
+  if (rows < 0) return status::bad_size;
+  if (rows == 0) return status::ok;
+  if (y == nullptr || (n > 0 && (w == nullptr || a == nullptr))) return status::null_pointer;
+  const auto* base = static_cast<const unsigned char*>(w);
+  for (int64_t r = 0; r < rows; ++r) {
+    y[r] = n == 0 ? 0.0f : fn(n, base + static_cast<size_t>(r) * row_stride, a);
+  }
+  return status::ok;
+}
+
+}  // namespace troupe::kernels::cpu

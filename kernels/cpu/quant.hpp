@@ -1,0 +1,148 @@
+#pragma once
+/// CPU quantisation kernels: ggml block layouts, fp16/bf16 conversions, row dequantisation,
+/// activation quantisation and fused dot products, with a scalar reference and AVX2/AVX-512
+/// variants picked at run time. Pointers and sizes in, a status out: nothing here knows troupe.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace troupe::kernels::cpu {
+
+/// Tensor element types, numbered exactly as ggml's `enum ggml_type` (the ids stored in GGUF).
+enum class quant_type : uint32_t {
+  f32 = 0,
+  f16 = 1,
+  q4_0 = 2,
+  q4_1 = 3,
+  q8_0 = 8,
+  q8_1 = 9,
+  q4_k = 12,
+  q6_k = 14,
+  q8_k = 15,
+  bf16 = 30,
+};
+
+/// What a kernel reports. Kernels never throw and never write outside the ranges they are given.
+enum class status : uint8_t {
+  ok = 0,
+  unsupported_type = 1,  ///< No kernel for this type (or this weight/activation pair).
+  bad_size = 2,          ///< n is negative or not a multiple of the type's block size.
+  null_pointer = 3,      ///< A required pointer is null.
+  unsupported_isa = 4,   ///< The requested instruction set is not compiled in or not on this CPU.
+};
+
+const char* to_string(status s) noexcept;
+
+/// "q4_K", "f32", ...: ggml's lowercase type names; "unknown" for ids this file does not list.
+const char* type_name(quant_type t) noexcept;
+
+inline constexpr int qk4_0 = 32;
+inline constexpr int qk4_1 = 32;
+inline constexpr int qk8_0 = 32;
+inline constexpr int qk8_1 = 32;
+inline constexpr int qk_k = 256;
+inline constexpr int k_scale_size = 12;
+
+/// Half-precision bit patterns are kept as raw uint16_t so that block structs are trivially copyable.
+struct block_q4_0 {
+  uint16_t d;            // fp16 scale
+  uint8_t qs[qk4_0 / 2]; // element j in the low nibble of qs[j], element j+16 in its high nibble
+};
+static_assert(sizeof(block_q4_0) == 18, "block_q4_0 must match ggml's 18-byte layout");
+
+struct block_q4_1 {
+  uint16_t d;  // fp16 scale
+  uint16_t m;  // fp16 minimum
+  uint8_t qs[qk4_1 / 2];
+};
+static_assert(sizeof(block_q4_1) == 20, "block_q4_1 must match ggml's 20-byte layout");
+
+struct block_q8_0 {
+  uint16_t d;  // fp16 scale
+  int8_t qs[qk8_0];
+};
+static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must match ggml's 34-byte layout");
+
+/// Activation block for Q4_1 weights. Unlike ggml's Q8_1 (fp16 d and s), d and s are fp32 here:
+/// it never reaches a file, and fp32 keeps the min term m·s exact to fp32 rounding.
+struct block_q8_1 {
+  float d;  // scale
+  float s;  // d * sum(qs)
+  int8_t qs[qk8_1];
+};
+static_assert(sizeof(block_q8_1) == 40, "block_q8_1 is 2 floats + 32 int8");
+
+struct block_q4_k {
+  uint16_t d;                      // fp16 super-block scale for the 6-bit scales
+  uint16_t dmin;                   // fp16 super-block scale for the 6-bit mins
+  uint8_t scales[k_scale_size];    // 8 scales and 8 mins, 6 bits each
+  uint8_t qs[qk_k / 2];            // 4-bit quants, 64 elements per 32 bytes (low nibbles first)
+};
+static_assert(sizeof(block_q4_k) == 144, "block_q4_K must match ggml's 144-byte layout");
+
+struct block_q6_k {
+  uint8_t ql[qk_k / 2];      // low 4 bits
+  uint8_t qh[qk_k / 4];      // high 2 bits
+  int8_t scales[qk_k / 16];  // 8-bit scale per 16 elements
+  uint16_t d;                // fp16 super-block scale (at the end)
+};
+static_assert(sizeof(block_q6_k) == 210, "block_q6_K must match ggml's 210-byte layout");
+
+struct block_q8_k {
+  float d;
+  int8_t qs[qk_k];
+  int16_t bsums[qk_k / 16];  // sum of each 16 consecutive qs
+};
+static_assert(sizeof(block_q8_k) == 292, "block_q8_K must match ggml's 292-byte layout");
+
+/// Elements per block (1 for f32/f16/bf16); 0 for types this file does not know.
+int64_t block_elements(quant_type t) noexcept;
+/// Bytes per block; 0 for types this file does not know.
+int64_t block_bytes(quant_type t) noexcept;
+/// Bytes of a row of n elements; -1 when n is not a whole number of blocks or the type is unknown.
+int64_t row_bytes(quant_type t, int64_t n) noexcept;
+
+/// The activation format a weight type is multiplied with: f32 for f32/f16/bf16 weights,
+/// q8_0 for q8_0/q4_0, q8_1 for q4_1, q8_k for q4_K/q6_K. Returns false for other types.
+bool activation_type(quant_type weight, quant_type* out) noexcept;
+
+// ---- scalar conversions (exact, round-to-nearest-even; NaN stays NaN) -----------------------
+float fp16_to_fp32(uint16_t h) noexcept;
+uint16_t fp32_to_fp16(float f) noexcept;
+inline float bf16_to_fp32(uint16_t h) noexcept {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, sizeof f);
+  return f;
+}
+uint16_t fp32_to_bf16(float f) noexcept;
+
+/// Instruction-set levels. `best` means the widest one this CPU supports and this build has.
+enum class isa : uint8_t { scalar = 0, avx2 = 1, avx512 = 2, best = 255 };
+const char* to_string(isa level) noexcept;
+/// True when kernels for `level` are compiled in and the CPU runs them.
+bool isa_available(isa level) noexcept;
+/// The level `isa::best` resolves to on this machine (TROUPE_KERNELS_ISA=scalar|avx2|avx512 caps it).
+isa best_isa() noexcept;
+
+// ---- row kernels ---------------------------------------------------------------------------
+// n is the number of elements; it must be a multiple of the block size of every type involved.
+
+/// y[0..n) = dequantised x. x is a row of `t` (f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, q6_K).
+status dequantize_row(quant_type t, const void* x, float* y, int64_t n, isa level = isa::best) noexcept;
+
+/// Quantises an fp32 activation row x[0..n) to `t` (q8_0, q8_1, q8_K; f32 copies). Values are
+/// rounded to nearest-even into [-127, 127].
+status quantize_row(quant_type t, const float* x, void* y, int64_t n, isa level = isa::best) noexcept;
+
+/// *out = sum_i w[i]·a[i] over n elements, where w is a row of `weight` and a is a row of
+/// activation_type(weight) (fp32 for float weights). Int8 quants must lie in [-127, 127]
+/// (what quantize_row produces): -128 would saturate the 16-bit pair sums of the SIMD kernels.
+status vec_dot(quant_type weight, int64_t n, const void* w, const void* a, float* out,
+               isa level = isa::best) noexcept;
+
+/// y[r] = vec_dot(row r of w, a) for r in [0, rows). Rows are `row_stride` bytes apart.
+status mat_vec(quant_type weight, int64_t rows, int64_t n, const void* w, size_t row_stride,
+               const void* a, float* y, isa level = isa::best) noexcept;
+
+}  // namespace troupe::kernels::cpu

@@ -1,0 +1,297 @@
+// AVX2 + FMA + F16C variants of the CPU quant kernels. Compiled with -mavx2 -mfma -mf16c; only
+// reached through quant.cpp's dispatch after the CPU check, so the library still loads anywhere.
+
+#include <immintrin.h>
+
+#include "cpu/quant_impl.hpp"
+
+namespace troupe::kernels::cpu::detail {
+namespace {
+
+inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float hsum(__m256 x) {
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+inline int hsum_i32(__m256i x) {
+  __m128i r = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+  r = _mm_add_epi32(r, _mm_unpackhi_epi64(r, r));
+  r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xB1));
+  return _mm_cvtsi128_si32(r);
+}
+
+/// 16 bytes of packed nibbles -> 32 bytes: low nibbles in bytes 0..15, high nibbles in 16..31.
+inline __m256i unpack_nibbles(const uint8_t* p) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+  return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+/// Sums of products of signed bytes, 8 int32 lanes (y must not hold -128 where x is negative).
+inline __m256i dot_i8_pairs(__m256i x, __m256i y) {
+  const __m256i ax = _mm256_sign_epi8(x, x);
+  const __m256i sy = _mm256_sign_epi8(y, x);
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+float dot_f32(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const float*>(w);
+  const auto* y = static_cast<const float*>(a);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+inline __m256 load_f16x8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline __m256 load_bf16x8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+template <__m256 (*Load)(const uint16_t*), float (*Convert)(uint16_t)>
+float dot_half(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const uint16_t*>(w);
+  const auto* y = static_cast<const float*>(a);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(Load(x + i), _mm256_loadu_ps(y + i), acc0);
+    acc1 = _mm256_fmadd_ps(Load(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(Load(x + i), _mm256_loadu_ps(y + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += Convert(x[i]) * y[i];
+  return s;
+}
+
+// Local, not quant.hpp's inline bf16_to_fp32: an inline function emitted from this AVX2 TU could be
+// the copy the linker keeps for every caller.
+float bf16(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+float dot_q8_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q8_0*>(w);
+  const auto* y = static_cast<const block_q8_0*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / qk8_0; ++i) {
+    const __m256 d = _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d));
+    const __m256i p = dot_i8_pairs(load256(x[i].qs), load256(y[i].qs));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum(acc);
+}
+
+float dot_q4_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q4_0*>(w);
+  const auto* y = static_cast<const block_q8_0*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t i = 0; i < n / qk4_0; ++i) {
+    const __m256 d = _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d));
+    const __m256i qx = _mm256_sub_epi8(unpack_nibbles(x[i].qs), eight);
+    const __m256i p = dot_i8_pairs(qx, load256(y[i].qs));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum(acc);
+}
+
+float dot_q4_1(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q4_1*>(w);
+  const auto* y = static_cast<const block_q8_1*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  float summs = 0.0f;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < n / qk4_1; ++i) {
+    const __m256 d = _mm256_set1_ps(fp16(x[i].d) * y[i].d);
+    summs += fp16(x[i].m) * y[i].s;
+    const __m256i p =
+        _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(x[i].qs), load256(y[i].qs)), ones);
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum(acc) + summs;
+}
+
+float dot_q4_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q4_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float accm = 0.0f;
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      const __m256i q4 = load256(x[i].qs + 32 * j);
+      const __m256i lo = _mm256_and_si256(q4, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+      __m256i p_lo = _mm256_maddubs_epi16(lo, load256(y[i].qs + 64 * j));
+      __m256i p_hi = _mm256_maddubs_epi16(hi, load256(y[i].qs + 64 * j + 32));
+      p_lo = _mm256_madd_epi16(p_lo, _mm256_set1_epi16(sc[2 * j]));
+      p_hi = _mm256_madd_epi16(p_hi, _mm256_set1_epi16(sc[2 * j + 1]));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+    }
+    const float d = fp16(x[i].d) * y[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    accm += fp16(x[i].dmin) * y[i].d * static_cast<float>(summ);
+  }
+  return hsum(acc) - accm;
+}
+
+float dot_q6_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q6_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i two = _mm256_set1_epi8(0x03);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    __m256i sumi = _mm256_setzero_si256();
+    int corr = 0;
+    for (int j = 0; j < 16; ++j) corr += x[i].scales[j] * y[i].bsums[j];
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = x[i].ql + 64 * h;
+      const int8_t* sc = x[i].scales + 8 * h;
+      const int8_t* q8 = y[i].qs + 128 * h;
+      const __m256i l0 = load256(ql);
+      const __m256i l1 = load256(ql + 32);
+      const __m256i hb = load256(x[i].qh + 32 * h);
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4),
+                             _mm256_slli_epi16(_mm256_and_si256(hb, two), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4));
+      for (int c = 0; c < 4; ++c) {
+        const __m256i p = _mm256_maddubs_epi16(q[c], load256(q8 + 32 * c));
+        const __m256i s =
+            _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]), _mm_set1_epi16(sc[2 * c]));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+      }
+    }
+    // The quants are stored +32; subtract 32·Σ scale·(sum of the 16 activations it covers).
+    sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * corr, 0, 0, 0, 0, 0, 0, 0));
+    const float d = fp16(x[i].d) * y[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+// ---- activation quantisers (bit-identical to the scalar ones) --------------------------------
+
+/// Max |x| over 32 floats.
+inline float amax32(const float* x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
+  for (int k = 8; k < 32; k += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+  __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_max_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+/// Rounds 32 floats · id to nearest-even int8 (|x·id| <= 127 by construction).
+inline __m256i round32(const float* x, float id) {
+  const __m256 v = _mm256_set1_ps(id);
+  __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), v));
+  __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), v));
+  __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), v));
+  __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), v));
+  i0 = _mm256_packs_epi32(i0, i1);  // lane-interleaved; fixed up by the permute below
+  i2 = _mm256_packs_epi32(i2, i3);
+  i0 = _mm256_packs_epi16(i0, i2);
+  return _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void quantize_q8_0(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_0*>(vy);
+  for (int64_t i = 0; i < n / qk8_0; ++i) {
+    const float d = amax32(x + i * qk8_0) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), round32(x + i * qk8_0, id));
+  }
+}
+
+void quantize_q8_1(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_1*>(vy);
+  for (int64_t i = 0; i < n / qk8_1; ++i) {
+    const float d = amax32(x + i * qk8_1) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256i q = round32(x + i * qk8_1, id);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), q);
+    const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+    const int sum = hsum_i32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+    y[i].d = d;
+    y[i].s = d * static_cast<float>(sum);
+  }
+}
+
+void quantize_q8_k(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_k*>(vy);
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    const float* xb = x + i * qk_k;
+    float amax = 0.0f;
+    for (int k = 0; k < qk_k; k += 32) {
+      const float m = amax32(xb + k);
+      amax = m > amax ? m : amax;
+    }
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int k = 0; k < qk_k; k += 32) {
+      const __m256i q = round32(xb + k, id);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + k), q);
+      // Sums of 16 consecutive int8: pairs -> int16, then pairs of pairs ... -> 2 sums per 32.
+      const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);  // 16 x int16
+      const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));  // 8 x int32 (4 per lane)
+      alignas(32) int32_t t[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(t), s32);
+      y[i].bsums[k / 16] = static_cast<int16_t>(t[0] + t[1] + t[2] + t[3]);
+      y[i].bsums[k / 16 + 1] = static_cast<int16_t>(t[4] + t[5] + t[6] + t[7]);
+    }
+    y[i].d = d;
+  }
+}
+
+}  // namespace
+
+const kernel_table& avx2_kernels() noexcept {
+  static const kernel_table table{dot_f32,
+                                  dot_half<load_f16x8, fp16>,
+                                  dot_half<load_bf16x8, bf16>,
+                                  dot_q8_0,
+                                  dot_q4_0,
+                                  dot_q4_1,
+                                  dot_q4_k,
+                                  dot_q6_k,
+                                  quantize_q8_0,
+                                  quantize_q8_1,
+                                  quantize_q8_k};
+  return table;
+}
+
+}  // namespace troupe::kernels::cpu::detail

@@ -1,0 +1,48 @@
+#pragma once
+/// Private to the CPU quant kernels: the per-ISA function tables that quant.cpp dispatches to.
+
+#include <cstdint>
+
+#include "cpu/quant.hpp"
+
+namespace troupe::kernels::cpu::detail {
+
+/// Dot product of n elements (a whole number of blocks, checked by the caller).
+using dot_fn = float (*)(int64_t n, const void* w, const void* a);
+/// Quantises n fp32 values (a whole number of blocks) into y.
+using quantize_fn = void (*)(const float* x, void* y, int64_t n);
+
+/// One entry per weight type; activation quantisers per activation type.
+struct kernel_table {
+  dot_fn dot_f32;
+  dot_fn dot_f16;
+  dot_fn dot_bf16;
+  dot_fn dot_q8_0;
+  dot_fn dot_q4_0;
+  dot_fn dot_q4_1;
+  dot_fn dot_q4_k;
+  dot_fn dot_q6_k;
+  quantize_fn quantize_q8_0;
+  quantize_fn quantize_q8_1;
+  quantize_fn quantize_q8_k;
+};
+
+/// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).
+/// `static`: each translation unit keeps its own copy, so the linker can never pick the one
+/// compiled with -mavx512f for the scalar path (no shared inline definitions across ISAs).
+static inline void q4_k_scale_min(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) noexcept {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+const kernel_table& scalar_kernels() noexcept;
+/// Defined in quant_avx2.cpp / quant_avx512.cpp; only call after the CPU check passed.
+const kernel_table& avx2_kernels() noexcept;
+const kernel_table& avx512_kernels() noexcept;
+
+}  // namespace troupe::kernels::cpu::detail

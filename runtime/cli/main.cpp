@@ -1,0 +1,34 @@
+// troupe: the command-line front end of the troupe swarm runtime.
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "run_command.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+    "troupe: run LLM agent swarms.\n\n"
+    "An orchestrator agent, driven by a model, spawns sub-agents (create_subagent, assign_task,\n"
+    "spawn_swarm) whose tool calls run in parallel under budgets the runtime enforces.\n\n"
+    "Examples:\n"
+    "  troupe run samples/hello_swarm/task.toml          run a swarm, result on stdout\n"
+    "  troupe run --json samples/swarm_scale/scale.toml  the run report as JSON\n"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "troupe 0.1.0");
+
+  troupe::cli::run_options run_opts;
+  auto* run = app.add_subcommand(
+    "run", "Run a swarm described by a task file (TOML: [task], [model], [tools], [budgets], ...).\n"
+           "Progress goes to stderr (plain lines when not a terminal; NO_COLOR is respected),\n"
+           "the result to stdout. Exit status: 0 done, 1 the run failed, 2 bad task file.");
+  run->add_option("task", run_opts.task_file, "Task file (.toml)")->required();
+  run->add_flag("--json", run_opts.json,
+                "Print the run report as JSON: per agent steps, tool calls, tokens; critical "
+                "steps; wall-clock");
+  run->add_flag("-q,--quiet", run_opts.quiet, "No progress on stderr");
+
+  CLI11_PARSE(app, argc, argv);
+  if (*run) return troupe::cli::run_command(run_opts);
+  return 2;
+}

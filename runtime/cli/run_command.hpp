@@ -1,0 +1,17 @@
+#pragma once
+/// `troupe run TASK.toml`: runs a swarm from a task file.
+
+#include <string>
+
+namespace troupe::cli {
+
+struct run_options {
+  std::string task_file;
+  bool json = false;
+  bool quiet = false;
+};
+
+/// Returns the process exit code: 0 success, 1 the run failed, 2 the task file is unusable.
+int run_command(const run_options& opts);
+
+}  // namespace troupe::cli

@@ -1,0 +1,497 @@
+// CPU quant kernels against plain references written from the ggml block layouts, on random data
+// with odd block counts, at every instruction-set level this machine runs; guard bytes after
+// every output catch out-of-bounds writes.
+
+#define BOOST_TEST_MODULE quant
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <ostream>
+#include <random>
+#include <vector>
+
+#include "cpu/quant.hpp"
+
+namespace troupe::kernels::cpu {
+inline std::ostream& operator<<(std::ostream& os, status s) { return os << to_string(s); }
+inline std::ostream& operator<<(std::ostream& os, quant_type t) { return os << type_name(t); }
+}  // namespace troupe::kernels::cpu
+
+namespace q = troupe::kernels::cpu;
+using q::isa;
+using q::quant_type;
+using q::status;
+
+namespace {
+
+constexpr int guard_bytes = 64;
+constexpr unsigned char guard_value = 0xA5;
+
+/// A byte buffer with guard bytes after the payload.
+struct guarded {
+  explicit guarded(size_t n) : bytes(n + guard_bytes, guard_value), size(n) {}
+  void* data() { return bytes.data(); }
+  bool guard_intact() const {
+    for (size_t i = size; i < bytes.size(); ++i)
+      if (bytes[i] != guard_value) return false;
+    return true;
+  }
+  std::vector<unsigned char> bytes;
+  size_t size;
+};
+
+std::vector<isa> levels() {
+  std::vector<isa> out{isa::scalar};
+  for (isa l : {isa::avx2, isa::avx512})
+    if (q::isa_available(l)) out.push_back(l);
+  return out;
+}
+
+const quant_type weight_types[] = {quant_type::f32,  quant_type::f16,  quant_type::bf16,
+                                   quant_type::q8_0, quant_type::q4_0, quant_type::q4_1,
+                                   quant_type::q4_k, quant_type::q6_k};
+
+// ---- independent references, written from the layout table ---------------------------------
+
+double ref_fp16(uint16_t h) {
+  const int sign = h >> 15, e = (h >> 10) & 0x1F, m = h & 0x3FF;
+  double v;
+  if (e == 0) v = std::ldexp(m, -24);
+  else if (e == 31) v = m ? std::numeric_limits<double>::quiet_NaN() : INFINITY;
+  else v = std::ldexp(1024 + m, e - 25);
+  return sign ? -v : v;
+}
+
+uint16_t rd16(const unsigned char* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
+float rdf(const unsigned char* p) { float v; std::memcpy(&v, p, 4); return v; }
+
+/// Dequantises a row by the formulas of the layout table (float arithmetic, same order).
+std::vector<float> ref_dequant(quant_type t, const unsigned char* p, int64_t n) {
+  std::vector<float> y(n);
+  switch (t) {
+    case quant_type::f32: std::memcpy(y.data(), p, n * 4); break;
+    case quant_type::f16: for (int64_t i = 0; i < n; ++i) y[i] = float(ref_fp16(rd16(p + 2 * i))); break;
+    case quant_type::bf16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t u = uint32_t(rd16(p + 2 * i)) << 16;
+        std::memcpy(&y[i], &u, 4);
+      }
+      break;
+    case quant_type::q8_0:
+      for (int64_t b = 0; b < n / 32; ++b, p += 34) {
+        float d = float(ref_fp16(rd16(p)));
+        for (int j = 0; j < 32; ++j) y[b * 32 + j] = int8_t(p[2 + j]) * d;
+      }
+      break;
+    case quant_type::q4_0:
+      for (int64_t b = 0; b < n / 32; ++b, p += 18) {
+        float d = float(ref_fp16(rd16(p)));
+        for (int j = 0; j < 16; ++j) {
+          y[b * 32 + j] = ((p[2 + j] & 0xF) - 8) * d;
+          y[b * 32 + j + 16] = ((p[2 + j] >> 4) - 8) * d;
+        }
+      }
+      break;
+    case quant_type::q4_1:
+      for (int64_t b = 0; b < n / 32; ++b, p += 20) {
+        float d = float(ref_fp16(rd16(p))), m = float(ref_fp16(rd16(p + 2)));
+        for (int j = 0; j < 16; ++j) {
+          y[b * 32 + j] = (p[4 + j] & 0xF) * d + m;
+          y[b * 32 + j + 16] = (p[4 + j] >> 4) * d + m;
+        }
+      }
+      break;
+    case quant_type::q4_k:
+      for (int64_t b = 0; b < n / 256; ++b, p += 144) {
+        float d = float(ref_fp16(rd16(p))), dmin = float(ref_fp16(rd16(p + 2)));
+        const unsigned char* sc = p + 4;
+        const unsigned char* qs = p + 16;
+        auto get = [&](int j, int* s, int* m) {
+          if (j < 4) { *s = sc[j] & 63; *m = sc[j + 4] & 63; }
+          else { *s = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4); *m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4); }
+        };
+        float* out = y.data() + b * 256;
+        for (int is = 0; is < 8; is += 2, qs += 32, out += 64) {
+          int s1, m1, s2, m2;
+          get(is, &s1, &m1);
+          get(is + 1, &s2, &m2);
+          const float d1 = d * s1, mm1 = dmin * m1, d2 = d * s2, mm2 = dmin * m2;
+          for (int l = 0; l < 32; ++l) {
+            out[l] = d1 * (qs[l] & 0xF) - mm1;
+            out[l + 32] = d2 * (qs[l] >> 4) - mm2;
+          }
+        }
+      }
+      break;
+    case quant_type::q6_k:
+      for (int64_t b = 0; b < n / 256; ++b, p += 210) {
+        const unsigned char* ql = p;
+        const unsigned char* qh = p + 128;
+        const int8_t* sc = reinterpret_cast<const int8_t*>(p + 192);
+        const float d = float(ref_fp16(rd16(p + 208)));
+        float* out = y.data() + b * 256;
+        for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8, out += 128) {
+          for (int l = 0; l < 32; ++l) {
+            const int is = l / 16;
+            out[l] = d * sc[is] * (((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            out[l + 32] = d * sc[is + 2] * (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            out[l + 64] = d * sc[is + 4] * (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            out[l + 96] = d * sc[is + 6] * (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+          }
+        }
+      }
+      break;
+    default: BOOST_FAIL("no reference for " << q::type_name(t));
+  }
+  return y;
+}
+
+/// Activation values a kernel sees: q·d per element (the min term of Q8_1 is d·Σq, so plain q·d).
+std::vector<double> ref_activation(quant_type t, const unsigned char* p, int64_t n) {
+  std::vector<double> y(n);
+  if (t == quant_type::f32) {
+    for (int64_t i = 0; i < n; ++i) y[i] = rdf(p + 4 * i);
+  } else if (t == quant_type::q8_0) {
+    for (int64_t b = 0; b < n / 32; ++b, p += 34)
+      for (int j = 0; j < 32; ++j) y[b * 32 + j] = double(int8_t(p[2 + j])) * ref_fp16(rd16(p));
+  } else if (t == quant_type::q8_1) {
+    for (int64_t b = 0; b < n / 32; ++b, p += 40)
+      for (int j = 0; j < 32; ++j) y[b * 32 + j] = double(int8_t(p[8 + j])) * rdf(p);
+  } else {
+    for (int64_t b = 0; b < n / 256; ++b, p += 292)
+      for (int j = 0; j < 256; ++j) y[b * 256 + j] = double(int8_t(p[4 + j])) * rdf(p);
+  }
+  return y;
+}
+
+// ---- random inputs -------------------------------------------------------------------------
+
+struct rng {
+  std::mt19937 gen{20240611};
+  int integer(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); }
+  float real(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen); }
+};
+
+void put16(unsigned char* p, uint16_t v) { std::memcpy(p, &v, 2); }
+void putf(unsigned char* p, float v) { std::memcpy(p, &v, 4); }
+
+/// A random weight row. `exact`: unit scales and small integers, so every sum is exact in fp32.
+std::vector<unsigned char> random_weights(rng& r, quant_type t, int64_t n, bool exact) {
+  const int64_t bytes = q::row_bytes(t, n);
+  std::vector<unsigned char> w(bytes);
+  for (auto& b : w) b = static_cast<unsigned char>(r.integer(0, 255));
+  auto scale = [&](float lo, float hi) { return exact ? q::fp32_to_fp16(1.0f) : q::fp32_to_fp16(r.real(lo, hi)); };
+  switch (t) {
+    case quant_type::f32:
+      for (int64_t i = 0; i < n; ++i) putf(&w[4 * i], exact ? float(r.integer(-8, 8)) : r.real(-1, 1));
+      break;
+    case quant_type::f16:
+      for (int64_t i = 0; i < n; ++i) put16(&w[2 * i], q::fp32_to_fp16(exact ? float(r.integer(-8, 8)) : r.real(-1, 1)));
+      break;
+    case quant_type::bf16:
+      for (int64_t i = 0; i < n; ++i) put16(&w[2 * i], q::fp32_to_bf16(exact ? float(r.integer(-8, 8)) : r.real(-1, 1)));
+      break;
+    case quant_type::q8_0:
+      for (int64_t b = 0; b < n / 32; ++b) {
+        put16(&w[34 * b], scale(0.001f, 0.02f));
+        for (int j = 0; j < 32; ++j) w[34 * b + 2 + j] = static_cast<unsigned char>(int8_t(r.integer(-127, 127)));
+      }
+      break;
+    case quant_type::q4_0:
+      for (int64_t b = 0; b < n / 32; ++b) put16(&w[18 * b], scale(0.001f, 0.05f));
+      break;
+    case quant_type::q4_1:
+      for (int64_t b = 0; b < n / 32; ++b) {
+        put16(&w[20 * b], scale(0.001f, 0.05f));
+        put16(&w[20 * b + 2], exact ? q::fp32_to_fp16(float(r.integer(-3, 3))) : q::fp32_to_fp16(r.real(-0.3f, 0.1f)));
+      }
+      break;
+    case quant_type::q4_k:
+      for (int64_t b = 0; b < n / 256; ++b) {
+        put16(&w[144 * b], scale(0.0005f, 0.005f));
+        put16(&w[144 * b + 2], scale(0.0005f, 0.005f));
+      }
+      break;
+    case quant_type::q6_k:
+      for (int64_t b = 0; b < n / 256; ++b) put16(&w[210 * b + 208], scale(0.0005f, 0.005f));
+      break;
+    default: BOOST_FAIL("no generator");
+  }
+  return w;
+}
+
+/// A random activation row in `t`. `exact`: built directly from int8 values with unit scales.
+std::vector<unsigned char> random_activation(rng& r, quant_type t, int64_t n, bool exact) {
+  std::vector<float> x(n);
+  for (auto& v : x) v = exact ? float(r.integer(-8, 8)) : r.real(-2, 2);
+  if (!exact || t == quant_type::f32) {
+    std::vector<unsigned char> a(q::row_bytes(t, n));
+    BOOST_REQUIRE(q::quantize_row(t, x.data(), a.data(), n, isa::scalar) == status::ok);
+    return a;
+  }
+  std::vector<unsigned char> a(q::row_bytes(t, n));
+  const int bl = int(q::block_elements(t));
+  const int64_t bb = q::block_bytes(t);
+  for (int64_t b = 0; b < n / bl; ++b) {
+    unsigned char* p = &a[b * bb];
+    int8_t qs[256];
+    int sum = 0;
+    for (int j = 0; j < bl; ++j) sum += qs[j] = int8_t(r.integer(-127, 127));
+    if (t == quant_type::q8_0) {
+      put16(p, q::fp32_to_fp16(1.0f));
+      std::memcpy(p + 2, qs, 32);
+    } else if (t == quant_type::q8_1) {
+      putf(p, 1.0f);
+      putf(p + 4, float(sum));
+      std::memcpy(p + 8, qs, 32);
+    } else {
+      putf(p, 1.0f);
+      std::memcpy(p + 4, qs, 256);
+      for (int g = 0; g < 16; ++g) {
+        int16_t s = 0;
+        for (int l = 0; l < 16; ++l) s += qs[16 * g + l];
+        std::memcpy(p + 260 + 2 * g, &s, 2);
+      }
+    }
+  }
+  return a;
+}
+
+quant_type act_of(quant_type w) {
+  quant_type a{};
+  BOOST_REQUIRE(q::activation_type(w, &a));
+  return a;
+}
+
+std::vector<int64_t> sizes_for(quant_type t) {
+  const int64_t be = q::block_elements(t);
+  if (be == 1) return {1, 7, 15, 16, 17, 31, 33, 63, 127, 576, 1000, 1537};
+  if (be == 32) return {32, 3 * 32, 7 * 32, 18 * 32, 33 * 32, 48 * 32};
+  return {256, 3 * 256, 5 * 256, 6 * 256, 11 * 256};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(block_layouts_and_sizes) {
+  BOOST_TEST(q::block_bytes(quant_type::q4_0) == 18);
+  BOOST_TEST(q::block_bytes(quant_type::q4_k) == 144);
+  BOOST_TEST(q::block_bytes(quant_type::q6_k) == 210);
+  BOOST_TEST(q::row_bytes(quant_type::q4_1, 576) == 18 * 20);
+  BOOST_TEST(q::row_bytes(quant_type::q4_k, 576) == -1);
+  BOOST_TEST(q::row_bytes(quant_type::f16, 3) == 6);
+  BOOST_TEST(std::string(q::type_name(quant_type::q6_k)) == "q6_K");
+  BOOST_TEST(static_cast<uint32_t>(quant_type::bf16) == 30u);
+  BOOST_TEST(!q::activation_type(quant_type::q8_k, nullptr));
+  BOOST_TEST_MESSAGE("best isa on this machine: " << q::to_string(q::best_isa()));
+}
+
+BOOST_AUTO_TEST_CASE(fp16_conversion_matches_definition) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const double ref = ref_fp16(uint16_t(h));
+    const float got = q::fp16_to_fp32(uint16_t(h));
+    if (std::isnan(ref)) {
+      BOOST_TEST_REQUIRE(std::isnan(got), "h=" << h);
+      continue;
+    }
+    BOOST_TEST_REQUIRE(double(got) == ref, "h=" << h);
+    BOOST_TEST_REQUIRE(std::signbit(got) == bool(h & 0x8000));
+    BOOST_TEST_REQUIRE(q::fp32_to_fp16(got) == h, "round trip h=" << h);
+  }
+  // Midpoints between neighbours round to the even one; overflow goes to infinity.
+  for (uint32_t h = 0; h < 0x7BFF; ++h) {
+    const float mid = float((ref_fp16(uint16_t(h)) + ref_fp16(uint16_t(h + 1))) / 2);
+    const uint16_t even = (h & 1) ? uint16_t(h + 1) : uint16_t(h);
+    BOOST_TEST_REQUIRE(q::fp32_to_fp16(mid) == even, "midpoint after h=" << h);
+  }
+  BOOST_TEST(q::fp32_to_fp16(1e6f) == 0x7C00);
+  BOOST_TEST(q::fp32_to_fp16(-1e6f) == 0xFC00);
+  BOOST_TEST((q::fp32_to_fp16(std::numeric_limits<float>::quiet_NaN()) & 0x7FFF) > 0x7C00);
+}
+
+BOOST_AUTO_TEST_CASE(bf16_conversion_rounds_to_nearest_even) {
+  BOOST_TEST(q::fp32_to_bf16(1.0f) == 0x3F80);
+  BOOST_TEST(q::bf16_to_fp32(0x3F80) == 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0); slightly above goes up.
+  BOOST_TEST(q::fp32_to_bf16(1.0f + 0x1p-8f) == 0x3F80);
+  BOOST_TEST(q::fp32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3F81);
+  BOOST_TEST(q::fp32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3F82);
+  BOOST_TEST(std::isnan(q::bf16_to_fp32(q::fp32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+BOOST_AUTO_TEST_CASE(dequantize_matches_reference_exactly) {
+  rng r;
+  for (quant_type t : weight_types) {
+    for (int64_t n : sizes_for(t)) {
+      const auto w = random_weights(r, t, n, false);
+      const auto ref = ref_dequant(t, w.data(), n);
+      for (isa l : levels()) {
+        BOOST_TEST_CONTEXT(q::type_name(t) << " n=" << n << " isa=" << q::to_string(l)) {
+          guarded out(n * sizeof(float));
+          BOOST_TEST_REQUIRE(q::dequantize_row(t, w.data(), static_cast<float*>(out.data()), n, l) == status::ok);
+          BOOST_TEST(std::memcmp(out.data(), ref.data(), n * sizeof(float)) == 0);
+          BOOST_TEST(out.guard_intact());
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(activation_quantisers_agree_across_isas) {
+  rng r;
+  for (quant_type t : {quant_type::q8_0, quant_type::q8_1, quant_type::q8_k}) {
+    const int64_t be = q::block_elements(t);
+    for (int64_t blocks : {1, 2, 3, 7, 13}) {
+      const int64_t n = blocks * be;
+      std::vector<float> x(n);
+      for (auto& v : x) v = r.real(-3, 3);
+      x[0] = 0.5f;
+      if (blocks > 1) std::fill(x.begin() + be, x.begin() + 2 * be, 0.0f);  // an all-zero block
+      guarded ref(q::row_bytes(t, n));
+      BOOST_TEST_REQUIRE(q::quantize_row(t, x.data(), ref.data(), n, isa::scalar) == status::ok);
+      BOOST_TEST(ref.guard_intact());
+      // The scalar result reproduces x to within half a step, and its side sums are right.
+      const auto back = ref_activation(t, ref.bytes.data(), n);
+      for (int64_t b = 0; b < blocks; ++b) {
+        double amax = 0;
+        for (int64_t j = 0; j < be; ++j) amax = std::max(amax, double(std::fabs(x[b * be + j])));
+        const double step = t == quant_type::q8_0 ? ref_fp16(q::fp32_to_fp16(float(amax / 127))) : amax / 127;
+        for (int64_t j = 0; j < be; ++j)
+          BOOST_TEST_REQUIRE(std::fabs(back[b * be + j] - x[b * be + j]) <= 0.5 * step * 1.001 + amax * 1e-3 * (t == quant_type::q8_0),
+                             q::type_name(t) << " element " << b * be + j);
+      }
+      if (t == quant_type::q8_k) {
+        const auto* blk = static_cast<const q::block_q8_k*>(ref.data());
+        for (int64_t b = 0; b < blocks; ++b)
+          for (int g = 0; g < 16; ++g) {
+            int s = 0;
+            for (int l = 0; l < 16; ++l) s += blk[b].qs[16 * g + l];
+            BOOST_TEST_REQUIRE(blk[b].bsums[g] == s);
+          }
+      }
+      if (t == quant_type::q8_1) {
+        const auto* blk = static_cast<const q::block_q8_1*>(ref.data());
+        for (int64_t b = 0; b < blocks; ++b) {
+          int s = 0;
+          for (int l = 0; l < 32; ++l) s += blk[b].qs[l];
+          BOOST_TEST_REQUIRE(blk[b].s == blk[b].d * float(s));
+        }
+      }
+      for (isa l : levels()) {
+        BOOST_TEST_CONTEXT(q::type_name(t) << " blocks=" << blocks << " isa=" << q::to_string(l)) {
+          guarded got(q::row_bytes(t, n));
+          BOOST_TEST_REQUIRE(q::quantize_row(t, x.data(), got.data(), n, l) == status::ok);
+          BOOST_TEST(std::memcmp(got.data(), ref.data(), ref.size) == 0);
+          BOOST_TEST(got.guard_intact());
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(dot_products_exact_on_integer_data) {
+  // Unit scales and small integers: every partial sum is an integer below 2^24, so every
+  // kernel must return the reference exactly, whatever its summation order.
+  rng r;
+  for (quant_type t : weight_types) {
+    const quant_type at = act_of(t);
+    for (int64_t n : sizes_for(t)) {
+      const auto w = random_weights(r, t, n, true);
+      const auto a = random_activation(r, at, n, true);
+      const auto wf = ref_dequant(t, w.data(), n);
+      const auto af = ref_activation(at, a.data(), n);
+      double ref = 0;
+      for (int64_t i = 0; i < n; ++i) ref += double(wf[i]) * af[i];
+      BOOST_TEST_REQUIRE(std::fabs(ref) < 16777216.0);
+      for (isa l : levels()) {
+        BOOST_TEST_CONTEXT(q::type_name(t) << " n=" << n << " isa=" << q::to_string(l)) {
+          float out[2] = {0.0f, 12345.0f};
+          BOOST_TEST_REQUIRE(q::vec_dot(t, n, w.data(), a.data(), out, l) == status::ok);
+          BOOST_TEST(double(out[0]) == ref);
+          BOOST_TEST(out[1] == 12345.0f);
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(dot_products_match_dequantised_reference) {
+  // Random scales: compare with the composition dequantise(w)·dequantise(a) in double, within
+  // a bound of fp32 rounding over the sum of |products|; SIMD and scalar also agree closely.
+  rng r;
+  for (quant_type t : weight_types) {
+    const quant_type at = act_of(t);
+    for (int64_t n : sizes_for(t)) {
+      const auto w = random_weights(r, t, n, false);
+      const auto a = random_activation(r, at, n, false);
+      const auto wf = ref_dequant(t, w.data(), n);
+      const auto af = ref_activation(at, a.data(), n);
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        ref += double(wf[i]) * af[i];
+        mag += std::fabs(double(wf[i]) * af[i]);
+      }
+      const double tol = 2e-6 * mag * std::sqrt(double(n) / 32.0 + 1.0) + 1e-30;
+      float scalar = 0;
+      BOOST_TEST_REQUIRE(q::vec_dot(t, n, w.data(), a.data(), &scalar, isa::scalar) == status::ok);
+      for (isa l : levels()) {
+        BOOST_TEST_CONTEXT(q::type_name(t) << " n=" << n << " isa=" << q::to_string(l)
+                                           << " ref=" << ref << " tol=" << tol) {
+          float out[2] = {0.0f, 12345.0f};
+          BOOST_TEST_REQUIRE(q::vec_dot(t, n, w.data(), a.data(), out, l) == status::ok);
+          BOOST_TEST(std::fabs(double(out[0]) - ref) <= tol);
+          BOOST_TEST(std::fabs(double(out[0]) - double(scalar)) <= tol);
+          BOOST_TEST(out[1] == 12345.0f);
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(mat_vec_matches_vec_dot_per_row) {
+  rng r;
+  for (quant_type t : weight_types) {
+    const quant_type at = act_of(t);
+    const int64_t n = sizes_for(t)[2];
+    const int64_t rows = 13;
+    const size_t stride = size_t(q::row_bytes(t, n)) + 24;  // padded rows
+    std::vector<unsigned char> w(stride * rows);
+    for (int64_t row = 0; row < rows; ++row) {
+      auto one = random_weights(r, t, n, false);
+      std::memcpy(&w[row * stride], one.data(), one.size());
+    }
+    const auto a = random_activation(r, at, n, false);
+    for (isa l : levels()) {
+      BOOST_TEST_CONTEXT(q::type_name(t) << " isa=" << q::to_string(l)) {
+        guarded y(rows * sizeof(float));
+        BOOST_TEST_REQUIRE(q::mat_vec(t, rows, n, w.data(), stride, a.data(), static_cast<float*>(y.data()), l) == status::ok);
+        BOOST_TEST(y.guard_intact());
+        for (int64_t row = 0; row < rows; ++row) {
+          float one = 0;
+          BOOST_TEST_REQUIRE(q::vec_dot(t, n, &w[row * stride], a.data(), &one, l) == status::ok);
+          BOOST_TEST(static_cast<float*>(y.data())[row] == one);
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bad_arguments_give_a_status) {
+  float out = 0, y[64] = {};
+  unsigned char buf[1024] = {};
+  BOOST_TEST(q::vec_dot(quant_type::q4_0, 33, buf, buf, &out) == status::bad_size);
+  BOOST_TEST(q::vec_dot(quant_type::q4_k, 32, buf, buf, &out) == status::bad_size);
+  BOOST_TEST(q::vec_dot(quant_type::q8_k, 256, buf, buf, &out) == status::unsupported_type);
+  BOOST_TEST(q::vec_dot(static_cast<quant_type>(13), 256, buf, buf, &out) == status::unsupported_type);
+  BOOST_TEST(q::vec_dot(quant_type::q4_0, 32, nullptr, buf, &out) == status::null_pointer);
+  BOOST_TEST(q::dequantize_row(quant_type::q8_k, buf, y, 256) == status::unsupported_type);
+  BOOST_TEST(q::dequantize_row(quant_type::q6_k, buf, y, 64) == status::bad_size);
+  BOOST_TEST(q::quantize_row(quant_type::q4_0, y, buf, 32) == status::unsupported_type);
+  BOOST_TEST(q::vec_dot(quant_type::f32, 0, nullptr, nullptr, &out) == status::ok);
+  BOOST_TEST(out == 0.0f);
+  for (isa l : {isa::avx2, isa::avx512})
+    if (!q::isa_available(l))
+      BOOST_TEST(q::vec_dot(quant_type::f32, 4, buf, buf, &out, l) == status::unsupported_isa);
+}
