@@ -36,12 +36,16 @@ struct agent_state {
 
   agent_pointer self = nullptr;
   agent_env env;
-  std::vector<chat_message> messages;
+  // The conversation lives inside the (chat, chat_request) message sent to the model each step:
+  // CAF messages are copy-on-write, so once the model has handled a request the agent owns the
+  // only reference again and appends in place instead of copying the whole context every step.
+  caf::message request_msg;
   std::vector<tool_spec> model_tools;           // What the model is told it may call.
   std::unordered_set<std::string> allowed;      // Registry tools it may call.
   std::map<std::string, subagent_template> templates;
   std::unordered_set<std::string> seen_ids;
   caf::typed_response_promise<agent_result> promise;
+  // Whether the live sub-agent slot was given back (in finish, or at termination if it never ran).
   std::shared_ptr<std::atomic<bool>> slot_released = std::make_shared<std::atomic<bool>>(false);
   clock::time_point started;
   bool running = false;
@@ -61,6 +65,9 @@ struct agent_state {
   std::unordered_map<uint64_t, agent_actor> children;
 
   explicit agent_state(agent_pointer s) : self(s) {}
+
+  chat_request& request() { return request_msg.content().get_mutable_as<chat_request>(1); }
+  std::vector<chat_message>& messages() { return request().messages; }
 
   const std::string& agent_name() const { return env.config.name; }
 
@@ -90,9 +97,14 @@ struct agent_state {
       auto orch = orchestration_tool_specs();
       model_tools.insert(model_tools.end(), orch.begin(), orch.end());
     }
+    chat_request req;
+    req.tools = model_tools;
+    req.sampling = env.config.sampling;
+    req.max_tokens = env.config.max_tokens_per_turn;
     if (!env.config.system_prompt.empty())
-      messages.push_back(chat_message::system(env.config.system_prompt));
-    messages.push_back(chat_message::user(std::move(prompt)));
+      req.messages.push_back(chat_message::system(env.config.system_prompt));
+    req.messages.push_back(chat_message::user(std::move(prompt)));
+    request_msg = caf::make_message(chat_atom::value, std::move(req));
     notify(progress_event::kind::agent_started);
     next_step();
   }
@@ -107,15 +119,10 @@ struct agent_state {
         fmt::format("agent '{}' used its step budget (max_steps_per_agent = {}) without a final "
                     "answer; split the task into smaller ones or raise the budget",
                     agent_name(), max_steps())});
-    chat_request req;
-    req.id = env.run->next_request_id.fetch_add(1, std::memory_order_relaxed);
-    req.messages = messages;
-    req.tools = model_tools;
-    req.sampling = env.config.sampling;
-    req.max_tokens = env.config.max_tokens_per_turn;
-    model_request = req.id;
+    model_request = env.run->next_request_id.fetch_add(1, std::memory_order_relaxed);
+    request().id = model_request;
     notify(progress_event::kind::model_request);
-    self->request(env.model, env.config.model_timeout, chat_atom::value, std::move(req))
+    self->request(caf::actor_cast<caf::actor>(env.model), env.config.model_timeout, request_msg)
       .then([s = self](assistant_turn& turn) { s->state.on_turn(std::move(turn)); },
             [s = self](caf::error& e) {
               auto& st = s->state;
@@ -139,7 +146,7 @@ struct agent_state {
     if (!env.run->add_tokens(turn.usage.total(), why))
       return finish_failed(error{errc::budget_exceeded, why});
     if (turn.tool_calls.empty()) {
-      messages.push_back(chat_message::assistant(turn.text, {}, turn.reasoning));
+      messages().push_back(chat_message::assistant(turn.text, {}, turn.reasoning));
       ++critical;
       return finish_ok(std::move(turn.text));
     }
@@ -178,7 +185,7 @@ struct agent_state {
     stage_problems.assign(n, std::string{});
     for (size_t i = 0; i < n; ++i) stage_problems[i] = fix_id(stage_calls[i], i);
     // The context records the calls with the ids their results will carry.
-    messages.push_back(chat_message::assistant(turn.text, stage_calls, turn.reasoning));
+    messages().push_back(chat_message::assistant(turn.text, stage_calls, turn.reasoning));
     stage_results.assign(n, tool_result{});
     stage_pending = n;
     stage_child_max = 0;
@@ -236,8 +243,9 @@ struct agent_state {
     notify(progress_event::kind::tool_finished, stage_calls[i].name, r.is_error);
     stage_results[i] = std::move(r);
     if (--stage_pending > 0) return;
+    auto& context = messages();
     for (size_t k = 0; k < stage_calls.size(); ++k)
-      messages.push_back(chat_message::tool(stage_calls[k], stage_results[k]));
+      context.push_back(chat_message::tool(stage_calls[k], stage_results[k]));
     critical += 1 + stage_child_max;
     stage_calls.clear();
     stage_results.clear();
@@ -518,9 +526,7 @@ struct agent_state {
   }
 
   void release_slot() {
-    if (slot_released->exchange(true)) return;
-    env.run->remove_live(env.id);
-    if (env.parent_id != 0) env.run->release_subagent();
+    if (!slot_released->exchange(true) && env.parent_id != 0) env.run->release_subagent();
   }
 };
 
@@ -531,9 +537,8 @@ agent_actor::behavior_type agent_behavior(agent_pointer self, agent_env env) {
   // However the actor ends (quit, exception, kill), its slot and live entry are given back.
   self->attach_functor([run = st.env.run, id = st.env.id, parent = st.env.parent_id,
                         released = st.slot_released] {
-    if (released->exchange(true)) return;
-    run->remove_live(id);
-    if (parent != 0) run->release_subagent();
+    if (!released->exchange(true) && parent != 0) run->release_subagent();
+    run->remove_live(id);  // Last: the run counts as drained only once every actor has ended.
   });
   return {
     [self](run_atom, std::string& prompt) -> caf::result<agent_result> {

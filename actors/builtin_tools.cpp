@@ -114,6 +114,12 @@ void register_builtin_tools(caf::actor_system& sys, const tool_registry_actor& r
       continue;
     tool_actor actor = b.fn ? spawn_function_tool(sys, std::move(b.fn))
                             : caf::actor_cast<tool_actor>(sys.spawn(wait_behavior));
+    // The registry owns the built-in tools: they stop when it stops (a pending wait would
+    // otherwise keep its actor, and the actor system's shutdown, alive until it fires).
+    caf::actor_cast<caf::abstract_actor*>(registry)->attach_functor(
+      [tool = caf::actor_cast<caf::actor>(actor)] {
+        caf::anon_send_exit(tool, caf::exit_reason::user_shutdown);
+      });
     register_tool(sys, registry, std::move(b.spec), std::move(actor), options);
   }
 }

@@ -60,16 +60,25 @@ uint64_t estimate_tokens(std::string_view s) { return (s.size() + 3) / 4; }
 assistant_turn make_turn(const model_script& script, const chat_request& req) {
   std::string system, prompt, results;
   size_t step = 0;
-  for (const auto& m : req.messages) {
+  uint64_t in_tokens = 0;
+  size_t last_assistant = 0;
+  for (size_t i = 0; i < req.messages.size(); ++i) {
+    const auto& m = req.messages[i];
+    for (const auto& p : m.content) in_tokens += estimate_tokens(p.value);
+    in_tokens += 4;
     if (m.role == role::system && system.empty()) system = m.text();
     else if (m.role == role::user && prompt.empty()) prompt = m.text();
     else if (m.role == role::assistant) {
       ++step;
-      results.clear();
-    } else if (m.role == role::tool) {
-      if (!results.empty()) results += '\n';
-      results += m.text();
+      last_assistant = i;
     }
+  }
+  // Results of the previous turn: the tool messages after the last assistant message.
+  for (size_t i = last_assistant; step > 0 && i < req.messages.size(); ++i) {
+    const auto& m = req.messages[i];
+    if (m.role != role::tool) continue;
+    if (!results.empty()) results += '\n';
+    results += m.text();
   }
   assistant_turn turn;
   const script_rule* rule = nullptr;
@@ -105,11 +114,9 @@ assistant_turn make_turn(const model_script& script, const chat_request& req) {
     }
   }
   turn.finish = turn.tool_calls.empty() ? finish_reason::stop : finish_reason::tool_calls;
-  uint64_t in = 0;
-  for (const auto& m : req.messages) in += estimate_tokens(m.text()) + 4;
   uint64_t out = estimate_tokens(turn.text) + estimate_tokens(turn.reasoning);
   for (const auto& c : turn.tool_calls) out += estimate_tokens(c.name) + estimate_tokens(c.arguments);
-  turn.usage = usage{in, out};
+  turn.usage = usage{in_tokens, out};
   return turn;
 }
 

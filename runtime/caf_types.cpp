@@ -6,6 +6,7 @@
 #include "troupe/agent.hpp"
 #include "troupe/message.hpp"
 #include "troupe/model.hpp"
+#include "troupe/plugin_loader.hpp"
 #include "troupe/tool.hpp"
 
 namespace troupe {
@@ -30,6 +31,9 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<tool_registry_actor>("troupe.tool_registry_actor");
   cfg.add_message_type<delta_sink_actor>("troupe.delta_sink_actor");
   cfg.add_message_type<agent_actor>("troupe.agent_actor");
+  cfg.add_message_type<plugin_config>("troupe.plugin_config");
+  cfg.add_message_type<plugin_info>("troupe.plugin_info");
+  cfg.add_message_type<plugin_loader_actor>("troupe.plugin_loader_actor");
   cfg.add_error_category(error_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
     std::string out = to_string(static_cast<errc>(code));
     if (ctx.match_elements<std::string>()) {

@@ -9,6 +9,7 @@
 #include "troupe/json.hpp"
 #include "troupe/message.hpp"
 #include "troupe/model.hpp"
+#include "troupe/plugin_loader.hpp"
 #include "troupe/scripted_model.hpp"
 #include "troupe/swarm.hpp"
 #include "troupe/task_file.hpp"

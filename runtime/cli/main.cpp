@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "plugins_command.hpp"
+
 #include "run_command.hpp"
 
 int main(int argc, char** argv) {
@@ -28,7 +30,11 @@ int main(int argc, char** argv) {
                 "steps; wall-clock");
   run->add_flag("-q,--quiet", run_opts.quiet, "No progress on stderr");
 
+  troupe::cli::plugins_options plugins_opts;
+  auto* plugins = troupe::cli::add_plugins_command(app, plugins_opts);
+
   CLI11_PARSE(app, argc, argv);
   if (*run) return troupe::cli::run_command(run_opts);
+  if (*plugins) return troupe::cli::plugins_command(plugins_opts);
   return 2;
 }

@@ -142,7 +142,6 @@ tool_calls = [{ name = "wait", arguments = { ms = 60000 } }]
 [[model.rules.turns]]
 text = "done"
 )"));
-  const auto baseline = sys.registry().running();
   swarm sw{sys, m, registry};
   std::mutex mtx;
   std::condition_variable cv;
@@ -165,10 +164,9 @@ text = "done"
   runner.join();
   BOOST_TEST(!rep.ok());
   BOOST_TEST(rep.failure.code() == errc::cancelled, rep.failure.render());
+  // An agent leaves the live set only when its actor terminates (attach_functor), and run()
+  // returns only once the live set is empty: so no actor of the run is left.
   BOOST_TEST(sw.live_agents() == 0u);
-  // Every agent actor of the run is gone; only the registry, tools and model remain.
-  sys.registry().await_running_count_equal(baseline);
-  BOOST_TEST(sys.registry().running() == baseline);
   size_t cancelled = 0;
   for (const auto& a : rep.agents) cancelled += a.outcome == "cancelled";
   BOOST_TEST(cancelled == 51u);

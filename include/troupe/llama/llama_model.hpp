@@ -1,0 +1,86 @@
+#pragma once
+/// A llama-architecture decoder (SmolLM2, Llama, TinyLlama, ...) loaded from a GGUF file and run
+/// on the CPU: RMSNorm, adjacent-pair RoPE (llama.cpp's NORM rope, which GGUF llama q/k weights
+/// are permuted for), grouped-query attention over a KV cache, SwiGLU, tied or separate output.
+/// Weights stay in the file's quantised formats inside the memory map; nothing is converted.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "troupe/formats/gguf.hpp"
+
+namespace troupe::llama {
+
+/// Hyper-parameters read from the `llama.*` metadata keys.
+struct llama_hparams {
+  int64_t vocab = 0;
+  int64_t hidden = 0;        ///< llama.embedding_length
+  int64_t layers = 0;        ///< llama.block_count
+  int64_t ffn = 0;           ///< llama.feed_forward_length
+  int64_t heads = 0;         ///< llama.attention.head_count
+  int64_t kv_heads = 0;      ///< llama.attention.head_count_kv
+  int64_t head_dim = 0;      ///< hidden / heads
+  int64_t rope_dim = 0;      ///< llama.rope.dimension_count (default head_dim)
+  int64_t context = 0;       ///< llama.context_length
+  float rms_eps = 1e-5f;     ///< llama.attention.layer_norm_rms_epsilon
+  float rope_base = 10000;   ///< llama.rope.freq_base
+};
+
+/// The loaded weights. Immutable after load, so one model serves any number of llama_sessions on
+/// any threads. Throws troupe::error: not_found (file or tensor), parse_error (malformed file),
+/// unsupported (not llama architecture, or a tensor type/shape the CPU kernels do not take).
+class llama_model {
+ public:
+  static std::shared_ptr<const llama_model> load(const std::filesystem::path& path);
+
+  ~llama_model();
+  llama_model(const llama_model&) = delete;
+  llama_model& operator=(const llama_model&) = delete;
+
+  const llama_hparams& hparams() const noexcept { return hparams_; }
+  const gguf_file& file() const noexcept { return file_; }
+
+  struct impl;
+  const impl& weights() const noexcept { return *impl_; }
+
+ private:
+  explicit llama_model(gguf_file file);
+  gguf_file file_;
+  llama_hparams hparams_;
+  std::unique_ptr<impl> impl_;
+};
+
+/// One sequence being decoded: a KV cache of `context` positions, scratch buffers and a thread
+/// pool of `threads` (caller included). Not thread-safe; use one session per thread.
+class llama_session {
+ public:
+  llama_session(std::shared_ptr<const llama_model> model, int64_t context = 2048, int threads = 2);
+  ~llama_session();
+  llama_session(const llama_session&) = delete;
+  llama_session& operator=(const llama_session&) = delete;
+
+  /// Runs `tokens` at positions [position(), position() + tokens.size()) as one batch (prefill
+  /// when there are many, decode when there is one), appends them to the KV cache and returns the
+  /// logits of the last one: [vocab], valid until the next call. Throws troupe::error:
+  /// invalid_argument for an empty batch or a token id outside the vocabulary, budget_exceeded
+  /// when the context is full.
+  std::span<const float> decode(std::span<const int32_t> tokens);
+
+  /// Positions already in the KV cache.
+  int64_t position() const noexcept;
+  int64_t context() const noexcept;
+  /// Forgets the KV cache (the next decode starts at position 0).
+  void reset() noexcept;
+  const llama_model& model() const noexcept { return *model_; }
+
+ private:
+  struct state;
+  std::shared_ptr<const llama_model> model_;
+  std::unique_ptr<state> state_;
+};
+
+}  // namespace troupe::llama

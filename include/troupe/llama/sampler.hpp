@@ -1,0 +1,50 @@
+#pragma once
+/// Next-token selection from logits: repetition penalty, then top-k, top-p, min-p and
+/// temperature (llama.cpp's default chain order), then a draw from a seeded generator, or the
+/// arg-max when temperature <= 0. The same seed, parameters and logits give the same tokens on
+/// every platform (the generator and the draw are implemented here, not by the standard library).
+
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace troupe::llama {
+
+struct sampler_params {
+  float temperature = 0.0f;     ///< <= 0: greedy (arg-max, lowest id on ties)
+  int32_t top_k = 0;            ///< keep the k most likely; <= 0 keeps all
+  float top_p = 1.0f;           ///< keep the smallest set whose probability reaches p; >= 1 off
+  float min_p = 0.0f;           ///< drop tokens below min_p · p(most likely); <= 0 off
+  float repeat_penalty = 1.0f;  ///< > 1 penalises tokens among the last repeat_last_n
+  int32_t repeat_last_n = 64;
+  uint64_t seed = 0;
+};
+
+class sampler {
+ public:
+  explicit sampler(sampler_params params = {});
+
+  /// Picks the next token from logits [vocab]. Does not record it: call accept().
+  int32_t sample(std::span<const float> logits);
+  /// Records a token (prompt or generated) for the repetition penalty.
+  void accept(int32_t token);
+  /// Clears the history and reseeds.
+  void reset();
+
+  const sampler_params& params() const noexcept { return params_; }
+
+  /// The candidates after penalty and filters, with normalised probabilities, sorted by
+  /// probability (descending). Exposed for tests and for logprob reporting.
+  std::vector<std::pair<int32_t, float>> candidates(std::span<const float> logits) const;
+
+ private:
+  double next_uniform();  // [0, 1)
+
+  sampler_params params_;
+  uint64_t state_;
+  std::deque<int32_t> history_;
+};
+
+}  // namespace troupe::llama

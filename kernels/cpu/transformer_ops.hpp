@@ -1,0 +1,57 @@
+#pragma once
+/// CPU kernels of a llama-style decoder forward pass: RMSNorm, rotary embedding (adjacent-pair
+/// "NORM" rope, as llama.cpp applies to GGUF llama tensors), SwiGLU, causal grouped-query
+/// attention over an fp32 KV cache, and quantised mat-mul split over rows on a thread_pool.
+/// Each op follows the order of operations of llama.cpp's CPU backend where that affects
+/// rounding, and has a plain reference in tests/llama. Pointers and sizes in, a status out.
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/quant.hpp"
+#include "cpu/thread_pool.hpp"
+
+namespace troupe::kernels::cpu {
+
+/// y[i] = (x[i] / sqrt(mean(x²) + eps)) · w[i] over n elements; the square sum is accumulated in
+/// double (ggml_compute_forward_rms_norm). y may alias x.
+status rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) noexcept;
+
+/// Rotates adjacent pairs (x[2i], x[2i+1]) of each of `heads` vectors of `head_dim` in place by
+/// angle pos·base^(-2i/rope_dim), for 2i < rope_dim; the rest pass through. The angle is built
+/// as llama.cpp builds it (theta *= base^(-2/rope_dim) per pair, in float). x: [heads, head_dim].
+status rope_norm(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
+                 float freq_base) noexcept;
+
+/// gate[i] = silu(gate[i]) · up[i] over n elements; silu(x) = x / (1 + e^-x).
+status silu_mul(float* gate, const float* up, int64_t n) noexcept;
+
+/// In-place softmax of x[0..n) after scaling by `scale`; the sum is accumulated in double.
+status softmax(float* x, int64_t n, float scale) noexcept;
+
+/// Shape of a causal grouped-query attention over an fp32 KV cache of one layer.
+struct attention_shape {
+  int64_t heads;      ///< query heads
+  int64_t kv_heads;   ///< key/value heads; heads % kv_heads == 0
+  int64_t head_dim;
+  float scale;        ///< usually 1/sqrt(head_dim)
+};
+
+/// out[t, h, :] = softmax(q[t,h,:]·K[0..pos0+t]ᵀ · scale) · V for t in [0, tokens): query t sits
+/// at position pos0 + t and sees cache rows [0, pos0 + t]. q, out: [tokens, heads·head_dim];
+/// k_cache, v_cache: [positions, kv_heads·head_dim] with rows up to pos0 + tokens - 1 filled.
+/// Work is split over (token, head) pairs. scratch is resized as needed.
+status attention(thread_pool& pool, const attention_shape& shape, const float* q, int64_t tokens,
+                 int64_t pos0, const float* k_cache, const float* v_cache, float* out,
+                 std::vector<float>& scratch) noexcept;
+
+/// y[t, r] = Σ_i w[r, i] · x[t, i]: a quantised weight matrix of `rows` rows of n elements
+/// (`row_stride` bytes apart) times `tokens` fp32 activation rows. The activations are
+/// quantised to activation_type(weight) first (into `scratch`), then rows are split over the
+/// pool. x: [tokens, n]; y: [tokens, rows].
+status mat_mul(thread_pool& pool, quant_type weight, int64_t rows, int64_t n, const void* w,
+               size_t row_stride, const float* x, int64_t tokens, float* y,
+               std::vector<std::byte>& scratch) noexcept;
+
+}  // namespace troupe::kernels::cpu
