@@ -14,6 +14,7 @@
 #include "caf/all.hpp"
 #include "orchestration.hpp"
 #include "run_state.hpp"
+#include "subagents.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/json.hpp"
 
@@ -307,56 +308,23 @@ struct agent_state {
     complete(i, tool_result::ok(stage_calls[i].id, std::move(msg)));
   }
 
-  /// Finds what to spawn for `name`: a template made by create_subagent, a registered custom agent
-  /// type, or the worker template. Returns false with a message when there is none.
+  /// Finds what to spawn for `name`: a template made by create_subagent, else a registered custom
+  /// agent type or the worker template. Returns false with a message when there is none.
   bool resolve(const std::string& name, agent_env& child, const agent_factory** factory,
                std::string& why) {
-    child.model = env.model;
-    child.registry = env.registry;
-    child.run = env.run;
-    child.parent_id = env.id;
-    *factory = nullptr;
     if (auto it = templates.find(name); it != templates.end()) {
+      child.model = env.model;
+      child.registry = env.registry;
+      child.run = env.run;
+      child.parent_id = env.id;
       child.config = it->second.config;
       child.tool_specs = it->second.specs;
-      return true;
-    }
-    if (auto it = env.run->agent_types.find(name); it != env.run->agent_types.end()) {
-      child.config.name = name;
-      child.tool_specs = env.tool_specs;
-      for (const auto& spec : env.tool_specs) child.config.tools.push_back(spec.name);
-      *factory = &it->second.factory;
-      return true;
-    }
-    if (name.empty() || name == "worker") {
-      child.config = worker_config();
-      // A configured worker template names its own tools; the default worker gets the parent's.
-      const auto& pool = env.run->has_worker_template ? env.run->registered_tools : env.tool_specs;
-      for (const auto& spec : pool)
-        if (std::find(child.config.tools.begin(), child.config.tools.end(), spec.name) !=
-              child.config.tools.end() ||
-            (child.config.tools.size() == 1 && child.config.tools[0] == "*"))
-          child.tool_specs.push_back(spec);
+      *factory = nullptr;
       return true;
     }
     std::string known;
     for (const auto& [n, t] : templates) known += (known.empty() ? "" : ", ") + n;
-    for (const auto& [n, t] : env.run->agent_types) known += (known.empty() ? "" : ", ") + n;
-    why = fmt::format("no sub-agent named '{}'; create it with create_subagent first (known: {})",
-                      name, known.empty() ? std::string{"worker"} : known + ", worker");
-    return false;
-  }
-
-  agent_config worker_config() const {
-    agent_config c;
-    if (env.run->has_worker_template) {
-      c = env.run->worker_template;
-    } else {
-      c.name = "worker";
-      for (const auto& spec : env.tool_specs) c.tools.push_back(spec.name);
-    }
-    c.sampling = env.config.sampling;
-    return c;
+    return resolve_subagent(env, name, child, *factory, why, known);
   }
 
   /// Spawns one sub-agent and runs `prompt` on it; `done` gets its result (also on failure).
@@ -364,23 +332,17 @@ struct agent_state {
   template <class Done>
   void run_child(agent_env child, const agent_factory* factory, std::string prompt, Done done) {
     std::string why;
-    if (!env.run->try_acquire_subagent(why)) {
+    auto child_name = child.config.name;
+    agent_actor handle = spawn_subagent(self->system(), std::move(child), factory, why);
+    if (!handle) {
       agent_result r;
-      r.agent = child.config.name;
+      r.agent = child_name;
       r.failure = error{errc::budget_exceeded, why};
       return done(std::move(r));
     }
-    child.id = env.run->next_agent_id.fetch_add(1, std::memory_order_relaxed);
-    auto child_name = child.config.name;
-    auto child_id = child.id;
-    agent_actor handle = factory ? (*factory)(self->system(), std::move(child))
-                                 : spawn_agent(self->system(), std::move(child));
+    auto child_id = handle->id();
     children.emplace(child_id, handle);
-    auto timeout = env.run->limits.deadline.count() > 0
-                     ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                         env.run->deadline - clock::now()) + std::chrono::seconds(5)
-                     : std::chrono::milliseconds{std::chrono::hours{24}};
-    self->request(handle, timeout, run_atom::value, std::move(prompt))
+    self->request(handle, subagent_timeout(*env.run), run_atom::value, std::move(prompt))
       .then(
         [s = self, child_id, done](agent_result& r) mutable {
           s->state.children.erase(child_id);
@@ -505,18 +467,7 @@ struct agent_state {
     r.tool_calls = calls;
     r.critical_steps = critical;
     r.tokens = tokens;
-    agent_report rep;
-    rep.id = env.id;
-    rep.parent_id = env.parent_id;
-    rep.name = agent_name();
-    rep.outcome = r.ok() ? "completed"
-                         : (r.failure.code() == errc::cancelled ? "cancelled" : "failed");
-    if (!r.ok()) rep.error = r.failure.render();
-    rep.steps = steps;
-    rep.tool_calls = calls;
-    rep.critical_steps = critical;
-    rep.tokens = tokens;
-    rep.wall_ms = std::chrono::duration<double, std::milli>(clock::now() - started).count();
+    auto rep = make_agent_report(env, r, started);
     notify(progress_event::kind::agent_finished, rep.outcome, !r.ok());
     env.run->add_report(std::move(rep));
     // Free the slot before replying, so the parent may spawn again as soon as it hears back.

@@ -10,6 +10,7 @@
 #include "troupe/message.hpp"
 #include "troupe/model.hpp"
 #include "troupe/plugin_loader.hpp"
+#include "troupe/custom_agent.hpp"
 #include "troupe/scripted_model.hpp"
 #include "troupe/swarm.hpp"
 #include "troupe/task_file.hpp"

@@ -1,6 +1,7 @@
 // Forward-pass kernels of a llama-style decoder (see transformer_ops.hpp).
 
 #include "cpu/transformer_ops.hpp"
+#include "cpu/transformer_ops_impl.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -9,29 +10,139 @@
 
 namespace troupe::kernels::cpu {
 
+namespace detail {
 namespace {
 
-/// Σ x[i]·y[i] in the order of ggml_vec_dot_f32 built for AVX-512: four 16-lane fused
-/// multiply-add accumulators per 64 elements, folded (0+2, 1+3, 0+1), then the 16 lanes summed
-/// as _mm512_reduce_add_ps does (halves, quarters, pairs); the tail is added in double.
-float dot_f32_ggml(const float* x, const float* y, int64_t n) noexcept {
+/// ggml_v_expf as built for AVX-512 (vec.h), one lane: a degree-5 polynomial on the reduced
+/// argument, scaled by 2^n with _mm512_scalef_ps (one rounding, here ldexp). Not libm's expf:
+/// the two differ in the last bit often enough to change a greedy continuation.
+float expf_ggml(float x) noexcept {
+  const float r = 0x1.8p23f;
+  const float z = std::fma(x, 0x1.715476p+0f, r);
+  const float n = z - r;
+  const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+  if (std::fabs(n) > 192.0f) return n <= 0.0f ? 0.0f : std::numeric_limits<float>::infinity();
+  const float u = b * b;
+  const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                    std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                           u, std::fma(0x1.ffffecp-1f, b, 1.0f));
+  return std::ldexp(j, static_cast<int>(n));
+}
+
+/// _mm512_reduce_add_ps as GCC defines it: halves, quarters, then (0+2) + (1+3).
+float reduce16(const float* v) noexcept {
+  float h8[8], h4[4];
+  for (int l = 0; l < 8; ++l) h8[l] = v[l + 8] + v[l];
+  for (int l = 0; l < 4; ++l) h4[l] = h8[l + 4] + h8[l];
+  return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+}
+
+/// ggml_vec_dot_f32 (AVX-512): four 16-lane FMA accumulators per 64 elements, folded
+/// (0+2) + (1+3), reduced, then the tail added in double.
+float dot_vec_ggml(const float* x, const float* y, int64_t n) noexcept {
   const int64_t np = n & ~int64_t{63};
   float acc[4][16] = {};
-  for (int64_t i = 0; i < np; i += 64) {
-    for (int j = 0; j < 4; ++j) {
-      for (int l = 0; l < 16; ++l) {
-        acc[j][l] = std::fma(x[i + j * 16 + l], y[i + j * 16 + l], acc[j][l]);
-      }
-    }
-  }
-  float r[16];
-  for (int l = 0; l < 16; ++l) r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-  float h8[8], h4[4];
-  for (int l = 0; l < 8; ++l) h8[l] = r[l] + r[l + 8];
-  for (int l = 0; l < 4; ++l) h4[l] = h8[l] + h8[l + 4];
-  double sum = (h4[0] + h4[2]) + (h4[1] + h4[3]);
+  for (int64_t i = 0; i < np; i += 64)
+    for (int g = 0; g < 4; ++g)
+      for (int l = 0; l < 16; ++l)
+        acc[g][l] = std::fma(x[i + g * 16 + l], y[i + g * 16 + l], acc[g][l]);
+  float s[16];
+  for (int l = 0; l < 16; ++l) s[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+  double sum = reduce16(s);
   for (int64_t i = np; i < n; ++i) sum += static_cast<double>(x[i] * y[i]);
   return static_cast<float>(sum);
+}
+
+/// tinyBLAS (llamafile sgemm, AVX-512): one 16-lane FMA accumulator over n (a multiple of 16).
+float dot_tiny_ggml(const float* x, const float* y, int64_t n) noexcept {
+  float acc[16] = {};
+  for (int64_t i = 0; i < n; i += 16)
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(x[i + l], y[i + l], acc[l]);
+  return reduce16(acc);
+}
+
+void swiglu_scalar(float* gate, const float* up, int64_t n) noexcept {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = (g / (1.0f + expf_ggml(0.0f - g))) * up[i];
+  }
+}
+
+void rope_scalar(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, const float* ca,
+                 const float* cb) noexcept {
+  for (int64_t h = 0; h < heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int64_t i = 0; i < rope_dim; i += 2) {
+      const float x0 = v[i], x1 = v[i + 1];
+      v[i] = std::fma(x0, ca[i], x1 * cb[i]);
+      v[i + 1] = std::fma(x0, ca[i + 1], x1 * cb[i + 1]);
+    }
+  }
+}
+
+void attention_head_scalar(const attention_head_args& a) noexcept {
+  const int64_t n = a.n, d = a.head_dim;
+  float* s = a.scores;
+  const bool tiny = a.single_token && d % 16 == 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const float* kj = a.k + j * a.stride;
+    s[j] = tiny ? dot_tiny_ggml(kj, a.q, d) : dot_vec_ggml(kj, a.q, d);
+  }
+  softmax_ggml(s, n, a.scale);
+  float* acc = a.acc;  // [16, d]: lane j % 16 of tinyBLAS's accumulator, per output element
+  std::fill(acc, acc + 16 * d, 0.0f);
+  for (int64_t j = 0; j < n; ++j) {
+    const float p = s[j];
+    const float* vj = a.v + j * a.stride;
+    float* al = acc + (j & 15) * d;
+    for (int64_t i = 0; i < d; ++i) al[i] = std::fma(vj[i], p, al[i]);
+  }
+  float lanes[16];
+  for (int64_t i = 0; i < d; ++i) {
+    for (int l = 0; l < 16; ++l) lanes[l] = acc[l * d + i];
+    a.out[i] = reduce16(lanes);
+  }
+}
+
+}  // namespace
+
+void softmax_ggml(float* x, int64_t n, float scale) noexcept {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] *= scale;
+    mx = std::max(mx, x[i]);
+  }
+  double sum = 0.0;
+  float chunk[16];
+  for (int64_t c = 0; c < n; c += 16) {
+    for (int l = 0; l < 16; ++l) {
+      chunk[l] = c + l < n ? expf_ggml(x[c + l] - mx) : 0.0f;
+      if (c + l < n) x[c + l] = chunk[l];
+    }
+    sum += static_cast<double>(reduce16(chunk));
+  }
+  const auto inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+const transformer_table& scalar_transformer_kernels() noexcept {
+  static constexpr transformer_table table{swiglu_scalar, rope_scalar, attention_head_scalar};
+  return table;
+}
+
+}  // namespace detail
+
+namespace {
+
+const detail::transformer_table& kernels() noexcept {
+  static const detail::transformer_table* const table = [] {
+#if defined(TROUPE_KERNELS_HAVE_AVX2)
+    if (static_cast<int>(best_isa()) >= static_cast<int>(isa::avx2))
+      return &detail::avx2_transformer_kernels();
+#endif
+    return &detail::scalar_transformer_kernels();
+  }();
+  return *table;
 }
 
 }  // namespace
@@ -40,8 +151,8 @@ status rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) 
   if (n <= 0) return status::bad_size;
   if (x == nullptr || w == nullptr || y == nullptr) return status::null_pointer;
   double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const auto mean = static_cast<float>(sum / static_cast<double>(n));
   const float scale = 1.0f / std::sqrt(mean + eps);
   for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
   return status::ok;
@@ -49,55 +160,36 @@ status rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) 
 
 status rope_norm(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
                  float freq_base) noexcept {
-  if (heads < 0 || head_dim <= 0 || rope_dim <= 0 || rope_dim > head_dim || rope_dim % 2 != 0)
+  if (heads < 0 || head_dim <= 0 || rope_dim <= 0 || rope_dim > head_dim || rope_dim % 2 != 0 ||
+      rope_dim > 1024)
     return status::bad_size;
   if (x == nullptr) return status::null_pointer;
   const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(rope_dim));
-  float cs[512], sn[512];
-  if (rope_dim / 2 > 512) return status::bad_size;
+  float ca[1024], cb[1024];
   float theta = static_cast<float>(pos);
-  for (int64_t i = 0; i < rope_dim / 2; ++i) {
-    cs[i] = std::cos(theta);
-    sn[i] = std::sin(theta);
+  for (int64_t i = 0; i < rope_dim; i += 2) {
+    const float c = std::cos(theta), s = std::sin(theta);
+    ca[i] = c;
+    ca[i + 1] = s;
+    cb[i] = -s;
+    cb[i + 1] = c;
     theta *= theta_scale;
   }
-  for (int64_t h = 0; h < heads; ++h) {
-    float* v = x + h * head_dim;
-    for (int64_t i = 0; i < rope_dim / 2; ++i) {
-      const float x0 = v[2 * i];
-      const float x1 = v[2 * i + 1];
-      v[2 * i] = x0 * cs[i] - x1 * sn[i];
-      v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
-    }
-  }
+  kernels().rope(x, heads, head_dim, rope_dim, ca, cb);
   return status::ok;
 }
 
 status silu_mul(float* gate, const float* up, int64_t n) noexcept {
   if (n < 0) return status::bad_size;
   if (n > 0 && (gate == nullptr || up == nullptr)) return status::null_pointer;
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    gate[i] = (g / (1.0f + std::exp(-g))) * up[i];
-  }
+  kernels().swiglu(gate, up, n);
   return status::ok;
 }
 
 status softmax(float* x, int64_t n, float scale) noexcept {
   if (n <= 0) return status::bad_size;
   if (x == nullptr) return status::null_pointer;
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] *= scale;
-    mx = std::max(mx, x[i]);
-  }
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  detail::softmax_ggml(x, n, scale);
   return status::ok;
 }
 
@@ -116,27 +208,24 @@ status attention(thread_pool& pool, const attention_shape& s, const float* q, in
   const int64_t q_dim = s.heads * d;
   const auto threads = static_cast<size_t>(pool.size());
   const int64_t ctx = pos0 + tokens;
-  const size_t per_thread = static_cast<size_t>(ctx + d);
+  const auto per_thread = static_cast<size_t>((ctx + 15) / 16 * 16 + 16 * d);
   if (scratch.size() < threads * per_thread) scratch.resize(threads * per_thread);
   float* scratch_base = scratch.data();
+  const detail::transformer_table& kt = kernels();
   pool.parallel_for(tokens * s.heads, [&](int64_t begin, int64_t end, int thread) {
     float* scores = scratch_base + static_cast<size_t>(thread) * per_thread;
-    float* acc = scores + ctx;
+    float* acc = scores + (ctx + 15) / 16 * 16;
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / s.heads;
       const int64_t h = job % s.heads;
       const int64_t kvh = h / group;
-      const int64_t n = pos0 + t + 1;  // visible positions
-      const float* qh = q + t * q_dim + h * d;
-      for (int64_t j = 0; j < n; ++j) scores[j] = dot_f32_ggml(qh, k_cache + j * kv_dim + kvh * d, d);
-      softmax(scores, n, s.scale);
-      std::fill(acc, acc + d, 0.0f);
-      for (int64_t j = 0; j < n; ++j) {
-        const float p = scores[j];
-        const float* vj = v_cache + j * kv_dim + kvh * d;
-        for (int64_t i = 0; i < d; ++i) acc[i] = std::fma(p, vj[i], acc[i]);
-      }
-      std::copy(acc, acc + d, out + t * q_dim + h * d);
+      const detail::attention_head_args a{q + t * q_dim + h * d, k_cache + kvh * d,
+                                          v_cache + kvh * d,     kv_dim,
+                                          pos0 + t + 1,          d,
+                                          s.scale,               tokens == 1,
+                                          scores,                acc,
+                                          out + t * q_dim + h * d};
+      kt.attention_head(a);
     }
   });
   return status::ok;
