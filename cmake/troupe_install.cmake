@@ -14,6 +14,14 @@ install(TARGETS troupe EXPORT troupe_targets
   RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}")
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/troupe" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 
+# The plugin SDK for plugins built out of tree: troupe::plugin_sdk (the plugin headers, C++20 and
+# the linker version script that exports troupe_plugin_entry alone, installed next to this package).
+set_target_properties(troupe_plugin_headers PROPERTIES EXPORT_NAME plugin_sdk)
+target_link_options(troupe_plugin_headers INTERFACE
+  "$<INSTALL_INTERFACE:LINKER:--version-script=$<INSTALL_PREFIX>/${TROUPE_INSTALL_CMAKEDIR}/troupe_plugin.map>")
+install(TARGETS troupe_plugin_headers EXPORT troupe_targets)
+install(FILES "${PROJECT_SOURCE_DIR}/plugins/troupe_plugin.map" DESTINATION "${TROUPE_INSTALL_CMAKEDIR}")
+
 install(EXPORT troupe_targets
   NAMESPACE troupe::
   FILE troupeTargets.cmake

@@ -2,6 +2,8 @@
 
 #include "troupe/model.hpp"
 
+#include <ostream>
+
 namespace troupe {
 
 const char* to_string(role r) noexcept {
@@ -33,6 +35,10 @@ const char* to_string(finish_reason r) noexcept {
   }
   return "unknown";
 }
+
+std::ostream& operator<<(std::ostream& os, role r) { return os << to_string(r); }
+std::ostream& operator<<(std::ostream& os, part_kind k) { return os << to_string(k); }
+std::ostream& operator<<(std::ostream& os, finish_reason r) { return os << to_string(r); }
 
 std::string chat_message::text() const {
   if (content.size() == 1 && content.front().kind == part_kind::text) return content.front().value;

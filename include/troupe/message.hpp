@@ -2,6 +2,7 @@
 /// Chat messages with content parts (text, images by URL or inline base64), token usage.
 
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -14,9 +15,11 @@ enum class role : uint8_t { system = 0, user = 1, assistant = 2, tool = 3 };
 
 /// "system", "user", "assistant" or "tool" (the OpenAI names).
 const char* to_string(role r) noexcept;
+std::ostream& operator<<(std::ostream& os, role r);
 
 enum class part_kind : uint8_t { text = 0, image_url = 1, image_data = 2 };
 const char* to_string(part_kind k) noexcept;
+std::ostream& operator<<(std::ostream& os, part_kind k);
 
 /// One piece of a message's content. For text, `value` is the text; for image_url, the URL; for
 /// image_data, base64 bytes with `media_type` such as "image/png".

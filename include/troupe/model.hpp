@@ -3,6 +3,7 @@
 /// an actor with this protocol, so agents use them interchangeably.
 
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,7 @@ typename Inspector::result_type inspect(Inspector& f, tool_choice& x) {
 /// Why a turn ended.
 enum class finish_reason : uint8_t { stop = 0, length = 1, tool_calls = 2, cancelled = 3, error = 4 };
 const char* to_string(finish_reason r) noexcept;
+std::ostream& operator<<(std::ostream& os, finish_reason r);
 
 /// A piece of a turn as it is generated. Text and reasoning arrive as appended fragments; a tool
 /// call arrives as its index, then (once) its id and name, then argument fragments.

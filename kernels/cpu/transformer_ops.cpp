@@ -53,14 +53,6 @@ float dot_vec_ggml(const float* x, const float* y, int64_t n) noexcept {
   return static_cast<float>(sum);
 }
 
-/// tinyBLAS (llamafile sgemm, AVX-512): one 16-lane FMA accumulator over n (a multiple of 16).
-float dot_tiny_ggml(const float* x, const float* y, int64_t n) noexcept {
-  float acc[16] = {};
-  for (int64_t i = 0; i < n; i += 16)
-    for (int l = 0; l < 16; ++l) acc[l] = std::fma(x[i + l], y[i + l], acc[l]);
-  return reduce16(acc);
-}
-
 void swiglu_scalar(float* gate, const float* up, int64_t n) noexcept {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
@@ -83,24 +75,45 @@ void rope_scalar(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, co
 void attention_head_scalar(const attention_head_args& a) noexcept {
   const int64_t n = a.n, d = a.head_dim;
   float* s = a.scores;
-  const bool tiny = a.single_token && d % 16 == 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const float* kj = a.k + j * a.stride;
-    s[j] = tiny ? dot_tiny_ggml(kj, a.q, d) : dot_vec_ggml(kj, a.q, d);
-  }
+  for (int64_t j = 0; j < n; ++j) s[j] = dot_vec_ggml(a.k + j * a.stride, a.q, d);
   softmax_ggml(s, n, a.scale);
-  float* acc = a.acc;  // [16, d]: lane j % 16 of tinyBLAS's accumulator, per output element
-  std::fill(acc, acc + 16 * d, 0.0f);
+  // Σ_j p_j·v_j into the accumulator lane that ggml's order gives position j (see
+  // attention_head_args::single_token); lanes of the padding positions stay 0 as p is 0 there.
+  const int64_t sets = a.single_token ? 4 : 1;
+  float* acc = a.acc;  // [sets, 16, d]
+  std::fill(acc, acc + sets * 16 * d, 0.0f);
   for (int64_t j = 0; j < n; ++j) {
     const float p = s[j];
     const float* vj = a.v + j * a.stride;
-    float* al = acc + (j & 15) * d;
+    float* al = acc + (j % (16 * sets)) * d;
     for (int64_t i = 0; i < d; ++i) al[i] = std::fma(vj[i], p, al[i]);
   }
   float lanes[16];
   for (int64_t i = 0; i < d; ++i) {
-    for (int l = 0; l < 16; ++l) lanes[l] = acc[l * d + i];
+    for (int l = 0; l < 16; ++l) {
+      const auto at = [&](int g) { return acc[(g * 16 + l) * d + i]; };
+      lanes[l] = sets == 1 ? at(0) : (at(0) + at(2)) + (at(1) + at(3));
+    }
     a.out[i] = reduce16(lanes);
+  }
+}
+
+void quantize_q8_1_scalar(const float* x, void* vy, int64_t n) noexcept {
+  auto* y = static_cast<block_q8_1*>(vy);
+  for (int64_t b = 0; b < n / qk8_1; ++b) {
+    const float* xb = x + b * qk8_1;
+    float amax = 0.0f;
+    for (int j = 0; j < qk8_1; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < qk8_1; ++j) {
+      const auto q = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+      y[b].qs[j] = q;
+      sum += q;
+    }
+    y[b].d = fp16_to_fp32(fp32_to_fp16(d));
+    y[b].s = fp16_to_fp32(fp32_to_fp16(d * static_cast<float>(sum)));
   }
 }
 
@@ -126,8 +139,17 @@ void softmax_ggml(float* x, int64_t n, float scale) noexcept {
 }
 
 const transformer_table& scalar_transformer_kernels() noexcept {
-  static constexpr transformer_table table{swiglu_scalar, rope_scalar, attention_head_scalar};
+  static constexpr transformer_table table{swiglu_scalar, rope_scalar, attention_head_scalar,
+                                           quantize_q8_1_scalar};
   return table;
+}
+
+std::vector<const transformer_table*> transformer_kernel_variants() {
+  std::vector<const transformer_table*> v{&scalar_transformer_kernels()};
+#if defined(TROUPE_KERNELS_HAVE_AVX2)
+  if (isa_available(isa::avx2)) v.push_back(&avx2_transformer_kernels());
+#endif
+  return v;
 }
 
 }  // namespace detail
@@ -208,7 +230,7 @@ status attention(thread_pool& pool, const attention_shape& s, const float* q, in
   const int64_t q_dim = s.heads * d;
   const auto threads = static_cast<size_t>(pool.size());
   const int64_t ctx = pos0 + tokens;
-  const auto per_thread = static_cast<size_t>((ctx + 15) / 16 * 16 + 16 * d);
+  const auto per_thread = static_cast<size_t>((ctx + 15) / 16 * 16 + 64 * d);
   if (scratch.size() < threads * per_thread) scratch.resize(threads * per_thread);
   float* scratch_base = scratch.data();
   const detail::transformer_table& kt = kernels();
@@ -245,15 +267,11 @@ status mat_mul(thread_pool& pool, quant_type weight, int64_t rows, int64_t n, co
   if (scratch.size() < need) scratch.resize(need);
   std::byte* a = scratch.data();
   for (int64_t t = 0; t < tokens; ++t) {
-    if (status st = quantize_row(act, x + t * n, a + t * act_row, n); st != status::ok) return st;
-  }
-  if (act == quant_type::q8_1) {
-    // ggml keeps d and s of Q8_1 in fp16; round ours the same way so that results match
-    // llama.cpp's to the last bit of the scales (our block keeps fp32 for exactness elsewhere).
-    auto* blocks = reinterpret_cast<block_q8_1*>(a);
-    for (int64_t b = 0; b < tokens * (n / qk8_1); ++b) {
-      blocks[b].d = fp16_to_fp32(fp32_to_fp16(blocks[b].d));
-      blocks[b].s = fp16_to_fp32(fp32_to_fp16(blocks[b].s));
+    if (act == quant_type::q8_1) {
+      // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
+      kernels().quantize_q8_1(x + t * n, a + t * act_row, n);
+    } else if (status st = quantize_row(act, x + t * n, a + t * act_row, n); st != status::ok) {
+      return st;
     }
   }
   // Rows in tiles of 16 so that a tile of weights stays in L1 while every token passes over it.

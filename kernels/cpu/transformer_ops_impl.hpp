@@ -5,6 +5,7 @@
 /// transformer_ops.hpp for which op follows which ggml routine).
 
 #include <cstdint>
+#include <vector>
 
 namespace troupe::kernels::cpu::detail {
 
@@ -17,9 +18,14 @@ struct attention_head_args {
   int64_t n;             ///< visible positions
   int64_t head_dim;
   float scale;
-  bool single_token;     ///< the batch is one token: ggml computes q·k with tinyBLAS then
+  /// The batch is one token. llama.cpp (non-flash attention, fp32 cache, KV length padded to
+  /// 256) computes q·k with ggml_vec_dot_f32 in every batch, and p·V with tinyBLAS (one 16-lane
+  /// accumulator: position j in lane j % 16) for batches of several tokens but with
+  /// ggml_vec_dot_f32 (four 16-lane accumulators: position j in accumulator (j % 64) / 16, lane
+  /// j % 16) for one token, where llamafile_sgemm declines.
+  bool single_token;
   float* scores;         ///< scratch [n rounded up to 16]
-  float* acc;            ///< scratch [16, head_dim]
+  float* acc;            ///< scratch [64, head_dim]
   float* out;            ///< [head_dim]
 };
 
@@ -31,6 +37,10 @@ struct transformer_table {
   void (*rope)(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, const float* ca,
                const float* cb) noexcept;
   void (*attention_head)(const attention_head_args& a) noexcept;
+  /// quantize_row_q8_1 as ggml's x86 (AVX) code computes it: d = amax/127, values times
+  /// id = 127/amax (not 1/d) rounded to nearest-even, d and s = d·Σq kept at fp16 precision.
+  /// y: n/32 block_q8_1; n % 32 == 0.
+  void (*quantize_q8_1)(const float* x, void* y, int64_t n) noexcept;
 };
 
 /// ggml_compute_forward_soft_max_f32 on one row: x·scale, max, ggml_v_expf(x - max) summed per
@@ -40,5 +50,7 @@ void softmax_ggml(float* x, int64_t n, float scale) noexcept;
 const transformer_table& scalar_transformer_kernels() noexcept;
 /// Defined in transformer_ops_avx2.cpp; only call after the CPU check passed.
 const transformer_table& avx2_transformer_kernels() noexcept;
+/// Every variant compiled in and runnable on this CPU, scalar first (the tests compare them).
+std::vector<const transformer_table*> transformer_kernel_variants();
 
 }  // namespace troupe::kernels::cpu::detail

@@ -36,6 +36,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -306,13 +307,14 @@ asio::awaitable<response> get_once(const url& u, const fetch_state& s,
     co_return r;
   }
   beast::ssl_stream<beast::tcp_stream> stream(ex, *s.tls);
+  // OpenSSL checks that the certificate names the host (an IP literal against its IP entries).
   boost::system::error_code ec;
   asio::ip::make_address(u.host, ec);
-  if (ec) {  // SNI for names only, never for IP literals (RFC 6066)
-    if (!SSL_set_tlsext_host_name(stream.native_handle(), u.host.c_str()))
-      throw tool_error("TLS setup for " + u.host + " failed");
-  }
-  stream.set_verify_callback(ssl::host_name_verification(u.host));
+  SSL* tls = stream.native_handle();
+  bool tls_ok = ec ? SSL_set_tlsext_host_name(tls, u.host.c_str()) == 1 &&  // SNI: names only
+                       SSL_set1_host(tls, u.host.c_str()) == 1
+                   : X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tls), u.host.c_str()) == 1;
+  if (!tls_ok) throw tool_error("TLS setup for " + u.host + " failed");
   beast::get_lowest_layer(stream).expires_at(deadline);
   co_await beast::get_lowest_layer(stream).async_connect(endpoints, asio::use_awaitable);
   fail.stage = "the TLS handshake with " + u.authority();
@@ -320,7 +322,10 @@ asio::awaitable<response> get_once(const url& u, const fetch_state& s,
     co_await stream.async_handshake(ssl::stream_base::client, asio::use_awaitable);
   } catch (const boost::system::system_error&) {
     long verify = SSL_get_verify_result(stream.native_handle());
-    if (verify != X509_V_OK)
+    if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH)
+      fail.detail = "the server's certificate is not valid for " + u.host + " (" +
+                    X509_verify_cert_error_string(verify) + ")";
+    else if (verify != X509_V_OK)
       fail.detail = std::string("the server's certificate is not trusted: ") +
                     X509_verify_cert_error_string(verify) +
                     " (if you trust this server, add its CA with the plugin's ca_file option)";
@@ -481,7 +486,7 @@ page_text html_to_text(std::string_view s) {
       continue;
     }
     if (ch != '<') {
-      raw += ch;
+      raw += (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : ch;  // only tags break lines
       ++i;
       continue;
     }
@@ -494,7 +499,10 @@ page_text html_to_text(std::string_view s) {
     bool closing = k < s.size() && s[k] == '/';
     if (closing) ++k;
     size_t name_start = k;
-    while (k < s.size() && (std::isalnum(static_cast<unsigned char>(s[k])) || s[k] == '-')) ++k;
+    bool starts_name = k < s.size() && std::isalpha(static_cast<unsigned char>(s[k]));
+    while (starts_name && k < s.size() &&
+           (std::isalnum(static_cast<unsigned char>(s[k])) || s[k] == '-'))
+      ++k;
     if (k == name_start && !(k < s.size() && (s[k] == '!' || s[k] == '?'))) {
       raw += '<';  // a lone '<' in text
       ++i;

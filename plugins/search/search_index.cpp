@@ -301,16 +301,16 @@ index_reader::index_reader(fs::path index_file) : file_(std::move(index_file)) {
     throw index_error("search index '" + file_.string() +
                       "' does not exist: build it with `troupe index DIR --out " +
                       file_.string() + "`");
-  auto c = std::make_unique<connection>(file_);
-  auto schema = meta_value(c->db.db, "schema");
+  database db(file_, SQLITE_OPEN_READONLY);
+  auto schema = meta_value(db.db, "schema");
   if (!schema)
     throw index_error("'" + file_.string() +
                       "' is not a troupe search index: build one with `troupe index DIR --out FILE`");
   if (*schema != schema_version)
     throw index_error("search index '" + file_.string() + "' has schema " + *schema + ", not " +
                       schema_version + ": build it again with `troupe index`");
-  root_ = meta_value(c->db.db, "root").value_or("");
-  release(std::move(c));
+  root_ = meta_value(db.db, "root").value_or("");
+  release(std::make_unique<connection>(file_));
 }
 
 index_reader::~index_reader() = default;

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "index_command.hpp"
 #include "plugins_command.hpp"
 
 #include "run_command.hpp"
@@ -15,7 +16,9 @@ int main(int argc, char** argv) {
     "spawn_swarm) whose tool calls run in parallel under budgets the runtime enforces.\n\n"
     "Examples:\n"
     "  troupe run samples/hello_swarm/task.toml          run a swarm, result on stdout\n"
-    "  troupe run --json samples/swarm_scale/scale.toml  the run report as JSON\n"};
+    "  troupe run --json samples/swarm_scale/scale.toml  the run report as JSON\n"
+    "  troupe plugins list --plugin-dir build/plugins    the tool plugins that can be loaded\n"
+    "  troupe index docs/ --out docs.sqlite              index a corpus for the search plugin\n"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "troupe 0.1.0");
 
@@ -32,9 +35,12 @@ int main(int argc, char** argv) {
 
   troupe::cli::plugins_options plugins_opts;
   auto* plugins = troupe::cli::add_plugins_command(app, plugins_opts);
+  troupe::cli::index_command_options index_opts;
+  auto* index = troupe::cli::add_index_command(app, index_opts);
 
   CLI11_PARSE(app, argc, argv);
   if (*run) return troupe::cli::run_command(run_opts);
   if (*plugins) return troupe::cli::plugins_command(plugins_opts);
+  if (*index) return troupe::cli::index_command(index_opts);
   return 2;
 }

@@ -12,15 +12,7 @@
 #include "cpu/transformer_ops.hpp"
 #include "troupe/error.hpp"
 
-#include <cstdio>
-#include <cstdlib>
 namespace troupe::llama {
-static void dbg_dump(const char* name, int64_t il, const float* x, int64_t n) {
-  const char* d = std::getenv("TROUPE_DUMP");
-  if (!d) return;
-  std::string p = std::string(d) + "/" + name + "-" + std::to_string(il) + ".bin";
-  FILE* f = std::fopen(p.c_str(), "wb"); std::fwrite(x, 4, n, f); std::fclose(f);
-}
 
 namespace kc = troupe::kernels::cpu;
 
@@ -238,7 +230,6 @@ std::span<const float> llama_session::decode(std::span<const int32_t> tokens) {
     for (int64_t t = 0; t < T; ++t)
       check(kc::rms_norm(s.x.data() + t * H, l.attn_norm, s.cur.data() + t * H, H, h.rms_eps),
             "rms_norm");
-    dbg_dump("attn_norm", il, s.cur.data(), T*H);
     mm(l.wq, s.cur.data(), s.q.data());
     mm(l.wk, s.cur.data(), s.k.data());
     mm(l.wv, s.cur.data(), s.v.data());
@@ -251,27 +242,18 @@ std::span<const float> llama_session::decode(std::span<const int32_t> tokens) {
       std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
       std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
     }
-    dbg_dump("Qcur", il, s.q.data(), T*q_dim);
-    dbg_dump("Kcur", il, s.k.data(), T*kv_dim);
-    dbg_dump("Vcur", il, s.v.data(), T*kv_dim);
     check(kc::attention(s.pool, shape, s.q.data(), T, s.pos, kc_layer, vc_layer, s.attn.data(),
                         s.attn_scratch), "attention");
-    dbg_dump("kqv_out", il, s.attn.data(), T*q_dim);
     mm(l.wo, s.attn.data(), s.proj.data());
-    dbg_dump("attn_out", il, s.proj.data(), T*H);
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
-    dbg_dump("ffn_inp", il, s.x.data(), T*H);
     for (int64_t t = 0; t < T; ++t)
       check(kc::rms_norm(s.x.data() + t * H, l.ffn_norm, s.cur.data() + t * H, H, h.rms_eps),
             "rms_norm");
     mm(l.gate, s.cur.data(), s.gate.data());
     mm(l.up, s.cur.data(), s.up.data());
     check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
-    dbg_dump("ffn_swiglu", il, s.gate.data(), T*h.ffn);
     mm(l.down, s.gate.data(), s.proj.data());
-    dbg_dump("ffn_out", il, s.proj.data(), T*H);
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
-    dbg_dump("l_out", il, s.x.data(), T*H);
   }
   // Logits of the last token only.
   check(kc::rms_norm(s.x.data() + (T - 1) * H, w.output_norm, s.cur.data(), H, h.rms_eps),

@@ -1,0 +1,127 @@
+// SmolLM2-135M-Instruct (Q4_1) on the CPU kernels: prefill tokens/s for a 128-token prompt
+// (bench/llama/prompt_128.txt) and greedy decode tokens/s for 64 tokens after it, 2 threads.
+// Each benchmark first checks that the forward pass is deterministic on this prompt (the same
+// next token on every run; tests/llama checks it against llama.cpp), then times it.
+// tools/reference/bench_vs_llama_cpp.py runs llama.cpp on the same file, prompt and threads and
+// prints the ratio; run it for comparisons (these machines are noisy).
+//
+//   bench_llama --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "troupe/llama/llama_model.hpp"
+#include "troupe/llama/tokenizer.hpp"
+
+namespace {
+
+using troupe::llama::llama_model;
+using troupe::llama::llama_session;
+
+constexpr int decode_tokens = 64;
+
+std::filesystem::path model_path() {
+  std::filesystem::path dir;
+  if (const char* d = std::getenv("TROUPE_MODEL_DIR"); d != nullptr && *d != 0) {
+    dir = d;
+  } else if (const char* home = std::getenv("HOME"); home != nullptr) {
+    dir = std::filesystem::path(home) / ".cache/troupe/models";
+  }
+  auto p = dir / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  return std::filesystem::exists(p) ? p : std::filesystem::path();
+}
+
+/// The model and the tokenised prompt, loaded once for all benchmarks.
+struct fixture {
+  std::shared_ptr<const llama_model> model;
+  std::vector<int32_t> prompt;
+};
+
+const fixture* shared_fixture() {
+  static const std::unique_ptr<fixture> f = []() -> std::unique_ptr<fixture> {
+    const auto path = model_path();
+    if (path.empty()) return nullptr;
+    auto out = std::make_unique<fixture>();
+    out->model = llama_model::load(path);
+    std::ifstream in(TROUPE_BENCH_PROMPT, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string s = text.str();
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    out->prompt = troupe::llama::tokenizer::from_gguf(out->model->file()).encode(s, true, false);
+    return out;
+  }();
+  return f.get();
+}
+
+int32_t arg_max(std::span<const float> logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+void bm_prefill(benchmark::State& state) {
+  const fixture* f = shared_fixture();
+  if (f == nullptr) {
+    state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
+    return;
+  }
+  llama_session session(f->model, 2048, static_cast<int>(state.range(0)));
+  const int32_t expected = arg_max(session.decode(f->prompt));
+  for (auto _ : state) {
+    session.reset();
+    const auto logits = session.decode(f->prompt);
+    if (arg_max(logits) != expected) state.SkipWithError("prefill is not deterministic");
+  }
+  state.counters["prompt_tokens"] = static_cast<double>(f->prompt.size());
+  state.counters["tok_per_s"] = benchmark::Counter(static_cast<double>(f->prompt.size()),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bm_decode(benchmark::State& state) {
+  const fixture* f = shared_fixture();
+  if (f == nullptr) {
+    state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
+    return;
+  }
+  llama_session session(f->model, 2048, static_cast<int>(state.range(0)));
+  // Untimed check: two greedy runs give the same 64 tokens.
+  session.reset();
+  std::vector<int32_t> reference;
+  {
+    auto logits = session.decode(f->prompt);
+    for (int i = 0; i < decode_tokens; ++i) {
+      const int32_t next = arg_max(logits);
+      reference.push_back(next);
+      logits = session.decode(std::span<const int32_t>(&next, 1));
+    }
+  }
+  for (auto _ : state) {
+    state.PauseTiming();
+    session.reset();
+    auto logits = session.decode(f->prompt);
+    state.ResumeTiming();
+    std::vector<int32_t> got;
+    for (int i = 0; i < decode_tokens; ++i) {
+      const int32_t next = arg_max(logits);
+      got.push_back(next);
+      logits = session.decode(std::span<const int32_t>(&next, 1));
+    }
+    if (got != reference) state.SkipWithError("greedy decode is not deterministic");
+  }
+  state.counters["tok_per_s"] = benchmark::Counter(decode_tokens,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(bm_prefill)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_decode)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
