@@ -98,22 +98,34 @@ void attention_head_scalar(const attention_head_args& a) noexcept {
   }
 }
 
+/// One block of ggml's x86 quantize_row_q8_{0,1}: writes qs, returns d (fp32) and Σq.
+float quantize_block_ggml(const float* xb, int8_t* qs, int* sum) noexcept {
+  float amax = 0.0f;
+  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  *sum = 0;
+  for (int j = 0; j < 32; ++j) {
+    qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+    *sum += qs[j];
+  }
+  return amax / 127.0f;
+}
+
 void quantize_q8_1_scalar(const float* x, void* vy, int64_t n) noexcept {
   auto* y = static_cast<block_q8_1*>(vy);
   for (int64_t b = 0; b < n / qk8_1; ++b) {
-    const float* xb = x + b * qk8_1;
-    float amax = 0.0f;
-    for (int j = 0; j < qk8_1; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     int sum = 0;
-    for (int j = 0; j < qk8_1; ++j) {
-      const auto q = static_cast<int8_t>(std::nearbyint(xb[j] * id));
-      y[b].qs[j] = q;
-      sum += q;
-    }
+    const float d = quantize_block_ggml(x + b * qk8_1, y[b].qs, &sum);
     y[b].d = fp16_to_fp32(fp32_to_fp16(d));
     y[b].s = fp16_to_fp32(fp32_to_fp16(d * static_cast<float>(sum)));
+  }
+}
+
+void quantize_q8_0_scalar(const float* x, void* vy, int64_t n) noexcept {
+  auto* y = static_cast<block_q8_0*>(vy);
+  for (int64_t b = 0; b < n / qk8_0; ++b) {
+    int sum = 0;
+    y[b].d = fp32_to_fp16(quantize_block_ggml(x + b * qk8_0, y[b].qs, &sum));
   }
 }
 
@@ -140,7 +152,7 @@ void softmax_ggml(float* x, int64_t n, float scale) noexcept {
 
 const transformer_table& scalar_transformer_kernels() noexcept {
   static constexpr transformer_table table{swiglu_scalar, rope_scalar, attention_head_scalar,
-                                           quantize_q8_1_scalar};
+                                           quantize_q8_1_scalar, quantize_q8_0_scalar};
   return table;
 }
 
@@ -267,9 +279,11 @@ status mat_mul(thread_pool& pool, quant_type weight, int64_t rows, int64_t n, co
   if (scratch.size() < need) scratch.resize(need);
   std::byte* a = scratch.data();
   for (int64_t t = 0; t < tokens; ++t) {
+    // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
     if (act == quant_type::q8_1) {
-      // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
       kernels().quantize_q8_1(x + t * n, a + t * act_row, n);
+    } else if (act == quant_type::q8_0) {
+      kernels().quantize_q8_0(x + t * n, a + t * act_row, n);
     } else if (status st = quantize_row(act, x + t * n, a + t * act_row, n); st != status::ok) {
       return st;
     }

@@ -161,36 +161,48 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   }
 }
 
+/// One block of ggml's x86 quantize_row_q8_{0,1}: writes qs, returns d (fp32) and Σq.
+inline float quantize_block(const float* xb, int8_t* qs, int* sum) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(xb + 8 * k);
+  const __m256 m8 =
+      _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                    _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+  __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m8, 1), _mm256_castps256_ps128(m8));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float amax = _mm_cvtss_f32(m4);
+  const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
+  const __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  *sum = _mm_cvtsi128_si32(s);
+  const __m256i p =
+      _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs),
+                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return amax / 127.0f;
+}
+
 void quantize_q8_1_avx2(const float* x, void* vy, int64_t n) noexcept {
   auto* y = static_cast<block_q8_1*>(vy);
-  const __m256 sign = _mm256_set1_ps(-0.0f);
   for (int64_t b = 0; b < n / qk8_1; ++b) {
-    const float* xb = x + b * qk8_1;
-    __m256 v[4];
-    for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(xb + 8 * k);
-    const __m256 m8 = _mm256_max_ps(
-        _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-        _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m8, 1), _mm256_castps256_ps128(m8));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    const float d = amax / 127.0f;
-    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-    __m256i q[4];
-    for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
-    const __m256i s4 =
-        _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    const int sum = _mm_cvtsi128_si32(s);
-    const __m256i p =
-        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs),
-                        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    int sum = 0;
+    const float d = quantize_block(x + b * qk8_1, y[b].qs, &sum);
     y[b].d = _cvtsh_ss(_cvtss_sh(d, 0));
     y[b].s = _cvtsh_ss(_cvtss_sh(d * static_cast<float>(sum), 0));
+  }
+}
+
+void quantize_q8_0_avx2(const float* x, void* vy, int64_t n) noexcept {
+  auto* y = static_cast<block_q8_0*>(vy);
+  for (int64_t b = 0; b < n / qk8_0; ++b) {
+    int sum = 0;
+    y[b].d = _cvtss_sh(quantize_block(x + b * qk8_0, y[b].qs, &sum), 0);
   }
 }
 
@@ -198,7 +210,7 @@ void quantize_q8_1_avx2(const float* x, void* vy, int64_t n) noexcept {
 
 const transformer_table& avx2_transformer_kernels() noexcept {
   static constexpr transformer_table table{swiglu_avx2, rope_avx2, attention_head_avx2,
-                                           quantize_q8_1_avx2};
+                                           quantize_q8_1_avx2, quantize_q8_0_avx2};
   return table;
 }
 

@@ -41,6 +41,8 @@ struct transformer_table {
   /// id = 127/amax (not 1/d) rounded to nearest-even, d and s = d·Σq kept at fp16 precision.
   /// y: n/32 block_q8_1; n % 32 == 0.
   void (*quantize_q8_1)(const float* x, void* y, int64_t n) noexcept;
+  /// quantize_row_q8_0, the same way (the activations of Q8_0/Q4_0 weights).
+  void (*quantize_q8_0)(const float* x, void* y, int64_t n) noexcept;
 };
 
 /// ggml_compute_forward_soft_max_f32 on one row: x·scale, max, ggml_v_expf(x - max) summed per

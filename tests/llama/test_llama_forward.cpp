@@ -155,6 +155,15 @@ BOOST_AUTO_TEST_CASE(quantize_q8_1_matches_ggml_reference) {
     k->quantize_q8_1(x.data(), got.data(), 64);
     BOOST_CHECK(std::equal(ref.begin(), ref.end(), got.begin()));
     for (size_t i = ref.size(); i < got.size(); ++i) BOOST_CHECK(got[i] == std::byte{0x5A});
+    std::vector<kc::block_q8_0> q0(3);
+    q0[2].d = 0x5A5A;
+    k->quantize_q8_0(x.data(), q0.data(), 64);
+    const auto* r1 = reinterpret_cast<const kc::block_q8_1*>(ref.data());
+    for (int b = 0; b < 2; ++b) {
+      BOOST_CHECK(std::equal(q0[b].qs, q0[b].qs + 32, r1[b].qs));
+      BOOST_CHECK_EQUAL(kc::fp16_to_fp32(q0[b].d), r1[b].d);
+    }
+    BOOST_CHECK_EQUAL(q0[2].d, 0x5A5A);
   }
   const auto* b = reinterpret_cast<const kc::block_q8_1*>(ref.data());
   BOOST_CHECK_EQUAL(b[0].qs[0], -16);  // -15.5 → -16 (even)

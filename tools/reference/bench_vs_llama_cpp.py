@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""troupe vs llama.cpp on SmolLM2-135M-Instruct Q4_1: prefill and decode tokens/s, side by side.
+
+Both run the same GGUF file, the same 128-token prompt (bench/llama/prompt_128.txt, BOS first,
+no special-token parsing) and 2 threads. llama.cpp runs through llama-cpp-python in the
+configuration troupe reproduces bit for bit (tools/reference/llama_cpp_reference.py: no flash
+attention, fp32 KV cache, plain CPU weight buffers). troupe runs as bench/llama/bench_llama (Google Benchmark, JSON output). Each side is repeated
+--reps times, alternating, and the median is reported with the spread (min..max).
+
+Prefill: one eval of the whole prompt on an empty cache. Decode: 64 greedy single-token evals
+after the prompt.
+
+Usage:
+  python3 tools/reference/bench_vs_llama_cpp.py --bench BUILD/bench/llama/bench_llama [--reps 5]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import llama_cpp_reference as ref  # noqa: E402  (same model lookup and llama.cpp loader)
+
+PROMPT_FILE = REPO / "bench/llama/prompt_128.txt"
+THREADS = 2
+DECODE = 64
+
+
+def llama_cpp_run(llm, tokens):
+    import numpy as np
+    llm.reset()
+    t0 = time.perf_counter()
+    llm.eval(tokens)
+    t1 = time.perf_counter()
+    n_vocab = llm.n_vocab()
+    logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+    for _ in range(DECODE):
+        llm.eval([int(np.argmax(logits))])
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+    t2 = time.perf_counter()
+    return len(tokens) / (t1 - t0), DECODE / (t2 - t1)
+
+
+def troupe_run(bench):
+    out = subprocess.run([str(bench), "--benchmark_format=json", "--benchmark_min_time=0.001"],
+                         check=True, capture_output=True, text=True).stdout
+    rates = {}
+    for b in json.loads(out)["benchmarks"]:
+        if b.get("error_occurred"):
+            sys.exit(f"bench_llama: {b['name']}: {b.get('error_message')}")
+        rates[b["name"].split("/")[0]] = (b["tok_per_s"], b.get("prompt_tokens"))
+    return rates["bm_prefill"][0], rates["bm_decode"][0], rates["bm_prefill"][1]
+
+
+def summary(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=ref.DEFAULT_MODEL)
+    ap.add_argument("--bench", type=Path, required=True, help="path to bench_llama")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+
+    llama_cpp = ref.load_llama()
+    prompt = PROMPT_FILE.read_text(encoding="utf-8").rstrip("\n ")
+    configs = {"llama.cpp (exact config)": dict(flash_attn=False, type_k=llama_cpp.GGML_TYPE_F32,
+                                                type_v=llama_cpp.GGML_TYPE_F32)}
+    llms = {name: llama_cpp.Llama(model_path=str(args.model), n_ctx=2048, n_batch=512,
+                                  n_threads=THREADS, n_threads_batch=THREADS, verbose=False, **kw)
+            for name, kw in configs.items()}
+    tokens = next(iter(llms.values())).tokenize(prompt.encode("utf-8"), add_bos=True,
+                                                 special=False)
+    results = {name: ([], []) for name in list(llms) + ["troupe"]}
+    for name, llm in llms.items():  # warm-up
+        llama_cpp_run(llm, tokens)
+    troupe_prompt_tokens = None
+    for _ in range(args.reps):
+        for name, llm in llms.items():
+            p, d = llama_cpp_run(llm, tokens)
+            results[name][0].append(p)
+            results[name][1].append(d)
+        p, d, troupe_prompt_tokens = troupe_run(args.bench)
+        results["troupe"][0].append(p)
+        results["troupe"][1].append(d)
+    if troupe_prompt_tokens is not None and int(troupe_prompt_tokens) != len(tokens):
+        sys.exit(f"prompt token counts differ: llama.cpp {len(tokens)}, troupe "
+                 f"{int(troupe_prompt_tokens)}")
+
+    print(f"model {args.model.name}, prompt {len(tokens)} tokens, decode {DECODE} tokens, "
+          f"{THREADS} threads, {args.reps} repetitions (median, min..max tokens/s)")
+    base = results["llama.cpp (exact config)"]
+    for name, (pre, dec) in results.items():
+        pm, plo, phi = summary(pre)
+        dm, dlo, dhi = summary(dec)
+        print(f"  {name:26s} prefill {pm:7.1f} ({plo:.1f}..{phi:.1f})   "
+              f"decode {dm:6.1f} ({dlo:.1f}..{dhi:.1f})")
+    tp, td = statistics.median(results["troupe"][0]), statistics.median(results["troupe"][1])
+    for name in llms:
+        lp, ld = statistics.median(results[name][0]), statistics.median(results[name][1])
+        print(f"  troupe / {name}: prefill x{tp / lp:.2f}, decode x{td / ld:.2f}")
+
+
+if __name__ == "__main__":
+    main()
