@@ -53,16 +53,7 @@ struct agent_context::impl {
   }
 
   void notify(progress_event::kind k, std::string detail = {}, bool is_error = false) {
-    progress_event ev;
-    ev.what = k;
-    ev.agent_id = env.id;
-    ev.parent_id = env.parent_id;
-    ev.agent = env.config.name;
-    ev.detail = std::move(detail);
-    ev.steps = steps;
-    ev.tokens = tokens.total();
-    ev.is_error = is_error;
-    env.run->notify(ev);
+    notify_progress(env, k, steps, tokens.total(), std::move(detail), is_error);
   }
 
   /// Called after the coroutine was resumed: finishes the agent once its coroutine is done.

@@ -26,6 +26,10 @@ agent_actor spawn_subagent(caf::actor_system& sys, agent_env child, const agent_
 /// How long to wait for a sub-agent: until the run's deadline (plus a grace period), else a day.
 std::chrono::milliseconds subagent_timeout(const run_state& run);
 
+/// Tells the run's observer about agent `env` (steps and tokens so far).
+void notify_progress(const agent_env& env, progress_event::kind what, uint32_t steps,
+                     uint64_t tokens, std::string detail = {}, bool is_error = false);
+
 /// The report of an agent that finished with `r` after starting at `started`.
 agent_report make_agent_report(const agent_env& env, const agent_result& r,
                                std::chrono::steady_clock::time_point started);

@@ -1,0 +1,125 @@
+#include "generate_command.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "troupe/error.hpp"
+#include "troupe/llama/chat_template.hpp"
+#include "troupe/llama/llama_model.hpp"
+#include "troupe/llama/tokenizer.hpp"
+
+namespace troupe::cli {
+
+CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
+  auto* cmd = app.add_subcommand(
+    "generate",
+    "Generate text with a local GGUF model (llama architecture), streamed to stdout.\n"
+    "The prompt is wrapped in the model's chat template unless --raw is given. Greedy at\n"
+    "temperature 0 (the default): the same prompt always gives the same text.");
+  cmd->add_option("prompt", opts.prompt, "The prompt (the user message)")->required();
+  cmd->add_option("-m,--model", opts.model,
+                  "smollm2 (the embedded default, installed by scripts/install-deps) or a .gguf path")
+    ->capture_default_str();
+  cmd->add_option("--temperature", opts.sampling.temperature, "0: greedy")->capture_default_str();
+  cmd->add_option("--top-k", opts.sampling.top_k, "Keep the k most likely tokens; 0: off");
+  cmd->add_option("--top-p", opts.sampling.top_p, "Nucleus sampling; 1: off");
+  cmd->add_option("--min-p", opts.sampling.min_p, "Drop tokens below min-p x p(best); 0: off");
+  cmd->add_option("--repeat-penalty", opts.sampling.repeat_penalty, "1: off");
+  cmd->add_option("--seed", opts.sampling.seed, "Seed of the sampler (reproducible runs)");
+  cmd->add_option("-n,--max-tokens", opts.max_tokens, "Tokens to generate at most")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("-t,--threads", opts.threads, "Threads for the kernels")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 256));
+  cmd->add_option("-c,--context", opts.context, "Context length (KV cache positions)")
+    ->capture_default_str()
+    ->check(CLI::Range(16, 1 << 20));
+  cmd->add_flag("--raw", opts.raw, "Continue the prompt text as is, without a chat template");
+  return cmd;
+}
+
+std::string resolve_model_path(const std::string& name) {
+  if (name != "smollm2") return name;
+  std::filesystem::path dir;
+  if (const char* d = std::getenv("TROUPE_MODEL_DIR"); d && *d) {
+    dir = d;
+  } else if (const char* home = std::getenv("HOME"); home && *home) {
+    dir = std::filesystem::path{home} / ".cache" / "troupe" / "models";
+  }
+  return (dir / "SmolLM2-135M-Instruct.Q4_1.gguf").string();
+}
+
+int generate_command(const generate_options& opts) {
+  using clock = std::chrono::steady_clock;
+  const auto path = resolve_model_path(opts.model);
+  if (opts.model == "smollm2" && !std::filesystem::exists(path)) {
+    std::fprintf(stderr,
+                 "troupe generate: the embedded model is not installed at %s; run "
+                 "scripts/install-deps (or set TROUPE_MODEL_DIR)\n",
+                 path.c_str());
+    return 2;
+  }
+  try {
+    auto model = llama::llama_model::load(path);
+    auto tok = llama::tokenizer::from_gguf(model->file());
+    std::string text = opts.prompt;
+    if (!opts.raw) {
+      auto tmpl = llama::chat_template::from_gguf(model->file());
+      std::vector<llama::chat_message> conversation{{"user", opts.prompt}};
+      text = tmpl.apply(conversation, true);
+    }
+    auto prompt_tokens = tok.encode(text, true, !opts.raw);
+    if (static_cast<int64_t>(prompt_tokens.size()) + 1 > opts.context)
+      throw error{errc::invalid_argument,
+                  "the prompt is " + std::to_string(prompt_tokens.size()) +
+                    " tokens long, more than the context of " + std::to_string(opts.context) +
+                    "; shorten it or raise --context"};
+    llama::llama_session session{model, opts.context, opts.threads};
+    llama::sampler sampler{opts.sampling};
+    for (auto t : prompt_tokens) sampler.accept(t);
+    const auto t0 = clock::now();
+    auto logits = session.decode(prompt_tokens);
+    const auto t1 = clock::now();
+    int generated = 0;
+    std::string pending;  // Bytes of an incomplete UTF-8 sequence wait for the next token.
+    while (generated < opts.max_tokens && session.position() < session.context()) {
+      auto next = sampler.sample(logits);
+      if (tok.is_end_of_generation(next)) break;
+      sampler.accept(next);
+      ++generated;
+      pending += tok.token_to_piece(next);
+      // Print up to the last complete UTF-8 character.
+      size_t cut = pending.size();
+      for (size_t back = 1; back <= 3 && back <= pending.size(); ++back) {
+        auto c = static_cast<unsigned char>(pending[pending.size() - back]);
+        if ((c & 0xC0) == 0x80) continue;  // A continuation byte: look further back.
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (need > back) cut = pending.size() - back;
+        break;
+      }
+      std::fwrite(pending.data(), 1, cut, stdout);
+      std::fflush(stdout);
+      pending.erase(0, cut);
+      if (generated < opts.max_tokens && session.position() < session.context())
+        logits = session.decode(std::span<const int32_t>{&next, 1});
+    }
+    std::fwrite(pending.data(), 1, pending.size(), stdout);
+    std::fputc('\n', stdout);
+    const auto t2 = clock::now();
+    const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
+    const double decode_s = std::chrono::duration<double>(t2 - t1).count();
+    std::fprintf(stderr,
+                 "troupe generate: %zu prompt tokens (%.1f tok/s), %d generated (%.1f tok/s)\n",
+                 prompt_tokens.size(), prompt_tokens.size() / std::max(prefill_s, 1e-9), generated,
+                 generated / std::max(decode_s, 1e-9));
+    return 0;
+  } catch (const error& e) {
+    std::fprintf(stderr, "troupe generate: %s\n", e.what());
+    return e.code() == errc::model_failed || e.code() == errc::internal ? 1 : 2;
+  }
+}
+
+}  // namespace troupe::cli

@@ -1,0 +1,140 @@
+// The sampler: greedy, each filter's exact effect on a hand-made distribution, the repetition
+// penalty, and seeded reproducibility.
+#define BOOST_TEST_MODULE llama_sampler
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "troupe/llama/sampler.hpp"
+
+using troupe::llama::sampler;
+using troupe::llama::sampler_params;
+
+namespace {
+
+/// Logits whose softmax is exactly {0.5, 0.25, 0.125, 0.0625, 0.0625}.
+std::vector<float> halving() {
+  return {std::log(0.5f), std::log(0.25f), std::log(0.125f), std::log(0.0625f), std::log(0.0625f)};
+}
+
+std::vector<int32_t> ids(const std::vector<std::pair<int32_t, float>>& c) {
+  std::vector<int32_t> out;
+  for (const auto& [id, p] : c) out.push_back(id);
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(greedy_takes_the_arg_max_and_the_lowest_id_on_ties) {
+  sampler s;
+  BOOST_TEST(s.sample(halving()) == 0);
+  std::vector<float> tie{1.0f, 3.0f, 3.0f};
+  BOOST_TEST(s.sample(tie) == 1);
+  BOOST_TEST(s.sample(std::vector<float>{}) == -1);
+}
+
+BOOST_AUTO_TEST_CASE(without_filters_the_candidates_are_the_softmax) {
+  sampler s{sampler_params{.temperature = 1.0f}};
+  auto c = s.candidates(halving());
+  BOOST_REQUIRE(c.size() == 5u);
+  const float expect[] = {0.5f, 0.25f, 0.125f, 0.0625f, 0.0625f};
+  for (size_t i = 0; i < 5; ++i) BOOST_TEST(c[i].second == expect[i], boost::test_tools::tolerance(1e-6f));
+  BOOST_TEST(ids(c) == (std::vector<int32_t>{0, 1, 2, 3, 4}));
+}
+
+BOOST_AUTO_TEST_CASE(top_k_top_p_and_min_p_keep_exactly_what_they_should) {
+  {
+    sampler s{sampler_params{.temperature = 1.0f, .top_k = 2}};
+    auto c = s.candidates(halving());
+    BOOST_TEST(ids(c) == (std::vector<int32_t>{0, 1}));
+    BOOST_TEST(c[0].second == 2.0f / 3.0f, boost::test_tools::tolerance(1e-6f));
+  }
+  {
+    // Cumulative 0.5, 0.75: the smallest set reaching 0.7 has two tokens.
+    sampler s{sampler_params{.temperature = 1.0f, .top_p = 0.7f}};
+    BOOST_TEST(ids(s.candidates(halving())) == (std::vector<int32_t>{0, 1}));
+  }
+  {
+    sampler s{sampler_params{.temperature = 1.0f, .top_p = 0.8f}};
+    BOOST_TEST(ids(s.candidates(halving())) == (std::vector<int32_t>{0, 1, 2}));
+  }
+  {
+    // Relative to the best: 1, 0.5, 0.25, 0.125: min_p 0.3 keeps two, 0.2 keeps three.
+    sampler s{sampler_params{.temperature = 1.0f, .min_p = 0.3f}};
+    BOOST_TEST(ids(s.candidates(halving())) == (std::vector<int32_t>{0, 1}));
+    sampler s2{sampler_params{.temperature = 1.0f, .min_p = 0.2f}};
+    BOOST_TEST(ids(s2.candidates(halving())) == (std::vector<int32_t>{0, 1, 2}));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(temperature_sharpens_and_flattens) {
+  // Temperature 0.5 squares the probabilities before normalising.
+  sampler s{sampler_params{.temperature = 0.5f}};
+  auto c = s.candidates(halving());
+  const double sq[] = {0.25, 0.0625, 0.015625, 0.00390625, 0.00390625};
+  double sum = 0;
+  for (double v : sq) sum += v;
+  for (size_t i = 0; i < 5; ++i)
+    BOOST_TEST(c[i].second == static_cast<float>(sq[i] / sum), boost::test_tools::tolerance(1e-5f));
+  sampler hot{sampler_params{.temperature = 1000.0f}};
+  auto flat = hot.candidates(halving());
+  for (const auto& [id, p] : flat) BOOST_TEST(p == 0.2f, boost::test_tools::tolerance(0.01f));
+}
+
+BOOST_AUTO_TEST_CASE(the_repetition_penalty_demotes_recent_tokens) {
+  std::vector<float> logits{2.0f, 1.5f, 1.2f, -1.0f};
+  sampler s{sampler_params{.repeat_penalty = 2.0f}};
+  BOOST_TEST(s.sample(logits) == 0);
+  s.accept(0);  // 2.0 / 2 = 1.0 < 1.5
+  BOOST_TEST(s.sample(logits) == 1);
+  s.accept(1);  // 1.5 / 2 = 0.75: now 1.2 beats 1.0 and 0.75
+  BOOST_TEST(s.sample(logits) == 2);
+  s.reset();
+  BOOST_TEST(s.sample(logits) == 0);
+  // Negative logits are multiplied, pushing them further down.
+  sampler t{sampler_params{.temperature = 1.0f, .repeat_penalty = 2.0f}};
+  t.accept(3);
+  auto c = t.candidates(logits);
+  BOOST_TEST(c.back().first == 3);
+  double z = std::exp(2.0) + std::exp(1.5) + std::exp(1.2) + std::exp(-2.0);
+  BOOST_TEST(c.back().second == static_cast<float>(std::exp(-2.0) / z),
+             boost::test_tools::tolerance(1e-5f));
+  // Only the last repeat_last_n tokens count.
+  sampler u{sampler_params{.repeat_penalty = 2.0f, .repeat_last_n = 1}};
+  u.accept(0);
+  u.accept(2);
+  BOOST_TEST(u.sample(logits) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(the_same_seed_gives_the_same_tokens) {
+  auto draw = [](uint64_t seed) {
+    sampler s{sampler_params{.temperature = 1.0f, .seed = seed}};
+    std::vector<int32_t> out;
+    for (int i = 0; i < 200; ++i) out.push_back(s.sample(halving()));
+    return out;
+  };
+  BOOST_TEST(draw(42) == draw(42));
+  BOOST_TEST(draw(42) != draw(43));
+  // reset() restarts the sequence.
+  sampler s{sampler_params{.temperature = 1.0f, .seed = 9}};
+  std::vector<int32_t> first, second;
+  for (int i = 0; i < 50; ++i) first.push_back(s.sample(halving()));
+  s.reset();
+  for (int i = 0; i < 50; ++i) second.push_back(s.sample(halving()));
+  BOOST_TEST(first == second);
+}
+
+BOOST_AUTO_TEST_CASE(draws_follow_the_distribution) {
+  sampler s{sampler_params{.temperature = 1.0f, .seed = 1}};
+  std::map<int32_t, int> counts;
+  constexpr int n = 20000;
+  for (int i = 0; i < n; ++i) ++counts[s.sample(halving())];
+  const double expect[] = {0.5, 0.25, 0.125, 0.0625, 0.0625};
+  for (int32_t id = 0; id < 5; ++id)
+    BOOST_TEST(static_cast<double>(counts[id]) / n == expect[id], boost::test_tools::tolerance(0.1));
+  // With top_k = 1 every draw is the best token, whatever the seed.
+  sampler k1{sampler_params{.temperature = 1.0f, .top_k = 1, .seed = 5}};
+  for (int i = 0; i < 100; ++i) BOOST_TEST(k1.sample(halving()) == 0);
+}
