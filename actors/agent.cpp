@@ -77,7 +77,36 @@ struct agent_state {
   }
 
   void notify(progress_event::kind k, std::string detail = {}, bool is_error = false) {
-    notify_progress(env, k, steps, tokens.total(), std::move(detail), is_error);
+    if (!env.run->observer) return;
+    progress_event ev;
+    ev.what = k;
+    ev.detail = std::move(detail);
+    ev.is_error = is_error;
+    notify_progress(env, std::move(ev), steps, tokens.total());
+  }
+
+  /// A tool call starting (with its arguments) or finishing (with its result).
+  void notify_call(const tool_call& call, const tool_result* result) {
+    if (!env.run->observer) return;
+    progress_event ev;
+    ev.what = result ? progress_event::kind::tool_finished : progress_event::kind::tool_started;
+    ev.detail = call.name;
+    ev.call_id = call.id;
+    if (result) {
+      ev.result = result->content;
+      ev.is_error = result->is_error;
+    } else {
+      ev.arguments = call.arguments;
+    }
+    notify_progress(env, std::move(ev), steps, tokens.total());
+  }
+
+  void notify_reply(const usage& turn_usage) {
+    if (!env.run->observer) return;
+    progress_event ev;
+    ev.what = progress_event::kind::model_reply;
+    ev.usage = turn_usage;
+    notify_progress(env, std::move(ev), steps, tokens.total());
   }
 
   void start(std::string prompt) {
@@ -131,7 +160,7 @@ struct agent_state {
     model_request = 0;
     ++steps;
     tokens += turn.usage;
-    notify(progress_event::kind::model_reply);
+    notify_reply(turn.usage);
     if (turn.finish == finish_reason::cancelled)
       return finish_failed(error{errc::cancelled, "the model request was cancelled"});
     std::string why;
@@ -190,6 +219,7 @@ struct agent_state {
   void dispatch_one(size_t i) {
     const auto& call = stage_calls[i];
     ++calls;
+    notify_call(call, nullptr);
     if (!stage_problems[i].empty())
       return complete(i, tool_result::failure(
                            call.id, fmt::format("invalid tool call: the call to '{}' {}, so it was "
@@ -209,7 +239,6 @@ struct agent_state {
                                                 call.name, available_tools())));
     if (!env.run->try_acquire_tool_call(why))
       return complete(i, tool_result::failure(call.id, why));
-    notify(progress_event::kind::tool_started, call.name);
     self->request(env.registry, env.config.tool_timeout, invoke_atom::value, call)
       .then([s = self, i](tool_result& r) { s->state.complete(i, std::move(r)); },
             [s = self, i](caf::error& e) {
@@ -232,7 +261,7 @@ struct agent_state {
   void complete(size_t i, tool_result r) {
     if (done || i >= stage_results.size()) return;
     r.call_id = stage_calls[i].id;
-    notify(progress_event::kind::tool_finished, stage_calls[i].name, r.is_error);
+    notify_call(stage_calls[i], &r);
     stage_results[i] = std::move(r);
     if (--stage_pending > 0) return;
     auto& context = messages();

@@ -53,7 +53,36 @@ struct agent_context::impl {
   }
 
   void notify(progress_event::kind k, std::string detail = {}, bool is_error = false) {
-    notify_progress(env, k, steps, tokens.total(), std::move(detail), is_error);
+    if (!env.run->observer) return;
+    progress_event ev;
+    ev.what = k;
+    ev.detail = std::move(detail);
+    ev.is_error = is_error;
+    notify_progress(env, std::move(ev), steps, tokens.total());
+  }
+
+  /// A tool call starting (with its arguments) or finishing (with its result).
+  void notify_call(const tool_call& call, const tool_result* result) {
+    if (!env.run->observer) return;
+    progress_event ev;
+    ev.what = result ? progress_event::kind::tool_finished : progress_event::kind::tool_started;
+    ev.detail = call.name;
+    ev.call_id = call.id;
+    if (result) {
+      ev.result = result->content;
+      ev.is_error = result->is_error;
+    } else {
+      ev.arguments = call.arguments;
+    }
+    notify_progress(env, std::move(ev), steps, tokens.total());
+  }
+
+  void notify_reply(const usage& turn_usage) {
+    if (!env.run->observer) return;
+    progress_event ev;
+    ev.what = progress_event::kind::model_reply;
+    ev.usage = turn_usage;
+    notify_progress(env, std::move(ev), steps, tokens.total());
   }
 
   /// Called after the coroutine was resumed: finishes the agent once its coroutine is done.
@@ -218,7 +247,7 @@ request_awaiter<assistant_turn> agent_context::chat(std::vector<chat_message> me
             ++core->steps;
             ++core->critical;
             core->tokens += turn.usage;
-            core->notify(progress_event::kind::model_reply);
+            core->notify_reply(turn.usage);
             std::string why;
             if (!core->env.run->add_tokens(turn.usage.total(), why))
               on_error(error{errc::budget_exceeded, why});
@@ -254,20 +283,23 @@ request_awaiter<tool_result> agent_context::call(std::string tool, std::string a
       std::string why;
       if (!core->env.run->try_acquire_tool_call(why))
         return on_value(tool_result::failure(call_id, why));
-      core->notify(progress_event::kind::tool_started, tool);
+      tool_call call{call_id, tool, std::move(arguments)};
+      core->notify_call(call, nullptr);
+      tool_call named{call.id, call.name, {}};  // Names the call in the finish notification.
       core->self->request(core->env.registry, core->env.config.tool_timeout, invoke_atom::value,
-                          tool_call{call_id, tool, std::move(arguments)})
+                          std::move(call))
         .then(
-          [core, tool, on_value](tool_result& r) {
-            core->notify(progress_event::kind::tool_finished, tool, r.is_error);
+          [core, call = named, on_value](tool_result& r) {
+            core->notify_call(call, &r);
             on_value(std::move(r));
             core->after_resume();
           },
-          [core, tool, call_id, on_value](caf::error& e) {
-            core->notify(progress_event::kind::tool_finished, tool, true);
-            on_value(tool_result::failure(
-              call_id, from_caf_error(e, fmt::format("the tool registry (call to '{}')", tool))
-                         .message()));
+          [core, call = named, on_value](caf::error& e) {
+            auto r = tool_result::failure(
+              call.id, from_caf_error(e, fmt::format("the tool registry (call to '{}')", call.name))
+                         .message());
+            core->notify_call(call, &r);
+            on_value(std::move(r));
             core->after_resume();
           });
     }};

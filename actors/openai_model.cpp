@@ -29,9 +29,9 @@ using oai_grant_atom = caf::atom_constant<caf::atom("oai_grant")>;
 /// retry_after_ms or -1, retryable, rate_limited); (oai_retry, request, attempt) when a backoff
 /// ends; (oai_grant, request) when the endpoint gate admits a waiting request.
 using backend_actor = model_actor::extend<
-  caf::reacts_to<oai_ok_atom, uint64_t, uint32_t, assistant_turn>,
-  caf::reacts_to<oai_fail_atom, uint64_t, uint32_t, caf::error, int64_t, bool, bool>,
-  caf::reacts_to<oai_retry_atom, uint64_t, uint32_t>, caf::reacts_to<oai_grant_atom, uint64_t>>;
+    caf::reacts_to<oai_ok_atom, uint64_t, uint32_t, assistant_turn>,
+    caf::reacts_to<oai_fail_atom, uint64_t, uint32_t, caf::error, int64_t, bool, bool>,
+    caf::reacts_to<oai_retry_atom, uint64_t, uint32_t>, caf::reacts_to<oai_grant_atom, uint64_t>>;
 
 // ------------------------------------------------------------------------------------------------
 // Adaptive concurrency per endpoint (AIMD), shared by every backend of the process.
@@ -72,8 +72,10 @@ class endpoint_gate {
       if (it == held_.end() || it->second == 0) return;
       if (--it->second == 0) held_.erase(it);
       --in_flight_;
-      if (o == outcome::rate_limited) limit_ = std::max(1.0, limit_ / 2);
-      else if (o == outcome::success) limit_ = std::min(max_, limit_ + 1.0 / limit_);
+      if (o == outcome::rate_limited)
+        limit_ = std::max(1.0, limit_ / 2);
+      else if (o == outcome::success)
+        limit_ = std::min(max_, limit_ + 1.0 / limit_);
       admit(grants);
     }
     for (auto& f : grants) f();
@@ -112,7 +114,9 @@ class endpoint_gate {
     std::function<void()> grant;
   };
 
-  uint32_t admitted_limit() const { return static_cast<uint32_t>(std::max(1.0, std::floor(limit_))); }
+  uint32_t admitted_limit() const {
+    return static_cast<uint32_t>(std::max(1.0, std::floor(limit_)));
+  }
 
   void admit(std::vector<std::function<void()>>& grants) {
     while (!waiters_.empty() && in_flight_ < admitted_limit()) {
@@ -162,9 +166,9 @@ json::value content_of(const chat_message& m) {
       part.emplace_back("text", p.value);
     } else {
       auto url = p.kind == part_kind::image_url
-                   ? p.value
-                   : "data:" + (p.media_type.empty() ? std::string{"image/png"} : p.media_type) +
-                       ";base64," + p.value;
+                     ? p.value
+                     : "data:" + (p.media_type.empty() ? std::string{"image/png"} : p.media_type) +
+                           ";base64," + p.value;
       part.emplace_back("type", "image_url");
       part.emplace_back("image_url", json::object{{"url", std::move(url)}});
     }
@@ -193,10 +197,10 @@ std::string build_body(const openai_config& cfg, const json::value& extra, const
       if (!m.reasoning.empty()) msg.emplace_back("reasoning_content", m.reasoning);
       json::array calls;
       for (const auto& c : m.tool_calls)
-        calls.emplace_back(json::object{
-          {"id", c.id},
-          {"type", "function"},
-          {"function", json::object{{"name", c.name}, {"arguments", c.arguments}}}});
+        calls.emplace_back(
+            json::object{{"id", c.id},
+                         {"type", "function"},
+                         {"function", json::object{{"name", c.name}, {"arguments", c.arguments}}}});
       msg.emplace_back("tool_calls", std::move(calls));
     }
     messages.emplace_back(std::move(msg));
@@ -217,8 +221,12 @@ std::string build_body(const openai_config& cfg, const json::value& extra, const
     case tool_choice_mode::automatic:
       if (!req.tools.empty()) body.set("tool_choice", "auto");
       break;
-    case tool_choice_mode::none: body.set("tool_choice", "none"); break;
-    case tool_choice_mode::required: body.set("tool_choice", "required"); break;
+    case tool_choice_mode::none:
+      body.set("tool_choice", "none");
+      break;
+    case tool_choice_mode::required:
+      body.set("tool_choice", "required");
+      break;
     case tool_choice_mode::named:
       body.set("tool_choice", json::object{{"type", "function"},
                                            {"function", json::object{{"name", req.choice.name}}}});
@@ -230,10 +238,11 @@ std::string build_body(const openai_config& cfg, const json::value& extra, const
   if (req.max_tokens > 0) body.set("max_tokens", req.max_tokens);
   if (!req.response_schema.empty())
     body.set("response_format",
-             json::object{{"type", "json_schema"},
-                          {"json_schema", json::object{{"name", "reply"},
-                                                       {"schema", json::parse(req.response_schema,
-                                                                              "response_schema")}}}});
+             json::object{
+                 {"type", "json_schema"},
+                 {"json_schema",
+                  json::object{{"name", "reply"},
+                               {"schema", json::parse(req.response_schema, "response_schema")}}}});
   if (stream) {
     body.set("stream", true);
     body.set("stream_options", json::object{{"include_usage", true}});
@@ -294,8 +303,12 @@ class turn_reader : public http::response_handler {
  public:
   turn_reader(backend_actor backend, uint64_t request, uint32_t attempt, delta_sink_actor sink,
               bool stream, std::string where)
-      : backend_(std::move(backend)), request_(request), attempt_(attempt), sink_(std::move(sink)),
-        stream_(stream), where_(std::move(where)) {}
+      : backend_(std::move(backend)),
+        request_(request),
+        attempt_(attempt),
+        sink_(std::move(sink)),
+        stream_(stream),
+        where_(std::move(where)) {}
 
   void on_head(const http::response_head& head) override {
     status_ = head.status;
@@ -307,7 +320,8 @@ class turn_reader : public http::response_handler {
   bool on_body(std::string_view bytes) override {
     if (!stream_ || status_ < 200 || status_ >= 300) {
       if (body_.size() + bytes.size() > (size_t{64} << 20))
-        return fail(error(errc::model_failed, where_ + " sent a response larger than 64 MiB"), false);
+        return fail(error(errc::model_failed, where_ + " sent a response larger than 64 MiB"),
+                    false);
       body_.append(bytes);
       return true;
     }
@@ -340,22 +354,23 @@ class turn_reader : public http::response_handler {
       // Cancelled exchanges are reported too; the backend has forgotten them by then.
       bool retryable = transport.code() != errc::cancelled && !emitted_;
       if (stream_ && status_ >= 200 && status_ < 300 && transport.code() == errc::io_error)
-        return send_fail(error(errc::model_failed,
-                               where_ + " broke the stream before the turn was complete (" +
-                                   transport.message() + ")" +
-                                   (emitted_ ? "; the partial answer was dropped" : "")),
-                         -1, retryable, false);
+        return send_fail(
+            error(errc::model_failed, where_ + " broke the stream before the turn was complete (" +
+                                          transport.message() + ")" +
+                                          (emitted_ ? "; the partial answer was dropped" : "")),
+            -1, retryable, false);
       return send_fail(transport, -1, retryable, false);
     }
     if (status_ < 200 || status_ >= 300) return report_status();
     if (!stream_) return finish_plain();
-    if (!data_.empty() && !done_) event(std::exchange(data_, {}));  // Last event without blank line.
+    if (!data_.empty() && !done_)
+      event(std::exchange(data_, {}));  // Last event without blank line.
     if (failure_) return report_failure();
     if (!done_ && finish_.empty())
-      return send_fail(error(errc::model_failed,
-                             where_ + " ended the stream before the turn was complete" +
-                                 (emitted_ ? " (the partial answer was dropped)" : "")),
-                       -1, !emitted_, false);
+      return send_fail(
+          error(errc::model_failed, where_ + " ended the stream before the turn was complete" +
+                                        (emitted_ ? " (the partial answer was dropped)" : "")),
+          -1, !emitted_, false);
     finish_turn();
   }
 
@@ -396,13 +411,16 @@ class turn_reader : public http::response_handler {
       if (msg.empty()) msg = "(empty body)";
     }
     bool retryable = status_ == 408 || status_ == 409 || status_ == 429 || status_ >= 500;
-    if (should_retry_ == "true") retryable = true;
-    else if (should_retry_ == "false") retryable = false;
+    if (should_retry_ == "true")
+      retryable = true;
+    else if (should_retry_ == "false")
+      retryable = false;
     errc code = status_ == 400 || status_ == 422 ? errc::invalid_argument
                 : status_ == 404                 ? errc::not_found
                                                  : errc::model_failed;
     std::string hint;
-    if (status_ == 401 || status_ == 403) hint = " (check the API key variable and its permissions)";
+    if (status_ == 401 || status_ == 403)
+      hint = " (check the API key variable and its permissions)";
     if (status_ == 404) hint = " (check base_url and the model name)";
     send_fail(error(code, fmt::format("{} answered HTTP {}: {}{}", where_, status_, msg, hint)),
               retry_after_ms_, retryable, status_ == 429);
@@ -425,15 +443,15 @@ class turn_reader : public http::response_handler {
     try {
       chunk = json::parse(data, "a streamed chunk");
     } catch (const error& e) {
-      fail(error(errc::model_failed, where_ + " streamed a chunk that is not valid JSON: " +
-                                         e.message()),
+      fail(error(errc::model_failed,
+                 where_ + " streamed a chunk that is not valid JSON: " + e.message()),
            false);
       return;
     }
     if (auto* err = chunk.find("error"); err && !err->is_null()) {
-      fail(error(errc::model_failed,
-                 where_ + " reported an error in the middle of the stream: " + server_message(chunk) +
-                     (emitted_ ? " (the partial answer was dropped)" : "")),
+      fail(error(errc::model_failed, where_ + " reported an error in the middle of the stream: " +
+                                         server_message(chunk) +
+                                         (emitted_ ? " (the partial answer was dropped)" : "")),
            !emitted_);
       return;
     }
@@ -468,8 +486,10 @@ class turn_reader : public http::response_handler {
             call.id += string_member(c, "id");
             if (auto* fn = c.find("function"); fn && fn->is_object()) {
               call.name += string_member(*fn, "name");
-              if (auto* a = fn->find("arguments"); a && a->is_string()) call.arguments += a->as_string();
-              else if (a && a->is_object()) call.arguments += json::dump(*a);
+              if (auto* a = fn->find("arguments"); a && a->is_string())
+                call.arguments += a->as_string();
+              else if (a && a->is_object())
+                call.arguments += json::dump(*a);
             }
           }
         }
@@ -483,18 +503,20 @@ class turn_reader : public http::response_handler {
     try {
       v = json::parse(body_, "the response");
     } catch (const error& e) {
-      return send_fail(error(errc::model_failed,
-                             where_ + " answered with a body that is not valid JSON: " + e.message()),
-                       -1, false, false);
+      return send_fail(
+          error(errc::model_failed,
+                where_ + " answered with a body that is not valid JSON: " + e.message()),
+          -1, false, false);
     }
     if (auto* err = v.find("error"); err && !err->is_null())
-      return send_fail(error(errc::model_failed, where_ + " reported an error: " + server_message(v)),
-                       -1, false, false);
+      return send_fail(
+          error(errc::model_failed, where_ + " reported an error: " + server_message(v)), -1, false,
+          false);
     if (auto* u = v.find("usage"); u && u->is_object()) usage_ = usage_of(*u);
     auto* choices = v.find("choices");
     if (!choices || !choices->is_array() || choices->as_array().empty())
-      return send_fail(error(errc::model_failed, where_ + " answered without any choice"), -1, false,
-                       false);
+      return send_fail(error(errc::model_failed, where_ + " answered without any choice"), -1,
+                       false, false);
     const auto& choice = choices->as_array().front();
     finish_ = string_member(choice, "finish_reason");
     if (auto* msg = choice.find("message"); msg && msg->is_object()) {
@@ -508,8 +530,10 @@ class turn_reader : public http::response_handler {
           call.id = string_member(c, "id");
           if (auto* fn = c.find("function"); fn && fn->is_object()) {
             call.name = string_member(*fn, "name");
-            if (auto* a = fn->find("arguments"); a && a->is_string()) call.arguments = a->as_string();
-            else if (a && a->is_object()) call.arguments = json::dump(*a);
+            if (auto* a = fn->find("arguments"); a && a->is_string())
+              call.arguments = a->as_string();
+            else if (a && a->is_object())
+              call.arguments = json::dump(*a);
           }
         }
       }
@@ -524,9 +548,10 @@ class turn_reader : public http::response_handler {
     turn.usage = usage_;
     for (auto& [i, c] : calls_) {
       if (c.name.empty())
-        return send_fail(error(errc::model_failed,
-                               fmt::format("{} sent tool call #{} without a function name", where_, i)),
-                         -1, false, false);
+        return send_fail(
+            error(errc::model_failed,
+                  fmt::format("{} sent tool call #{} without a function name", where_, i)),
+            -1, false, false);
       tool_call call;
       call.id = c.id.empty() ? fmt::format("call_{}_{}", request_, i) : c.id;
       call.name = c.name;
@@ -626,7 +651,8 @@ void admit(backend_pointer self, uint64_t id) {
   auto& st = self->state;
   auto& p = st.pending[id];
   auto handle = caf::actor_cast<backend_actor>(self);
-  if (st.gate->acquire(st.owner, id, [handle, id] { caf::anon_send(handle, oai_grant_atom::value, id); })) {
+  if (st.gate->acquire(st.owner, id,
+                       [handle, id] { caf::anon_send(handle, oai_grant_atom::value, id); })) {
     p.holds_slot = true;
     start_attempt(self, id);
   } else {
@@ -653,100 +679,104 @@ backend_actor::behavior_type backend(backend_pointer self, openai_config cfg, ht
   st.extra = std::move(extra);
   st.auth = std::move(auth);
   return {
-    [self](chat_atom, const chat_request& req) -> caf::result<assistant_turn> {
-      auto& st = self->state;
-      if (st.pending.count(req.id))
-        return to_caf_error(error(errc::invalid_argument,
-                                  fmt::format("request id {} is already in flight on the model "
-                                              "backend for {}: use a fresh id per request",
-                                              req.id, st.where)));
-      std::string body;
-      try {
-        body = build_body(st.cfg, st.extra, req, static_cast<bool>(req.stream_to));
-      } catch (const error& e) {
-        return to_caf_error(error(e.code() == errc::parse_error ? errc::invalid_argument : e.code(),
-                                  "cannot build the request for " + st.where + ": " + e.message()));
-      }
-      auto& p = st.pending[req.id];
-      p.promise = self->make_response_promise<assistant_turn>();
-      p.body = std::move(body);
-      p.sink = req.stream_to;
-      auto rp = p.promise;
-      admit(self, req.id);
-      return rp;
-    },
-    [self](cancel_atom, uint64_t id) {
-      auto& st = self->state;
-      auto it = st.pending.find(id);
-      if (it == st.pending.end()) return;
-      auto& p = it->second;
-      if (p.exchange) st.client->cancel(p.exchange);
-      release_slot(self, p, endpoint_gate::outcome::neutral);
-      if (p.waiting) st.gate->forget(st.owner, id);  // If already admitted, oai_grant releases it.
-      assistant_turn t;
-      t.finish = finish_reason::cancelled;
-      p.promise.deliver(std::move(t));
-      st.pending.erase(it);
-    },
-    [self](oai_grant_atom, uint64_t id) {
-      auto& st = self->state;
-      auto it = st.pending.find(id);
-      if (it == st.pending.end() || !it->second.waiting) {
-        st.gate->release(st.owner, endpoint_gate::outcome::neutral);
-        return;
-      }
-      it->second.waiting = false;
-      it->second.holds_slot = true;
-      start_attempt(self, id);
-    },
-    [self](oai_ok_atom, uint64_t id, uint32_t attempt, assistant_turn& turn) {
-      auto& st = self->state;
-      auto it = st.pending.find(id);
-      if (it == st.pending.end() || it->second.attempt != attempt) return;
-      release_slot(self, it->second, endpoint_gate::outcome::success);
-      it->second.promise.deliver(std::move(turn));
-      st.pending.erase(it);
-    },
-    [self](oai_fail_atom, uint64_t id, uint32_t attempt, caf::error& cause, int64_t retry_after_ms,
-           bool retryable, bool rate_limited) {
-      auto& st = self->state;
-      auto it = st.pending.find(id);
-      if (it == st.pending.end() || it->second.attempt != attempt) return;
-      auto& p = it->second;
-      p.exchange.reset();
-      release_slot(self, p, rate_limited ? endpoint_gate::outcome::rate_limited
-                                         : endpoint_gate::outcome::neutral);
-      auto e = from_caf_error(cause, "the model request");
-      std::string why;
-      if (retryable && attempt > st.cfg.max_retries) {
-        why = fmt::format(" (gave up after {} attempts; max_retries = {})", attempt,
-                          st.cfg.max_retries);
-      } else if (retryable && retry_after_ms > st.cfg.max_retry_after.count()) {
-        why = fmt::format(" (the server asked to retry after {} ms, more than max_retry_after = {} ms)",
-                          retry_after_ms, st.cfg.max_retry_after.count());
-      } else if (retryable) {
-        std::chrono::milliseconds delay;
-        if (retry_after_ms >= 0) {
-          delay = std::chrono::milliseconds{retry_after_ms};
-        } else {
-          double d = static_cast<double>(st.cfg.retry_base_delay.count()) *
-                     std::pow(2.0, static_cast<double>(attempt - 1));
-          d = std::min(d, static_cast<double>(st.cfg.retry_max_delay.count()));
-          d *= 1.0 - 0.25 * std::uniform_real_distribution<double>{0.0, 1.0}(st.rng);
-          delay = std::chrono::milliseconds{static_cast<int64_t>(d)};
+      [self](chat_atom, const chat_request& req) -> caf::result<assistant_turn> {
+        auto& st = self->state;
+        if (st.pending.count(req.id))
+          return to_caf_error(error(errc::invalid_argument,
+                                    fmt::format("request id {} is already in flight on the model "
+                                                "backend for {}: use a fresh id per request",
+                                                req.id, st.where)));
+        std::string body;
+        try {
+          body = build_body(st.cfg, st.extra, req, static_cast<bool>(req.stream_to));
+        } catch (const error& e) {
+          return to_caf_error(
+              error(e.code() == errc::parse_error ? errc::invalid_argument : e.code(),
+                    "cannot build the request for " + st.where + ": " + e.message()));
         }
-        self->delayed_send(self, delay, oai_retry_atom::value, id, attempt);
-        return;
-      }
-      p.promise.deliver(to_caf_error(error(e.code(), e.message() + why)));
-      st.pending.erase(it);
-    },
-    [self](oai_retry_atom, uint64_t id, uint32_t attempt) {
-      auto& st = self->state;
-      auto it = st.pending.find(id);
-      if (it == st.pending.end() || it->second.attempt != attempt) return;
-      admit(self, id);
-    },
+        auto& p = st.pending[req.id];
+        p.promise = self->make_response_promise<assistant_turn>();
+        p.body = std::move(body);
+        p.sink = req.stream_to;
+        auto rp = p.promise;
+        admit(self, req.id);
+        return rp;
+      },
+      [self](cancel_atom, uint64_t id) {
+        auto& st = self->state;
+        auto it = st.pending.find(id);
+        if (it == st.pending.end()) return;
+        auto& p = it->second;
+        if (p.exchange) st.client->cancel(p.exchange);
+        release_slot(self, p, endpoint_gate::outcome::neutral);
+        if (p.waiting)
+          st.gate->forget(st.owner, id);  // If already admitted, oai_grant releases it.
+        assistant_turn t;
+        t.finish = finish_reason::cancelled;
+        p.promise.deliver(std::move(t));
+        st.pending.erase(it);
+      },
+      [self](oai_grant_atom, uint64_t id) {
+        auto& st = self->state;
+        auto it = st.pending.find(id);
+        if (it == st.pending.end() || !it->second.waiting) {
+          st.gate->release(st.owner, endpoint_gate::outcome::neutral);
+          return;
+        }
+        it->second.waiting = false;
+        it->second.holds_slot = true;
+        start_attempt(self, id);
+      },
+      [self](oai_ok_atom, uint64_t id, uint32_t attempt, assistant_turn& turn) {
+        auto& st = self->state;
+        auto it = st.pending.find(id);
+        if (it == st.pending.end() || it->second.attempt != attempt) return;
+        release_slot(self, it->second, endpoint_gate::outcome::success);
+        it->second.promise.deliver(std::move(turn));
+        st.pending.erase(it);
+      },
+      [self](oai_fail_atom, uint64_t id, uint32_t attempt, caf::error& cause,
+             int64_t retry_after_ms, bool retryable, bool rate_limited) {
+        auto& st = self->state;
+        auto it = st.pending.find(id);
+        if (it == st.pending.end() || it->second.attempt != attempt) return;
+        auto& p = it->second;
+        p.exchange.reset();
+        release_slot(
+            self, p,
+            rate_limited ? endpoint_gate::outcome::rate_limited : endpoint_gate::outcome::neutral);
+        auto e = from_caf_error(cause, "the model request");
+        std::string why;
+        if (retryable && attempt > st.cfg.max_retries) {
+          why = fmt::format(" (gave up after {} attempts; max_retries = {})", attempt,
+                            st.cfg.max_retries);
+        } else if (retryable && retry_after_ms > st.cfg.max_retry_after.count()) {
+          why = fmt::format(
+              " (the server asked to retry after {} ms, more than max_retry_after = {} ms)",
+              retry_after_ms, st.cfg.max_retry_after.count());
+        } else if (retryable) {
+          std::chrono::milliseconds delay;
+          if (retry_after_ms >= 0) {
+            delay = std::chrono::milliseconds{retry_after_ms};
+          } else {
+            double d = static_cast<double>(st.cfg.retry_base_delay.count()) *
+                       std::pow(2.0, static_cast<double>(attempt - 1));
+            d = std::min(d, static_cast<double>(st.cfg.retry_max_delay.count()));
+            d *= 1.0 - 0.25 * std::uniform_real_distribution<double>{0.0, 1.0}(st.rng);
+            delay = std::chrono::milliseconds{static_cast<int64_t>(d)};
+          }
+          self->delayed_send(self, delay, oai_retry_atom::value, id, attempt);
+          return;
+        }
+        p.promise.deliver(to_caf_error(error(e.code(), e.message() + why)));
+        st.pending.erase(it);
+      },
+      [self](oai_retry_atom, uint64_t id, uint32_t attempt) {
+        auto& st = self->state;
+        auto it = st.pending.find(id);
+        if (it == st.pending.end() || it->second.attempt != attempt) return;
+        admit(self, id);
+      },
   };
 }
 

@@ -66,18 +66,12 @@ std::chrono::milliseconds subagent_timeout(const run_state& run) {
   return duration_cast<milliseconds>(run.deadline - steady_clock::now()) + seconds{5};
 }
 
-void notify_progress(const agent_env& env, progress_event::kind what, uint32_t steps,
-                     uint64_t tokens, std::string detail, bool is_error) {
-  if (!env.run->observer) return;
-  progress_event ev;
-  ev.what = what;
+void notify_progress(const agent_env& env, progress_event ev, uint32_t steps, uint64_t tokens) {
   ev.agent_id = env.id;
   ev.parent_id = env.parent_id;
   ev.agent = env.config.name;
-  ev.detail = std::move(detail);
   ev.steps = steps;
   ev.tokens = tokens;
-  ev.is_error = is_error;
   env.run->notify(std::move(ev));
 }
 

@@ -27,8 +27,8 @@ agent_actor spawn_subagent(caf::actor_system& sys, agent_env child, const agent_
 std::chrono::milliseconds subagent_timeout(const run_state& run);
 
 /// Tells the run's observer about agent `env` (steps and tokens so far).
-void notify_progress(const agent_env& env, progress_event::kind what, uint32_t steps,
-                     uint64_t tokens, std::string detail = {}, bool is_error = false);
+/// `ev` carries what happened (kind, detail, call fields); agent fields are filled in here.
+void notify_progress(const agent_env& env, progress_event ev, uint32_t steps, uint64_t tokens);
 
 /// The report of an agent that finished with `r` after starting at `started`.
 agent_report make_agent_report(const agent_env& env, const agent_result& r,

@@ -63,8 +63,10 @@ endpoint parse_endpoint(std::string_view text) {
   if (sep == std::string_view::npos) throw bad("it has no scheme");
   endpoint e;
   auto scheme = lower(text.substr(0, sep));
-  if (scheme == "https") e.tls = true;
-  else if (scheme != "http") throw bad("the scheme '" + scheme + "' is not http or https");
+  if (scheme == "https")
+    e.tls = true;
+  else if (scheme != "http")
+    throw bad("the scheme '" + scheme + "' is not http or https");
   auto rest = text.substr(sep + 3);
   size_t slash = rest.find('/');
   auto authority = rest.substr(0, slash);
@@ -87,7 +89,8 @@ endpoint parse_endpoint(std::string_view text) {
   }
   if (host.empty()) throw bad("it has no host");
   for (char ch : host)
-    if (static_cast<unsigned char>(ch) <= ' ' || ch == '\\') throw bad("the host has invalid characters");
+    if (static_cast<unsigned char>(ch) <= ' ' || ch == '\\')
+      throw bad("the host has invalid characters");
   e.host = lower(host);
   if (port.empty()) {
     e.port = e.tls ? "443" : "80";
@@ -189,8 +192,9 @@ struct client::impl {
     } catch (const boost::system::system_error& e) {
       long verify = SSL_get_verify_result(c->secure->native_handle());
       if (verify != X509_V_OK)
-        throw error(errc::io_error, "the TLS certificate of " + x.to.origin() +
-                                        " is not accepted: " + X509_verify_cert_error_string(verify));
+        throw error(errc::io_error,
+                    "the TLS certificate of " + x.to.origin() +
+                        " is not accepted: " + X509_verify_cert_error_string(verify));
       throw;
     }
     co_return c;
@@ -200,8 +204,8 @@ struct client::impl {
   /// may be reused. `got_bytes` turns true once any part of the response has arrived.
   template <class Stream>
   asio::awaitable<bool> talk(Stream& s, connection& c, exchange& x, bool& got_bytes) {
-    bhttp::request<bhttp::string_body> r{x.req.method == "GET" ? bhttp::verb::get : bhttp::verb::post,
-                                         x.req.target, 11};
+    bhttp::request<bhttp::string_body> r{
+        x.req.method == "GET" ? bhttp::verb::get : bhttp::verb::post, x.req.target, 11};
     std::string host = x.to.host.find(':') != std::string::npos ? "[" + x.to.host + "]" : x.to.host;
     if (x.to.port != (x.to.tls ? "443" : "80")) host += ":" + x.to.port;
     r.set(bhttp::field::host, host);
@@ -249,12 +253,16 @@ struct client::impl {
         if (x->cancelled) throw boost::system::system_error(asio::error::operation_aborted);
         auto c = round == 0 ? take_idle(origin) : nullptr;
         bool reused = c != nullptr;
-        if (c) x->conn = c;
-        else c = co_await connect(*x);
+        if (c)
+          x->conn = c;
+        else
+          c = co_await connect(*x);
         bool got_bytes = false, reusable = false;
         try {
-          if (c->secure) reusable = co_await talk(*c->secure, *c, *x, got_bytes);
-          else reusable = co_await talk(*c->plain, *c, *x, got_bytes);
+          if (c->secure)
+            reusable = co_await talk(*c->secure, *c, *x, got_bytes);
+          else
+            reusable = co_await talk(*c->plain, *c, *x, got_bytes);
         } catch (const boost::system::system_error&) {
           if (reused && !got_bytes && !x->cancelled) continue;  // The server closed an idle one.
           throw;

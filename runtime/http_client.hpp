@@ -34,8 +34,8 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 
 struct request {
   std::string method = "POST";
-  std::string target;  ///< Path and query, starting with '/'.
-  header_list headers; ///< Host, Content-Length and User-Agent are added by the client.
+  std::string target;   ///< Path and query, starting with '/'.
+  header_list headers;  ///< Host, Content-Length and User-Agent are added by the client.
   std::string body;
   /// Limit for connecting plus receiving the response head, and for each wait for more body.
   std::chrono::milliseconds timeout{60000};

@@ -36,7 +36,7 @@ namespace troupe {
 /// How to reach one OpenAI-compatible endpoint.
 struct openai_config {
   std::string base_url = "https://api.openai.com/v1";  ///< Without "/chat/completions".
-  std::string model;                                    ///< The "model" field of each request.
+  std::string model;                                   ///< The "model" field of each request.
   std::string api_key_env = "OPENAI_API_KEY";  ///< Unset or empty variable: no Authorization.
   /// Limit for connecting plus receiving the response head, and for each wait for more of a
   /// streamed body.
@@ -46,9 +46,9 @@ struct openai_config {
   /// A JSON object merged into every request body (e.g. {"thinking":{"type":"disabled"}} or
   /// {"parallel_tool_calls":true}); its members replace those troupe sets. Empty: none.
   std::string extra_body;
-  std::chrono::milliseconds retry_base_delay{500};   ///< First backoff, doubled per retry.
-  std::chrono::milliseconds retry_max_delay{8000};   ///< Largest backoff (before jitter).
-  std::chrono::milliseconds max_retry_after{120000}; ///< A longer retry-after is not honoured.
+  std::chrono::milliseconds retry_base_delay{500};    ///< First backoff, doubled per retry.
+  std::chrono::milliseconds retry_max_delay{8000};    ///< Largest backoff (before jitter).
+  std::chrono::milliseconds max_retry_after{120000};  ///< A longer retry-after is not honoured.
   std::string ca_file;  ///< Extra trusted CAs (PEM) for https; the system store is always used.
 };
 

@@ -64,9 +64,13 @@ struct progress_event {
   std::string agent;
   std::string detail;  ///< Tool name, finish outcome, ... (never tool arguments).
   uint32_t steps = 0;
-  uint64_t tokens = 0;
+  uint64_t tokens = 0;          ///< The agent's tokens so far.
   bool is_error = false;
   std::chrono::steady_clock::time_point at;
+  std::string call_id;          ///< tool_started, tool_finished: the id of the call.
+  std::string_view arguments;   ///< tool_started: the call's arguments (valid during the call only).
+  std::string_view result;      ///< tool_finished: the result's content (valid during the call only).
+  troupe::usage usage;          ///< model_reply: the tokens of that turn.
 };
 using progress_observer = std::function<void(const progress_event&)>;
 

@@ -17,3 +17,4 @@
 #include "troupe/tool.hpp"
 #include "troupe/tool_call.hpp"
 #include "troupe/tool_registry.hpp"
+#include "troupe/trace.hpp"

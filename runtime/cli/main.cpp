@@ -27,13 +27,20 @@ int main(int argc, char** argv) {
   troupe::cli::run_options run_opts;
   auto* run = app.add_subcommand(
     "run", "Run a swarm described by a task file (TOML: [task], [model], [tools], [budgets], ...).\n"
-           "Progress goes to stderr (plain lines when not a terminal; NO_COLOR is respected),\n"
-           "the result to stdout. Exit status: 0 done, 1 the run failed, 2 bad task file.");
+           "Progress goes to stderr (a live table on a terminal, plain lines otherwise; NO_COLOR\n"
+           "is respected), the result to stdout. Exit status: 0 done, 1 the run failed, 2 bad\n"
+           "task file or unwritable trace file.");
   run->add_option("task", run_opts.task_file, "Task file (.toml)")->required();
   run->add_flag("--json", run_opts.json,
                 "Print the run report as JSON: per agent steps, tool calls, tokens; critical "
                 "steps; wall-clock");
   run->add_flag("-q,--quiet", run_opts.quiet, "No progress on stderr");
+  auto* trace = run->add_option("--trace", run_opts.trace_file,
+                                "Write the run as a Chrome trace (JSON) to FILE: a track per agent, "
+                                "model steps and tool calls; open it in https://ui.perfetto.dev");
+  run->add_flag("--trace-content", run_opts.trace_content,
+                "Put tool-call arguments and results in the trace (they may be sensitive)")
+    ->needs(trace);
 
   troupe::cli::plugins_options plugins_opts;
   auto* plugins = troupe::cli::add_plugins_command(app, plugins_opts);

@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "caf/all.hpp"
+#include "live_view.hpp"
 #include "progress.hpp"
 #include "troupe/builtin_tools.hpp"
 #include "troupe/caf_types.hpp"
@@ -13,6 +16,7 @@
 #include "troupe/swarm.hpp"
 #include "troupe/task_file.hpp"
 #include "troupe/tool_registry.hpp"
+#include "troupe/trace.hpp"
 
 namespace troupe::cli {
 
@@ -42,6 +46,15 @@ int run_command(const run_options& opts) {
     std::fprintf(stderr, "troupe run: %s\n", e.what());
     return 2;
   }
+  if (!opts.trace_file.empty()) {  // Find out now, not after the run, that it cannot be written.
+    std::FILE* probe = std::fopen(opts.trace_file.c_str(), "wb");
+    if (!probe) {
+      std::fprintf(stderr, "troupe run: cannot write the trace file '%s': %s\n",
+                   opts.trace_file.c_str(), std::strerror(errno));
+      return 2;
+    }
+    std::fclose(probe);
+  }
   troupe::actor_system_config cfg;
   caf::actor_system sys{cfg};
   auto registry = spawn_tool_registry(sys);
@@ -54,11 +67,22 @@ int run_command(const run_options& opts) {
     caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
     return 2;
   }
-  progress_printer progress{stderr, opts.quiet};
+  // On a terminal a live table, else plain lines; nothing with --quiet.
+  const bool live = !opts.quiet && live_view_suits(stderr);
+  progress_printer progress{stderr, opts.quiet || live};
+  live_view_options view_opts;
+  view_opts.color = color_suits(stderr);
+  live_view view{stderr, view_opts};
+  trace_options trace_opts;
+  trace_opts.model = task.model_backend;
+  trace_opts.content = opts.trace_content;
+  trace_recorder trace{trace_opts};
   int code = 0;
   {
     swarm sw{sys, model, registry, task.limits};
-    sw.set_observer(progress.observer());
+    sw.set_observer(tee_observers(live ? view.observer() : progress.observer(),
+                                  opts.trace_file.empty() ? progress_observer{} : trace.observer()));
+    if (live) view.start();
     if (task.has_worker) sw.set_worker_template(task.worker);
     run_report report;
     std::string result;
@@ -69,6 +93,15 @@ int run_command(const run_options& opts) {
     } else {
       report = sw.run(task.orchestrator, task.goal);
       result = report.result;
+    }
+    view.stop();  // The final table stays above the result.
+    if (!opts.trace_file.empty()) {
+      try {
+        trace.write(opts.trace_file);
+      } catch (const error& e) {
+        std::fprintf(stderr, "troupe run: %s\n", e.what());
+        code = 1;
+      }
     }
     if (opts.json) {
       std::printf("%s\n", report.to_json().c_str());

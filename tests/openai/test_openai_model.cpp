@@ -2,22 +2,27 @@
 // streamed turns, retries (429 with retry-after, 5xx, caps), non-retryable errors, timeouts,
 // broken streams, keep-alive, the per-endpoint concurrency limit, and cancel.
 #define BOOST_TEST_MODULE openai_model
-#include <boost/test/unit_test.hpp>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -38,10 +43,10 @@ namespace {
 /// What the fault server answers to one request.
 struct reply {
   unsigned status = 200;
-  std::vector<std::string> headers;  ///< "Name: value" lines.
-  std::string body;                  ///< Without `events`: the whole body (Content-Length).
-  std::vector<std::string> events;   ///< SSE: each is sent as "data: <event>\n\n", chunked.
-  bool truncate = false;             ///< Close after the events, without the last chunk.
+  std::vector<std::string> headers;    ///< "Name: value" lines.
+  std::string body;                    ///< Without `events`: the whole body (Content-Length).
+  std::vector<std::string> events;     ///< SSE: each is sent as "data: <event>\n\n", chunked.
+  bool truncate = false;               ///< Close after the events, without the last chunk.
   std::chrono::milliseconds delay{0};  ///< Before the response head.
 };
 
@@ -79,6 +84,8 @@ class fault_server {
   }
   int connections() const { return connections_.load(); }
   int peak() const { return peak_.load(); }
+  /// Starts measuring the peak of concurrent requests afresh (callable from `script`).
+  void reset_peak() { peak_ = active_.load(); }
 
  private:
   asio::awaitable<void> accept_loop() {
@@ -158,6 +165,77 @@ std::string ok_body(const std::string& text) {
          R"(},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}})";
 }
 
+/// A self-signed certificate for IP 127.0.0.1 (and no host name), valid until 2126.
+const char* test_cert = R"(-----BEGIN CERTIFICATE-----
+MIIBqDCCAU6gAwIBAgIUJ/v2xVJXCcj601S0KXpJ1Ur4r24wCgYIKoZIzj0EAwIw
+IDEeMBwGA1UEAwwVdHJvdXBlIHRlc3QgMTI3LjAuMC4xMCAXDTI2MTEyMjIxNTIy
+N1oYDzIxMjYxMDI5MjE1MjI3WjAgMR4wHAYDVQQDDBV0cm91cGUgdGVzdCAxMjcu
+MC4wLjEwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATlXIfwp+zWMCe+ySO4u6Mf
+Um/kr+HxS4JY/lk2q8PCQCMd4YitI7XoO+1n9Dg1x/0+NNTLfGn4CMv0wB0T5TL+
+o2QwYjAdBgNVHQ4EFgQUUaEX0bw4u66ZyijbMHpm9r9aJJowHwYDVR0jBBgwFoAU
+UaEX0bw4u66ZyijbMHpm9r9aJJowDwYDVR0RBAgwBocEfwAAATAPBgNVHRMBAf8E
+BTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQD7Oa8Vl4sXQUZmdNqE5OfnwF/GyuFj
+33f/To/OaQsKmQIgSwtGo01qFkQVzRq+ftONHHXTvFegT9TqkP64MVBf2Y0=
+-----END CERTIFICATE-----
+)";
+const char* test_key = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg4HEGaqTFsTmCfQmD
+aG7fDcpI2kJGnzvH+OU3e0x4BayhRANCAATlXIfwp+zWMCe+ySO4u6MfUm/kr+Hx
+S4JY/lk2q8PCQCMd4YitI7XoO+1n9Dg1x/0+NNTLfGn4CMv0wB0T5TL+
+-----END PRIVATE KEY-----
+)";
+
+/// An HTTPS server on 127.0.0.1 that answers every request with ok("over tls").
+class tls_server {
+ public:
+  tls_server() {
+    tls_.use_certificate_chain(asio::buffer(std::string_view(test_cert)));
+    tls_.use_private_key(asio::buffer(std::string_view(test_key)), asio::ssl::context::pem);
+    acceptor_.open(tcp::v4());
+    acceptor_.bind({asio::ip::make_address("127.0.0.1"), 0});
+    acceptor_.listen();
+    port_ = acceptor_.local_endpoint().port();
+    asio::co_spawn(io_, accept_loop(), asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~tls_server() {
+    io_.stop();
+    thread_.join();
+  }
+  unsigned short port() const { return port_; }
+
+ private:
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto sock = co_await acceptor_.async_accept(asio::use_awaitable);
+      asio::co_spawn(io_, serve(std::move(sock)), asio::detached);
+    }
+  }
+  asio::awaitable<void> serve(tcp::socket sock) {
+    try {
+      boost::beast::ssl_stream<tcp::socket> s{std::move(sock), tls_};
+      co_await s.async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
+      boost::beast::flat_buffer buf;
+      for (;;) {
+        bhttp::request<bhttp::string_body> req;
+        co_await bhttp::async_read(s, buf, req, asio::use_awaitable);
+        bhttp::response<bhttp::string_body> res{bhttp::status::ok, 11};
+        res.set(bhttp::field::content_type, "application/json");
+        res.body() = ok_body("over tls");
+        res.prepare_payload();
+        co_await bhttp::async_write(s, res, asio::use_awaitable);
+      }
+    } catch (...) {
+    }
+  }
+
+  asio::io_context io_;
+  asio::ssl::context tls_{asio::ssl::context::tls_server};
+  tcp::acceptor acceptor_{io_};
+  unsigned short port_ = 0;
+  std::thread thread_;
+};
+
 reply answer(unsigned status, std::vector<std::string> headers, std::string body) {
   reply r;
   r.status = status;
@@ -205,8 +283,8 @@ struct openai_fixture : swarm_fixture {
     caf::scoped_actor self{sys};
     std::pair<assistant_turn, error> out;
     self->request(m, 30s, chat_atom::value, std::move(req))
-      .receive([&](assistant_turn& t) { out.first = std::move(t); },
-               [&](caf::error& e) { out.second = from_caf_error(e, "test request"); });
+        .receive([&](assistant_turn& t) { out.first = std::move(t); },
+                 [&](caf::error& e) { out.second = from_caf_error(e, "test request"); });
     return out;
   }
 
@@ -231,7 +309,7 @@ chat_request simple(uint64_t id = 1) {
 int64_t ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                start)
-    .count();
+      .count();
 }
 
 /// Waits until `log` holds `n` deltas (they are sent before the reply but may arrive after it).
@@ -262,10 +340,10 @@ BOOST_AUTO_TEST_CASE(request_body_follows_the_openai_format_and_plain_replies_pa
   chat_message user = chat_message::user("look");
   user.content.push_back(content_part::image_url("https://example.org/a.png"));
   user.content.push_back(content_part::image_base64("image/jpeg", "QUJD"));
-  req.messages = {chat_message::system("sys"), user,
-                  chat_message::assistant("", {tool_call{"c0", "read", R"({"path":"y"})"}},
-                                          "thought before"),
-                  chat_message::tool(tool_call{"c0", "read", "{}"}, tool_result::ok("c0", "data"))};
+  req.messages = {
+      chat_message::system("sys"), user,
+      chat_message::assistant("", {tool_call{"c0", "read", R"({"path":"y"})"}}, "thought before"),
+      chat_message::tool(tool_call{"c0", "read", "{}"}, tool_result::ok("c0", "data"))};
   req.tools = {tool_spec{"read", "Reads a file",
                          R"({"type":"object","properties":{"path":{"type":"string"}}})"}};
   req.choice = tool_choice{tool_choice_mode::named, "read"};
@@ -319,16 +397,16 @@ BOOST_AUTO_TEST_CASE(streams_assemble_parallel_tool_calls_by_index) {
   server.script = [](const received&, int) {
     reply r;
     r.events = {
-      R"({"choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"plan"}}]})",
-      R"({"choices":[{"index":0,"delta":{"content":"Hel"}}]})",
-      R"({"choices":[{"index":0,"delta":{"content":"lo"}}]})",
-      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"read","arguments":""}}]}}]})",
-      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"grep","arguments":"{\"q\":"}}]}}]})",
-      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"path\":"}}]}}]})",
-      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"a\"}"}},{"index":1,"function":{"arguments":"\"b\"}"}}]}}]})",
-      R"({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":null})",
-      R"({"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":9,"total_tokens":29}})",
-      "[DONE]"};
+        R"({"choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"plan"}}]})",
+        R"({"choices":[{"index":0,"delta":{"content":"Hel"}}]})",
+        R"({"choices":[{"index":0,"delta":{"content":"lo"}}]})",
+        R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"read","arguments":""}}]}}]})",
+        R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"grep","arguments":"{\"q\":"}}]}}]})",
+        R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"path\":"}}]}}]})",
+        R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"a\"}"}},{"index":1,"function":{"arguments":"\"b\"}"}}]}}]})",
+        R"({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":null})",
+        R"({"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":9,"total_tokens":29}})",
+        "[DONE]"};
     return r;
   };
   auto m = backend(config());
@@ -433,11 +511,11 @@ BOOST_AUTO_TEST_CASE(a_retry_after_beyond_the_cap_is_not_waited_for) {
 BOOST_AUTO_TEST_CASE(slow_responses_time_out_and_are_retried) {
   server.script = [](const received&, int n) {
     reply r = ok("late but fine");
-    if (n < 2) r.delay = 800ms;
+    if (n < 2) r.delay = 1500ms;
     return r;
   };
   auto c = config();
-  c.timeout = 200ms;
+  c.timeout = 400ms;
   auto m = backend(c);
   auto [turn, err] = ask(m, simple());
   BOOST_REQUIRE_MESSAGE(!err, err.render());
@@ -446,19 +524,19 @@ BOOST_AUTO_TEST_CASE(slow_responses_time_out_and_are_retried) {
   // Always too slow: a timeout error once the retries are spent.
   server.script = [](const received&, int) {
     reply r = ok();
-    r.delay = 800ms;
+    r.delay = 1500ms;
     return r;
   };
   c.max_retries = 1;
   auto m2 = backend(c);
   auto [t2, e2] = ask(m2, simple());
   BOOST_TEST(e2.code() == errc::timeout);
-  BOOST_TEST(e2.message().find("200 ms") != std::string::npos, e2.message());
+  BOOST_TEST(e2.message().find("400 ms") != std::string::npos, e2.message());
 }
 
 BOOST_AUTO_TEST_CASE(broken_streams_never_yield_half_a_tool_call) {
   const std::string call_start =
-    R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"write","arguments":"{\"pa"}}]}}]})";
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"write","arguments":"{\"pa"}}]}}]})";
   server.script = [&](const received&, int n) {
     reply r;
     if (n == 0) {  // A mid-stream error after half a tool call: nothing was shown, so retried.
@@ -467,9 +545,10 @@ BOOST_AUTO_TEST_CASE(broken_streams_never_yield_half_a_tool_call) {
       r.events = {call_start};
       r.truncate = true;
     } else if (n == 2) {
-      r.events = {call_start,
-                  R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"th\":1}"}}]},"finish_reason":"tool_calls"}]})",
-                  "[DONE]"};
+      r.events = {
+          call_start,
+          R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"th\":1}"}}]},"finish_reason":"tool_calls"}]})",
+          "[DONE]"};
     } else if (n == 3) {  // Text was shown, then the stream breaks: an error, not a retry.
       r.events = {R"({"choices":[{"index":0,"delta":{"content":"partial"}}]})", call_start};
       r.truncate = true;
@@ -528,7 +607,8 @@ BOOST_AUTO_TEST_CASE(concurrency_per_endpoint_is_limited_and_backs_off_on_429) {
   auto m = backend(c);
   caf::scoped_actor self{sys};
   std::vector<decltype(self->request(m, 30s, chat_atom::value, chat_request{}))> handles;
-  for (uint64_t i = 1; i <= 16; ++i) handles.push_back(self->request(m, 30s, chat_atom::value, simple(i)));
+  for (uint64_t i = 1; i <= 16; ++i)
+    handles.push_back(self->request(m, 30s, chat_atom::value, simple(i)));
   int ok_count = 0;
   for (auto& h : handles)
     h.receive([&](assistant_turn& t) { ok_count += t.text == "done"; },
@@ -569,6 +649,66 @@ BOOST_AUTO_TEST_CASE(cancel_answers_at_once_and_errors_name_the_problem) {
   c = config();
   c.extra_body = "[1]";
   BOOST_CHECK_THROW(spawn_openai_model(sys, c), troupe::error);
+}
+
+BOOST_AUTO_TEST_CASE(a_storm_of_429s_lowers_the_limit_which_recovers_slowly) {
+  server.script = [&](const received&, int n) {
+    if (n < 8) return answer(429, {"retry-after-ms: 30"}, error_body("rate limited"));
+    if (n == 8) server.reset_peak();  // From here on every request succeeds.
+    reply r = ok("done");
+    r.delay = 50ms;
+    return r;
+  };
+  auto c = config();
+  c.max_concurrency = 8;
+  c.max_retries = 3;
+  auto m = backend(c);
+  caf::scoped_actor self{sys};
+  std::vector<decltype(self->request(m, 30s, chat_atom::value, chat_request{}))> handles;
+  for (uint64_t i = 1; i <= 16; ++i)
+    handles.push_back(self->request(m, 30s, chat_atom::value, simple(i)));
+  int ok_count = 0;
+  for (auto& h : handles)
+    h.receive([&](assistant_turn& t) { ok_count += t.text == "done"; },
+              [&](caf::error& e) { BOOST_FAIL(caf::to_string(e)); });
+  BOOST_TEST(ok_count == 16);
+  BOOST_TEST(server.requests().size() == 24u);
+  // Eight 429s take the limit from 8 down to 1; 16 successes bring it back to about 5 (+1/limit
+  // each), so the 16 successful requests never ran 8 at once.
+  BOOST_TEST_MESSAGE("peak concurrency after the 429s: " << server.peak());
+  BOOST_TEST(server.peak() >= 2);
+  BOOST_TEST(server.peak() <= 6);
+}
+
+BOOST_AUTO_TEST_CASE(tls_verifies_the_servers_certificate) {
+  tls_server https;
+  auto ca = std::filesystem::temp_directory_path() /
+            ("troupe_openai_ca_" + std::to_string(::getpid()) + ".pem");
+  std::ofstream{ca} << test_cert;
+  auto c = config();
+  c.max_retries = 0;
+  c.base_url = "https://127.0.0.1:" + std::to_string(https.port()) + "/v1";
+  c.ca_file = ca.string();
+  auto trusted = backend(c);
+  auto [t1, e1] = ask(trusted, simple(1));
+  BOOST_TEST(!e1, e1.render());
+  BOOST_TEST(t1.text == "over tls");
+  auto [t1b, e1b] = ask(trusted, simple(2));  // Again, over the pooled connection.
+  BOOST_TEST(t1b.text == "over tls");
+  // The certificate names 127.0.0.1, not localhost.
+  c.base_url = "https://localhost:" + std::to_string(https.port()) + "/v1";
+  auto wrong_name = backend(c);
+  auto [t2, e2] = ask(wrong_name, simple(3));
+  BOOST_TEST(e2.code() == errc::io_error);
+  BOOST_TEST(e2.message().find("certificate") != std::string::npos, e2.message());
+  // Without the CA the certificate is not trusted.
+  c.base_url = "https://127.0.0.1:" + std::to_string(https.port()) + "/v1";
+  c.ca_file.clear();
+  auto untrusted = backend(c);
+  auto [t3, e3] = ask(untrusted, simple(4));
+  BOOST_TEST(e3.code() == errc::io_error);
+  BOOST_TEST(e3.message().find("certificate") != std::string::npos, e3.message());
+  std::filesystem::remove(ca);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
