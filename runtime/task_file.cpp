@@ -252,13 +252,35 @@ task_spec parse_task(std::string_view text, std::string_view source) {
 
   const auto* m = rd.table(root, "model");
   if (!m) rd.fail(nullptr, "missing [model] section: say which model drives the swarm");
-  rd.only_keys(*m, "[model]", {"backend", "latency_ms", "rules"});
   spec.model_backend = rd.string(*m, "backend", "[model]", "scripted");
-  if (spec.model_backend != "scripted")
+  if (spec.model_backend == "scripted") {
+    rd.only_keys(*m, "[model] (backend = \"scripted\")", {"backend", "latency_ms", "rules"});
+    spec.script = rd.script(*m);
+  } else if (spec.model_backend == "local") {
+    constexpr std::string_view sec = "[model] (backend = \"local\")";
+    rd.only_keys(*m, sec,
+                 {"backend", "model", "threads", "context", "max_batch", "kv_budget_mib",
+                  "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty"});
+    auto& l = spec.local;
+    l.model = rd.string(*m, "model", sec, l.model);
+    l.threads = static_cast<int>(rd.integer(*m, "threads", sec, l.threads, 1, 256));
+    l.context = rd.integer(*m, "context", sec, l.context, 16, 1 << 20);
+    l.max_batch = static_cast<int32_t>(rd.integer(*m, "max_batch", sec, l.max_batch, 1, 4096));
+    l.kv_budget_bytes =
+      rd.integer(*m, "kv_budget_mib", sec, l.kv_budget_bytes >> 20, 1, 1 << 24) << 20;
+    l.default_max_tokens = static_cast<uint32_t>(
+      rd.integer(*m, "max_tokens", sec, l.default_max_tokens, 1, 1 << 20));
+    l.temperature = static_cast<float>(rd.number(*m, "temperature", sec, l.temperature, 0, 10));
+    l.top_p = static_cast<float>(rd.number(*m, "top_p", sec, l.top_p, 0, 1));
+    l.top_k = static_cast<int32_t>(rd.integer(*m, "top_k", sec, l.top_k, 0, 1 << 20));
+    l.min_p = static_cast<float>(rd.number(*m, "min_p", sec, l.min_p, 0, 1));
+    l.repetition_penalty = static_cast<float>(
+      rd.number(*m, "repetition_penalty", sec, l.repetition_penalty, 0.01, 10));
+  } else {
     rd.fail(m->get("backend"),
-            fmt::format("unknown model backend '{}'; this build supports: scripted",
+            fmt::format("unknown model backend '{}'; this build supports: scripted, local",
                         spec.model_backend));
-  spec.script = rd.script(*m);
+  }
   return spec;
 }
 

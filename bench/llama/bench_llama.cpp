@@ -4,6 +4,9 @@
 // next token on every run; tests/llama checks it against llama.cpp), then times it.
 // tools/reference/bench_vs_llama_cpp.py runs llama.cpp on the same file, prompt and threads and
 // prints the ratio; run it for comparisons (these machines are noisy).
+// Batched decode: N sequences decoding together (llama::batch_decoder, the engine's forward pass)
+// and N concurrent requests through the engine actor (continuous batching); aggregate tokens/s.
+// The baseline is N = 1 in the same run: the ratio is what batching buys.
 //
 //   bench_llama --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
@@ -18,7 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "caf/all.hpp"
+#include "troupe/caf_types.hpp"
+#include "troupe/llama/batch_decoder.hpp"
 #include "troupe/llama/llama_model.hpp"
+#include "troupe/local_model.hpp"
 #include "troupe/llama/tokenizer.hpp"
 
 namespace {
@@ -119,6 +126,90 @@ void bm_decode(benchmark::State& state) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
+/// N sequences, each after a 16-token prompt of its own, decode 64 tokens together: one forward
+/// pass per step for the whole batch. Counter: aggregate generated tokens per second.
+void bm_batched_decode(benchmark::State& state) {
+  const fixture* f = shared_fixture();
+  if (f == nullptr) {
+    state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
+    return;
+  }
+  const auto n = static_cast<size_t>(state.range(0));
+  troupe::llama::batch_decoder dec(f->model, 2);
+  const auto vocab = static_cast<size_t>(f->model->hparams().vocab);
+  std::vector<uint32_t> seqs;
+  for (size_t i = 0; i < n; ++i) seqs.push_back(dec.open(256));
+  std::vector<troupe::llama::batch_decoder::chunk> chunks(n);
+  std::vector<int32_t> next(n);
+  // Untimed: each sequence's prompt is a different 16-token window of the benchmark prompt.
+  auto prefill = [&] {
+    for (size_t i = 0; i < n; ++i) {
+      dec.reset(seqs[i]);
+      const size_t at = (i * 7) % (f->prompt.size() - 16);
+      chunks[i] = {seqs[i], std::span<const int32_t>(f->prompt.data() + at, 16)};
+    }
+    return dec.decode(chunks);
+  };
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto logits = prefill();
+    state.ResumeTiming();
+    for (int step = 0; step < decode_tokens; ++step) {
+      for (size_t i = 0; i < n; ++i) {
+        next[i] = arg_max(logits.subspan(i * vocab, vocab));
+        chunks[i] = {seqs[i], std::span<const int32_t>(&next[i], 1)};
+      }
+      logits = dec.decode(chunks);
+    }
+  }
+  state.counters["sequences"] = static_cast<double>(n);
+  state.counters["tok_per_s"] = benchmark::Counter(static_cast<double>(n * decode_tokens),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// N concurrent chat requests (64 tokens each) through the engine actor: scheduling, sampling,
+/// detokenisation and messaging included. Counter: aggregate generated tokens per second.
+void bm_engine_requests(benchmark::State& state) {
+  const fixture* f = shared_fixture();
+  if (f == nullptr) {
+    state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
+    return;
+  }
+  const auto n = static_cast<size_t>(state.range(0));
+  troupe::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  troupe::local_model_config lc;
+  lc.model = model_path().string();
+  lc.threads = 2;
+  auto model = troupe::spawn_local_model(sys, lc);
+  caf::scoped_actor self{sys};
+  uint64_t id = 0, generated = 0;
+  for (auto _ : state) {
+    std::vector<decltype(self->request(model, caf::infinite, troupe::chat_atom::value,
+                                       troupe::chat_request{}))> handles;
+    for (size_t i = 0; i < n; ++i) {
+      troupe::chat_request req;
+      req.id = ++id;
+      req.messages = {troupe::chat_message::user("Tell me fact number " + std::to_string(i) +
+                                                 " about lighthouses.")};
+      req.max_tokens = decode_tokens;
+      handles.push_back(self->request(model, caf::infinite, troupe::chat_atom::value, req));
+    }
+    for (auto& h : handles) {
+      h.receive([&](troupe::assistant_turn& t) { generated += t.usage.completion_tokens; },
+                [&](caf::error& e) { state.SkipWithError(caf::to_string(e).c_str()); });
+    }
+  }
+  caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
+  state.counters["sequences"] = static_cast<double>(n);
+  state.counters["tok_per_s"] =
+    benchmark::Counter(static_cast<double>(generated), benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(bm_batched_decode)->Arg(1)->Arg(8)->Arg(32)->ArgName("seqs")
+  ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_engine_requests)->Arg(1)->Arg(8)->Arg(32)->ArgName("requests")
+  ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_prefill)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_decode)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -9,6 +9,9 @@
 ///   [tools]         builtin = [...], max_concurrency, timeout_ms
 ///   [model]         backend = "scripted", latency_ms, [[model.rules]] match, [[model.rules.turns]]
 ///                   text, reasoning, repeat, tool_calls = [{ id?, name, arguments = {...} | "json" }]
+///                   or backend = "local": model = "smollm2" | "path.gguf", threads, context,
+///                   max_batch, kv_budget_mib, max_tokens, temperature, top_p, top_k, min_p,
+///                   repetition_penalty (troupe/local_model.hpp)
 ///
 /// Unknown sections and keys are errors, so that a typo never silently changes a run.
 
@@ -19,6 +22,7 @@
 
 #include "troupe/agent.hpp"
 #include "troupe/budget.hpp"
+#include "troupe/local_model.hpp"
 #include "troupe/scripted_model.hpp"
 #include "troupe/tool.hpp"
 
@@ -35,8 +39,9 @@ struct task_spec {
   budgets limits;
   std::vector<std::string> builtin_tools;
   tool_options tools;
-  std::string model_backend = "scripted";
-  model_script script;
+  std::string model_backend = "scripted";  ///< "scripted" or "local"
+  model_script script;                     ///< backend = "scripted"
+  local_model_config local;                ///< backend = "local"
 
   bool is_fan_out() const { return goal.empty(); }
 };

@@ -7,6 +7,7 @@
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
 #include "troupe/json.hpp"
+#include "troupe/local_model.hpp"
 #include "troupe/message.hpp"
 #include "troupe/model.hpp"
 #include "troupe/plugin_loader.hpp"

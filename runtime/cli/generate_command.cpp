@@ -9,6 +9,7 @@
 #include "troupe/llama/chat_template.hpp"
 #include "troupe/llama/llama_model.hpp"
 #include "troupe/llama/tokenizer.hpp"
+#include "troupe/local_model.hpp"
 
 namespace troupe::cli {
 
@@ -41,20 +42,9 @@ CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
   return cmd;
 }
 
-std::string resolve_model_path(const std::string& name) {
-  if (name != "smollm2") return name;
-  std::filesystem::path dir;
-  if (const char* d = std::getenv("TROUPE_MODEL_DIR"); d && *d) {
-    dir = d;
-  } else if (const char* home = std::getenv("HOME"); home && *home) {
-    dir = std::filesystem::path{home} / ".cache" / "troupe" / "models";
-  }
-  return (dir / "SmolLM2-135M-Instruct.Q4_1.gguf").string();
-}
-
 int generate_command(const generate_options& opts) {
   using clock = std::chrono::steady_clock;
-  const auto path = resolve_model_path(opts.model);
+  const auto path = troupe::resolve_model_path(opts.model).string();
   if (opts.model == "smollm2" && !std::filesystem::exists(path)) {
     std::fprintf(stderr,
                  "troupe generate: the embedded model is not installed at %s; run "

@@ -21,9 +21,6 @@ struct generate_options {
 /// Adds the `generate` subcommand to `app`, filling `opts`.
 CLI::App* add_generate_command(CLI::App& app, generate_options& opts);
 
-/// The path `name` designates: the embedded default's file for "smollm2", else `name` itself.
-std::string resolve_model_path(const std::string& name);
-
 /// Returns the exit code: 0 done, 1 the model failed, 2 bad arguments or an unusable model file.
 int generate_command(const generate_options& opts);
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "chat_command.hpp"
 #include "generate_command.hpp"
 #include "index_command.hpp"
 #include "plugins_command.hpp"
@@ -20,7 +21,8 @@ int main(int argc, char** argv) {
     "  troupe run --json samples/swarm_scale/scale.toml  the run report as JSON\n"
     "  troupe plugins list --plugin-dir build/plugins    the tool plugins that can be loaded\n"
     "  troupe index docs/ --out docs.sqlite              index a corpus for the search plugin\n"
-    "  troupe generate -m smollm2 \"Write a haiku\"        text from the embedded local model\n"};
+    "  troupe generate -m smollm2 \"Write a haiku\"        text from the embedded local model\n"
+    "  troupe chat                                        talk with the embedded local model\n"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "troupe 0.1.0");
 
@@ -46,6 +48,8 @@ int main(int argc, char** argv) {
   auto* plugins = troupe::cli::add_plugins_command(app, plugins_opts);
   troupe::cli::generate_options generate_opts;
   auto* generate = troupe::cli::add_generate_command(app, generate_opts);
+  troupe::cli::chat_options chat_opts;
+  auto* chat = troupe::cli::add_chat_command(app, chat_opts);
   troupe::cli::index_command_options index_opts;
   auto* index = troupe::cli::add_index_command(app, index_opts);
 
@@ -54,5 +58,6 @@ int main(int argc, char** argv) {
   if (*plugins) return troupe::cli::plugins_command(plugins_opts);
   if (*index) return troupe::cli::index_command(index_opts);
   if (*generate) return troupe::cli::generate_command(generate_opts);
+  if (*chat) return troupe::cli::chat_command(chat_opts);
   return 2;
 }

@@ -8,31 +8,15 @@
 #include <string>
 
 #include "cpu/quant.hpp"
-#include "cpu/thread_pool.hpp"
-#include "cpu/transformer_ops.hpp"
+#include "llama_weights.hpp"
 #include "troupe/error.hpp"
+#include "troupe/llama/batch_decoder.hpp"
 
 namespace troupe::llama {
 
 namespace kc = troupe::kernels::cpu;
 
 namespace {
-
-/// A 2-D weight as the kernels take it: `rows` rows of `n` elements of `type`.
-struct matrix {
-  kc::quant_type type{};
-  int64_t rows = 0;
-  int64_t n = 0;
-  size_t row_stride = 0;
-  const void* data = nullptr;
-};
-
-struct layer_weights {
-  const float* attn_norm = nullptr;  // [hidden]
-  matrix wq, wk, wv, wo;             // [q_dim|kv_dim, hidden], wo [hidden, q_dim]
-  const float* ffn_norm = nullptr;   // [hidden]
-  matrix gate, up, down;             // [ffn, hidden] ×2, down [hidden, ffn]
-};
 
 [[noreturn]] void fail(errc code, const gguf_file& f, const std::string& what) {
   throw error(code, f.path().string() + ": " + what);
@@ -76,21 +60,9 @@ const float* load_vector(const gguf_file& f, const std::string& name, int64_t n)
   return reinterpret_cast<const float*>(t.data);
 }
 
-void check(kc::status s, const char* op) {
-  if (s != kc::status::ok) {
-    throw error(errc::internal, std::string("llama forward pass: kernel ") + op + " failed: " +
-                                    kc::to_string(s));
-  }
-}
-
 }  // namespace
 
-struct llama_model::impl {
-  matrix token_embd;  // [vocab, hidden]
-  matrix output;      // [vocab, hidden]; token_embd when tied
-  const float* output_norm = nullptr;
-  std::vector<layer_weights> layers;
-};
+
 
 llama_model::llama_model(gguf_file file) : file_(std::move(file)), impl_(std::make_unique<impl>()) {}
 llama_model::~llama_model() = default;
@@ -153,116 +125,31 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   return m;
 }
 
+// A session is a batch decoder with one sequence.
 struct llama_session::state {
-  state(int threads) : pool(threads) {}
-  kc::thread_pool pool;
-  int64_t context = 0;
-  int64_t pos = 0;
-  std::vector<float> k_cache, v_cache;  // [layers, context, kv_dim]
-  std::vector<float> x, cur, q, k, v, attn, proj, gate, up;  // per batch
-  std::vector<float> logits;
-  std::vector<std::byte> act_scratch;
-  std::vector<float> attn_scratch;
+  state(std::shared_ptr<const llama_model> m, int threads) : decoder(std::move(m), threads) {}
+  batch_decoder decoder;
+  uint32_t seq = 0;
 };
 
 llama_session::llama_session(std::shared_ptr<const llama_model> model, int64_t context,
                              int threads)
-    : model_(std::move(model)), state_(std::make_unique<state>(threads)) {
+    : model_(std::move(model)) {
   if (!model_) throw error(errc::invalid_argument, "llama_session: no model");
   if (context <= 0) throw error(errc::invalid_argument, "llama_session: context must be > 0");
-  const llama_hparams& h = model_->hparams();
-  state_->context = context;
-  const auto cache = static_cast<size_t>(h.layers * context * h.kv_heads * h.head_dim);
-  state_->k_cache.assign(cache, 0.0f);
-  state_->v_cache.assign(cache, 0.0f);
-  state_->logits.resize(static_cast<size_t>(h.vocab));
+  state_ = std::make_unique<state>(model_, threads);
+  state_->seq = state_->decoder.open(context);
 }
 
 llama_session::~llama_session() = default;
-int64_t llama_session::position() const noexcept { return state_->pos; }
-int64_t llama_session::context() const noexcept { return state_->context; }
-void llama_session::reset() noexcept { state_->pos = 0; }
+int64_t llama_session::position() const noexcept { return state_->decoder.position(state_->seq); }
+int64_t llama_session::context() const noexcept { return state_->decoder.capacity(state_->seq); }
+void llama_session::reset() noexcept { state_->decoder.reset(state_->seq); }
 
 std::span<const float> llama_session::decode(std::span<const int32_t> tokens) {
-  state& s = *state_;
-  const llama_hparams& h = model_->hparams();
-  const llama_model::impl& w = model_->weights();
-  const auto T = static_cast<int64_t>(tokens.size());
-  if (T == 0) throw error(errc::invalid_argument, "llama_session::decode: empty batch");
-  if (s.pos + T > s.context) {
-    throw error(errc::budget_exceeded,
-                "llama_session::decode: " + std::to_string(T) + " tokens at position " +
-                    std::to_string(s.pos) + " exceed the context of " +
-                    std::to_string(s.context) + " positions; start a new session or reset()");
-  }
-  for (int32_t t : tokens) {
-    if (t < 0 || t >= h.vocab) {
-      throw error(errc::invalid_argument, "llama_session::decode: token id " + std::to_string(t) +
-                                              " is outside the vocabulary of " +
-                                              std::to_string(h.vocab));
-    }
-  }
-  const int64_t H = h.hidden, q_dim = h.heads * h.head_dim, kv_dim = h.kv_heads * h.head_dim;
-  auto fit = [](std::vector<float>& v, int64_t n) {
-    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  };
-  fit(s.x, T * H); fit(s.cur, T * H); fit(s.q, T * q_dim); fit(s.k, T * kv_dim);
-  fit(s.v, T * kv_dim); fit(s.attn, T * q_dim); fit(s.proj, T * H);
-  fit(s.gate, T * h.ffn); fit(s.up, T * h.ffn);
-
-  auto mm = [&](const matrix& m, const float* x, float* y) {
-    check(kc::mat_mul(s.pool, m.type, m.rows, m.n, m.data, m.row_stride, x, T, y, s.act_scratch),
-          "mat_mul");
-  };
-
-  // [T, hidden] embeddings
-  for (int64_t t = 0; t < T; ++t) {
-    const auto* row = static_cast<const std::byte*>(w.token_embd.data) +
-                      static_cast<size_t>(tokens[static_cast<size_t>(t)]) * w.token_embd.row_stride;
-    check(kc::dequantize_row(w.token_embd.type, row, s.x.data() + t * H, H), "dequantize_row");
-  }
-  const kc::attention_shape shape{h.heads, h.kv_heads, h.head_dim,
-                                  1.0f / std::sqrt(static_cast<float>(h.head_dim))};
-  for (int64_t il = 0; il < h.layers; ++il) {
-    const layer_weights& l = w.layers[static_cast<size_t>(il)];
-    float* kc_layer = s.k_cache.data() + il * s.context * kv_dim;
-    float* vc_layer = s.v_cache.data() + il * s.context * kv_dim;
-    for (int64_t t = 0; t < T; ++t)
-      check(kc::rms_norm(s.x.data() + t * H, l.attn_norm, s.cur.data() + t * H, H, h.rms_eps),
-            "rms_norm");
-    mm(l.wq, s.cur.data(), s.q.data());
-    mm(l.wk, s.cur.data(), s.k.data());
-    mm(l.wv, s.cur.data(), s.v.data());
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t pos = s.pos + t;
-      check(kc::rope_norm(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, pos,
-                          h.rope_base), "rope_norm");
-      check(kc::rope_norm(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, pos,
-                          h.rope_base), "rope_norm");
-      std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
-      std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
-    }
-    check(kc::attention(s.pool, shape, s.q.data(), T, s.pos, kc_layer, vc_layer, s.attn.data(),
-                        s.attn_scratch), "attention");
-    mm(l.wo, s.attn.data(), s.proj.data());
-    for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
-    for (int64_t t = 0; t < T; ++t)
-      check(kc::rms_norm(s.x.data() + t * H, l.ffn_norm, s.cur.data() + t * H, H, h.rms_eps),
-            "rms_norm");
-    mm(l.gate, s.cur.data(), s.gate.data());
-    mm(l.up, s.cur.data(), s.up.data());
-    check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
-    mm(l.down, s.gate.data(), s.proj.data());
-    for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
-  }
-  // Logits of the last token only.
-  check(kc::rms_norm(s.x.data() + (T - 1) * H, w.output_norm, s.cur.data(), H, h.rms_eps),
-        "rms_norm");
-  check(kc::mat_mul(s.pool, w.output.type, w.output.rows, w.output.n, w.output.data,
-                    w.output.row_stride, s.cur.data(), 1, s.logits.data(), s.act_scratch),
-        "mat_mul");
-  s.pos += T;
-  return s.logits;
+  if (tokens.empty()) throw error(errc::invalid_argument, "llama_session::decode: empty batch");
+  const batch_decoder::chunk c{state_->seq, tokens};
+  return state_->decoder.decode(std::span<const batch_decoder::chunk>(&c, 1));
 }
 
 }  // namespace troupe::llama

@@ -1,0 +1,390 @@
+// The local inference engine: a continuous-batching scheduler over llama::batch_decoder (see
+// troupe/local_model.hpp for the protocol and the admission rules).
+
+#include "troupe/local_model.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "caf/all.hpp"
+#include "troupe/caf_types.hpp"
+#include "troupe/error.hpp"
+#include "troupe/json.hpp"
+#include "troupe/llama/batch_decoder.hpp"
+#include "troupe/llama/chat_template.hpp"
+#include "troupe/llama/llama_model.hpp"
+#include "troupe/llama/sampler.hpp"
+#include "troupe/llama/tokenizer.hpp"
+
+namespace troupe {
+
+std::filesystem::path default_model_path() {
+  std::filesystem::path dir;
+  if (const char* d = std::getenv("TROUPE_MODEL_DIR"); d && *d) {
+    dir = d;
+  } else if (const char* home = std::getenv("HOME"); home && *home) {
+    dir = std::filesystem::path{home} / ".cache" / "troupe" / "models";
+  }
+  return dir / "SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::filesystem::path resolve_model_path(const std::string& name) {
+  return name == "smollm2" ? default_model_path() : std::filesystem::path{name};
+}
+
+namespace {
+
+using step_atom = caf::atom_constant<caf::atom("step")>;
+using engine_actor = model_actor::extend<caf::reacts_to<step_atom>>;
+
+/// What the scheduler shares with nothing else: the weights, tokenizer and template are read-only.
+struct engine_core {
+  local_model_config cfg;
+  std::shared_ptr<const llama::llama_model> model;
+  llama::tokenizer tok;
+  llama::chat_template tmpl;
+  int64_t bytes_per_position = 0;
+};
+
+/// One request from arrival to reply.
+struct sequence_state {
+  uint64_t request_id = 0;
+  std::vector<int32_t> prompt;
+  size_t prefilled = 0;        ///< Prompt tokens already in the KV cache.
+  int32_t next = -1;           ///< The sampled token the next step feeds in.
+  uint32_t seq = 0;            ///< batch_decoder sequence, once admitted.
+  int64_t positions = 0;       ///< Reserved KV positions (prompt + max tokens, within context).
+  uint32_t max_tokens = 0;
+  uint32_t generated = 0;
+  llama::sampler sampler;
+  std::string text;
+  std::string pending;         ///< Bytes of an incomplete UTF-8 character.
+  bool cancelled = false;
+  delta_sink_actor sink;
+  caf::typed_response_promise<assistant_turn> promise;
+
+  bool decoding() const { return prefilled == prompt.size(); }
+};
+
+using sequence_ptr = std::unique_ptr<sequence_state>;
+
+struct engine_state {
+  static inline const char* name = "troupe.model.local";
+  std::shared_ptr<engine_core> core;
+  std::unique_ptr<llama::batch_decoder> decoder;
+  std::deque<sequence_ptr> waiting;   ///< Arrival order.
+  std::vector<sequence_ptr> running;  ///< Admitted: a KV sequence is open for each.
+  int64_t reserved_bytes = 0;
+  bool step_pending = false;
+};
+
+/// Splits `pending` after its last complete UTF-8 character; returns the complete part.
+std::string take_complete_utf8(std::string& pending) {
+  size_t cut = pending.size();
+  for (size_t back = 1; back <= 3 && back <= pending.size(); ++back) {
+    auto c = static_cast<unsigned char>(pending[pending.size() - back]);
+    if ((c & 0xC0) == 0x80) continue;  // A continuation byte: look further back.
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (need > back) cut = pending.size() - back;
+    break;
+  }
+  std::string out = pending.substr(0, cut);
+  pending.erase(0, cut);
+  return out;
+}
+
+/// Renders a conversation for the chat template. Assistant tool calls are written in the
+/// Hermes style (<tool_call>{"name": ..., "arguments": ...}</tool_call>) that ChatML models use.
+std::vector<llama::chat_message> render(const std::vector<chat_message>& messages) {
+  std::vector<llama::chat_message> out;
+  out.reserve(messages.size());
+  for (const auto& m : messages) {
+    std::string content = m.text();
+    for (const auto& c : m.tool_calls) {
+      if (!content.empty()) content += '\n';
+      content += "<tool_call>\n{\"name\": " + json::quote(c.name) + ", \"arguments\": " +
+                 (c.arguments.empty() ? std::string{"{}"} : c.arguments) + "}\n</tool_call>";
+    }
+    out.push_back({to_string(m.role), std::move(content)});
+  }
+  return out;
+}
+
+llama::sampler_params sampling_of(const local_model_config& cfg, const sampling_params& s) {
+  llama::sampler_params p;
+  p.temperature = s.temperature >= 0 ? s.temperature : cfg.temperature;
+  p.top_p = s.top_p >= 0 ? s.top_p : cfg.top_p;
+  p.top_k = s.top_k >= 0 ? s.top_k : cfg.top_k;
+  p.min_p = s.min_p >= 0 ? s.min_p : cfg.min_p;
+  p.repeat_penalty = s.repetition_penalty >= 0 ? s.repetition_penalty : cfg.repetition_penalty;
+  p.seed = s.seed;
+  return p;
+}
+
+double mib(int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
+
+/// Turns a request into a queued sequence, or says why it can never run.
+sequence_ptr prepare(const engine_core& core, const chat_request& req) {
+  if (req.messages.empty()) {
+    throw error(errc::invalid_argument, "local model: the request has no messages");
+  }
+  if (!req.response_schema.empty()) {
+    throw error(errc::unsupported,
+                "local model: response_schema needs grammar-constrained decoding, which the "
+                "local engine does not do yet; leave it empty or use an OpenAI-compatible backend");
+  }
+  auto s = std::make_unique<sequence_state>();
+  s->request_id = req.id;
+  const auto text = core.tmpl.apply(render(req.messages), true);
+  s->prompt = core.tok.encode(text, true, true);
+  const int64_t context = core.cfg.context;
+  const auto prompt = static_cast<int64_t>(s->prompt.size());
+  if (prompt + 1 > context) {
+    throw error(errc::invalid_argument,
+                fmt::format("local model: the conversation is {} tokens long, but a sequence "
+                            "holds {} positions (prompt plus at least one generated token); "
+                            "shorten the conversation or raise the context",
+                            prompt, context));
+  }
+  s->max_tokens = req.max_tokens > 0 ? req.max_tokens : core.cfg.default_max_tokens;
+  s->positions = std::min<int64_t>(prompt + s->max_tokens, context);
+  const int64_t bytes = s->positions * core.bytes_per_position;
+  if (bytes > core.cfg.kv_budget_bytes) {
+    throw error(errc::budget_exceeded,
+                fmt::format("local model: this request needs {:.1f} MiB of KV cache ({} "
+                            "positions), more than the engine's whole budget of {:.1f} MiB; "
+                            "lower max_tokens or raise the KV budget",
+                            mib(bytes), s->positions, mib(core.cfg.kv_budget_bytes)));
+  }
+  s->sampler = llama::sampler{sampling_of(core.cfg, req.sampling)};
+  for (int32_t t : s->prompt) s->sampler.accept(t);
+  s->sink = req.stream_to;
+  return s;
+}
+
+void send_text(engine_actor::pointer self, sequence_state& s, std::string text) {
+  if (text.empty()) return;
+  s.text += text;
+  if (!s.sink) return;
+  turn_delta d;
+  d.request_id = s.request_id;
+  d.text = std::move(text);
+  self->send(s.sink, delta_atom::value, std::move(d));
+}
+
+/// Replies to a sequence and frees what it holds.
+void finish(engine_actor::stateful_pointer<engine_state> self, sequence_state& s,
+            finish_reason why, bool admitted) {
+  auto& st = self->state;
+  send_text(self, s, std::exchange(s.pending, {}));
+  assistant_turn turn;
+  turn.text = std::move(s.text);
+  turn.usage = usage{s.prompt.size(), s.generated};
+  turn.finish = why;
+  s.promise.deliver(std::move(turn));
+  if (admitted) {
+    st.decoder->close(s.seq);
+    st.reserved_bytes -= s.positions * st.core->bytes_per_position;
+  }
+}
+
+void fail(engine_actor::stateful_pointer<engine_state> self, sequence_state& s, const error& e,
+          bool admitted) {
+  auto& st = self->state;
+  s.promise.deliver(to_caf_error(e));
+  if (admitted) {
+    st.decoder->close(s.seq);
+    st.reserved_bytes -= s.positions * st.core->bytes_per_position;
+  }
+}
+
+/// Moves waiting sequences into the batch while they fit, strictly in arrival order (a large
+/// request is not overtaken forever by small ones).
+void admit(engine_state& st) {
+  const auto& cfg = st.core->cfg;
+  while (!st.waiting.empty() && static_cast<int32_t>(st.running.size()) < cfg.max_batch) {
+    auto& s = st.waiting.front();
+    const int64_t bytes = s->positions * st.core->bytes_per_position;
+    if (st.reserved_bytes + bytes > cfg.kv_budget_bytes) break;
+    s->seq = st.decoder->open(s->positions);
+    st.reserved_bytes += bytes;
+    st.running.push_back(std::move(s));
+    st.waiting.pop_front();
+  }
+}
+
+void schedule_step(engine_actor::stateful_pointer<engine_state> self) {
+  auto& st = self->state;
+  if (st.step_pending || (st.waiting.empty() && st.running.empty())) return;
+  st.step_pending = true;
+  self->send(self, step_atom::value);
+}
+
+/// One forward pass over the batch, then sampling, streaming and replies.
+void step(engine_actor::stateful_pointer<engine_state> self) {
+  auto& st = self->state;
+  const auto& core = *st.core;
+  // Cancelled sequences leave before the step.
+  std::erase_if(st.running, [&](sequence_ptr& s) {
+    if (!s->cancelled) return false;
+    finish(self, *s, finish_reason::cancelled, true);
+    return true;
+  });
+  admit(st);
+  if (st.running.empty()) return;
+
+  // Decoding sequences take one token each; prompts share the prefill budget, oldest first.
+  std::vector<llama::batch_decoder::chunk> chunks;
+  std::vector<sequence_state*> in_step;
+  int64_t prefill_left = std::max<int32_t>(core.cfg.prefill_chunk, 1);
+  for (auto& s : st.running) {
+    if (s->decoding()) {
+      chunks.push_back({s->seq, std::span<const int32_t>(&s->next, 1)});
+    } else {
+      if (prefill_left <= 0) continue;
+      const auto n = std::min<int64_t>(prefill_left,
+                                       static_cast<int64_t>(s->prompt.size() - s->prefilled));
+      chunks.push_back({s->seq, std::span<const int32_t>(s->prompt.data() + s->prefilled,
+                                                         static_cast<size_t>(n))});
+      prefill_left -= n;
+    }
+    in_step.push_back(s.get());
+  }
+  if (chunks.empty()) return;
+
+  std::span<const float> logits;
+  try {
+    logits = st.decoder->decode(chunks);
+  } catch (const error& e) {
+    // A failed step fails the sequences in it (their caches are unchanged but suspect).
+    const error why{errc::model_failed, "local model: the forward pass failed: " + e.message()};
+    std::erase_if(st.running, [&](sequence_ptr& s) {
+      if (std::find(in_step.begin(), in_step.end(), s.get()) == in_step.end()) return false;
+      fail(self, *s, why, true);
+      return true;
+    });
+    return;
+  }
+
+  const auto vocab = static_cast<size_t>(core.model->hparams().vocab);
+  std::vector<sequence_state*> done_stop, done_length;
+  for (size_t i = 0; i < in_step.size(); ++i) {
+    sequence_state& s = *in_step[i];
+    if (!s.decoding()) {
+      s.prefilled += chunks[i].tokens.size();
+      if (!s.decoding()) continue;  // More prompt to go: these logits are not needed.
+    }
+    const int32_t tok = s.sampler.sample(logits.subspan(i * vocab, vocab));
+    if (core.tok.is_end_of_generation(tok)) {
+      done_stop.push_back(&s);
+      continue;
+    }
+    s.sampler.accept(tok);
+    ++s.generated;
+    s.pending += core.tok.token_to_piece(tok);
+    send_text(self, s, take_complete_utf8(s.pending));
+    const int64_t used = static_cast<int64_t>(s.prompt.size()) + s.generated;
+    if (s.generated >= s.max_tokens || used >= s.positions) {
+      done_length.push_back(&s);
+    } else {
+      s.next = tok;
+    }
+  }
+  std::erase_if(st.running, [&](sequence_ptr& s) {
+    if (std::find(done_stop.begin(), done_stop.end(), s.get()) != done_stop.end()) {
+      finish(self, *s, finish_reason::stop, true);
+      return true;
+    }
+    if (std::find(done_length.begin(), done_length.end(), s.get()) != done_length.end()) {
+      finish(self, *s, finish_reason::length, true);
+      return true;
+    }
+    return false;
+  });
+}
+
+engine_actor::behavior_type engine(engine_actor::stateful_pointer<engine_state> self,
+                                   std::shared_ptr<engine_core> core) {
+  self->state.core = core;
+  self->state.decoder = std::make_unique<llama::batch_decoder>(core->model, core->cfg.threads);
+  self->set_exit_handler([self](const caf::exit_msg& msg) {
+    // Nobody waits in silence: queued and running requests get an error, then the actor quits.
+    auto& st = self->state;
+    const error why{errc::cancelled, "local model: the engine is shutting down"};
+    for (auto& s : st.waiting) fail(self, *s, why, false);
+    for (auto& s : st.running) fail(self, *s, why, true);
+    st.waiting.clear();
+    st.running.clear();
+    self->quit(msg.reason);
+  });
+  return {
+    [self](chat_atom, const chat_request& req) -> caf::result<assistant_turn> {
+      auto& st = self->state;
+      sequence_ptr s;
+      try {
+        s = prepare(*st.core, req);
+      } catch (const error& e) {
+        return to_caf_error(e);
+      }
+      s->promise = self->make_response_promise<assistant_turn>();
+      auto rp = s->promise;
+      st.waiting.push_back(std::move(s));
+      schedule_step(self);
+      return rp;
+    },
+    [self](cancel_atom, uint64_t request_id) {
+      auto& st = self->state;
+      for (auto it = st.waiting.begin(); it != st.waiting.end(); ++it) {
+        if ((*it)->request_id == request_id) {
+          finish(self, **it, finish_reason::cancelled, false);
+          st.waiting.erase(it);
+          return;
+        }
+      }
+      for (auto& s : st.running)
+        if (s->request_id == request_id) s->cancelled = true;  // Ends at the next step.
+    },
+    [self](step_atom) {
+      self->state.step_pending = false;
+      step(self);
+      schedule_step(self);
+    },
+  };
+}
+
+}  // namespace
+
+model_actor spawn_local_model(caf::actor_system& sys, const local_model_config& cfg) {
+  if (cfg.threads < 1 || cfg.threads > 256)
+    throw error(errc::invalid_argument, "local model: threads must be in 1..256");
+  if (cfg.context < 16)
+    throw error(errc::invalid_argument, "local model: context must be at least 16 positions");
+  if (cfg.max_batch < 1)
+    throw error(errc::invalid_argument, "local model: max_batch must be at least 1");
+  if (cfg.kv_budget_bytes <= 0)
+    throw error(errc::invalid_argument, "local model: the KV budget must be positive");
+  const auto path = resolve_model_path(cfg.model);
+  if (!std::filesystem::exists(path)) {
+    throw error(errc::not_found,
+                cfg.model == "smollm2"
+                  ? "the embedded model is not installed at " + path.string() +
+                      "; run scripts/install-deps (or set TROUPE_MODEL_DIR)"
+                  : "model file " + path.string() + " does not exist");
+  }
+  auto model = llama::llama_model::load(path);
+  auto tok = llama::tokenizer::from_gguf(model->file());
+  auto tmpl = llama::chat_template::from_gguf(model->file());
+  auto core = std::make_shared<engine_core>(engine_core{cfg, model, std::move(tok),
+                                                        std::move(tmpl), 0});
+  core->cfg.context = std::min<int64_t>(cfg.context, model->hparams().context);
+  core->bytes_per_position = llama::batch_decoder::kv_bytes_per_position(model->hparams());
+  return caf::actor_cast<model_actor>(sys.spawn<caf::detached>(engine, std::move(core)));
+}
+
+}  // namespace troupe

@@ -1,0 +1,60 @@
+#pragma once
+/// The local inference engine behind the model interface: a GGUF llama-architecture model (the
+/// embedded SmolLM2-135M-Instruct by default) served to any number of agents at once by one
+/// scheduler actor with continuous batching.
+///
+/// Protocol: troupe::model_actor. Each (chat, chat_request) is rendered with the model's chat
+/// template, tokenised and queued. Every step the scheduler runs one forward pass over all running
+/// sequences: prompt chunks of those still in prefill, one token of each one decoding; a request
+/// that arrives during a step joins at the next one, a finished one leaves at once (continuous
+/// batching). Text is streamed to `stream_to` as (delta, turn_delta) before the reply.
+///
+/// KV memory: a request reserves the positions it can use (prompt + max tokens, at most the
+/// context) out of `kv_budget_bytes` when admitted. One that does not fit now waits in arrival
+/// order; one that could never fit (prompt longer than the context, or a reservation larger than
+/// the whole budget) is refused at once with an error that says what to change. Nothing the
+/// requests say can make the engine run out of memory.
+///
+/// Cancel: (cancel, id) ends that request at the next step boundary with finish == cancelled and
+/// the text so far; a queued request is answered at once. The scheduler is a detached actor (the
+/// forward pass blocks its thread, not CAF's workers); the kernels use `threads` threads.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "caf/fwd.hpp"
+#include "troupe/model.hpp"
+
+namespace troupe {
+
+struct local_model_config {
+  /// A .gguf file, or "smollm2" for the embedded default (see default_model_path()).
+  std::string model = "smollm2";
+  int threads = 2;                              ///< Kernel threads, scheduler thread included.
+  int64_t context = 2048;                       ///< Positions per sequence; capped by the model's.
+  int64_t kv_budget_bytes = int64_t{1} << 30;   ///< KV cache of all sequences together.
+  int32_t max_batch = 32;                       ///< Sequences decoded together at most.
+  int32_t prefill_chunk = 256;                  ///< Prompt tokens per step, all sequences together.
+  uint32_t default_max_tokens = 512;            ///< When a request says 0.
+  /// Sampling for fields a request leaves negative. Greedy by default: runs are reproducible.
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int32_t top_k = 0;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+};
+
+/// Where the embedded model lives: $TROUPE_MODEL_DIR, else ~/.cache/troupe/models, joined with
+/// SmolLM2-135M-Instruct.Q4_1.gguf (scripts/install-deps puts it there).
+std::filesystem::path default_model_path();
+
+/// `name` as a file: "smollm2" is default_model_path(), anything else is a path as given.
+std::filesystem::path resolve_model_path(const std::string& name);
+
+/// Loads the model (blocking; throws troupe::error: not_found with a hint to run
+/// scripts/install-deps for a missing embedded model, parse_error / unsupported for a bad file,
+/// invalid_argument for a bad configuration) and spawns its scheduler.
+model_actor spawn_local_model(caf::actor_system& sys, const local_model_config& cfg);
+
+}  // namespace troupe

@@ -1,0 +1,239 @@
+// The llama forward pass over a batch of sequences (see troupe/llama/batch_decoder.hpp).
+
+#include "troupe/llama/batch_decoder.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "cpu/thread_pool.hpp"
+#include "cpu/transformer_ops.hpp"
+#include "llama_weights.hpp"
+#include "troupe/error.hpp"
+
+namespace troupe::llama {
+
+namespace {
+
+void check(kc::status s, const char* op) {
+  if (s != kc::status::ok) {
+    throw error(errc::internal, std::string("llama forward pass: kernel ") + op + " failed: " +
+                                    kc::to_string(s));
+  }
+}
+
+/// One sequence's KV cache: keys and values [layers, capacity, kv_dim]. Allocated uninitialised,
+/// so the operating system commits pages only as positions are written.
+struct sequence {
+  bool open = false;
+  int64_t capacity = 0;
+  int64_t pos = 0;
+  std::unique_ptr<float[]> k, v;
+};
+
+}  // namespace
+
+struct batch_decoder::state {
+  explicit state(int threads) : pool(threads) {}
+  kc::thread_pool pool;
+  std::vector<sequence> seqs;
+  // Per step, sized for the largest batch seen: [tokens, ...] activations.
+  std::vector<float> x, cur, q, k, v, attn, proj, gate, up;
+  std::vector<float> last, logits;  // [chunks, hidden], [chunks, vocab]
+  std::vector<int32_t> tokens;      // all tokens of the step, chunk after chunk
+  std::vector<int64_t> pos;         // position of each token
+  std::vector<std::byte> act_scratch;
+  std::vector<float> attn_scratch;
+};
+
+batch_decoder::batch_decoder(std::shared_ptr<const llama_model> model, int threads)
+    : model_(std::move(model)) {
+  if (!model_) throw error(errc::invalid_argument, "batch_decoder: no model");
+  if (threads < 1) throw error(errc::invalid_argument, "batch_decoder: threads must be >= 1");
+  state_ = std::make_unique<state>(threads);
+}
+
+batch_decoder::~batch_decoder() = default;
+
+int64_t batch_decoder::kv_bytes_per_position(const llama_hparams& h) noexcept {
+  return 2 * h.layers * h.kv_heads * h.head_dim * static_cast<int64_t>(sizeof(float));
+}
+
+int batch_decoder::threads() const noexcept { return state_->pool.size(); }
+
+uint32_t batch_decoder::open(int64_t capacity) {
+  if (capacity <= 0) {
+    throw error(errc::invalid_argument, "batch_decoder::open: capacity must be > 0 positions");
+  }
+  const llama_hparams& h = model_->hparams();
+  const auto n = static_cast<size_t>(h.layers * capacity * h.kv_heads * h.head_dim);
+  sequence s;
+  s.open = true;
+  s.capacity = capacity;
+  s.k.reset(new float[n]);
+  s.v.reset(new float[n]);
+  auto& seqs = state_->seqs;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (!seqs[i].open) {
+      seqs[i] = std::move(s);
+      return static_cast<uint32_t>(i);
+    }
+  }
+  seqs.push_back(std::move(s));
+  return static_cast<uint32_t>(seqs.size() - 1);
+}
+
+void batch_decoder::close(uint32_t seq) noexcept {
+  if (seq < state_->seqs.size()) state_->seqs[seq] = sequence{};
+}
+
+namespace {
+sequence& find(std::vector<sequence>& seqs, uint32_t seq, const char* op) {
+  if (seq >= seqs.size() || !seqs[seq].open) {
+    throw error(errc::invalid_argument,
+                std::string("batch_decoder::") + op + ": no open sequence " + std::to_string(seq));
+  }
+  return seqs[seq];
+}
+}  // namespace
+
+void batch_decoder::reset(uint32_t seq) { find(state_->seqs, seq, "reset").pos = 0; }
+int64_t batch_decoder::position(uint32_t seq) const {
+  return find(state_->seqs, seq, "position").pos;
+}
+int64_t batch_decoder::capacity(uint32_t seq) const {
+  return find(state_->seqs, seq, "capacity").capacity;
+}
+size_t batch_decoder::open_sequences() const noexcept {
+  size_t n = 0;
+  for (const auto& s : state_->seqs) n += s.open ? 1 : 0;
+  return n;
+}
+
+std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
+  state& s = *state_;
+  const llama_hparams& h = model_->hparams();
+  const llama_model::impl& w = model_->weights();
+  if (chunks.empty()) throw error(errc::invalid_argument, "batch_decoder::decode: no chunks");
+
+  // Validate everything before touching any cache, so that a refused step changes nothing.
+  int64_t T = 0;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const chunk& ch = chunks[c];
+    sequence& sq = find(s.seqs, ch.seq, "decode");
+    for (size_t d = 0; d < c; ++d) {
+      if (chunks[d].seq == ch.seq) {
+        throw error(errc::invalid_argument, "batch_decoder::decode: sequence " +
+                                                std::to_string(ch.seq) +
+                                                " appears twice in one step; concatenate its tokens");
+      }
+    }
+    const auto n = static_cast<int64_t>(ch.tokens.size());
+    if (n == 0) {
+      throw error(errc::invalid_argument, "batch_decoder::decode: empty chunk for sequence " +
+                                              std::to_string(ch.seq));
+    }
+    if (sq.pos + n > sq.capacity) {
+      throw error(errc::budget_exceeded,
+                  "batch_decoder::decode: " + std::to_string(n) + " tokens at position " +
+                    std::to_string(sq.pos) + " exceed the context of " +
+                    std::to_string(sq.capacity) + " positions of sequence " +
+                    std::to_string(ch.seq) + "; start a new sequence or reset it");
+    }
+    for (int32_t t : ch.tokens) {
+      if (t < 0 || t >= h.vocab) {
+        throw error(errc::invalid_argument,
+                    "batch_decoder::decode: token id " + std::to_string(t) +
+                      " is outside the vocabulary of " + std::to_string(h.vocab));
+      }
+    }
+    T += n;
+  }
+
+  const int64_t H = h.hidden, q_dim = h.heads * h.head_dim, kv_dim = h.kv_heads * h.head_dim;
+  const auto C = static_cast<int64_t>(chunks.size());
+  auto fit = [](std::vector<float>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  };
+  fit(s.x, T * H); fit(s.cur, T * H); fit(s.q, T * q_dim); fit(s.k, T * kv_dim);
+  fit(s.v, T * kv_dim); fit(s.attn, T * q_dim); fit(s.proj, T * H);
+  fit(s.gate, T * h.ffn); fit(s.up, T * h.ffn);
+  fit(s.last, C * H); fit(s.logits, C * h.vocab);
+  s.tokens.clear();
+  s.pos.clear();
+  for (const chunk& ch : chunks) {
+    const int64_t p0 = s.seqs[ch.seq].pos;
+    for (size_t i = 0; i < ch.tokens.size(); ++i) {
+      s.tokens.push_back(ch.tokens[i]);
+      s.pos.push_back(p0 + static_cast<int64_t>(i));
+    }
+  }
+
+  auto mm = [&](const matrix& m, const float* x, float* y) {
+    check(kc::mat_mul(s.pool, m.type, m.rows, m.n, m.data, m.row_stride, x, T, y, s.act_scratch),
+          "mat_mul");
+  };
+
+  // [T, hidden] embeddings
+  for (int64_t t = 0; t < T; ++t) {
+    const auto* row = static_cast<const std::byte*>(w.token_embd.data) +
+                      static_cast<size_t>(s.tokens[static_cast<size_t>(t)]) * w.token_embd.row_stride;
+    check(kc::dequantize_row(w.token_embd.type, row, s.x.data() + t * H, H), "dequantize_row");
+  }
+  const kc::attention_shape shape{h.heads, h.kv_heads, h.head_dim,
+                                  1.0f / std::sqrt(static_cast<float>(h.head_dim))};
+  for (int64_t il = 0; il < h.layers; ++il) {
+    const layer_weights& l = w.layers[static_cast<size_t>(il)];
+    for (int64_t t = 0; t < T; ++t)
+      check(kc::rms_norm(s.x.data() + t * H, l.attn_norm, s.cur.data() + t * H, H, h.rms_eps),
+            "rms_norm");
+    mm(l.wq, s.cur.data(), s.q.data());
+    mm(l.wk, s.cur.data(), s.k.data());
+    mm(l.wv, s.cur.data(), s.v.data());
+    // RoPE at each token's own position, then keys and values into each sequence's cache.
+    int64_t t = 0;
+    for (const chunk& ch : chunks) {
+      sequence& sq = s.seqs[ch.seq];
+      float* kc_layer = sq.k.get() + il * sq.capacity * kv_dim;
+      float* vc_layer = sq.v.get() + il * sq.capacity * kv_dim;
+      const int64_t t0 = t;
+      for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
+        const int64_t pos = s.pos[static_cast<size_t>(t)];
+        check(kc::rope_norm(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, pos,
+                            h.rope_base), "rope_norm");
+        check(kc::rope_norm(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, pos,
+                            h.rope_base), "rope_norm");
+        std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
+        std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
+      }
+      check(kc::attention(s.pool, shape, s.q.data() + t0 * q_dim, t - t0, sq.pos, kc_layer,
+                          vc_layer, s.attn.data() + t0 * q_dim, s.attn_scratch),
+            "attention");
+    }
+    mm(l.wo, s.attn.data(), s.proj.data());
+    for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
+    for (int64_t i = 0; i < T; ++i)
+      check(kc::rms_norm(s.x.data() + i * H, l.ffn_norm, s.cur.data() + i * H, H, h.rms_eps),
+            "rms_norm");
+    mm(l.gate, s.cur.data(), s.gate.data());
+    mm(l.up, s.cur.data(), s.up.data());
+    check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
+    mm(l.down, s.gate.data(), s.proj.data());
+    for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
+  }
+  // Logits of each chunk's last token only: [C, vocab].
+  int64_t end = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    end += static_cast<int64_t>(chunks[static_cast<size_t>(c)].tokens.size());
+    check(kc::rms_norm(s.x.data() + (end - 1) * H, w.output_norm, s.last.data() + c * H, H,
+                       h.rms_eps),
+          "rms_norm");
+  }
+  check(kc::mat_mul(s.pool, w.output.type, w.output.rows, w.output.n, w.output.data,
+                    w.output.row_stride, s.last.data(), C, s.logits.data(), s.act_scratch),
+        "mat_mul");
+  for (const chunk& ch : chunks) s.seqs[ch.seq].pos += static_cast<int64_t>(ch.tokens.size());
+  return {s.logits.data(), static_cast<size_t>(C * h.vocab)};
+}
+
+}  // namespace troupe::llama

@@ -1,0 +1,39 @@
+#pragma once
+// Private: the weights of a loaded llama model as the forward pass takes them (pointers into the
+// GGUF memory map). Shared by llama_model.cpp (loading) and batch_decoder.cpp (the forward pass).
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/quant.hpp"
+#include "troupe/llama/llama_model.hpp"
+
+namespace troupe::llama {
+
+namespace kc = troupe::kernels::cpu;
+
+/// A 2-D weight as the kernels take it: `rows` rows of `n` elements of `type`.
+struct matrix {
+  kc::quant_type type{};
+  int64_t rows = 0;
+  int64_t n = 0;
+  size_t row_stride = 0;
+  const void* data = nullptr;
+};
+
+struct layer_weights {
+  const float* attn_norm = nullptr;  // [hidden]
+  matrix wq, wk, wv, wo;             // [q_dim|kv_dim, hidden], wo [hidden, q_dim]
+  const float* ffn_norm = nullptr;   // [hidden]
+  matrix gate, up, down;             // [ffn, hidden] ×2, down [hidden, ffn]
+};
+
+struct llama_model::impl {
+  matrix token_embd;  // [vocab, hidden]
+  matrix output;      // [vocab, hidden]; token_embd when tied
+  const float* output_norm = nullptr;
+  std::vector<layer_weights> layers;
+};
+
+}  // namespace troupe::llama

@@ -1,0 +1,344 @@
+// The batched forward pass and the local engine actor (continuous batching, streaming, cancel,
+// KV admission) against the llama.cpp fixture: batching must not change a single token.
+
+#define BOOST_TEST_MODULE local_model
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <variant>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+#include "llama/llama_test_support.hpp"
+#include "troupe/caf_types.hpp"
+#include "troupe/error.hpp"
+#include "troupe/llama/batch_decoder.hpp"
+#include "troupe/llama/tokenizer.hpp"
+#include "troupe/local_model.hpp"
+
+using namespace troupe;
+using troupe::llama::batch_decoder;
+using troupe::llama::llama_model;
+
+namespace {
+
+constexpr auto reply_timeout = std::chrono::seconds(300);
+
+bool have_model() {
+  if (!llama::test::smollm2_path().empty()) return true;
+  BOOST_TEST_MESSAGE("SKIPPED: SmolLM2-135M-Instruct.Q4_1.gguf not found (set TROUPE_MODEL_DIR "
+                     "or run scripts/install-deps)");
+  return false;
+}
+
+int32_t arg_max(std::span<const float> logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+/// A fixture case whose prompt is a ChatML conversation, as troupe messages.
+struct chat_case {
+  std::string name;
+  std::vector<chat_message> messages;
+  std::vector<int32_t> prompt_tokens;
+  std::vector<int32_t> greedy;  // llama.cpp's 64 greedy tokens
+};
+
+/// Splits "<|im_start|>role\ncontent<|im_end|>\n..." (ending with the assistant header).
+std::vector<chat_message> parse_chatml(const std::string& prompt) {
+  std::vector<chat_message> out;
+  const std::string start = "<|im_start|>", end = "<|im_end|>";
+  size_t pos = 0;
+  for (;;) {
+    const size_t s = prompt.find(start, pos);
+    const size_t e = prompt.find(end, s);
+    if (s == std::string::npos || e == std::string::npos) break;
+    const std::string body = prompt.substr(s + start.size(), e - s - start.size());
+    const size_t nl = body.find('\n');
+    const std::string role = body.substr(0, nl), text = body.substr(nl + 1);
+    if (role == "system") out.push_back(chat_message::system(text));
+    else if (role == "user") out.push_back(chat_message::user(text));
+    else out.push_back(chat_message::assistant(text));
+    pos = e + end.size();
+  }
+  return out;
+}
+
+std::vector<chat_case> chat_cases() {
+  std::vector<chat_case> out;
+  const json::value fixture = llama::test::reference_fixture();
+  for (const json::value& c : fixture.find("cases")->as_array()) {
+    const std::string name = c.find("name")->as_string();
+    if (name.rfind("chat_", 0) != 0) continue;
+    out.push_back({name, parse_chatml(c.find("prompt")->as_string()),
+                   llama::test::ids_of(*c.find("prompt_tokens")),
+                   llama::test::ids_of(*c.find("greedy_tokens"))});
+  }
+  return out;
+}
+
+/// What llama.cpp's greedy tokens say the engine must answer with max_tokens = 64.
+struct expected_answer {
+  std::string text;
+  finish_reason finish;
+  uint64_t tokens;
+};
+
+expected_answer expected_of(const llama::tokenizer& tok, const std::vector<int32_t>& greedy) {
+  auto end = std::find_if(greedy.begin(), greedy.end(),
+                          [&](int32_t t) { return tok.is_end_of_generation(t); });
+  std::vector<int32_t> kept(greedy.begin(), end);
+  return {tok.decode(kept), end == greedy.end() ? finish_reason::length : finish_reason::stop,
+          kept.size()};
+}
+
+struct engine_fixture {
+  engine_fixture() : sys(cfg), self(sys) {}
+  ~engine_fixture() {
+    if (model) caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
+  }
+  void start(local_model_config c = {}) {
+    c.model = llama::test::smollm2_path().string();
+    model = spawn_local_model(sys, c);
+  }
+  /// Sends a request and returns its reply or error (deltas stay in the mailbox).
+  std::variant<assistant_turn, error> ask(const chat_request& req) {
+    std::variant<assistant_turn, error> out;
+    self->request(model, reply_timeout, chat_atom::value, req)
+      .receive([&](assistant_turn& t) { out = std::move(t); },
+               [&](caf::error& e) { out = from_caf_error(e, "chat"); });
+    return out;
+  }
+  troupe::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scoped_actor self;
+  model_actor model;
+};
+
+chat_request request_for(uint64_t id, std::vector<chat_message> messages, uint32_t max_tokens) {
+  chat_request r;
+  r.id = id;
+  r.messages = std::move(messages);
+  r.max_tokens = max_tokens;
+  return r;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(batched_decoding_gives_llama_cpp_tokens_for_every_sequence) {
+  if (!have_model()) return;
+  const json::value fixture = llama::test::reference_fixture();
+  const auto& cases = fixture.find("cases")->as_array();
+  auto model = llama_model::load(llama::test::smollm2_path());
+  batch_decoder dec(model, 2);
+  const size_t n = std::min<size_t>(cases.size(), 8);
+  const auto vocab = static_cast<size_t>(model->hparams().vocab);
+  std::vector<std::vector<int32_t>> prompts, expected, got(n);
+  std::vector<uint32_t> seqs;
+  std::vector<batch_decoder::chunk> chunks;
+  for (size_t i = 0; i < n; ++i) {
+    prompts.push_back(llama::test::ids_of(*cases[i].find("prompt_tokens")));
+    expected.push_back(llama::test::ids_of(*cases[i].find("greedy_tokens")));
+    seqs.push_back(dec.open(256));
+  }
+  for (size_t i = 0; i < n; ++i) chunks.push_back({seqs[i], prompts[i]});
+  // All prompts in one step, then every sequence one token per step.
+  auto logits = dec.decode(chunks);
+  for (size_t i = 0; i < n; ++i) {
+    // The first-step logits of llama.cpp's top 50, bit for bit.
+    for (const json::value& pair : cases[i].find("first_logits")->find("top")->as_array()) {
+      const auto id = static_cast<size_t>(pair.as_array()[0].as_int());
+      BOOST_CHECK_EQUAL(logits[i * vocab + id],
+                        static_cast<float>(pair.as_array()[1].as_number()));
+    }
+  }
+  std::vector<int32_t> next(n);
+  for (size_t step = 0; step < expected[0].size(); ++step) {
+    for (size_t i = 0; i < n; ++i) {
+      next[i] = arg_max(logits.subspan(i * vocab, vocab));
+      got[i].push_back(next[i]);
+      chunks[i] = {seqs[i], std::span<const int32_t>(&next[i], 1)};
+    }
+    logits = dec.decode(chunks);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    BOOST_TEST_CONTEXT("prompt " << cases[i].find("name")->as_string()) {
+      BOOST_CHECK_EQUAL_COLLECTIONS(got[i].begin(), got[i].end(), expected[i].begin(),
+                                    expected[i].end());
+      BOOST_CHECK_EQUAL(dec.position(seqs[i]),
+                        static_cast<int64_t>(prompts[i].size() + expected[i].size()));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_refused_step_changes_nothing) {
+  if (!have_model()) return;
+  auto model = llama_model::load(llama::test::smollm2_path());
+  batch_decoder dec(model, 1);
+  const uint32_t a = dec.open(8), b = dec.open(4);
+  const std::vector<int32_t> three{1, 2, 3}, five{1, 2, 3, 4, 5};
+  const int32_t bad = 1 << 20;
+  auto refused = [&](std::vector<batch_decoder::chunk> chunks, errc code) {
+    try {
+      dec.decode(chunks);
+      BOOST_ERROR("the step was not refused");
+    } catch (const error& e) {
+      BOOST_CHECK_EQUAL(e.code(), code);
+      BOOST_TEST_MESSAGE(e.message());
+    }
+    BOOST_CHECK_EQUAL(dec.position(a), 0);
+    BOOST_CHECK_EQUAL(dec.position(b), 0);
+  };
+  refused({{a, three}, {b, five}}, errc::budget_exceeded);  // b holds 4 positions
+  refused({{a, three}, {a, three}}, errc::invalid_argument);
+  refused({{a, three}, {77, three}}, errc::invalid_argument);
+  refused({{a, {}}}, errc::invalid_argument);
+  refused({{a, std::span<const int32_t>(&bad, 1)}}, errc::invalid_argument);
+  refused({}, errc::invalid_argument);
+  dec.decode(std::vector<batch_decoder::chunk>{{a, three}, {b, three}});
+  BOOST_CHECK_EQUAL(dec.position(a), 3);
+  BOOST_CHECK_EQUAL(dec.open_sequences(), 2u);
+  dec.close(b);
+  BOOST_CHECK_EQUAL(dec.open_sequences(), 1u);
+  BOOST_CHECK_THROW(dec.position(b), error);
+}
+
+BOOST_FIXTURE_TEST_CASE(concurrent_requests_each_get_llama_cpp_answer, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+  const auto cases = chat_cases();
+  BOOST_REQUIRE_GE(cases.size(), 8u);
+  // Every request goes out before any reply is read: they share the batch.
+  std::map<uint64_t, std::variant<assistant_turn, error>> replies;
+  std::vector<decltype(self->request(model, reply_timeout, chat_atom::value, chat_request{}))>
+    handles;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    handles.push_back(self->request(model, reply_timeout, chat_atom::value,
+                                    request_for(i + 1, cases[i].messages, 64)));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    handles[i].receive([&](assistant_turn& t) { replies[i] = std::move(t); },
+                       [&](caf::error& e) { replies[i] = from_caf_error(e, "chat"); });
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    BOOST_TEST_CONTEXT("prompt " << cases[i].name) {
+      auto* turn = std::get_if<assistant_turn>(&replies[i]);
+      if (!turn) BOOST_FAIL("request failed: " << std::get<error>(replies[i]).render());
+      const auto want = expected_of(tok, cases[i].greedy);
+      BOOST_CHECK_EQUAL(turn->text, want.text);
+      BOOST_CHECK_EQUAL(turn->finish, want.finish);
+      BOOST_CHECK_EQUAL(turn->usage.completion_tokens, want.tokens);
+      BOOST_CHECK_EQUAL(turn->usage.prompt_tokens, cases[i].prompt_tokens.size());
+    }
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(streamed_deltas_add_up_to_the_reply, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  const auto cases = chat_cases();
+  auto req = request_for(42, cases.front().messages, 24);
+  req.stream_to = caf::actor_cast<delta_sink_actor>(self);
+  auto reply = ask(req);
+  auto* turn = std::get_if<assistant_turn>(&reply);
+  BOOST_REQUIRE(turn);
+  std::string streamed;
+  size_t deltas = 0;
+  bool more = true;
+  while (more) {
+    self->receive(
+      [&](delta_atom, const turn_delta& d) {
+        BOOST_CHECK_EQUAL(d.request_id, 42u);
+        streamed += d.text;
+        ++deltas;
+      },
+      caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
+  }
+  BOOST_CHECK_GT(deltas, 1u);
+  BOOST_CHECK_EQUAL(streamed, turn->text);
+}
+
+BOOST_FIXTURE_TEST_CASE(cancel_ends_a_running_request_with_its_text_so_far, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  auto req = request_for(7, {chat_message::user("Write a very long story about a lighthouse.")},
+                         1500);
+  req.stream_to = caf::actor_cast<delta_sink_actor>(self);
+  auto handle = self->request(model, reply_timeout, chat_atom::value, req);
+  // Cancel once the first text has streamed: the request is running then.
+  self->receive([&](delta_atom, const turn_delta&) {},
+                caf::after(reply_timeout) >> [] { BOOST_FAIL("no delta"); });
+  self->send(model, cancel_atom::value, uint64_t{7});
+  handle.receive(
+    [&](assistant_turn& t) {
+      BOOST_CHECK_EQUAL(t.finish, finish_reason::cancelled);
+      BOOST_CHECK(!t.text.empty());
+      BOOST_CHECK_LT(t.usage.completion_tokens, 1500u);
+    },
+    [&](caf::error& e) { BOOST_ERROR("cancel gave an error: " << to_string(e)); });
+  // The engine still serves afterwards.
+  auto again = ask(request_for(8, {chat_message::user("Say hi.")}, 4));
+  BOOST_CHECK(std::holds_alternative<assistant_turn>(again));
+}
+
+BOOST_FIXTURE_TEST_CASE(kv_admission_queues_what_does_not_fit_and_refuses_what_never_fits,
+                        engine_fixture) {
+  if (!have_model()) return;
+  // Room for one sequence of 160 positions at a time (SmolLM2: 46,080 bytes a position).
+  local_model_config c;
+  c.kv_budget_bytes = 160 * 46'080;
+  c.context = 512;
+  start(c);
+  const auto cases = chat_cases();
+  auto first = self->request(model, reply_timeout, chat_atom::value,
+                             request_for(1, cases[0].messages, 64));  // 37 + 64 positions
+  auto second = self->request(model, reply_timeout, chat_atom::value,
+                              request_for(2, cases[1].messages, 64));  // waits for the first
+  for (auto* h : {&first, &second}) {
+    h->receive([&](assistant_turn& t) { BOOST_CHECK(!t.text.empty()); },
+               [&](caf::error& e) { BOOST_ERROR("queued request failed: " << to_string(e)); });
+  }
+  // A reservation larger than the whole budget is refused, naming the budget.
+  auto huge = ask(request_for(3, cases[0].messages, 400));
+  BOOST_REQUIRE(std::holds_alternative<error>(huge));
+  BOOST_CHECK_EQUAL(std::get<error>(huge).code(), errc::budget_exceeded);
+  BOOST_CHECK_NE(std::get<error>(huge).message().find("KV"), std::string::npos);
+  // A prompt longer than the context is refused, naming the lengths.
+  std::string long_text;
+  for (int i = 0; i < 400; ++i) long_text += "lighthouse keeper ";
+  auto too_long = ask(request_for(4, {chat_message::user(long_text)}, 8));
+  BOOST_REQUIRE(std::holds_alternative<error>(too_long));
+  BOOST_CHECK_EQUAL(std::get<error>(too_long).code(), errc::invalid_argument);
+  BOOST_CHECK_NE(std::get<error>(too_long).message().find("512 positions"), std::string::npos);
+  // Bad requests: no messages; a response schema (needs constrained decoding).
+  auto empty = ask(request_for(5, {}, 8));
+  BOOST_REQUIRE(std::holds_alternative<error>(empty));
+  BOOST_CHECK_EQUAL(std::get<error>(empty).code(), errc::invalid_argument);
+  auto schema = request_for(6, {chat_message::user("hi")}, 8);
+  schema.response_schema = R"({"type":"object"})";
+  auto refused = ask(schema);
+  BOOST_REQUIRE(std::holds_alternative<error>(refused));
+  BOOST_CHECK_EQUAL(std::get<error>(refused).code(), errc::unsupported);
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_or_bad_model_file_is_a_clear_error) {
+  troupe::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  local_model_config c;
+  c.model = "/nonexistent/model.gguf";
+  try {
+    spawn_local_model(sys, c);
+    BOOST_ERROR("no error for a missing file");
+  } catch (const error& e) {
+    BOOST_CHECK_EQUAL(e.code(), errc::not_found);
+    BOOST_CHECK_NE(e.message().find("/nonexistent/model.gguf"), std::string::npos);
+  }
+  c.model = std::string(TROUPE_SOURCE_DIR) + "/README.md";  // not a GGUF file
+  BOOST_CHECK_THROW(spawn_local_model(sys, c), error);
+  c.model = "smollm2";
+  c.threads = 0;
+  BOOST_CHECK_THROW(spawn_local_model(sys, c), error);
+}
