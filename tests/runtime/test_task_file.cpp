@@ -264,6 +264,27 @@ BOOST_AUTO_TEST_CASE(the_swarm_scale_sample_parses) {
   BOOST_TEST(worker.turns[1].text == "worker done: {{prompt}}");
 }
 
+BOOST_AUTO_TEST_CASE(the_local_fanout_sample_configures_the_engine) {
+  const auto t = load_task_file(TROUPE_SOURCE_DIR "/samples/local_fanout/task.toml");
+  BOOST_TEST(t.model_backend == "local");
+  BOOST_TEST(t.local.model == "smollm2");
+  BOOST_TEST(t.local.threads == 2);
+  BOOST_TEST(t.local.default_max_tokens == 48u);
+  BOOST_TEST(t.local.temperature == 0.0f);
+  BOOST_TEST(t.local.max_batch == local_model_config{}.max_batch);
+  BOOST_TEST(t.is_fan_out());
+  BOOST_TEST(t.items.size() == 6u);
+  const auto k = parse_task("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\n"
+                            "model = \"/m/x.gguf\"\nkv_budget_mib = 64\ncontext = 1024\n"
+                            "max_batch = 4\ntop_k = 40\nrepetition_penalty = 1.1\n");
+  BOOST_TEST(k.local.model == "/m/x.gguf");
+  BOOST_TEST(k.local.kv_budget_bytes == int64_t{64} << 20);
+  BOOST_TEST(k.local.context == 1024);
+  BOOST_TEST(k.local.max_batch == 4);
+  BOOST_TEST(k.local.top_k == 40);
+  BOOST_TEST(k.local.repetition_penalty == 1.1f);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(bad_files)
@@ -344,6 +365,17 @@ BOOST_AUTO_TEST_CASE(a_missing_model_section_is_refused) {
 BOOST_AUTO_TEST_CASE(an_unknown_backend_is_refused) {
   check_refused("[task]\ngoal = \"g\"\n[model]\n\nbackend = \"gpt-9\"\n", errc::parse_error, 5,
                 {"unknown model backend 'gpt-9'", "supports: scripted"});
+}
+
+BOOST_AUTO_TEST_CASE(local_backend_keys_are_checked) {
+  check_refused("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\nlatency_ms = 5\n",
+                errc::parse_error, 5,
+                {"unknown key 'latency_ms' in [model] (backend = \"local\")",
+                 "model, threads, context, max_batch, kv_budget_mib"});
+  check_refused("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\nthreads = 0\n",
+                errc::parse_error, 5, {"'threads' in [model] (backend = \"local\") must be between 1"});
+  check_refused("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\ntop_p = 1.5\n",
+                errc::parse_error, 5, {"'top_p'", "must be between 0 and 1"});
 }
 
 BOOST_AUTO_TEST_CASE(a_tool_call_without_a_name_is_refused) {
