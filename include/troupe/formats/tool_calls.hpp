@@ -1,0 +1,80 @@
+#pragma once
+/// Tool calls as local models write them, in text: parsing streamed output into text and complete
+/// tool calls, and rendering tool declarations and calls into prompts.
+///
+/// Syntaxes:
+/// - hermes (ChatML models: SmolLM2, Qwen, Hermes): `<tool_call>\n{"name": "NAME", "arguments":
+///   {...}}\n</tool_call>`, one block per call, after any text.
+/// - kimi_k2 (Kimi K2 / K2.5): `<|tool_calls_section_begin|>` then per call
+///   `<|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>{...}<|tool_call_end|>`, then
+///   `<|tool_calls_section_end|>`. The markers are special tokens: feed their text (render them).
+///
+/// A call is emitted only once it is complete and its JSON is valid, so a broken or truncated
+/// stream never yields half a call: it becomes a troupe::error (parse_error) that says what was
+/// wrong and shows the start of the offending text.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "troupe/message.hpp"
+#include "troupe/tool_call.hpp"
+
+namespace troupe {
+
+enum class tool_call_syntax : uint8_t { hermes = 0, kimi_k2 = 1 };
+
+/// Incremental parser of one model turn. Feed it the text as it is generated, in pieces of any
+/// size (byte boundaries included); it returns the text that is certainly not part of a tool call
+/// and the calls completed so far. Output does not depend on how the text was split.
+class tool_call_parser {
+ public:
+  struct output {
+    std::string text;              ///< Plain text, in order, outside any tool call.
+    std::vector<tool_call> calls;  ///< Complete, valid calls, in order.
+  };
+
+  explicit tool_call_parser(tool_call_syntax syntax);
+
+  /// Consumes `piece`. Throws troupe::error (parse_error) when a completed call is malformed:
+  /// its JSON does not parse, it has no name, its arguments are not an object.
+  output feed(std::string_view piece);
+  /// The end of the turn: returns the remaining text. Throws troupe::error (parse_error) when a
+  /// call was opened but not closed (truncated output).
+  output finish();
+
+  /// True while inside a tool call (text fed since is held back).
+  bool in_call() const noexcept { return in_call_; }
+  tool_call_syntax syntax() const noexcept { return syntax_; }
+
+ private:
+  void close_call(std::string_view body, output& out);
+  tool_call_syntax syntax_;
+  std::string buf_;    ///< Unconsumed text: a possible marker prefix, or a call's body.
+  bool in_call_ = false;
+  bool in_section_ = false;  ///< kimi_k2: between section begin and end.
+  uint32_t calls_ = 0;
+};
+
+/// Parses a whole turn at once (feed + finish).
+tool_call_parser::output parse_tool_calls(tool_call_syntax syntax, std::string_view text);
+
+/// The system-prompt text that declares `tools` to a hermes-syntax model and shows it the call
+/// format; appended to the conversation's system message (or used as one).
+std::string hermes_tool_declarations(std::span<const tool_spec> tools);
+
+/// One assistant call in hermes syntax: `<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>`.
+std::string hermes_tool_call_text(const tool_call& call);
+
+/// A tool result as a hermes-syntax model reads it: `<tool_response>\n...\n</tool_response>`.
+std::string hermes_tool_response_text(const chat_message& tool_message);
+
+/// A whole conversation in Kimi K2's chat template (as code; roles, the tool declaration block,
+/// tool-call sections with `functions.NAME:IDX` ids and `## Return of ID` tool results), ending
+/// with the assistant header when `add_generation_prompt`.
+std::string kimi_k2_prompt(std::span<const chat_message> messages, std::span<const tool_spec> tools,
+                           bool add_generation_prompt = true);
+
+}  // namespace troupe
