@@ -276,9 +276,60 @@ task_spec parse_task(std::string_view text, std::string_view source) {
     l.min_p = static_cast<float>(rd.number(*m, "min_p", sec, l.min_p, 0, 1));
     l.repetition_penalty = static_cast<float>(
       rd.number(*m, "repetition_penalty", sec, l.repetition_penalty, 0.01, 10));
+  } else if (spec.model_backend == "openai") {
+    constexpr std::string_view sec = "[model] (backend = \"openai\")";
+    if (const auto* key = m->get("api_key"))
+      rd.fail(key, "[model] must not hold the API key itself: put it in an environment variable "
+                   "and name that variable with api_key_env (default OPENAI_API_KEY)");
+    rd.only_keys(*m, sec,
+                 {"backend", "base_url", "model", "api_key_env", "timeout_s", "max_retries",
+                  "max_concurrency", "extra_body", "ca_file", "retry_base_ms", "retry_max_ms",
+                  "max_retry_after_s"});
+    auto& o = spec.openai;
+    o.base_url = rd.string(*m, "base_url", sec, o.base_url);
+    o.model = rd.string(*m, "model", sec);
+    if (o.model.empty())
+      rd.fail(m->get("model") ? m->get("model") : m->get("backend"),
+              fmt::format("{} needs model = \"...\", the model name the endpoint serves", sec));
+    o.api_key_env = rd.string(*m, "api_key_env", sec, o.api_key_env);
+    o.timeout = std::chrono::milliseconds{static_cast<int64_t>(
+      rd.number(*m, "timeout_s", sec, static_cast<double>(o.timeout.count()) / 1000, 0.001,
+                24 * 3600) * 1000)};
+    o.max_retries = static_cast<uint32_t>(rd.integer(*m, "max_retries", sec, o.max_retries, 0, 100));
+    o.max_concurrency = static_cast<uint32_t>(
+      rd.integer(*m, "max_concurrency", sec, o.max_concurrency, 1, 100'000));
+    o.ca_file = rd.string(*m, "ca_file", sec);
+    o.retry_base_delay = std::chrono::milliseconds{
+      rd.integer(*m, "retry_base_ms", sec, o.retry_base_delay.count(), 0, 3'600'000)};
+    o.retry_max_delay = std::chrono::milliseconds{
+      rd.integer(*m, "retry_max_ms", sec, o.retry_max_delay.count(), 0, 3'600'000)};
+    o.max_retry_after = std::chrono::milliseconds{static_cast<int64_t>(
+      rd.number(*m, "max_retry_after_s", sec, static_cast<double>(o.max_retry_after.count()) / 1000,
+                0, 24 * 3600) * 1000)};
+    if (const auto* extra = m->get("extra_body")) {
+      if (const auto* t = extra->as_table()) {
+        std::ostringstream os;
+        os << toml::json_formatter{*t, toml::format_flags::none};
+        o.extra_body = os.str();
+      } else if (const auto* s = extra->as_string()) {
+        o.extra_body = s->get();
+      } else {
+        rd.fail(extra, "extra_body must be a table or a JSON string, e.g. "
+                       "extra_body = { thinking = { type = \"disabled\" } }");
+      }
+      bool is_object = false;
+      std::string problem;
+      try {
+        is_object = json::parse(o.extra_body, "extra_body").is_object();
+      } catch (const error& e) {
+        problem = e.message();
+      }
+      if (!problem.empty()) rd.fail(extra, fmt::format("extra_body is not valid JSON: {}", problem));
+      if (!is_object) rd.fail(extra, "extra_body must be a JSON object");
+    }
   } else {
     rd.fail(m->get("backend"),
-            fmt::format("unknown model backend '{}'; this build supports: scripted, local",
+            fmt::format("unknown model backend '{}'; this build supports: scripted, local, openai",
                         spec.model_backend));
   }
   return spec;

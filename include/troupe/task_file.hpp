@@ -12,6 +12,10 @@
 ///                   or backend = "local": model = "smollm2" | "path.gguf", threads, context,
 ///                   max_batch, kv_budget_mib, max_tokens, temperature, top_p, top_k, min_p,
 ///                   repetition_penalty (troupe/local_model.hpp)
+///                   or backend = "openai": base_url, model, api_key_env (the name of the variable
+///                   that holds the key; the key itself is refused), timeout_s, max_retries,
+///                   max_concurrency, extra_body = {...} | "json", ca_file, retry_base_ms,
+///                   retry_max_ms, max_retry_after_s (troupe/openai_model.hpp)
 ///
 /// Unknown sections and keys are errors, so that a typo never silently changes a run.
 
@@ -23,6 +27,7 @@
 #include "troupe/agent.hpp"
 #include "troupe/budget.hpp"
 #include "troupe/local_model.hpp"
+#include "troupe/openai_model.hpp"
 #include "troupe/scripted_model.hpp"
 #include "troupe/tool.hpp"
 
@@ -39,9 +44,10 @@ struct task_spec {
   budgets limits;
   std::vector<std::string> builtin_tools;
   tool_options tools;
-  std::string model_backend = "scripted";  ///< "scripted" or "local"
+  std::string model_backend = "scripted";  ///< "scripted", "local" or "openai"
   model_script script;                     ///< backend = "scripted"
   local_model_config local;                ///< backend = "local"
+  openai_config openai;                    ///< backend = "openai"
 
   bool is_fan_out() const { return goal.empty(); }
 };

@@ -13,6 +13,7 @@
 #include "troupe/caf_types.hpp"
 #include "troupe/json.hpp"
 #include "troupe/local_model.hpp"
+#include "troupe/openai_model.hpp"
 #include "troupe/scripted_model.hpp"
 #include "troupe/swarm.hpp"
 #include "troupe/task_file.hpp"
@@ -62,8 +63,12 @@ int run_command(const run_options& opts) {
   model_actor model;
   try {
     register_builtin_tools(sys, registry, task.builtin_tools, task.tools);
-    model = task.model_backend == "local" ? spawn_local_model(sys, task.local)
-                                          : spawn_scripted_model(sys, task.script);
+    if (task.model_backend == "local")
+      model = spawn_local_model(sys, task.local);
+    else if (task.model_backend == "openai")
+      model = spawn_openai_model(sys, task.openai);
+    else
+      model = spawn_scripted_model(sys, task.script);
   } catch (const error& e) {
     std::fprintf(stderr, "troupe run: %s: %s\n", task.source.c_str(), e.what());
     caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);

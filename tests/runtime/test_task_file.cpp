@@ -364,7 +364,7 @@ BOOST_AUTO_TEST_CASE(a_missing_model_section_is_refused) {
 
 BOOST_AUTO_TEST_CASE(an_unknown_backend_is_refused) {
   check_refused("[task]\ngoal = \"g\"\n[model]\n\nbackend = \"gpt-9\"\n", errc::parse_error, 5,
-                {"unknown model backend 'gpt-9'", "supports: scripted"});
+                {"unknown model backend 'gpt-9'", "supports: scripted, local, openai"});
 }
 
 BOOST_AUTO_TEST_CASE(local_backend_keys_are_checked) {
@@ -376,6 +376,73 @@ BOOST_AUTO_TEST_CASE(local_backend_keys_are_checked) {
                 errc::parse_error, 5, {"'threads' in [model] (backend = \"local\") must be between 1"});
   check_refused("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\ntop_p = 1.5\n",
                 errc::parse_error, 5, {"'top_p'", "must be between 0 and 1"});
+}
+
+BOOST_AUTO_TEST_CASE(every_key_of_the_openai_backend_is_read) {
+  auto spec = parse_task(R"([task]
+goal = "g"
+[model]
+backend = "openai"
+base_url = "https://api.moonshot.ai/v1"
+model = "kimi-k2.5"
+api_key_env = "MOONSHOT_API_KEY"
+timeout_s = 2.5
+max_retries = 7
+max_concurrency = 3
+extra_body = { thinking = { type = "disabled" } }
+ca_file = "/etc/ssl/extra.pem"
+retry_base_ms = 100
+retry_max_ms = 900
+max_retry_after_s = 30
+)",
+                         "kimi.toml");
+  BOOST_TEST(spec.model_backend == "openai");
+  const auto& o = spec.openai;
+  BOOST_TEST(o.base_url == "https://api.moonshot.ai/v1");
+  BOOST_TEST(o.model == "kimi-k2.5");
+  BOOST_TEST(o.api_key_env == "MOONSHOT_API_KEY");
+  BOOST_TEST(o.timeout.count() == 2500);
+  BOOST_TEST(o.max_retries == 7u);
+  BOOST_TEST(o.max_concurrency == 3u);
+  BOOST_TEST(o.ca_file == "/etc/ssl/extra.pem");
+  BOOST_TEST(o.retry_base_delay.count() == 100);
+  BOOST_TEST(o.retry_max_delay.count() == 900);
+  BOOST_TEST(o.max_retry_after.count() == 30000);
+  auto extra = json::parse(o.extra_body);
+  BOOST_TEST(json::dump(extra) == R"({"thinking":{"type":"disabled"}})");
+
+  // Defaults: those of openai_config; extra_body may also be JSON text.
+  auto d = parse_task(
+    "[task]\ngoal = \"g\"\n[model]\nbackend = \"openai\"\nmodel = \"m\"\n"
+    "extra_body = '{\"parallel_tool_calls\": true}'\n");
+  openai_config defaults;
+  BOOST_TEST(d.openai.base_url == defaults.base_url);
+  BOOST_TEST(d.openai.api_key_env == "OPENAI_API_KEY");
+  BOOST_TEST(d.openai.timeout.count() == defaults.timeout.count());
+  BOOST_TEST(d.openai.max_retries == defaults.max_retries);
+  BOOST_TEST(d.openai.extra_body == R"({"parallel_tool_calls": true})");
+}
+
+BOOST_AUTO_TEST_CASE(openai_backend_keys_are_checked_and_keys_in_the_file_refused) {
+  const std::string head = "[task]\ngoal = \"g\"\n[model]\nbackend = \"openai\"\n";
+  check_refused(head + "model = \"m\"\napi_key = \"sk-secret-123\"\n", errc::parse_error, 6,
+                {"must not hold the API key", "api_key_env"});
+  BOOST_TEST(!contains(parse_error_of(head + "model = \"m\"\napi_key = \"sk-secret-123\"\n").message(),
+                       "sk-secret-123"));
+  check_refused(head + "base_url = \"http://127.0.0.1:1/v1\"\n", errc::parse_error, 4,
+                {"needs model = "});
+  check_refused(head + "model = \"m\"\nthreads = 2\n", errc::parse_error, 6,
+                {"unknown key 'threads' in [model] (backend = \"openai\")", "base_url, model"});
+  check_refused(head + "model = \"m\"\nmax_concurrency = 0\n", errc::parse_error, 6,
+                {"'max_concurrency'", "must be between 1"});
+  check_refused(head + "model = \"m\"\ntimeout_s = \"soon\"\n", errc::parse_error, 6,
+                {"'timeout_s'", "must be a number"});
+  check_refused(head + "model = \"m\"\nextra_body = \"[1, 2]\"\n", errc::parse_error, 6,
+                {"extra_body must be a JSON object"});
+  check_refused(head + "model = \"m\"\nextra_body = \"{oops\"\n", errc::parse_error, 6,
+                {"extra_body is not valid JSON"});
+  check_refused(head + "model = \"m\"\nextra_body = 3\n", errc::parse_error, 6,
+                {"extra_body must be a table or a JSON string"});
 }
 
 BOOST_AUTO_TEST_CASE(a_tool_call_without_a_name_is_refused) {
