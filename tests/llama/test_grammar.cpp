@@ -1,0 +1,250 @@
+// Grammars for constrained decoding (troupe/llama/grammar.hpp, token_mask.hpp): schemas accept
+// what they should and nothing else, everything a grammar lets through validates against its
+// schema, and token masks equal a brute-force check of every token of SmolLM2's vocabulary.
+
+#define BOOST_TEST_MODULE grammar
+#include <boost/test/unit_test.hpp>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "llama/llama_test_support.hpp"
+#include "troupe/error.hpp"
+#include "troupe/formats/tool_calls.hpp"
+#include "troupe/json.hpp"
+#include "troupe/llama/grammar.hpp"
+#include "troupe/llama/llama_model.hpp"
+#include "troupe/llama/token_mask.hpp"
+#include "troupe/llama/tokenizer.hpp"
+
+using namespace troupe;
+using namespace troupe::llama;
+
+namespace {
+
+const char* const file_schema = R"({
+  "type": "object",
+  "properties": {
+    "path": {"type": "string", "minLength": 1},
+    "offset": {"type": "integer"},
+    "mode": {"enum": ["text", "bytes"]},
+    "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+    "options": {"type": "object", "properties": {"follow": {"type": "boolean"},
+                "depth": {"type": ["integer", "null"]}}, "required": ["follow"],
+                "additionalProperties": false},
+    "ratio": {"type": "number"},
+    "extra": {}
+  },
+  "required": ["path", "mode"],
+  "additionalProperties": false
+})";
+
+bool accepts(const std::shared_ptr<const grammar>& g, const std::string& text) {
+  grammar_matcher m(g);
+  return m.feed(text) && m.can_end();
+}
+
+std::vector<tool_spec> sample_tools() {
+  return {{"read_file", "Read a file", file_schema},
+          {"list_dir", "List a directory",
+           R"({"type":"object","properties":{"path":{"type":"string"}},"required":["path"]})"}};
+}
+
+/// A random byte string the grammar allows, biased towards closing what is open so that walks
+/// end. Returns false when the walk did not end within `limit` bytes.
+bool random_walk(const std::shared_ptr<const grammar>& g, std::mt19937& rng, std::string& out,
+                 size_t limit = 600) {
+  grammar_matcher m(g);
+  out.clear();
+  const std::string closers = "\"}]0";
+  while (out.size() < limit) {
+    if (m.can_end() && (m.done() || rng() % 4 == 0)) return true;
+    std::vector<uint8_t> allowed;
+    for (int b = 1; b < 256; ++b) {
+      grammar_matcher t = m;
+      if (t.feed(static_cast<uint8_t>(b))) allowed.push_back(static_cast<uint8_t>(b));
+    }
+    if (allowed.empty()) return false;
+    uint8_t pick = allowed[rng() % allowed.size()];
+    if (rng() % 3 == 0) {
+      for (char c : closers)
+        if (std::find(allowed.begin(), allowed.end(), static_cast<uint8_t>(c)) != allowed.end()) {
+          pick = static_cast<uint8_t>(c);
+          break;
+        }
+    }
+    BOOST_REQUIRE(m.feed(pick));
+    out.push_back(static_cast<char>(pick));
+  }
+  return false;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_schema_accepts_conforming_json_and_nothing_else) {
+  const auto g = grammar::from_schema(file_schema);
+  for (const std::string ok :
+       {R"({"path":"a.txt","mode":"text"})", R"({"path": "a", "offset": -12, "mode": "bytes"})",
+        R"({"path":"é€😀\n\u00e9","mode":"text","tags":["x", "y"]})",
+        R"({"path":"p","mode":"text","options":{"follow":true,"depth":null},"ratio":1.5e-3})",
+        R"({"path":"p","mode":"text","extra":{"any":[1,{"b":null},"s"]}})",
+        R"({"path":"p","mode":"text","options":{"follow":false, "depth":7}})"}) {
+    BOOST_CHECK_MESSAGE(accepts(g, ok), "refused: " << ok);
+    BOOST_CHECK_MESSAGE(json::validate(json::parse(ok), json::parse(file_schema)).empty(), ok);
+  }
+  for (const std::string bad : {
+         R"({"mode":"text"})",                               // required path missing
+         R"({"path":"a"})",                                  // required mode missing
+         R"({"path":"","mode":"text"})",                     // minLength
+         R"({"path":"a","mode":"txt"})",                     // not in the enum
+         R"({"path":"a","mode":"text","size":1})",           // undeclared property
+         R"({"mode":"text","path":"a"})",                    // order (declared order is kept)
+         R"({"path":"a","offset":1.5,"mode":"text"})",       // integer
+         R"({"path":"a","mode":"text","tags":["a","b","c","d"]})",  // maxItems
+         R"({"path":"a","mode":"text","options":{"depth":1}})",     // nested required
+         R"({"path":"a\x","mode":"text"})",                  // bad escape
+         R"({"path":"a","mode":"text",})",                   // trailing comma
+         R"({"path":"a",  "mode":"text"})",                  // two spaces
+         R"({"path":"a","mode":"text"} )",                   // trailing space
+         R"({"path":"a","offset":01,"mode":"text"})",        // leading zero
+         "{\"path\":\"a\xC3\",\"mode\":\"text\"}",           // broken UTF-8
+         "{\"path\":\"\xED\xA0\x80\",\"mode\":\"text\"}"}) { // UTF-16 surrogate in UTF-8
+    BOOST_CHECK_MESSAGE(!accepts(g, bad), "accepted: " << bad);
+  }
+  // Prefixes of a valid document are alive but cannot end.
+  grammar_matcher m(g);
+  BOOST_CHECK(m.feed(R"({"path":"a","mo)"));
+  BOOST_CHECK(!m.can_end());
+}
+
+BOOST_AUTO_TEST_CASE(everything_a_grammar_lets_through_validates) {
+  std::mt19937 rng(7);
+  const std::vector<std::string> schemas{
+    file_schema,
+    R"({"type":"array","items":{"type":"integer"},"minItems":2,"maxItems":4})",
+    R"({"anyOf":[{"type":"string","maxLength":5},{"type":"number"},{"type":"null"}]})",
+    R"({"type":"object","properties":{"a":{"const":{"k":[1,2]}},"b":{"enum":[1,10,100]}},"required":["a","b"]})",
+    R"({"type":"object","additionalProperties":false})",
+    R"({})"};
+  for (const auto& schema : schemas) {
+    const auto g = grammar::from_schema(schema);
+    const auto s = json::parse(schema);
+    int ended = 0;
+    std::string out;
+    for (int i = 0; i < 150; ++i) {
+      if (!random_walk(g, rng, out)) continue;
+      ++ended;
+      json::value v;
+      try {
+        v = json::parse(out);
+      } catch (const error& e) {
+        BOOST_ERROR(schema << "\n  produced " << out << "\n  which does not parse: " << e.message());
+        continue;
+      }
+      const auto why = json::validate(v, s);
+      BOOST_CHECK_MESSAGE(why.empty(), schema << "\n  produced " << out << "\n  " << why);
+    }
+    BOOST_TEST_MESSAGE(ended << " of 150 random walks ended for " << schema);
+    BOOST_CHECK_GE(ended, 30);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(unusable_schemas_are_refused_with_their_path) {
+  for (const auto& [schema, what] : std::vector<std::pair<std::string, std::string>>{
+         {R"({"type":"object","properties":{"a":{"type":"strin"}}})", "/properties/a: unknown type"},
+         {R"({"type":"object","properties":{"a":{}},"required":["b"]})", "'b' is not among"},
+         {R"({"type":"array","minItems":3,"maxItems":2})", "minItems is larger"},
+         {R"(false)", "admits no value"},
+         {R"({"type":"object")", "response schema"}}) {
+    try {
+      grammar::from_schema(schema);
+      BOOST_ERROR("accepted " << schema);
+    } catch (const error& e) {
+      BOOST_CHECK_MESSAGE(e.message().find(what) != std::string::npos, e.message());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(tool_call_grammars_force_a_conforming_hermes_call) {
+  const auto tools = sample_tools();
+  const auto required = grammar::for_tool_calls(tools, {tool_choice_mode::required, ""});
+  const std::string call =
+    "<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\":\"a\",\"mode\":\"text\"}}\n"
+    "</tool_call>";
+  BOOST_CHECK(accepts(required, call));
+  BOOST_CHECK(accepts(required, call + "\n" + call));
+  BOOST_CHECK(!accepts(required, "Sure! " + call));  // required: no text first
+  BOOST_CHECK(!accepts(required, "<tool_call>\n{\"name\": \"write_file\", \"arguments\": {}}\n"
+                                 "</tool_call>"));  // unknown tool
+  BOOST_CHECK(!accepts(required, "<tool_call>\n{\"name\": \"read_file\", \"arguments\": "
+                                 "{\"path\":\"a\"}}\n</tool_call>"));  // mode is required
+  // What the grammar produces, the parser reads back as the same call.
+  const auto parsed = parse_tool_calls(tool_call_syntax::hermes, call);
+  BOOST_REQUIRE_EQUAL(parsed.calls.size(), 1u);
+  BOOST_CHECK_EQUAL(parsed.calls[0].name, "read_file");
+
+  const auto named = grammar::for_tool_calls(tools, {tool_choice_mode::named, "list_dir"});
+  BOOST_CHECK(!accepts(named, call));
+  BOOST_CHECK(accepts(named, "<tool_call>\n{\"name\": \"list_dir\", \"arguments\": "
+                             "{\"path\": \"/\"}}\n</tool_call>"));
+  BOOST_CHECK_THROW(grammar::for_tool_calls(tools, {tool_choice_mode::named, "nope"}), error);
+
+  const auto automatic = grammar::for_tool_calls(tools, {tool_choice_mode::automatic, ""});
+  BOOST_CHECK(accepts(automatic, "Just text, <b>bold</b> and all."));
+  BOOST_CHECK(accepts(automatic, "Let me read it.\n" + call));
+  BOOST_CHECK(!accepts(automatic, "Let me read it.\n<tool_call>\n{\"name\": \"read_file\", "
+                                  "\"arguments\": {\"path\": 3}}\n</tool_call>"));
+  grammar_matcher m(automatic);
+  BOOST_CHECK(m.feed("text <tool_call>"));
+  BOOST_CHECK(!m.can_end());  // a call was opened: it must be finished
+}
+
+BOOST_AUTO_TEST_CASE(token_masks_equal_a_brute_force_check_of_every_token) {
+  const auto path = llama::test::smollm2_path();
+  if (path.empty()) {
+    BOOST_TEST_MESSAGE("SKIPPED: SmolLM2-135M-Instruct.Q4_1.gguf not found");
+    return;
+  }
+  const auto model = llama_model::load(path);
+  const auto tok = tokenizer::from_gguf(model->file());
+  const token_masker masker(tok);
+  const auto tools = sample_tools();
+  const std::string call =
+    "Let me check.\n<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": "
+    "\"dir/é.txt\", \"offset\": 120, \"mode\": \"text\", \"tags\": [\"a\"], \"options\": "
+    "{\"follow\": true}, \"extra\": {\"k\": [1.5, \"v\"]}}}\n</tool_call>";
+  const auto g = grammar::for_tool_calls(tools, {tool_choice_mode::automatic, ""});
+  mask_cache cache;
+  grammar_matcher m(g);
+  size_t checked = 0, allowed_total = 0;
+  for (size_t i = 0; i <= call.size(); i += (i < 20 ? 7 : 1)) {
+    grammar_matcher state(g);
+    BOOST_REQUIRE(state.feed(std::string_view(call).substr(0, i)));
+    const auto mask = masker.allowed(state, &cache);
+    const auto again = masker.allowed(state, &cache);  // from the cache: the same object
+    BOOST_CHECK(mask == again);
+    for (int32_t t = 0; t < masker.vocab_size(); ++t) {
+      bool expect;
+      if (masker.is_end_of_generation(t)) {
+        expect = state.can_end();
+      } else if (masker.bytes(t).empty()) {
+        expect = tok.type(t) == token_type::control &&
+                 state.lexical_mode() == grammar_matcher::mode::free_text;
+      } else {
+        grammar_matcher s = state;
+        expect = s.feed(masker.bytes(t));
+      }
+      if (test_token(*mask, t) != expect) {
+        BOOST_ERROR("prefix " << i << " (" << call.substr(0, i) << "): token " << t << " '"
+                              << masker.bytes(t) << "' mask says " << test_token(*mask, t));
+        break;
+      }
+      allowed_total += expect ? 1 : 0;
+    }
+    ++checked;
+  }
+  BOOST_TEST_MESSAGE(checked << " states checked against all " << masker.vocab_size()
+                             << " tokens; " << allowed_total << " allowed in all");
+  BOOST_CHECK_GT(checked, 100u);
+}
