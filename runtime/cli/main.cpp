@@ -10,6 +10,7 @@
 #include "plugins_command.hpp"
 
 #include "run_command.hpp"
+#include "serve_command.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -22,7 +23,8 @@ int main(int argc, char** argv) {
     "  troupe plugins list --plugin-dir build/plugins    the tool plugins that can be loaded\n"
     "  troupe index docs/ --out docs.sqlite              index a corpus for the search plugin\n"
     "  troupe generate -m smollm2 \"Write a haiku\"        text from the embedded local model\n"
-    "  troupe chat                                        talk with the embedded local model\n"};
+    "  troupe chat                                        talk with the embedded local model\n"
+    "  troupe serve -m smollm2 --port 8080                OpenAI-compatible server on 127.0.0.1\n"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "troupe 0.1.0");
 
@@ -52,6 +54,8 @@ int main(int argc, char** argv) {
   auto* chat = troupe::cli::add_chat_command(app, chat_opts);
   troupe::cli::index_command_options index_opts;
   auto* index = troupe::cli::add_index_command(app, index_opts);
+  troupe::cli::serve_options serve_opts;
+  auto* serve = troupe::cli::add_serve_command(app, serve_opts);
 
   CLI11_PARSE(app, argc, argv);
   if (*run) return troupe::cli::run_command(run_opts);
@@ -59,5 +63,6 @@ int main(int argc, char** argv) {
   if (*index) return troupe::cli::index_command(index_opts);
   if (*generate) return troupe::cli::generate_command(generate_opts);
   if (*chat) return troupe::cli::chat_command(chat_opts);
+  if (*serve) return troupe::cli::serve_command(serve_opts);
   return 2;
 }
