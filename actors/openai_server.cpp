@@ -867,7 +867,7 @@ struct openai_server::impl {
         co_await send_error(
           stream,
           make_error(413,
-                    fmt::format("the request body is larger than this server's limit of std::string{} bytes",
+                    fmt::format("the request body is larger than this server's limit of {} bytes",
                                 opts.max_request_bytes),
                     "invalid_request_error", std::string{}, "request_too_large"),
           false);
