@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""The official `openai` Python client against `troupe serve` on the embedded model.
+
+check_openai_sdk.py TROUPE EXPECTED_TEXT
+
+Starts `troupe serve --port 0` (127.0.0.1, a free port; the server prints its base URL once it
+listens), then through the SDK: lists the models, asks for a greedy completion (whose text must
+equal EXPECTED_TEXT, the committed `troupe generate` output that matches llama.cpp), streams the
+same request (same text, usage chunk, finish reason), sends a request with tools, and checks that
+bad requests raise the SDK's NotFoundError / BadRequestError with OpenAI's error fields. Exits 77
+(skipped) when the model or the `openai` package is not installed.
+"""
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROMPT = "What is the capital of France?"
+
+
+def skip(why):
+    print(f"skipped: {why}")
+    sys.exit(77)
+
+
+def fail(why):
+    print(f"FAILED: {why}")
+    sys.exit(1)
+
+
+def check(cond, what):
+    if not cond:
+        fail(what)
+    print(f"ok: {what}")
+
+
+def read_base_url(proc, limit_s=120):
+    """The first stdout line of `troupe serve`, waiting at most limit_s (the model loads first)."""
+    deadline = time.monotonic() + limit_s
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.poll() is not None else ""
+            fail(f"troupe serve did not print its URL within {limit_s} s: {err}")
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            byte = os.read(proc.stdout.fileno(), 1)
+            if not byte:
+                continue
+            line += byte
+    return line.decode().strip()
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__)
+        sys.exit(2)
+    troupe, expected_file = sys.argv[1], sys.argv[2]
+    model_dir = os.environ.get("TROUPE_MODEL_DIR", os.path.expanduser("~/.cache/troupe/models"))
+    if not os.path.isfile(os.path.join(model_dir, MODEL_FILE)):
+        skip(f"{os.path.join(model_dir, MODEL_FILE)} is not installed (scripts/install-deps installs it)")
+    try:
+        import openai
+    except ImportError:
+        skip("the Python package 'openai' is not installed (scripts/install-deps installs it)")
+    with open(expected_file, encoding="utf-8") as f:
+        expected = f.read().rstrip("\n")
+
+    proc = subprocess.Popen([troupe, "serve", "--port", "0", "-m", "smollm2", "--max-tokens", "32"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        base_url = read_base_url(proc)
+        check(base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1"),
+              f"troupe serve listens on loopback: {base_url}")
+        client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=120)
+
+        ids = [m.id for m in client.models.list()]
+        check(ids == ["smollm2"], f"models.list() lists the served model: {ids}")
+        check(client.models.retrieve("smollm2").owned_by == "troupe", "models.retrieve()")
+
+        messages = [{"role": "user", "content": PROMPT}]
+        plain = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=16,
+                                               temperature=0)
+        choice = plain.choices[0]
+        check(plain.object == "chat.completion" and plain.id.startswith("chatcmpl-"),
+              "a chat.completion with an id")
+        check(choice.message.role == "assistant", "the message is the assistant's")
+        check(choice.message.content == expected,
+              f"greedy text equals troupe generate's (and llama.cpp's): {choice.message.content!r}")
+        check(choice.finish_reason == "length", f"finish_reason length: {choice.finish_reason}")
+        u = plain.usage
+        check(u.completion_tokens == 16 and u.prompt_tokens > 0 and
+              u.total_tokens == u.prompt_tokens + u.completion_tokens, f"usage adds up: {u}")
+
+        stream = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=16,
+                                                temperature=0, stream=True,
+                                                stream_options={"include_usage": True})
+        pieces, finish, usage, chunk_ids, roles = [], None, None, set(), []
+        for chunk in stream:
+            chunk_ids.add(chunk.id)
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for c in chunk.choices:
+                if c.delta.role:
+                    roles.append(c.delta.role)
+                if c.delta.content:
+                    pieces.append(c.delta.content)
+                if c.finish_reason:
+                    finish = c.finish_reason
+        check("".join(pieces) == expected, f"the streamed text is the same: {''.join(pieces)!r}")
+        check(len(pieces) > 1, f"it came in {len(pieces)} pieces")
+        check(roles == ["assistant"], f"the first chunk carries the role: {roles}")
+        check(finish == "length", "the stream ends with finish_reason length")
+        check(usage is not None and usage.completion_tokens == 16 and
+              usage.prompt_tokens == u.prompt_tokens, f"the usage chunk: {usage}")
+        check(len(chunk_ids) == 1, "every chunk has the same id")
+
+        tools = [{"type": "function", "function": {
+            "name": "get_weather", "description": "Current weather of a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}}]
+        with_tools = client.chat.completions.create(
+            model="smollm2", max_tokens=24, temperature=0, tools=tools, tool_choice="auto",
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+        tc = with_tools.choices[0]
+        check(tc.finish_reason in ("stop", "length", "tool_calls"),
+              f"a request with tools is answered: finish_reason {tc.finish_reason}")
+        for call in tc.message.tool_calls or []:
+            check(call.type == "function" and call.function.name and call.id,
+                  f"a well-formed tool call: {call}")
+        check(bool(tc.message.content) or bool(tc.message.tool_calls), "it says something")
+
+        try:
+            client.chat.completions.create(model="gpt-4o", messages=messages)
+            fail("an unknown model was accepted")
+        except openai.NotFoundError as e:
+            check(e.status_code == 404 and e.code == "model_not_found" and e.param == "model",
+                  f"an unknown model raises NotFoundError: {e.message}")
+        try:
+            client.chat.completions.create(model="smollm2", messages=messages, temperature=9)
+            fail("temperature 9 was accepted")
+        except openai.BadRequestError as e:
+            check(e.status_code == 400 and e.param == "temperature",
+                  f"temperature 9 raises BadRequestError on param temperature: {e.message}")
+        try:
+            client.chat.completions.create(model="smollm2", messages=[])
+            fail("an empty messages array was accepted")
+        except openai.BadRequestError as e:
+            check(e.param == "messages", "empty messages raise BadRequestError on messages")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                fail("troupe serve did not stop within 60 s of SIGTERM")
+        else:
+            rc = proc.returncode
+        err = proc.stderr.read().decode(errors="replace")
+    check(rc == 0, f"troupe serve stopped cleanly on SIGTERM (exit {rc}); stderr: {err.strip()}")
+    print("openai SDK against troupe serve: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
