@@ -425,6 +425,7 @@ class event_channel : public std::enable_shared_from_this<event_channel> {
 /// both come from the model to this actor, so they arrive in the order the model sent them.
 caf::behavior relay(caf::event_based_actor* self, model_actor model, chat_request req,
                     std::shared_ptr<event_channel> ch, std::chrono::milliseconds timeout) {
+  const uint64_t id = req.id;
   self->request(model, timeout, chat_atom::value, std::move(req))
     .then(
       [self, ch](assistant_turn& t) {
@@ -434,14 +435,16 @@ caf::behavior relay(caf::event_based_actor* self, model_actor model, chat_reques
         ch->push(std::move(e));
         self->quit();
       },
-      [self, ch, timeout](caf::error& err) {
+      [self, ch, timeout, model, id](caf::error& err) {
         model_event e;
         e.kind = model_event::failed;
         e.failure = from_caf_error(err, "the model");
-        if (err == caf::sec::request_timeout)
+        if (err == caf::sec::request_timeout) {
+          self->send(model, cancel_atom::value, id);  // Stop the work nobody waits for.
           e.failure = error(errc::timeout, fmt::format("the model did not answer within {} ms "
                                                        "(the server's request timeout)",
                                                        timeout.count()));
+        }
         ch->push(std::move(e));
         self->quit();
       });

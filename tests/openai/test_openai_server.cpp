@@ -562,6 +562,21 @@ BOOST_AUTO_TEST_CASE(a_client_that_disconnects_has_its_request_cancelled) {
   BOOST_TEST(server->counters().disconnects == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(a_completion_past_the_request_timeout_is_cancelled_and_gets_503) {
+  openai_server_options o;
+  o.port = 0;
+  o.model_id = "fake-1";
+  o.request_timeout = 300ms;
+  openai_server quick{sys, model, o};
+  ep = http::parse_endpoint(quick.base_url());
+  auto e = error_of(post(chat("hang")), 503);
+  BOOST_TEST(e.find("code")->as_string() == "timeout");
+  BOOST_TEST(contains(e.find("message")->as_string(), "300 ms"));
+  uint64_t id = log->last().id;
+  BOOST_TEST(log->wait([&] { return log->cancelled.count(id) == 1; }),
+             "the model never got (cancel, " << id << ")");
+}
+
 BOOST_AUTO_TEST_CASE(troupes_openai_backend_talks_to_the_server) {
   openai_config oc;
   oc.base_url = server->base_url();
