@@ -7,19 +7,25 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cmath>
 #include <deque>
+#include <map>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "caf/all.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
+#include "troupe/formats/tool_calls.hpp"
 #include "troupe/json.hpp"
 #include "troupe/llama/batch_decoder.hpp"
 #include "troupe/llama/chat_template.hpp"
+#include "troupe/llama/grammar.hpp"
 #include "troupe/llama/llama_model.hpp"
 #include "troupe/llama/sampler.hpp"
+#include "troupe/llama/token_mask.hpp"
 #include "troupe/llama/tokenizer.hpp"
 
 namespace troupe {
@@ -43,6 +49,13 @@ namespace {
 using step_atom = caf::atom_constant<caf::atom("step")>;
 using engine_actor = model_actor::extend<caf::reacts_to<step_atom>>;
 
+/// A compiled output grammar and the masks computed for it so far (shared by every request with
+/// the same tools and tool_choice, or the same response schema).
+struct compiled_grammar {
+  std::shared_ptr<const llama::grammar> grammar;
+  std::shared_ptr<llama::mask_cache> masks;
+};
+
 /// What the scheduler shares with nothing else: the weights, tokenizer and template are read-only.
 struct engine_core {
   local_model_config cfg;
@@ -50,6 +63,8 @@ struct engine_core {
   llama::tokenizer tok;
   llama::chat_template tmpl;
   int64_t bytes_per_position = 0;
+  std::unique_ptr<llama::token_masker> masker;
+  std::map<std::string, compiled_grammar> grammars;  ///< By tools + choice, or by schema.
 };
 
 /// One request from arrival to reply.
@@ -68,11 +83,21 @@ struct sequence_state {
   bool cancelled = false;
   delta_sink_actor sink;
   caf::typed_response_promise<assistant_turn> promise;
+  // Constrained decoding (tools or a response schema) and tool-call parsing.
+  std::optional<llama::grammar_matcher> matcher;
+  std::shared_ptr<llama::mask_cache> masks;
+  std::optional<tool_call_parser> parser;
+  std::vector<tool_call> calls;
+  std::string blank;  ///< Whitespace-only parsed text, held until text (not a call) follows it.
 
   bool decoding() const { return prefilled == prompt.size(); }
 };
 
 using sequence_ptr = std::unique_ptr<sequence_state>;
+
+/// Constrained sequences whose remaining tokens are within this many of what closing their
+/// output takes have their masks trimmed to tokens that keep the output closable in time.
+constexpr int64_t budget_window = 256;
 
 struct engine_state {
   static inline const char* name = "troupe.model.local";
@@ -99,21 +124,50 @@ std::string take_complete_utf8(std::string& pending) {
   return out;
 }
 
-/// Renders a conversation for the chat template. Assistant tool calls are written in the
-/// Hermes style (<tool_call>{"name": ..., "arguments": ...}</tool_call>) that ChatML models use.
-std::vector<llama::chat_message> render(const std::vector<chat_message>& messages) {
+/// Renders a conversation for the chat template in the Hermes style that ChatML models use: the
+/// tools declared in the system message, assistant calls as <tool_call> blocks, results as
+/// <tool_response> blocks.
+std::vector<llama::chat_message> render(const chat_request& req) {
   std::vector<llama::chat_message> out;
-  out.reserve(messages.size());
-  for (const auto& m : messages) {
-    std::string content = m.text();
+  out.reserve(req.messages.size() + 1);
+  const bool declare = !req.tools.empty() && req.choice.mode != tool_choice_mode::none;
+  if (declare && (req.messages.empty() || req.messages.front().role != role::system)) {
+    out.push_back({"system", hermes_tool_declarations(req.tools)});
+  }
+  for (size_t i = 0; i < req.messages.size(); ++i) {
+    const auto& m = req.messages[i];
+    std::string content = m.role == role::tool ? hermes_tool_response_text(m) : m.text();
     for (const auto& c : m.tool_calls) {
       if (!content.empty()) content += '\n';
-      content += "<tool_call>\n{\"name\": " + json::quote(c.name) + ", \"arguments\": " +
-                 (c.arguments.empty() ? std::string{"{}"} : c.arguments) + "}\n</tool_call>";
+      content += hermes_tool_call_text(c);
+    }
+    if (i == 0 && declare && m.role == role::system) {
+      content += "\n\n" + hermes_tool_declarations(req.tools);
     }
     out.push_back({to_string(m.role), std::move(content)});
   }
   return out;
+}
+
+/// The grammar a request's output must follow, if any: its response schema, else its tool calls.
+std::optional<compiled_grammar> grammar_for(engine_core& core, const chat_request& req) {
+  std::string key;
+  if (!req.response_schema.empty()) {
+    key = "schema:" + req.response_schema;
+  } else if (!req.tools.empty() && req.choice.mode != tool_choice_mode::none) {
+    key = "tools:" + std::to_string(static_cast<int>(req.choice.mode)) + ":" + req.choice.name;
+    for (const auto& t : req.tools) key += "\n" + t.name + "\n" + t.parameters;
+  } else {
+    return std::nullopt;
+  }
+  if (auto it = core.grammars.find(key); it != core.grammars.end()) return it->second;
+  compiled_grammar g;
+  g.grammar = req.response_schema.empty() ? llama::grammar::for_tool_calls(req.tools, req.choice)
+                                          : llama::grammar::from_schema(req.response_schema);
+  g.masks = std::make_shared<llama::mask_cache>();
+  if (core.grammars.size() >= 256) core.grammars.clear();
+  core.grammars.emplace(key, g);
+  return g;
 }
 
 llama::sampler_params sampling_of(const local_model_config& cfg, const sampling_params& s) {
@@ -130,18 +184,21 @@ llama::sampler_params sampling_of(const local_model_config& cfg, const sampling_
 double mib(int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
 
 /// Turns a request into a queued sequence, or says why it can never run.
-sequence_ptr prepare(const engine_core& core, const chat_request& req) {
+sequence_ptr prepare(engine_core& core, const chat_request& req) {
   if (req.messages.empty()) {
     throw error(errc::invalid_argument, "local model: the request has no messages");
   }
-  if (!req.response_schema.empty()) {
-    throw error(errc::unsupported,
-                "local model: response_schema needs grammar-constrained decoding, which the "
-                "local engine does not do yet; leave it empty or use an OpenAI-compatible backend");
-  }
   auto s = std::make_unique<sequence_state>();
   s->request_id = req.id;
-  const auto text = core.tmpl.apply(render(req.messages), true);
+  if (auto g = grammar_for(core, req)) {
+    s->matcher.emplace(g->grammar);
+    s->masks = g->masks;
+  }
+  if (!req.tools.empty() && req.choice.mode != tool_choice_mode::none &&
+      req.response_schema.empty()) {
+    s->parser.emplace(tool_call_syntax::hermes);
+  }
+  const auto text = core.tmpl.apply(render(req), true);
   s->prompt = core.tok.encode(text, true, true);
   const int64_t context = core.cfg.context;
   const auto prompt = static_cast<int64_t>(s->prompt.size());
@@ -168,7 +225,7 @@ sequence_ptr prepare(const engine_core& core, const chat_request& req) {
   return s;
 }
 
-void send_text(engine_actor::pointer self, sequence_state& s, std::string text) {
+void stream_text(engine_actor::pointer self, sequence_state& s, std::string text) {
   if (text.empty()) return;
   s.text += text;
   if (!s.sink) return;
@@ -178,16 +235,57 @@ void send_text(engine_actor::pointer self, sequence_state& s, std::string text) 
   self->send(s.sink, delta_atom::value, std::move(d));
 }
 
+void stream_calls(engine_actor::pointer self, sequence_state& s, std::vector<tool_call> calls) {
+  for (auto& c : calls) {
+    // Ids unique within a run: the request id and the call's index in the turn.
+    c.id = fmt::format("call_{}_{}", s.request_id, s.calls.size());
+    if (s.sink) {
+      turn_delta d;
+      d.request_id = s.request_id;
+      d.tool_index = static_cast<int32_t>(s.calls.size());
+      d.tool_id = c.id;
+      d.tool_name = c.name;
+      d.arguments = c.arguments;
+      self->send(s.sink, delta_atom::value, std::move(d));
+    }
+    s.calls.push_back(std::move(c));
+  }
+}
+
+/// New output text: through the tool-call parser when the request has tools (text outside calls
+/// streams as text, each call once it is complete), else straight out. Throws the parser's error.
+void send_text(engine_actor::pointer self, sequence_state& s, std::string text) {
+  if (!s.parser) return stream_text(self, s, std::move(text));
+  auto out = s.parser->feed(text);
+  // Newlines around calls are layout, not an answer: whitespace waits for real text.
+  s.blank += out.text;
+  if (s.blank.find_first_not_of(" \t\r\n") != std::string::npos)
+    stream_text(self, s, std::exchange(s.blank, {}));
+  stream_calls(self, s, std::move(out.calls));
+}
+
 /// Replies to a sequence and frees what it holds.
 void finish(engine_actor::stateful_pointer<engine_state> self, sequence_state& s,
             finish_reason why, bool admitted) {
   auto& st = self->state;
-  send_text(self, s, std::exchange(s.pending, {}));
-  assistant_turn turn;
-  turn.text = std::move(s.text);
-  turn.usage = usage{s.prompt.size(), s.generated};
-  turn.finish = why;
-  s.promise.deliver(std::move(turn));
+  try {
+    send_text(self, s, std::exchange(s.pending, {}));
+    if (s.parser && why != finish_reason::cancelled) {
+      auto out = s.parser->finish();
+      s.blank += out.text;
+      if (s.calls.empty() || s.blank.find_first_not_of(" \t\r\n") != std::string::npos)
+        stream_text(self, s, std::exchange(s.blank, {}));
+    }
+    assistant_turn turn;
+    turn.text = std::move(s.text);
+    turn.tool_calls = std::move(s.calls);
+    turn.usage = usage{s.prompt.size(), s.generated};
+    turn.finish = !turn.tool_calls.empty() && why == finish_reason::stop ? finish_reason::tool_calls
+                                                                         : why;
+    s.promise.deliver(std::move(turn));
+  } catch (const error& e) {
+    s.promise.deliver(to_caf_error(error{errc::model_failed, "local model: " + e.message()}));
+  }
   if (admitted) {
     st.decoder->close(s.seq);
     st.reserved_bytes -= s.positions * st.core->bytes_per_position;
@@ -273,22 +371,69 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
   }
 
   const auto vocab = static_cast<size_t>(core.model->hparams().vocab);
-  std::vector<sequence_state*> done_stop, done_length;
+  std::vector<sequence_state*> done_stop, done_length, failed;
+  std::vector<error> failures;
+  std::vector<float> masked;
   for (size_t i = 0; i < in_step.size(); ++i) {
     sequence_state& s = *in_step[i];
     if (!s.decoding()) {
       s.prefilled += chunks[i].tokens.size();
       if (!s.decoding()) continue;  // More prompt to go: these logits are not needed.
     }
-    const int32_t tok = s.sampler.sample(logits.subspan(i * vocab, vocab));
+    std::span<const float> row = logits.subspan(i * vocab, vocab);
+    if (s.matcher) {
+      // Constrained: every token the grammar forbids gets -inf before sampling.
+      auto mask = core.masker->allowed(*s.matcher, s.masks.get());
+      // Only tokens after which the output can still be closed with the tokens left (a byte
+      // needs at most one token), so a call or a JSON answer always ends before max_tokens.
+      const int64_t left = std::min<int64_t>(
+        static_cast<int64_t>(s.max_tokens) - s.generated,
+        s.positions - static_cast<int64_t>(s.prompt.size()) - s.generated);
+      if (left - 1 <= static_cast<int64_t>(s.matcher->min_completion()) + budget_window) {
+        mask = core.masker->within_budget(*s.matcher, std::move(mask),
+                                          static_cast<uint32_t>(std::max<int64_t>(left - 1, 0)));
+      }
+      masked.assign(row.begin(), row.end());
+      bool any = false;
+      for (size_t t = 0; t < vocab; ++t) {
+        if (llama::test_token(*mask, static_cast<int32_t>(t))) any = true;
+        else masked[t] = -INFINITY;
+      }
+      if (!any) {
+        failed.push_back(&s);
+        failures.emplace_back(errc::model_failed,
+                              "local model: the output grammar allows no token after `" +
+                                s.text.substr(s.text.size() > 80 ? s.text.size() - 80 : 0) +
+                                "`; this is a bug in troupe's grammar, please report it");
+        continue;
+      }
+      row = masked;
+    }
+    const int32_t tok = s.sampler.sample(row);
     if (core.tok.is_end_of_generation(tok)) {
       done_stop.push_back(&s);
       continue;
     }
     s.sampler.accept(tok);
     ++s.generated;
-    s.pending += core.tok.token_to_piece(tok);
-    send_text(self, s, take_complete_utf8(s.pending));
+    const std::string piece = core.tok.token_to_piece(tok);
+    if (s.matcher && !s.matcher->feed(piece)) {
+      failed.push_back(&s);
+      failures.emplace_back(errc::internal, "local model: a masked token broke the grammar");
+      continue;
+    }
+    s.pending += piece;
+    try {
+      send_text(self, s, take_complete_utf8(s.pending));
+    } catch (const error& e) {
+      failed.push_back(&s);
+      failures.emplace_back(errc::model_failed, "local model: " + e.message());
+      continue;
+    }
+    if (s.matcher && s.matcher->done()) {
+      done_stop.push_back(&s);
+      continue;
+    }
     const int64_t used = static_cast<int64_t>(s.prompt.size()) + s.generated;
     if (s.generated >= s.max_tokens || used >= s.positions) {
       done_length.push_back(&s);
@@ -297,6 +442,10 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
     }
   }
   std::erase_if(st.running, [&](sequence_ptr& s) {
+    if (auto f = std::find(failed.begin(), failed.end(), s.get()); f != failed.end()) {
+      fail(self, *s, failures[static_cast<size_t>(f - failed.begin())], true);
+      return true;
+    }
     if (std::find(done_stop.begin(), done_stop.end(), s.get()) != done_stop.end()) {
       finish(self, *s, finish_reason::stop, true);
       return true;
@@ -381,8 +530,9 @@ model_actor spawn_local_model(caf::actor_system& sys, const local_model_config& 
   auto tok = llama::tokenizer::from_gguf(model->file());
   auto tmpl = llama::chat_template::from_gguf(model->file());
   auto core = std::make_shared<engine_core>(engine_core{cfg, model, std::move(tok),
-                                                        std::move(tmpl), 0});
+                                                        std::move(tmpl), 0, nullptr, {}});
   core->cfg.context = std::min<int64_t>(cfg.context, model->hparams().context);
+  core->masker = std::make_unique<llama::token_masker>(core->tok);
   core->bytes_per_position = llama::batch_decoder::kv_bytes_per_position(model->hparams());
   return caf::actor_cast<model_actor>(sys.spawn<caf::detached>(engine, std::move(core)));
 }

@@ -15,6 +15,14 @@
 /// the whole budget) is refused at once with an error that says what to change. Nothing the
 /// requests say can make the engine run out of memory.
 ///
+/// Tools: a request's tools are declared in the system message in the Hermes style and its output
+/// is parsed for `<tool_call>` blocks, which come back as tool calls (streamed as one delta each
+/// once complete; text outside them streams as text). Decoding is constrained by a grammar, so a
+/// call always names a declared tool and its arguments follow that tool's JSON Schema:
+/// tool_choice required / named (the turn is calls only), automatic (text, or a conforming call
+/// once the model opens one), none (no tools shown). A `response_schema` constrains the whole
+/// answer to JSON of that schema instead. See troupe/llama/grammar.hpp for the schema subset.
+///
 /// Cancel: (cancel, id) ends that request at the next step boundary with finish == cancelled and
 /// the text so far; a queued request is answered at once. The scheduler is a detached actor (the
 /// forward pass blocks its thread, not CAF's workers); the kernels use `threads` threads.

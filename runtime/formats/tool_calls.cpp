@@ -113,6 +113,26 @@ void tool_call_parser::close_call(std::string_view body, output& out) {
   out.calls.push_back(std::move(call));
 }
 
+size_t tool_call_parser::find_close(std::string_view close) {
+  for (; scanned_ < buf_.size(); ++scanned_) {
+    const char c = buf_[scanned_];
+    if (in_string_) {
+      if (escaped_) escaped_ = false;
+      else if (c == '\\') escaped_ = true;
+      else if (c == '"') in_string_ = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string_ = true;
+      continue;
+    }
+    const std::string_view rest = std::string_view(buf_).substr(scanned_);
+    if (rest.starts_with(close)) return scanned_;
+    if (close.starts_with(rest)) return std::string::npos;  // maybe the marker: wait for more
+  }
+  return std::string::npos;
+}
+
 tool_call_parser::output tool_call_parser::feed(std::string_view piece) {
   output out;
   buf_.append(piece);
@@ -135,11 +155,13 @@ tool_call_parser::output tool_call_parser::feed(std::string_view piece) {
     }
     if (in_call_) {
       const std::string_view close = hermes ? hermes_close : kimi_call_end;
-      const size_t at = buf_.find(close);
+      const size_t at = find_close(close);
       if (at == std::string::npos) return out;
       const std::string body = buf_.substr(0, at);
       buf_.erase(0, at + close.size());
       in_call_ = false;
+      scanned_ = 0;
+      in_string_ = escaped_ = false;
       close_call(body, out);
       continue;
     }

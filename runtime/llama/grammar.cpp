@@ -79,6 +79,66 @@ struct grammar::node {
 struct grammar::impl {
   std::vector<grammar::node> nodes;
   uint16_t root = any_node;
+  std::vector<uint32_t> shortest;  ///< per node: bytes of its shortest value
+
+  static uint32_t add_sat(uint64_t a, uint64_t b) {
+    return static_cast<uint32_t>(std::min<uint64_t>(a + b, uint32_t{1} << 30));
+  }
+
+  /// Bytes from property `from` on to the end of a declared object, after at least one member:
+  /// each remaining required member with its comma, then '}'.
+  uint32_t object_tail(const node& n, uint32_t from) const {
+    uint64_t cost = 1;
+    for (size_t j = from; j < n.keys.size(); ++j)
+      if (n.required[j]) cost += 1 + n.keys[j].size() + 1 + shortest[n.values[j]];
+    return add_sat(cost, 0);
+  }
+
+  /// Fills `shortest` (a fixed point: the built-in any/object/array nodes refer to each other).
+  void compute_shortest() {
+    shortest.assign(nodes.size(), uint32_t{1} << 30);
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        const node& n = nodes[i];
+        uint64_t m = uint32_t{1} << 30;
+        switch (n.k) {
+          case kind::string: m = 2 + uint64_t{n.min_len}; break;
+          case kind::number:
+          case kind::integer: m = 1; break;
+          case kind::literals:
+            for (const auto& t : n.texts) m = std::min<uint64_t>(m, t.size());
+            break;
+          case kind::object:
+            if (n.open) {
+              m = 2;
+            } else {
+              uint64_t c = 2, members = 0;
+              for (size_t j = 0; j < n.keys.size(); ++j)
+                if (n.required[j]) {
+                  c += n.keys[j].size() + 1 + shortest[n.values[j]];
+                  ++members;
+                }
+              m = c + (members > 0 ? members - 1 : 0);
+            }
+            break;
+          case kind::array:
+            m = 2 + uint64_t{n.min_items} * shortest[n.item] + (n.min_items > 0 ? n.min_items - 1 : 0);
+            break;
+          case kind::alternatives:
+            for (size_t b = 0; b < 256; ++b)
+              if (n.dispatch[b] != no_node) m = std::min<uint64_t>(m, shortest[n.dispatch[b]]);
+            break;
+          case kind::hermes: m = 0; break;
+        }
+        const uint32_t v = add_sat(m, 0);
+        if (v < shortest[i]) {
+          shortest[i] = v;
+          changed = true;
+        }
+      }
+    }
+  }
 
   uint16_t add(grammar::node n) {
     if (nodes.size() >= no_node) {
@@ -294,6 +354,7 @@ std::shared_ptr<const grammar> grammar::from_schema(std::string_view schema) {
   g->impl_->builtins();
   const json::value s = json::parse(schema, "response schema");
   g->impl_->root = g->impl_->compile(s, "");
+  g->impl_->compute_shortest();
   return g;
 }
 
@@ -312,7 +373,8 @@ std::shared_ptr<const grammar> grammar::for_tool_calls(std::span<const tool_spec
   node h;
   h.k = kind::hermes;
   h.automatic = choice.mode == tool_choice_mode::automatic;
-  h.max_calls = std::max<uint32_t>(max_calls, 1);
+  // A named tool_choice asks for that one call (OpenAI's meaning); the others allow several.
+  h.max_calls = choice.mode == tool_choice_mode::named ? 1 : std::max<uint32_t>(max_calls, 1);
   std::vector<std::string> names;
   for (const auto& t : tools) {
     if (choice.mode == tool_choice_mode::named && t.name != choice.name) continue;
@@ -337,6 +399,7 @@ std::shared_ptr<const grammar> grammar::for_tool_calls(std::span<const tool_spec
   }
   h.names = im.literals(std::move(names));
   im.root = im.add(std::move(h));
+  im.compute_shortest();
   return g;
 }
 
@@ -738,6 +801,128 @@ bool grammar_matcher::done() const noexcept {
   const frame& f = stack_[static_cast<size_t>(depth_ - 1)];
   const auto& n = g_->nodes[f.node];
   return n.k == kind::hermes && f.stage == h_after && f.c >= n.max_calls;
+}
+
+uint32_t grammar_matcher::min_completion() const noexcept {
+  uint64_t total = 0;
+  const auto& sh = g_->shortest;
+  for (int d = 0; d < depth_; ++d) {
+    const frame& f = stack_[static_cast<size_t>(d)];
+    const grammar::node& n = g_->nodes[f.node];
+    uint64_t r = 0;
+    switch (n.k) {
+      case kind::alternatives: r = sh[f.node]; break;
+      case kind::string: {
+        const uint64_t missing = f.a < n.min_len ? n.min_len - f.a : 0;
+        if (f.stage == s_open) r = sh[f.node];
+        else if (f.stage == s_body) r = f.aux + missing + 1;
+        else if (f.stage == s_escape) r = 1 + missing + 1;
+        else r = f.aux + missing + 1;
+        break;
+      }
+      case kind::number:
+      case kind::integer:
+        r = (f.stage == n_int || f.stage == n_zero || f.stage == n_frac || f.stage == n_exp) ? 0 : 1;
+        break;
+      case kind::literals: {
+        // A tool name also decides which arguments follow: count them with the name.
+        const grammar::node* h = nullptr;
+        if (d > 0) {
+          const frame& parent = stack_[static_cast<size_t>(d - 1)];
+          if (g_->nodes[parent.node].k == kind::hermes && parent.stage == h_name)
+            h = &g_->nodes[parent.node];
+        }
+        uint64_t best = uint32_t{1} << 30;
+        for (size_t i = 0; i < n.texts.size() && i < 32; ++i)
+          if (f.a & (1u << i))
+            best = std::min<uint64_t>(best, n.texts[i].size() - f.b + (h ? sh[h->tool_args[i]] : 0));
+        r = best;
+        break;
+      }
+      case kind::object: {
+        if (n.open) {
+          static constexpr uint8_t open_cost[] = {2, 1, 0, 3, 2, 2, 1, 5, 5, 3, 1};
+          r = open_cost[f.stage];
+          break;
+        }
+        // A member that starts here: its key from `b` chars in, colon, value, the rest.
+        auto member = [&](uint32_t j, uint32_t typed) {
+          return uint64_t{n.keys[j].size() - typed} + 1 + sh[n.values[j]] + g_->object_tail(n, j + 1);
+        };
+        auto best_member = [&](uint32_t mask, uint32_t typed) {
+          uint64_t best = uint32_t{1} << 30;
+          for (uint32_t j = 0; j < n.keys.size(); ++j)
+            if (mask & (1u << j)) best = std::min(best, member(j, typed));
+          return best;
+        };
+        auto candidates = [&] {
+          uint32_t mask = 0;
+          for (uint32_t j = f.c; j < n.keys.size(); ++j) {
+            mask |= 1u << j;
+            if (n.required[j]) break;
+          }
+          return mask;
+        };
+        switch (f.stage) {
+          case o_open: r = sh[f.node]; break;
+          case o_first: {
+            // No member yet: the first required one needs no comma.
+            const uint64_t tail = g_->object_tail(n, f.c);
+            bool any_required = false;
+            for (size_t j = f.c; j < n.keys.size(); ++j) any_required = any_required || n.required[j];
+            r = any_required ? tail - 1 : tail;
+            break;
+          }
+          case o_key: r = best_member(f.a, f.b); break;
+          case o_colon: r = 1 + uint64_t{sh[n.values[f.aux]]} + g_->object_tail(n, f.c); break;
+          case o_space:
+          case o_value: r = uint64_t{sh[n.values[f.aux]]} + g_->object_tail(n, f.c); break;
+          case o_next:
+          case o_keystart: r = best_member(candidates(), 0); break;
+          default: r = g_->object_tail(n, f.c); break;  // o_after, o_invalue
+        }
+        break;
+      }
+      case kind::array: {
+        const uint64_t item = sh[n.item];
+        auto rest = [&](uint64_t written) {
+          return (n.min_items > written ? (n.min_items - written) * (item + 1) : 0) + 1;
+        };
+        switch (f.stage) {
+          case a_open: r = sh[f.node]; break;
+          case a_first: r = n.min_items == 0 ? 1 : n.min_items * item + (n.min_items - 1) + 1; break;
+          case a_next:
+          case a_item: r = item + rest(uint64_t{f.a} + 1); break;
+          default: r = rest(f.a); break;  // a_after, a_in
+        }
+        break;
+      }
+      case kind::hermes: {
+        // The cheapest tool: its quoted name and its shortest arguments.
+        const auto& names = g_->nodes[n.names].texts;
+        uint64_t call = uint32_t{1} << 30;
+        for (size_t i = 0; i < n.tool_args.size(); ++i)
+          call = std::min<uint64_t>(call, names[i].size() + sh[n.tool_args[i]]);
+        const uint64_t close = hermes_literals[3].size();
+        switch (f.stage) {
+          case h_free:
+          case h_after: r = 0; break;
+          case h_name: r = hermes_literals[2].size() + close; break;  // the name frame adds the rest
+          case h_args: r = close; break;
+          case h_lit: {
+            const uint64_t left = hermes_literals[f.a].size() - f.b;
+            if (f.a <= 1) r = left + call + hermes_literals[2].size() + close;
+            else if (f.a == 2) r = left + sh[n.tool_args[f.aux]] + close;
+            else r = left;
+            break;
+          }
+        }
+        break;
+      }
+    }
+    total += r;
+  }
+  return static_cast<uint32_t>(std::min<uint64_t>(total, uint32_t{1} << 30));
 }
 
 grammar_matcher::mode grammar_matcher::lexical_mode() const noexcept {

@@ -188,4 +188,37 @@ std::shared_ptr<const token_bitset> token_masker::allowed(const grammar_matcher&
   return mask;
 }
 
+std::shared_ptr<const token_bitset> token_masker::within_budget(
+  const grammar_matcher& state, std::shared_ptr<const token_bitset> mask, uint32_t budget) const {
+  const auto mode = state.lexical_mode();
+  const uint32_t need = state.min_completion();
+  token_bitset kept = *mask;
+  bool removed = false, any = false;
+  for (size_t w = 0; w < kept.size(); ++w) {
+    for (uint64_t bits = kept[w]; bits != 0; bits &= bits - 1) {
+      const auto t = static_cast<int32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits)));
+      const std::string& b = bytes_[static_cast<size_t>(t)];
+      if (b.empty()) {  // end of generation (allowed only where the state can end) or control
+        any = true;
+        continue;
+      }
+      // Fast paths: string characters and free text never make the end farther away.
+      if (need <= budget && ((mode == grammar_matcher::mode::string_body && test_token(string_safe_, t)) ||
+                             (mode == grammar_matcher::mode::free_text && b.find('<') == std::string::npos))) {
+        any = true;
+        continue;
+      }
+      grammar_matcher s(state, grammar_matcher::borrow_t{});
+      if (s.feed(b) && s.min_completion() <= budget) {
+        any = true;
+      } else {
+        kept[w] &= ~(uint64_t{1} << (static_cast<unsigned>(t) & 63));
+        removed = true;
+      }
+    }
+  }
+  if (!removed || !any) return mask;
+  return std::make_shared<const token_bitset>(std::move(kept));
+}
+
 }  // namespace troupe::llama

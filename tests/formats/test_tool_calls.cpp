@@ -84,6 +84,21 @@ BOOST_AUTO_TEST_CASE(text_that_only_looks_like_a_marker_stays_text) {
   BOOST_CHECK(out.calls.empty());
 }
 
+BOOST_AUTO_TEST_CASE(a_closing_marker_inside_a_json_string_is_argument_text) {
+  const std::string text =
+    "<tool_call>\n{\"name\": \"write_file\", \"arguments\": {\"text\": \"a</tool_call>b \\\"</tool_call>\"}}"
+    "\n</tool_call>";
+  const auto out = parse_every_split(tool_call_syntax::hermes, text);
+  BOOST_REQUIRE_EQUAL(out.calls.size(), 1u);
+  BOOST_CHECK_EQUAL(out.calls[0].arguments, R"({"text":"a</tool_call>b \"</tool_call>"})");
+  const std::string kimi =
+    "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>"
+    "{\"s\": \"<|tool_call_end|>\"}<|tool_call_end|><|tool_calls_section_end|>";
+  const auto k = parse_every_split(tool_call_syntax::kimi_k2, kimi);
+  BOOST_REQUIRE_EQUAL(k.calls.size(), 1u);
+  BOOST_CHECK_EQUAL(k.calls[0].arguments, R"({"s":"<|tool_call_end|>"})");
+}
+
 BOOST_AUTO_TEST_CASE(quoted_arguments_are_accepted) {
   const auto out = parse_tool_calls(
     tool_call_syntax::hermes,

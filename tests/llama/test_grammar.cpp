@@ -150,6 +150,47 @@ BOOST_AUTO_TEST_CASE(everything_a_grammar_lets_through_validates) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(min_completion_is_exact_and_reachable_from_every_state) {
+  // From any state, some byte lowers min_completion by exactly one, until the state can end:
+  // the engine relies on it to close outputs before max_tokens.
+  std::mt19937 rng(11);
+  const auto tools = sample_tools();
+  const std::vector<std::shared_ptr<const grammar>> grammars{
+    grammar::from_schema(file_schema),
+    grammar::from_schema(R"({"type":"array","items":{"type":"string","minLength":3},"minItems":2})"),
+    grammar::from_schema(R"({})"),
+    grammar::for_tool_calls(tools, {tool_choice_mode::required, ""}),
+    grammar::for_tool_calls(tools, {tool_choice_mode::automatic, ""})};
+  int states = 0;
+  for (const auto& g : grammars) {
+    std::string walk;
+    for (int w = 0; w < 20; ++w) {
+      random_walk(g, rng, walk, 200);
+      for (size_t cut = 0; cut <= walk.size(); cut += 3) {
+        grammar_matcher m(g);
+        BOOST_REQUIRE(m.feed(std::string_view(walk).substr(0, cut)));
+        ++states;
+        for (uint32_t need = m.min_completion(); need > 0; need = m.min_completion()) {
+          bool stepped = false;
+          for (int b = 1; b < 256 && !stepped; ++b) {
+            grammar_matcher t = m;
+            if (t.feed(static_cast<uint8_t>(b)) && t.min_completion() == need - 1) {
+              m = t;
+              stepped = true;
+            }
+          }
+          if (!stepped) {
+            BOOST_ERROR("no byte completes `" << walk.substr(0, cut) << "` (need " << need << ")");
+            break;
+          }
+        }
+        BOOST_CHECK(m.can_end());
+      }
+    }
+  }
+  BOOST_TEST_MESSAGE(states << " states completed along their shortest path");
+}
+
 BOOST_AUTO_TEST_CASE(unusable_schemas_are_refused_with_their_path) {
   for (const auto& [schema, what] : std::vector<std::pair<std::string, std::string>>{
          {R"({"type":"object","properties":{"a":{"type":"strin"}}})", "/properties/a: unknown type"},

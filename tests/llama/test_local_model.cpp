@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <map>
 #include <variant>
@@ -15,6 +16,7 @@
 #include "llama/llama_test_support.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
+#include "troupe/json.hpp"
 #include "troupe/llama/batch_decoder.hpp"
 #include "troupe/llama/tokenizer.hpp"
 #include "troupe/local_model.hpp"
@@ -313,15 +315,142 @@ BOOST_FIXTURE_TEST_CASE(kv_admission_queues_what_does_not_fit_and_refuses_what_n
   BOOST_REQUIRE(std::holds_alternative<error>(too_long));
   BOOST_CHECK_EQUAL(std::get<error>(too_long).code(), errc::invalid_argument);
   BOOST_CHECK_NE(std::get<error>(too_long).message().find("512 positions"), std::string::npos);
-  // Bad requests: no messages; a response schema (needs constrained decoding).
+  // Bad requests: no messages; a response schema that cannot be used; a named tool not declared.
   auto empty = ask(request_for(5, {}, 8));
   BOOST_REQUIRE(std::holds_alternative<error>(empty));
   BOOST_CHECK_EQUAL(std::get<error>(empty).code(), errc::invalid_argument);
   auto schema = request_for(6, {chat_message::user("hi")}, 8);
-  schema.response_schema = R"({"type":"object"})";
+  schema.response_schema = R"({"type":"objekt"})";
   auto refused = ask(schema);
   BOOST_REQUIRE(std::holds_alternative<error>(refused));
-  BOOST_CHECK_EQUAL(std::get<error>(refused).code(), errc::unsupported);
+  BOOST_CHECK_EQUAL(std::get<error>(refused).code(), errc::invalid_argument);
+  BOOST_CHECK_NE(std::get<error>(refused).message().find("unknown type 'objekt'"),
+                 std::string::npos);
+  auto named = request_for(7, {chat_message::user("hi")}, 8);
+  named.tools = {{"list_dir", "List", R"({"type":"object"})"}};
+  named.choice = {tool_choice_mode::named, "read_file"};
+  auto unknown = ask(named);
+  BOOST_REQUIRE(std::holds_alternative<error>(unknown));
+  BOOST_CHECK_NE(std::get<error>(unknown).message().find("'read_file'"), std::string::npos);
+}
+
+namespace {
+
+const char* const read_file_schema =
+  R"({"type":"object","properties":{"path":{"type":"string","minLength":1},)"
+  R"("max_lines":{"type":"integer"},"encoding":{"enum":["utf-8","latin-1"]}},)"
+  R"("required":["path"],"additionalProperties":false})";
+const char* const list_dir_schema =
+  R"({"type":"object","properties":{"path":{"type":"string"},"recursive":{"type":"boolean"}},)"
+  R"("required":["path","recursive"],"additionalProperties":false})";
+
+std::vector<tool_spec> file_tools() {
+  return {{"read_file", "Read a text file and return its lines.", read_file_schema},
+          {"list_dir", "List the entries of a directory.", list_dir_schema}};
+}
+
+/// Runs for the sampled tool-call check: TROUPE_TOOL_RUNS, else a CI-sized 8.
+int tool_runs() {
+  if (const char* n = std::getenv("TROUPE_TOOL_RUNS"); n && *n) return std::max(1, std::atoi(n));
+  return 8;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(sampled_tool_calls_always_follow_the_schema, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  const auto tools = file_tools();
+  const int runs = tool_runs();
+  int valid = 0;
+  std::vector<decltype(self->request(model, reply_timeout, chat_atom::value, chat_request{}))>
+    handles;
+  for (int i = 0; i < runs; ++i) {
+    auto req = request_for(100 + i, {chat_message::user("Show me the first 20 lines of notes.txt.")},
+                           200);
+    req.tools = tools;
+    req.choice = {tool_choice_mode::required, ""};
+    req.sampling.temperature = 1.0f;
+    req.sampling.seed = static_cast<uint64_t>(i + 1);
+    handles.push_back(self->request(model, reply_timeout, chat_atom::value, req));
+  }
+  for (int i = 0; i < runs; ++i) {
+    handles[static_cast<size_t>(i)].receive(
+      [&](assistant_turn& t) {
+        BOOST_TEST_CONTEXT("seed " << i + 1 << ": " << t.text) {
+          BOOST_CHECK_EQUAL(t.finish, finish_reason::tool_calls);
+          BOOST_REQUIRE(!t.tool_calls.empty());
+          bool all_valid = true;
+          for (const auto& c : t.tool_calls) {
+            const char* schema = c.name == "read_file" ? read_file_schema
+                                 : c.name == "list_dir" ? list_dir_schema
+                                                        : nullptr;
+            BOOST_REQUIRE_MESSAGE(schema != nullptr, "unknown tool " << c.name);
+            const auto why = json::validate(json::parse(c.arguments), json::parse(schema));
+            BOOST_CHECK_MESSAGE(why.empty(), c.name << " " << c.arguments << ": " << why);
+            all_valid = all_valid && why.empty();
+            BOOST_CHECK_EQUAL(c.id.rfind("call_" + std::to_string(100 + i) + "_", 0), 0u);
+          }
+          valid += all_valid ? 1 : 0;
+        }
+      },
+      [&](caf::error& e) { BOOST_ERROR("seed " << i + 1 << ": " << to_string(e)); });
+  }
+  BOOST_TEST_MESSAGE(valid << " of " << runs << " sampled turns made only valid calls");
+  BOOST_CHECK_EQUAL(valid, runs);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_named_tool_choice_and_streamed_calls, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  auto req = request_for(9, {chat_message::user("What is in the src folder?")}, 120);
+  req.tools = file_tools();
+  req.choice = {tool_choice_mode::named, "list_dir"};
+  req.stream_to = caf::actor_cast<delta_sink_actor>(self);
+  auto reply = ask(req);
+  auto* turn = std::get_if<assistant_turn>(&reply);
+  BOOST_REQUIRE(turn);
+  BOOST_REQUIRE_EQUAL(turn->tool_calls.size(), 1u);
+  BOOST_CHECK_EQUAL(turn->tool_calls[0].name, "list_dir");
+  BOOST_CHECK(json::validate(json::parse(turn->tool_calls[0].arguments),
+                             json::parse(list_dir_schema)).empty());
+  BOOST_CHECK(turn->text.find("<tool_call>") == std::string::npos);
+  // The call was streamed as one complete delta.
+  std::vector<turn_delta> calls;
+  bool more = true;
+  while (more) {
+    self->receive(
+      [&](delta_atom, const turn_delta& d) {
+        if (d.tool_index >= 0) calls.push_back(d);
+      },
+      caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
+  }
+  BOOST_REQUIRE_EQUAL(calls.size(), 1u);
+  BOOST_CHECK_EQUAL(calls[0].tool_name, "list_dir");
+  BOOST_CHECK_EQUAL(calls[0].arguments, turn->tool_calls[0].arguments);
+  BOOST_CHECK_EQUAL(calls[0].tool_id, turn->tool_calls[0].id);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_response_schema_shapes_the_answer, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  const std::string schema =
+    R"({"type":"object","properties":{"city":{"type":"string","minLength":1,"maxLength":40},)"
+    R"("country":{"type":"string"},"population":{"type":"integer"}},)"
+    R"("required":["city","country","population"]})";
+  for (int i = 0; i < 3; ++i) {
+    auto req = request_for(20 + i, {chat_message::user("Describe Paris as JSON.")}, 120);
+    req.response_schema = schema;
+    req.sampling.temperature = 0.8f;
+    req.sampling.seed = static_cast<uint64_t>(i);
+    auto reply = ask(req);
+    auto* turn = std::get_if<assistant_turn>(&reply);
+    if (!turn) BOOST_FAIL(std::get<error>(reply).render());
+    BOOST_TEST_CONTEXT(turn->text) {
+      BOOST_CHECK_EQUAL(turn->finish, finish_reason::stop);
+      BOOST_CHECK(json::validate(json::parse(turn->text), json::parse(schema)).empty());
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_missing_or_bad_model_file_is_a_clear_error) {

@@ -9,6 +9,7 @@
 ///   `<|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>{...}<|tool_call_end|>`, then
 ///   `<|tool_calls_section_end|>`. The markers are special tokens: feed their text (render them).
 ///
+/// The closing marker counts only outside JSON strings: a string argument may contain it.
 /// A call is emitted only once it is complete and its JSON is valid, so a broken or truncated
 /// stream never yields half a call: it becomes a troupe::error (parse_error) that says what was
 /// wrong and shows the start of the offending text.
@@ -51,8 +52,13 @@ class tool_call_parser {
 
  private:
   void close_call(std::string_view body, output& out);
+  /// Where the closing marker starts in buf_, outside any JSON string; npos while not seen yet.
+  size_t find_close(std::string_view close);
   tool_call_syntax syntax_;
   std::string buf_;    ///< Unconsumed text: a possible marker prefix, or a call's body.
+  size_t scanned_ = 0;       ///< Call body bytes already scanned for the closing marker.
+  bool in_string_ = false;   ///< The scan is inside a JSON string ...
+  bool escaped_ = false;     ///< ... right after a backslash.
   bool in_call_ = false;
   bool in_section_ = false;  ///< kimi_k2: between section begin and end.
   uint32_t calls_ = 0;

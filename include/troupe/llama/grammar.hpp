@@ -69,6 +69,10 @@ class grammar_matcher {
   bool can_end() const noexcept;
   /// True when nothing more can follow (only end-of-generation is allowed).
   bool done() const noexcept;
+  /// The fewest bytes that bring this state to one that can end (0 when it can end now). The
+  /// engine uses it to close the output in time when the token budget runs short: a byte is at
+  /// least one token, so with this many tokens left there is always a way to finish.
+  uint32_t min_completion() const noexcept;
 
   /// What the next byte may be, broadly: lets the masker use precomputed token sets.
   enum class mode : uint8_t {

@@ -57,6 +57,14 @@ class token_masker {
   std::shared_ptr<const token_bitset> allowed(const grammar_matcher& state,
                                               mask_cache* cache = nullptr) const;
 
+  /// Of `mask` (allowed after `state`), the tokens after which the output can still end within
+  /// `budget` more bytes (state.min_completion() after the token <= budget). With one token per
+  /// byte at worst, `budget` = tokens left after this one keeps every output closable in time.
+  /// Returns `mask` itself when nothing would be removed or when nothing would be left.
+  std::shared_ptr<const token_bitset> within_budget(const grammar_matcher& state,
+                                                    std::shared_ptr<const token_bitset> mask,
+                                                    uint32_t budget) const;
+
   /// The bytes token `t` contributes to the text (empty for control tokens).
   const std::string& bytes(int32_t t) const { return bytes_[static_cast<size_t>(t)]; }
   bool is_end_of_generation(int32_t t) const { return test_token(eog_, t); }
