@@ -64,6 +64,12 @@ struct model_log {
   }
 };
 
+turn_delta text_delta(std::string text) {
+  turn_delta d;
+  d.text = std::move(text);
+  return d;
+}
+
 struct fake_state {
   std::map<uint64_t, caf::typed_response_promise<assistant_turn>> hanging;
 };
@@ -87,7 +93,7 @@ model_actor::behavior_type fake_model(model_actor::stateful_pointer<fake_state> 
       t.usage = usage{11, 3};
       if (lastm.role == role::tool) {
         t.text = "got: " + said;
-        send_delta(turn_delta{0, t.text});
+        send_delta(text_delta(t.text));
         return t;
       }
       if (said.rfind("use echo: ", 0) == 0) {
@@ -140,7 +146,7 @@ model_actor::behavior_type fake_model(model_actor::stateful_pointer<fake_state> 
         return t;
       }
       if (said == "hang") {
-        send_delta(turn_delta{0, "partial"});
+        send_delta(text_delta("partial"));
         auto rp = self->make_response_promise<assistant_turn>();
         self->state.hanging.emplace(req.id, rp);
         return rp;
