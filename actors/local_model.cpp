@@ -95,10 +95,6 @@ struct sequence_state {
 
 using sequence_ptr = std::unique_ptr<sequence_state>;
 
-/// Constrained sequences whose remaining tokens are within this many of what closing their
-/// output takes have their masks trimmed to tokens that keep the output closable in time.
-constexpr int64_t budget_window = 256;
-
 struct engine_state {
   static inline const char* name = "troupe.model.local";
   std::shared_ptr<engine_core> core;
@@ -389,10 +385,8 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
       const int64_t left = std::min<int64_t>(
         static_cast<int64_t>(s.max_tokens) - s.generated,
         s.positions - static_cast<int64_t>(s.prompt.size()) - s.generated);
-      if (left - 1 <= static_cast<int64_t>(s.matcher->min_completion()) + budget_window) {
-        mask = core.masker->within_budget(*s.matcher, std::move(mask),
-                                          static_cast<uint32_t>(std::max<int64_t>(left - 1, 0)));
-      }
+      mask = core.masker->within_budget(*s.matcher, std::move(mask),
+                                        static_cast<uint32_t>(std::max<int64_t>(left - 1, 0)));
       masked.assign(row.begin(), row.end());
       bool any = false;
       for (size_t t = 0; t < vocab; ++t) {

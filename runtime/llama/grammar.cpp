@@ -496,7 +496,13 @@ bool grammar_matcher::step(uint8_t c) noexcept {
             return pop_done(0);
           }
           if (c < 0x20) return false;
-          if (++f.a > n.max_len) return false;
+          // Count code points only while a limit needs them, so that the states of a long
+          // unbounded string stay equal (one cached mask serves the whole string).
+          if (n.max_len != unbounded) {
+            if (++f.a > n.max_len) return false;
+          } else if (f.a < n.min_len) {
+            ++f.a;
+          }
           if (c == '\\') {
             f.stage = s_escape;
             return true;
@@ -930,9 +936,22 @@ grammar_matcher::mode grammar_matcher::lexical_mode() const noexcept {
   const frame& f = stack_[static_cast<size_t>(depth_ - 1)];
   const auto& n = g_->nodes[f.node];
   if (n.k == kind::hermes && f.stage == h_free && f.aux == 0) return mode::free_text;
-  if (n.k == kind::string && f.stage == s_body && f.aux == 0 && n.max_len == unbounded)
-    return mode::string_body;
+  if (n.k == kind::string && f.stage == s_body && f.aux == 0) return mode::string_body;
   return mode::other;
+}
+
+uint32_t grammar_matcher::string_missing() const noexcept {
+  if (lexical_mode() != mode::string_body) return 0;
+  const frame& f = stack_[static_cast<size_t>(depth_ - 1)];
+  const auto& n = g_->nodes[f.node];
+  return f.a < n.min_len ? n.min_len - f.a : 0;
+}
+
+uint32_t grammar_matcher::string_room() const noexcept {
+  if (lexical_mode() != mode::string_body) return 0;
+  const frame& f = stack_[static_cast<size_t>(depth_ - 1)];
+  const auto& n = g_->nodes[f.node];
+  return n.max_len == unbounded ? unbounded : n.max_len - f.a;
 }
 
 std::string_view grammar_matcher::key() const noexcept {

@@ -53,13 +53,13 @@ bool string_safe(const std::string& s) {
 
 }  // namespace
 
-std::shared_ptr<const token_bitset> mask_cache::find(std::string_view key) const {
+std::shared_ptr<const token_mask> mask_cache::find(std::string_view key) const {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = map_.find(std::string(key));
   return it == map_.end() ? nullptr : it->second;
 }
 
-void mask_cache::insert(std::string_view key, std::shared_ptr<const token_bitset> mask) {
+void mask_cache::insert(std::string_view key, std::shared_ptr<const token_mask> mask) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (map_.size() >= max_entries_) map_.clear();
   map_.emplace(std::string(key), std::move(mask));
@@ -89,7 +89,10 @@ token_masker::token_masker(const tokenizer& tok) : vocab_(tok.vocab_size()) {
     if (b.empty()) continue;
     text_tokens.push_back(t);
     set_bit(all_text_, t);
-    if (string_safe(b)) set_bit(string_safe_, t);
+    if (string_safe(b)) {
+      set_bit(string_safe_, t);
+      max_safe_len_ = std::max(max_safe_len_, b.size());
+    }
     else string_sensitive_.push_back(t);
     if (b.find('<') != std::string::npos) with_lt_.push_back(t);
   }
@@ -134,52 +137,62 @@ token_masker::token_masker(const tokenizer& tok) : vocab_(tok.vocab_size()) {
   std::sort(duplicates_.begin(), duplicates_.end());
 }
 
-void token_masker::walk(const grammar_matcher& state, uint32_t node, token_bitset& out) const {
+void token_masker::walk(const grammar_matcher& state, uint32_t node, token_mask& out) const {
   const trie_node& n = nodes_[node];
   for (uint32_t e = n.first_child; e < n.first_child + n.child_count; ++e) {
     grammar_matcher s(state, grammar_matcher::borrow_t{});
     if (!s.feed(edges_[e].byte)) continue;
     const uint32_t child = edges_[e].node;
     if (nodes_[child].token >= 0) {
-      set_bit(out, nodes_[child].token);
+      out.max_need = std::max(out.max_need, s.min_completion());
+      set_bit(out.bits, nodes_[child].token);
       auto it = std::lower_bound(duplicates_.begin(), duplicates_.end(),
                                  std::pair<uint32_t, int32_t>{child, -1});
-      for (; it != duplicates_.end() && it->first == child; ++it) set_bit(out, it->second);
+      for (; it != duplicates_.end() && it->first == child; ++it) set_bit(out.bits, it->second);
     }
     if (nodes_[child].child_count > 0) walk(s, child, out);
   }
 }
 
 void token_masker::check_each(const grammar_matcher& state, std::span<const int32_t> tokens,
-                              token_bitset& out) const {
+                              token_mask& out) const {
   for (int32_t t : tokens) {
     grammar_matcher s(state, grammar_matcher::borrow_t{});
-    if (s.feed(bytes_[static_cast<size_t>(t)])) set_bit(out, t);
+    if (s.feed(bytes_[static_cast<size_t>(t)])) {
+      set_bit(out.bits, t);
+      out.max_need = std::max(out.max_need, s.min_completion());
+    }
   }
 }
 
-std::shared_ptr<const token_bitset> token_masker::allowed(const grammar_matcher& state,
+std::shared_ptr<const token_mask> token_masker::allowed(const grammar_matcher& state,
                                                           mask_cache* cache) const {
   const std::string_view key = state.key();
   if (cache != nullptr) {
     if (auto hit = cache->find(key)) return hit;
   }
-  auto mask = std::make_shared<token_bitset>();
-  token_bitset& m = *mask;
-  switch (state.lexical_mode()) {
+  auto mask = std::make_shared<token_mask>();
+  token_bitset& m = mask->bits;
+  // Tokens of the precomputed sets never lead farther from an end than the state is now.
+  mask->max_need = state.min_completion();
+  auto mode = state.lexical_mode();
+  // A string near its maxLength: not every string-safe token fits any more.
+  if (mode == grammar_matcher::mode::string_body && state.string_room() < max_safe_len_)
+    mode = grammar_matcher::mode::other;
+  switch (mode) {
     case grammar_matcher::mode::free_text:
       m = all_text_;
       for (int32_t t : with_lt_) clear_bit(m, t);
-      check_each(state, with_lt_, m);
+      check_each(state, with_lt_, *mask);
       for (size_t w = 0; w < m.size(); ++w) m[w] |= control_[w];
       break;
     case grammar_matcher::mode::string_body:
       m = string_safe_;
-      check_each(state, string_sensitive_, m);
+      check_each(state, string_sensitive_, *mask);
       break;
     case grammar_matcher::mode::other:
       m.assign(string_safe_.size(), 0);
-      if (!state.done()) walk(state, 0, m);
+      if (!state.done()) walk(state, 0, *mask);
       break;
   }
   if (state.can_end())
@@ -188,37 +201,51 @@ std::shared_ptr<const token_bitset> token_masker::allowed(const grammar_matcher&
   return mask;
 }
 
-std::shared_ptr<const token_bitset> token_masker::within_budget(
-  const grammar_matcher& state, std::shared_ptr<const token_bitset> mask, uint32_t budget) const {
-  const auto mode = state.lexical_mode();
+std::shared_ptr<const token_mask> token_masker::within_budget(
+  const grammar_matcher& state, std::shared_ptr<const token_mask> mask, uint32_t budget) const {
+  if (budget >= mask->max_need) return mask;  // every allowed token can still close in time
+  auto mode = state.lexical_mode();
+  if (mode == grammar_matcher::mode::string_body && state.string_room() < max_safe_len_)
+    mode = grammar_matcher::mode::other;
   const uint32_t need = state.min_completion();
-  token_bitset kept = *mask;
+  auto kept = std::make_shared<token_mask>(*mask);
   bool removed = false, any = false;
-  for (size_t w = 0; w < kept.size(); ++w) {
-    for (uint64_t bits = kept[w]; bits != 0; bits &= bits - 1) {
-      const auto t = static_cast<int32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits)));
-      const std::string& b = bytes_[static_cast<size_t>(t)];
-      if (b.empty()) {  // end of generation (allowed only where the state can end) or control
-        any = true;
-        continue;
-      }
-      // Fast paths: string characters and free text never make the end farther away.
-      if (need <= budget && ((mode == grammar_matcher::mode::string_body && test_token(string_safe_, t)) ||
-                             (mode == grammar_matcher::mode::free_text && b.find('<') == std::string::npos))) {
-        any = true;
-        continue;
-      }
-      grammar_matcher s(state, grammar_matcher::borrow_t{});
-      if (s.feed(b) && s.min_completion() <= budget) {
-        any = true;
-      } else {
-        kept[w] &= ~(uint64_t{1} << (static_cast<unsigned>(t) & 63));
-        removed = true;
-      }
+  auto check = [&](int32_t t) {
+    if (!test_token(kept->bits, t)) return;
+    const std::string& b = bytes_[static_cast<size_t>(t)];
+    if (b.empty()) {  // end of generation (present only where the state can end) or control
+      any = true;
+      return;
     }
+    grammar_matcher s(state, grammar_matcher::borrow_t{});
+    if (s.feed(b) && s.min_completion() <= budget) {
+      any = true;
+    } else {
+      clear_bit(kept->bits, t);
+      removed = true;
+    }
+  };
+  if (need <= budget && mode == grammar_matcher::mode::string_body) {
+    any = true;  // string characters keep the state where it is
+    for (int32_t t : string_sensitive_) check(t);
+  } else if (mode == grammar_matcher::mode::string_body && state.string_missing() == 0) {
+    // Time to close the string: characters that do not close it leave the end as far as now.
+    for (size_t w = 0; w < kept->bits.size(); ++w) {
+      removed = removed || (kept->bits[w] & string_safe_[w]) != 0;
+      kept->bits[w] &= ~string_safe_[w];
+    }
+    for (int32_t t : string_sensitive_) check(t);
+  } else if (need <= budget && mode == grammar_matcher::mode::free_text) {
+    any = true;  // so does free text without '<'
+    for (int32_t t : with_lt_) check(t);
+  } else {
+    for (size_t w = 0; w < kept->bits.size(); ++w)
+      for (uint64_t bits = mask->bits[w]; bits != 0; bits &= bits - 1)
+        check(static_cast<int32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits))));
   }
   if (!removed || !any) return mask;
-  return std::make_shared<const token_bitset>(std::move(kept));
+  kept->max_need = budget;
+  return kept;
 }
 
 }  // namespace troupe::llama

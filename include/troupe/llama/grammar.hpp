@@ -77,10 +77,14 @@ class grammar_matcher {
   /// What the next byte may be, broadly: lets the masker use precomputed token sets.
   enum class mode : uint8_t {
     free_text,    ///< Anything goes (automatic tool choice before a call opens), no '<' pending.
-    string_body,  ///< Inside an unconstrained JSON string, no escape or UTF-8 sequence pending.
+    string_body,  ///< Inside a JSON string, no escape or UTF-8 sequence pending.
     other,
   };
   mode lexical_mode() const noexcept;
+  /// In string_body mode: code points the string may still take (UINT32_MAX: no limit).
+  uint32_t string_room() const noexcept;
+  /// In string_body mode: code points the string still needs to reach its minLength.
+  uint32_t string_missing() const noexcept;
 
   /// The state's identity: equal keys, equal futures.
   std::string_view key() const noexcept;
