@@ -671,7 +671,11 @@ backend_actor::behavior_type backend(backend_pointer self, openai_config cfg, ht
   static std::atomic<uint64_t> next_owner{1};
   auto& st = self->state;
   st.where = ep.origin() + ep.path + "/chat/completions";
-  st.client = std::make_unique<http::client>(http::client_options{cfg.ca_file});
+  http::client_options copts;
+  copts.ca_file = cfg.ca_file;
+  // Keep as many idle connections as requests may be in flight, or every burst reconnects.
+  copts.max_idle_per_origin = std::max<size_t>(copts.max_idle_per_origin, cfg.max_concurrency);
+  st.client = std::make_unique<http::client>(copts);
   st.gate = gate_for(ep.origin(), std::max<uint32_t>(cfg.max_concurrency, 1));
   st.owner = next_owner++;
   st.cfg = std::move(cfg);
