@@ -223,9 +223,20 @@ const agent_env& agent_context::env() const { return impl_->env; }
 
 request_awaiter<assistant_turn> agent_context::chat(std::vector<chat_message> messages,
                                                     bool offer_tools) {
+  return chat_request_of(std::move(messages), offer_tools, {});
+}
+
+request_awaiter<assistant_turn> agent_context::chat_json(std::vector<chat_message> messages,
+                                                         std::string json_schema) {
+  return chat_request_of(std::move(messages), false, std::move(json_schema));
+}
+
+request_awaiter<assistant_turn> agent_context::chat_request_of(std::vector<chat_message> messages,
+                                                               bool offer_tools,
+                                                               std::string json_schema) {
   auto* core = impl_;
   return request_awaiter<assistant_turn>{
-    [core, messages = std::move(messages), offer_tools](
+    [core, messages = std::move(messages), offer_tools, json_schema = std::move(json_schema)](
       std::function<void(assistant_turn)> on_value, std::function<void(error)> on_error) mutable {
       if (auto stop = core->stop_reason()) return on_error(*stop);
       if (core->steps >= core->max_steps())
@@ -237,6 +248,7 @@ request_awaiter<assistant_turn> agent_context::chat(std::vector<chat_message> me
       req.id = core->env.run->next_request_id.fetch_add(1, std::memory_order_relaxed);
       req.messages = std::move(messages);
       if (offer_tools) req.tools = core->env.tool_specs;
+      req.response_schema = std::move(json_schema);
       req.sampling = core->env.config.sampling;
       req.max_tokens = core->env.config.max_tokens_per_turn;
       core->notify(progress_event::kind::model_request);

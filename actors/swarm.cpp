@@ -223,7 +223,11 @@ std::vector<agent_result> swarm::fan_out(const agent_config& worker,
     env.tool_specs = specs;
     env.run = st;
     env.parent_id = program_id;
-    running.emplace_back(k, spawn_agent(impl_->sys, std::move(env)));
+    // A registered custom agent type of that name runs instead of the built-in agent.
+    auto custom = impl_->agent_types.find(worker.name);
+    running.emplace_back(k, custom != impl_->agent_types.end()
+                              ? custom->second.factory(impl_->sys, std::move(env))
+                              : spawn_agent(impl_->sys, std::move(env)));
   }
   const auto timeout = impl_->run_timeout(*st);
   std::vector<caf::response_handle<caf::blocking_actor,

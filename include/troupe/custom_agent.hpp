@@ -142,6 +142,11 @@ class agent_context {
   /// to the model; a turn's tool calls are returned, not executed: run them with call().
   request_awaiter<assistant_turn> chat(std::vector<chat_message> messages, bool offer_tools = false);
 
+  /// One model turn whose text is JSON following `json_schema` (a JSON Schema text): the
+  /// backend's response_schema, which the local engine enforces by constrained decoding.
+  request_awaiter<assistant_turn> chat_json(std::vector<chat_message> messages,
+                                            std::string json_schema);
+
   /// Calls one registry tool with JSON arguments. Returns its result, errors included.
   request_awaiter<tool_result> call(std::string tool, std::string arguments = "{}");
 
@@ -153,6 +158,8 @@ class agent_context {
                                                      std::vector<std::string> items);
 
  private:
+  request_awaiter<assistant_turn> chat_request_of(std::vector<chat_message> messages,
+                                                  bool offer_tools, std::string json_schema);
   impl* impl_;
 };
 

@@ -101,6 +101,7 @@ class swarm {
 
   /// The C++ fan-out: one sub-agent per item, each given `prompt_template` with every "{{item}}"
   /// replaced by the item, all in parallel under the budgets. Results come back in item order.
+  /// When `worker.name` is a custom agent type (add_agent_type), that type runs each item.
   std::vector<agent_result> fan_out(const agent_config& worker, std::string_view prompt_template,
                                     const std::vector<std::string>& items, run_report* report = nullptr);
 
