@@ -10,6 +10,8 @@
 #include "troupe/local_model.hpp"
 #include "troupe/message.hpp"
 #include "troupe/model.hpp"
+#include "troupe/openai_model.hpp"
+#include "troupe/openai_server.hpp"
 #include "troupe/plugin_loader.hpp"
 #include "troupe/custom_agent.hpp"
 #include "troupe/scripted_model.hpp"

@@ -6,19 +6,23 @@ check_openai_sdk.py TROUPE EXPECTED_TEXT
 Starts `troupe serve --port 0` (127.0.0.1, a free port; the server prints its base URL once it
 listens), then through the SDK: lists the models, asks for a greedy completion (whose text must
 equal EXPECTED_TEXT, the committed `troupe generate` output that matches llama.cpp), streams the
-same request (same text, usage chunk, finish reason), sends a request with tools, and checks that
-bad requests raise the SDK's NotFoundError / BadRequestError with OpenAI's error fields. Exits 77
+same request (same text, usage chunk, finish reason), sends a request with tools, checks that
+bad requests raise the SDK's NotFoundError / BadRequestError with OpenAI's error fields, and runs
+a `troupe run` fan-out with backend = "openai" against the same server. Exits 77
 (skipped) when the model or the `openai` package is not installed.
 """
 import os
 import select
+import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT = "What is the capital of France?"
+SECRET = "sk-troupe-test-do-not-log-3141592653"
 
 
 def skip(why):
@@ -151,6 +155,39 @@ def main():
             fail("an empty messages array was accepted")
         except openai.BadRequestError as e:
             check(e.param == "messages", "empty messages raise BadRequestError on messages")
+
+        # `troupe run` with backend = "openai" against the same server: a fan-out whose answers
+        # come over HTTP; the API key (from the variable the file names) appears in no output.
+        with tempfile.TemporaryDirectory() as tmp:
+            def run_task(model, items):
+                task = os.path.join(tmp, "task.toml")
+                with open(task, "w", encoding="utf-8") as f:
+                    f.write(f"""[task]
+prompt_template = "In one short sentence, what is {{{{item}}}}?"
+items = {json.dumps(items)}
+[worker]
+system_prompt = "You are a concise assistant."
+[model]
+backend = "openai"
+base_url = "{base_url}"
+model = "{model}"
+api_key_env = "TROUPE_TEST_KEY"
+max_retries = 0
+timeout_s = 120
+""")
+                env = dict(os.environ, TROUPE_TEST_KEY=SECRET)
+                return subprocess.run([troupe, "run", task], env=env, capture_output=True,
+                                      text=True, timeout=240)
+            run = run_task("smollm2", ["a lighthouse", "a violin"])
+            check(run.returncode == 0, f"troupe run on backend = openai exits 0: {run.stderr[-500:]}")
+            results = json.loads(run.stdout)
+            check([r["outcome"] for r in results] == ["completed", "completed"] and
+                  all(r["result"] for r in results), f"both sub-agents answered over HTTP: {results}")
+            check(SECRET not in run.stdout + run.stderr, "the API key appears in no output")
+            bad = run_task("no-such-model", ["x"])
+            out = bad.stdout + bad.stderr
+            check("does not exist here" in out and "404" in out and SECRET not in out,
+                  f"a wrong model name is reported with the server's 404: {out.strip()[-300:]}")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
