@@ -8,7 +8,10 @@
 //
 //   wide_search [--count N] [--packages a,b,c] [--model smollm2|FILE.gguf]
 //               [--openai-base-url URL --openai-model NAME]   (any OpenAI-compatible endpoint)
-//               [--no-baseline]
+//               [--no-baseline] [--trace FILE]
+//
+// --trace writes both runs as a Chrome trace (Perfetto opens it): a track per agent and per tool
+// call, OpenTelemetry GenAI span names.
 //
 // Runs on the embedded SmolLM2-135M-Instruct by default (scripts/install-deps installs it).
 
@@ -279,6 +282,12 @@ int main(int argc, char** argv) {
       model_name = lc.model + " (local engine)";
     }
     troupe::swarm sw{sys, model, registry};
+    troupe::trace_options to;
+    to.model = model_name;
+    to.process_name = "wide_search";
+    troupe::trace_recorder trace{to};
+    const std::string trace_file = arg(argc, argv, "--trace");
+    if (!trace_file.empty()) sw.set_observer(trace.observer());
     sw.add_agent_type("license_finder", troupe::make_agent(license_finder),
                       "Finds one package's license and upstream source");
     sw.add_agent_type("license_desk", troupe::make_agent(license_desk),
@@ -308,8 +317,8 @@ int main(int argc, char** argv) {
       auto one = sw.fan_out(desk, "{{item}}", {joined}, &single_report);
       single_s = std::chrono::duration<double>(clock::now() - t1).count();
       if (one[0].ok()) {
-        for (const auto& [p, a] : troupe::json::parse(one[0].text, "desk answer").as_object())
-          single_answers[p] = a.as_string();
+        const auto answers = troupe::json::parse(one[0].text, "desk answer");
+        for (const auto& [p, a] : answers.as_object()) single_answers[p] = a.as_string();
       }
     }
 
@@ -351,6 +360,10 @@ int main(int argc, char** argv) {
                   single_s / std::max(swarm_s, 1e-9),
                   static_cast<double>(single_report.critical_steps) /
                     std::max(1u, swarm_report.critical_steps));
+    }
+    if (!trace_file.empty()) {
+      trace.write(trace_file);
+      std::cerr << "wide_search: trace written to " << trace_file << "\n";
     }
   } catch (const troupe::error& e) {
     std::cerr << "wide_search: " << e.render() << "\n";
