@@ -260,6 +260,12 @@ void send_text(engine_actor::pointer self, sequence_state& s, std::string text) 
   stream_calls(self, s, std::move(out.calls));
 }
 
+/// Frees an admitted sequence's KV cache and its reservation.
+void release(engine_state& st, sequence_state& s) {
+  st.decoder->close(s.seq);
+  st.reserved_bytes -= s.positions * st.core->bytes_per_position;
+}
+
 /// Replies to a sequence and frees what it holds.
 void finish(engine_actor::stateful_pointer<engine_state> self, sequence_state& s,
             finish_reason why, bool admitted) {
@@ -282,20 +288,13 @@ void finish(engine_actor::stateful_pointer<engine_state> self, sequence_state& s
   } catch (const error& e) {
     s.promise.deliver(to_caf_error(error{errc::model_failed, "local model: " + e.message()}));
   }
-  if (admitted) {
-    st.decoder->close(s.seq);
-    st.reserved_bytes -= s.positions * st.core->bytes_per_position;
-  }
+  if (admitted) release(st, s);
 }
 
 void fail(engine_actor::stateful_pointer<engine_state> self, sequence_state& s, const error& e,
           bool admitted) {
-  auto& st = self->state;
   s.promise.deliver(to_caf_error(e));
-  if (admitted) {
-    st.decoder->close(s.seq);
-    st.reserved_bytes -= s.positions * st.core->bytes_per_position;
-  }
+  if (admitted) release(self->state, s);
 }
 
 /// Moves waiting sequences into the batch while they fit, strictly in arrival order (a large
@@ -494,8 +493,16 @@ engine_actor::behavior_type engine(engine_actor::stateful_pointer<engine_state> 
         if (s->request_id == request_id) s->cancelled = true;  // Ends at the next step.
     },
     [self](step_atom) {
-      self->state.step_pending = false;
-      step(self);
+      auto& st = self->state;
+      st.step_pending = false;
+      try {
+        step(self);
+      } catch (const std::exception& e) {
+        // Never a silent death with requests waiting: whatever broke fails the batch, loudly.
+        const error why{errc::internal, std::string("local model: a step failed: ") + e.what()};
+        for (auto& s : st.running) fail(self, *s, why, true);
+        st.running.clear();
+      }
       schedule_step(self);
     },
   };
