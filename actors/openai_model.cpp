@@ -315,6 +315,13 @@ class turn_reader : public http::response_handler {
     retry_after_ms_ = retry_after(head);
     should_retry_ = head.header("x-should-retry");
     reason_ = head.status == 429 ? "Too Many Requests" : "";
+    // Some servers and proxies ignore "stream": true and answer with one JSON document: read it
+    // as such and send its text as deltas at the end.
+    if (stream_ && head.status >= 200 && head.status < 300 &&
+        head.header("content-type").find("application/json") != std::string::npos) {
+      stream_ = false;
+      late_deltas_ = true;
+    }
   }
 
   bool on_body(std::string_view bytes) override {
@@ -538,6 +545,18 @@ class turn_reader : public http::response_handler {
         }
       }
     }
+    if (late_deltas_) {
+      if (!reasoning_.empty()) {
+        turn_delta d;
+        d.reasoning = reasoning_;
+        emit(std::move(d));
+      }
+      if (!text_.empty()) {
+        turn_delta d;
+        d.text = text_;
+        emit(std::move(d));
+      }
+    }
     finish_turn();
   }
 
@@ -576,6 +595,7 @@ class turn_reader : public http::response_handler {
   uint32_t attempt_;
   delta_sink_actor sink_;
   bool stream_;
+  bool late_deltas_ = false;  // Streaming was asked for, but the answer came as one JSON document.
   std::string where_;
   unsigned status_ = 0;
   int64_t retry_after_ms_ = -1;

@@ -6,7 +6,9 @@
 /// (streaming with SSE when the request has a valid `stream_to`, else one JSON response) and
 /// replies with the assembled assistant_turn. Deltas: text and reasoning fragments are sent as
 /// they arrive; each tool call is sent as one delta (index, id, name and the whole arguments) only
-/// once the stream has ended cleanly, so a broken stream never yields half a tool call.
+/// once the stream has ended cleanly, so a broken stream never yields half a tool call. A server
+/// that ignores `stream` and answers with one JSON document is read as such (its text then
+/// arrives as one delta).
 /// Assistant messages with tool calls carry their reasoning back as `reasoning_content` (Kimi
 /// rejects tool-call turns without it when thinking is on).
 ///

@@ -534,6 +534,23 @@ BOOST_AUTO_TEST_CASE(slow_responses_time_out_and_are_retried) {
   BOOST_TEST(e2.message().find("400 ms") != std::string::npos, e2.message());
 }
 
+BOOST_AUTO_TEST_CASE(a_server_that_ignores_stream_true_is_read_as_one_document) {
+  server.script = [](const received&, int) { return ok("whole answer"); };
+  auto m = backend(config());
+  auto log = std::make_shared<delta_log>();
+  auto req = simple(9);
+  req.stream_to = sink(log);
+  auto [turn, err] = ask(m, req);
+  BOOST_REQUIRE_MESSAGE(!err, err.render());
+  BOOST_TEST(turn.text == "whole answer");
+  BOOST_TEST(turn.usage.total() == 10u);
+  BOOST_TEST(server.requests().size() == 1u);  // Not retried as a broken stream.
+  auto deltas = wait_deltas(log, 1);
+  BOOST_REQUIRE(deltas.size() == 1u);
+  BOOST_TEST(deltas[0].text == "whole answer");
+  BOOST_TEST(deltas[0].request_id == 9u);
+}
+
 BOOST_AUTO_TEST_CASE(broken_streams_never_yield_half_a_tool_call) {
   const std::string call_start =
       R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"write","arguments":"{\"pa"}}]}}]})";
