@@ -6,7 +6,8 @@ check_openai_sdk.py TROUPE EXPECTED_TEXT
 Starts `troupe serve --port 0` (127.0.0.1, a free port; the server prints its base URL once it
 listens), then through the SDK: lists the models, asks for a greedy completion (whose text must
 equal EXPECTED_TEXT, the committed `troupe generate` output that matches llama.cpp), streams the
-same request (same text, usage chunk, finish reason), sends a request with tools, checks that
+same request (same text, usage chunk, finish reason), sends requests with tools (a named
+tool_choice must yield a get_weather call with a city, plain and streamed by index), checks that
 bad requests raise the SDK's NotFoundError / BadRequestError with OpenAI's error fields, and runs
 a `troupe run` fan-out with backend = "openai" against the same server. Exits 77
 (skipped) when the model or the `openai` package is not installed.
@@ -137,6 +138,36 @@ def main():
             check(call.type == "function" and call.function.name and call.id,
                   f"a well-formed tool call: {call}")
         check(bool(tc.message.content) or bool(tc.message.tool_calls), "it says something")
+
+        # A named tool_choice: the engine must call that tool with arguments that fit its schema,
+        # in one piece and (streamed) assembled by index.
+        forced = {"type": "function", "function": {"name": "get_weather"}}
+        weather = [{"role": "user", "content": "What is the weather in Paris?"}]
+        named = client.chat.completions.create(model="smollm2", max_tokens=48, temperature=0,
+                                               tools=tools, tool_choice=forced, messages=weather)
+        nc = named.choices[0]
+        calls = nc.message.tool_calls or []
+        check(nc.finish_reason == "tool_calls" and len(calls) >= 1,
+              f"tool_choice get_weather gives tool calls: {nc.finish_reason}, {calls}")
+        args = json.loads(calls[0].function.arguments)
+        check(calls[0].function.name == "get_weather" and isinstance(args.get("city"), str),
+              f"get_weather is called with a city: {calls[0].function.arguments}")
+        streamed = client.chat.completions.create(model="smollm2", max_tokens=48, temperature=0,
+                                                  tools=tools, tool_choice=forced, messages=weather,
+                                                  stream=True)
+        parts, sfinish = {}, None
+        for chunk in streamed:
+            for c in chunk.choices:
+                sfinish = c.finish_reason or sfinish
+                for d in c.delta.tool_calls or []:
+                    slot = parts.setdefault(d.index, {"name": "", "args": ""})
+                    if d.function and d.function.name:
+                        slot["name"] += d.function.name
+                    if d.function and d.function.arguments:
+                        slot["args"] += d.function.arguments
+        check(sfinish == "tool_calls" and parts.get(0, {}).get("name") == "get_weather" and
+              json.loads(parts[0]["args"]) == args,
+              f"the streamed call assembled by index is the same: {parts}")
 
         try:
             client.chat.completions.create(model="gpt-4o", messages=messages)
