@@ -64,6 +64,7 @@ struct span {
 
 struct agent_spans {
   uint64_t id = 0;
+  uint32_t run = 0;
   uint64_t parent_id = 0;
   std::string name;
   size_t order = 0;  // Order of first appearance.
@@ -186,6 +187,14 @@ void trace_recorder::record(const progress_event& ev) {
     }
   }
   std::lock_guard<std::mutex> guard{mtx_};
+  // Every run numbers its agents from 1: a second start of an id is another agent.
+  if (ev.what == kind::agent_started) {
+    auto [it, fresh] = starts_.try_emplace(ev.agent_id, 0);
+    if (!fresh) ++it->second;
+    e.run = it->second;
+  } else if (auto it = starts_.find(ev.agent_id); it != starts_.end()) {
+    e.run = it->second;
+  }
   events_.push_back(std::move(e));
 }
 
@@ -202,14 +211,15 @@ std::string trace_recorder::to_json() const {
   }
   // Events of one agent arrive in its order (one thread at a time runs an actor); the global order
   // is only roughly by time, which no step below relies on.
-  std::map<uint64_t, agent_spans> agents;
+  std::map<std::pair<uint32_t, uint64_t>, agent_spans> agents;  // by (run, agent id)
   int64_t last = 0;
   for (const auto& e : events) {
     last = std::max(last, e.at_ns);
-    auto [it, fresh] = agents.try_emplace(e.agent_id);
+    auto [it, fresh] = agents.try_emplace({e.run, e.agent_id});
     auto& a = it->second;
     if (fresh) {
       a.id = e.agent_id;
+      a.run = e.run;
       a.order = agents.size();
       a.start = e.at_ns;
     }
@@ -360,7 +370,7 @@ std::string trace_recorder::to_json() const {
   }
   // Spawn arrows: from the parent's call that was running when the child started.
   for (auto* child : ordered) {
-    auto parent = agents.find(child->parent_id);
+    auto parent = agents.find({child->run, child->parent_id});
     if (child->parent_id == 0 || parent == agents.end()) continue;
     const auto& p = parent->second;
     const auto at = child->start;

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -75,12 +76,14 @@ class trace_recorder {
     bool has_usage;
     bool is_error;
     int64_t at_ns;
+    uint32_t run = 0;  ///< How many earlier agents had this id (runs reuse ids: 1, 2, ...).
   };
 
   trace_options opts_;
   std::chrono::steady_clock::time_point origin_;
   mutable std::mutex mtx_;
   std::vector<record_entry> events_;
+  std::map<uint64_t, uint32_t> starts_;  ///< Agent id -> its latest run number.
 };
 
 }  // namespace troupe

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bitset>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -51,6 +52,28 @@ constexpr std::array<std::string_view, 4> hermes_literals = {
   "}\n</tool_call>",            // 3
 };
 
+/// Whether some value of this sign with a magnitude in [mlo, mhi] lies in [lo, hi].
+bool meets(bool neg, unsigned __int128 mlo, unsigned __int128 mhi, int64_t lo, int64_t hi) {
+  const __int128 vlo = neg ? -static_cast<__int128>(mhi) : static_cast<__int128>(mlo);
+  const __int128 vhi = neg ? -static_cast<__int128>(mlo) : static_cast<__int128>(mhi);
+  return vlo <= hi && vhi >= lo;
+}
+
+/// The fewest more digits (0: none) after which an integer typed so far (sign, magnitude `m`,
+/// `digits` digits) lies in [lo, hi]; -1 when no completion can.
+int more_digits(bool neg, uint64_t m, uint32_t digits, int64_t lo, int64_t hi) {
+  if (digits > 0 && meets(neg, m, m, lo, hi)) return 0;
+  if (digits > 0 && m == 0) return -1;  // a leading zero ends the number
+  unsigned __int128 p = 1;
+  for (uint32_t k = 1; digits + k <= max_int_digits; ++k) {
+    p *= 10;
+    const unsigned __int128 mlo = digits == 0 ? (k == 1 ? 0 : p / 10) : m * p;
+    const unsigned __int128 mhi = digits == 0 ? p - 1 : m * p + p - 1;
+    if (meets(neg, mlo, mhi, lo, hi)) return static_cast<int>(k);
+  }
+  return -1;
+}
+
 }  // namespace
 
 struct grammar::node {
@@ -65,6 +88,9 @@ struct grammar::node {
   uint32_t min_items = 0, max_items = unbounded;
   // string (code points)
   uint32_t min_len = 0, max_len = unbounded;
+  // integer with minimum / maximum
+  bool bounded = false;
+  int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
   // literals: JSON texts (or exact bytes for tool names)
   std::vector<std::string> texts;
   // alternatives: the node to use for each first byte
@@ -104,8 +130,17 @@ struct grammar::impl {
         uint64_t m = uint32_t{1} << 30;
         switch (n.k) {
           case kind::string: m = 2 + uint64_t{n.min_len}; break;
-          case kind::number:
-          case kind::integer: m = 1; break;
+          case kind::number: m = 1; break;
+          case kind::integer:
+            m = 1;
+            if (n.bounded) {
+              const int pos = more_digits(false, 0, 0, n.lo, n.hi);
+              const int neg = more_digits(true, 0, 0, n.lo, n.hi);
+              m = uint32_t{1} << 30;
+              if (pos > 0) m = static_cast<uint64_t>(pos);
+              if (neg > 0) m = std::min<uint64_t>(m, static_cast<uint64_t>(neg) + 1);
+            }
+            break;
           case kind::literals:
             for (const auto& t : n.texts) m = std::min<uint64_t>(m, t.size());
             break;
@@ -253,7 +288,31 @@ struct grammar::impl {
       return add(std::move(n));
     }
     if (type == "number") return number_node;
-    if (type == "integer") return integer_node;
+    if (type == "integer") {
+      node n;
+      n.k = kind::integer;
+      auto bound = [&](const char* key, bool upper, bool exclusive) {
+        const json::value* v = s.find(key);
+        if (v == nullptr || v->is_bool()) return;  // draft-4 boolean exclusive* are not bounds
+        if (!v->is_number()) bad(path, std::string(key) + " must be a number");
+        const double d = v->as_number();
+        if (d > 9.2e18 || d < -9.2e18) return;  // beyond what 18 digits can reach anyway
+        int64_t b = static_cast<int64_t>(upper ? std::floor(d) : std::ceil(d));
+        if (exclusive && static_cast<double>(b) == d) b += upper ? -1 : 1;
+        n.bounded = true;
+        if (upper) n.hi = std::min(n.hi, b);
+        else n.lo = std::max(n.lo, b);
+      };
+      bound("minimum", false, false);
+      bound("exclusiveMinimum", false, true);
+      bound("maximum", true, false);
+      bound("exclusiveMaximum", true, true);
+      if (!n.bounded) return integer_node;
+      if (n.lo > n.hi ||
+          (more_digits(false, 0, 0, n.lo, n.hi) < 0 && more_digits(true, 0, 0, n.lo, n.hi) < 0))
+        bad(path, "no integer satisfies its minimum and maximum");
+      return add(std::move(n));
+    }
     if (type == "boolean") return literals({"true", "false"});
     if (type == "null") return literals({"null"});
     if (type == "array") {
@@ -541,6 +600,30 @@ bool grammar_matcher::step(uint8_t c) noexcept {
     case kind::number:
     case kind::integer: {
       const bool integer = n.k == kind::integer;
+      if (integer && n.bounded) {
+        // aux: 1 when negative; a: digits; magnitude in b (low) and c (high 32 bits). A byte is
+        // taken only if some completion still lands in [lo, hi].
+        const bool neg = f.aux == 1;
+        const uint64_t m = (uint64_t{f.c} << 32) | f.b;
+        const bool started = f.stage == n_int || f.stage == n_zero;
+        if (f.stage == n_start && c == '-') {
+          if (more_digits(true, 0, 0, n.lo, n.hi) < 0) return false;
+          f.aux = 1;
+          f.stage = n_minus;
+          return true;
+        }
+        if (is_digit(c) && f.stage != n_zero) {
+          const uint64_t next = m * 10 + (c - '0');
+          if (more_digits(neg, next, f.a + 1, n.lo, n.hi) < 0) return false;
+          ++f.a;
+          f.b = static_cast<uint32_t>(next);
+          f.c = static_cast<uint32_t>(next >> 32);
+          f.stage = next == 0 ? n_zero : n_int;
+          return true;
+        }
+        if (started && meets(neg, m, m, n.lo, n.hi)) return pop_and_restep(0);
+        return false;
+      }
       auto digit = [&](uint8_t next, uint32_t limit) {
         if (f.stage != next) f.a = 0;
         if (++f.a > limit) return false;
@@ -789,6 +872,10 @@ bool grammar_matcher::can_end() const noexcept {
     if (n.k == kind::number || n.k == kind::integer) {
       if (f.stage != n_int && f.stage != n_zero && f.stage != n_frac && f.stage != n_exp)
         return false;
+      if (n.bounded) {
+        const uint64_t m = (uint64_t{f.c} << 32) | f.b;
+        if (!meets(f.aux == 1, m, m, n.lo, n.hi)) return false;
+      }
     } else if (n.k == kind::literals) {
       bool complete = false;
       for (size_t i = 0; i < n.texts.size() && i < 32; ++i)
@@ -828,6 +915,12 @@ uint32_t grammar_matcher::min_completion() const noexcept {
       }
       case kind::number:
       case kind::integer:
+        if (n.bounded) {
+          const uint64_t m = (uint64_t{f.c} << 32) | f.b;
+          if (f.stage == n_start) r = sh[f.node];
+          else r = static_cast<uint64_t>(std::max(0, more_digits(f.aux == 1, m, f.a, n.lo, n.hi)));
+          break;
+        }
         r = (f.stage == n_int || f.stage == n_zero || f.stage == n_frac || f.stage == n_exp) ? 0 : 1;
         break;
       case kind::literals: {

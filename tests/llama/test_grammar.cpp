@@ -125,6 +125,7 @@ BOOST_AUTO_TEST_CASE(everything_a_grammar_lets_through_validates) {
     R"({"type":"array","items":{"type":"integer"},"minItems":2,"maxItems":4})",
     R"({"anyOf":[{"type":"string","maxLength":5},{"type":"number"},{"type":"null"}]})",
     R"({"type":"object","properties":{"a":{"const":{"k":[1,2]}},"b":{"enum":[1,10,100]}},"required":["a","b"]})",
+    R"({"type":"array","items":{"type":"integer","minimum":-5,"maximum":120},"maxItems":3})",
     R"({"type":"object","additionalProperties":false})",
     R"({})"};
   for (const auto& schema : schemas) {
@@ -159,6 +160,7 @@ BOOST_AUTO_TEST_CASE(min_completion_is_exact_and_reachable_from_every_state) {
     grammar::from_schema(file_schema),
     grammar::from_schema(R"({"type":"array","items":{"type":"string","minLength":3},"minItems":2})"),
     grammar::from_schema(R"({})"),
+    grammar::from_schema(R"({"type":"array","items":{"type":"integer","minimum":250,"maximum":4000}})"),
     grammar::for_tool_calls(tools, {tool_choice_mode::required, ""}),
     grammar::for_tool_calls(tools, {tool_choice_mode::automatic, ""})};
   int states = 0;
@@ -189,6 +191,27 @@ BOOST_AUTO_TEST_CASE(min_completion_is_exact_and_reachable_from_every_state) {
     }
   }
   BOOST_TEST_MESSAGE(states << " states completed along their shortest path");
+}
+
+BOOST_AUTO_TEST_CASE(integer_bounds_are_enforced_digit_by_digit) {
+  const auto g = grammar::from_schema(
+    R"({"type":"object","properties":{"k":{"type":"integer","minimum":1,"maximum":50},)"
+    R"("t":{"type":"integer","minimum":-20,"exclusiveMaximum":-3},)"
+    R"("big":{"type":"integer","minimum":1000}},"required":["k","t","big"]})");
+  for (const std::string ok : {R"({"k":1,"t":-20,"big":1000})", R"({"k":50,"t":-4,"big":99999})",
+                               R"({"k":7,"t":-15,"big":1000000000000})"})
+    BOOST_CHECK_MESSAGE(accepts(g, ok), "refused: " << ok);
+  for (const std::string bad : {R"({"k":0,"t":-20,"big":1000})", R"({"k":51,"t":-20,"big":1000})",
+                                R"({"k":-1,"t":-20,"big":1000})", R"({"k":1,"t":-3,"big":1000})",
+                                R"({"k":1,"t":-21,"big":1000})", R"({"k":1,"t":-4,"big":999})",
+                                R"({"k":01,"t":-4,"big":1000})"})
+    BOOST_CHECK_MESSAGE(!accepts(g, bad), "accepted: " << bad);
+  // Dead ends are refused at the digit that causes them, not at the end.
+  grammar_matcher m(g);
+  BOOST_CHECK(m.feed(R"({"k":5)"));
+  BOOST_CHECK(!grammar_matcher(m).feed('1'));  // 51 > 50, and longer only grows
+  BOOST_CHECK(grammar_matcher(m).feed('0'));   // 50
+  BOOST_CHECK_THROW(grammar::from_schema(R"({"type":"integer","minimum":5,"maximum":4})"), error);
 }
 
 BOOST_AUTO_TEST_CASE(unusable_schemas_are_refused_with_their_path) {

@@ -6,7 +6,8 @@
 ///
 /// JSON Schema support: type (one type, or several with distinct first characters), object with
 /// properties / required / additionalProperties, array with items / minItems / maxItems, string
-/// with minLength / maxLength (in code points), number, integer, boolean, null, enum, const,
+/// with minLength / maxLength (in code points), number, integer (with minimum / maximum and their
+/// exclusive forms, enforced digit by digit), boolean, null, enum, const,
 /// anyOf (alternatives with distinct first characters). Objects keep the declared property order
 /// (optional ones may be skipped) and admit only declared properties when any are declared; `{}`
 /// or a missing type admits any JSON value. Ambiguous alternatives, objects of more than 32
