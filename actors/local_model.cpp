@@ -105,21 +105,6 @@ struct engine_state {
   bool step_pending = false;
 };
 
-/// Splits `pending` after its last complete UTF-8 character; returns the complete part.
-std::string take_complete_utf8(std::string& pending) {
-  size_t cut = pending.size();
-  for (size_t back = 1; back <= 3 && back <= pending.size(); ++back) {
-    auto c = static_cast<unsigned char>(pending[pending.size() - back]);
-    if ((c & 0xC0) == 0x80) continue;  // A continuation byte: look further back.
-    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    if (need > back) cut = pending.size() - back;
-    break;
-  }
-  std::string out = pending.substr(0, cut);
-  pending.erase(0, cut);
-  return out;
-}
-
 /// Renders a conversation for the chat template in the Hermes style that ChatML models use: the
 /// tools declared in the system message, assistant calls as <tool_call> blocks, results as
 /// <tool_response> blocks.
@@ -417,7 +402,7 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
     }
     s.pending += piece;
     try {
-      send_text(self, s, take_complete_utf8(s.pending));
+      send_text(self, s, llama::take_complete_utf8(s.pending));
     } catch (const error& e) {
       failed.push_back(&s);
       failures.emplace_back(errc::model_failed, "local model: " + e.message());

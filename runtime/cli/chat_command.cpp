@@ -11,6 +11,7 @@
 #include "caf/all.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
+#include "model_options.hpp"
 #include "troupe/local_model.hpp"
 
 namespace troupe::cli {
@@ -21,9 +22,6 @@ CLI::App* add_chat_command(CLI::App& app, chat_options& opts) {
     "Talk with a local GGUF model (llama architecture): one message per line on stdin, the\n"
     "answer streamed to stdout. /reset forgets the conversation; /exit or end of input quits.\n"
     "Greedy at temperature 0 (the default).");
-  cmd->add_option("-m,--model", opts.model,
-                  "smollm2 (the embedded default, installed by scripts/install-deps) or a .gguf path")
-    ->capture_default_str();
   cmd->add_option("-s,--system", opts.system, "System prompt (default: the model's own)");
   cmd->add_option("--temperature", opts.temperature, "0: greedy")->capture_default_str();
   cmd->add_option("--top-p", opts.top_p, "Nucleus sampling; 1: off");
@@ -31,12 +29,7 @@ CLI::App* add_chat_command(CLI::App& app, chat_options& opts) {
   cmd->add_option("-n,--max-tokens", opts.max_tokens, "Tokens per answer at most")
     ->capture_default_str()
     ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("-t,--threads", opts.threads, "Threads for the kernels")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 256));
-  cmd->add_option("-c,--context", opts.context, "Context length (KV cache positions)")
-    ->capture_default_str()
-    ->check(CLI::Range(16, 1 << 20));
+  add_model_options(cmd, opts.model, opts.threads, opts.context);
   return cmd;
 }
 

@@ -10,6 +10,7 @@
 #include "troupe/llama/llama_model.hpp"
 #include "troupe/llama/tokenizer.hpp"
 #include "troupe/local_model.hpp"
+#include "model_options.hpp"
 
 namespace troupe::cli {
 
@@ -20,9 +21,6 @@ CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
     "The prompt is wrapped in the model's chat template unless --raw is given. Greedy at\n"
     "temperature 0 (the default): the same prompt always gives the same text.");
   cmd->add_option("prompt", opts.prompt, "The prompt (the user message)")->required();
-  cmd->add_option("-m,--model", opts.model,
-                  "smollm2 (the embedded default, installed by scripts/install-deps) or a .gguf path")
-    ->capture_default_str();
   cmd->add_option("--temperature", opts.sampling.temperature, "0: greedy")->capture_default_str();
   cmd->add_option("--top-k", opts.sampling.top_k, "Keep the k most likely tokens; 0: off");
   cmd->add_option("--top-p", opts.sampling.top_p, "Nucleus sampling; 1: off");
@@ -32,12 +30,7 @@ CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
   cmd->add_option("-n,--max-tokens", opts.max_tokens, "Tokens to generate at most")
     ->capture_default_str()
     ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("-t,--threads", opts.threads, "Threads for the kernels")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 256));
-  cmd->add_option("-c,--context", opts.context, "Context length (KV cache positions)")
-    ->capture_default_str()
-    ->check(CLI::Range(16, 1 << 20));
+  add_model_options(cmd, opts.model, opts.threads, opts.context);
   cmd->add_flag("--raw", opts.raw, "Continue the prompt text as is, without a chat template");
   return cmd;
 }
@@ -82,17 +75,9 @@ int generate_command(const generate_options& opts) {
       ++generated;
       pending += tok.token_to_piece(next);
       // Print up to the last complete UTF-8 character.
-      size_t cut = pending.size();
-      for (size_t back = 1; back <= 3 && back <= pending.size(); ++back) {
-        auto c = static_cast<unsigned char>(pending[pending.size() - back]);
-        if ((c & 0xC0) == 0x80) continue;  // A continuation byte: look further back.
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        if (need > back) cut = pending.size() - back;
-        break;
-      }
-      std::fwrite(pending.data(), 1, cut, stdout);
+      const std::string complete = llama::take_complete_utf8(pending);
+      std::fwrite(complete.data(), 1, complete.size(), stdout);
       std::fflush(stdout);
-      pending.erase(0, cut);
       if (generated < opts.max_tokens && session.position() < session.context())
         logits = session.decode(std::span<const int32_t>{&next, 1});
     }

@@ -10,6 +10,7 @@
 #include "caf/all.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
+#include "model_options.hpp"
 #include "troupe/local_model.hpp"
 #include "troupe/openai_server.hpp"
 
@@ -23,9 +24,8 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& opts) {
     "batches; a client that disconnects has its request cancelled. Listens on 127.0.0.1 unless\n"
     "--host says otherwise. Prints the base URL (http://HOST:PORT/v1) on stdout once listening;\n"
     "stops on Ctrl-C or SIGTERM.");
-  cmd->add_option("-m,--model", opts.model,
-                  "smollm2 (the embedded default, installed by scripts/install-deps) or a .gguf path")
-    ->capture_default_str();
+  add_model_options(cmd, opts.model, opts.threads, opts.context,
+                    "Context length per request (KV positions)");
   cmd->add_option("--name", opts.name,
                   "Model id that clients send and /v1/models lists (default: smollm2, or the "
                   "file name without .gguf)");
@@ -33,12 +33,6 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& opts) {
   cmd->add_option("-p,--port", opts.port, "TCP port; 0 picks a free one")
     ->capture_default_str()
     ->check(CLI::Range(0, 65535));
-  cmd->add_option("-t,--threads", opts.threads, "Threads for the kernels")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 256));
-  cmd->add_option("-c,--context", opts.context, "Context length per request (KV positions)")
-    ->capture_default_str()
-    ->check(CLI::Range(16, 1 << 20));
   cmd->add_option("--max-batch", opts.max_batch, "Requests decoded together at most")
     ->capture_default_str()
     ->check(CLI::Range(1, 4096));

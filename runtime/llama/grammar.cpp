@@ -76,6 +76,12 @@ int more_digits(bool neg, uint64_t m, uint32_t digits, int64_t lo, int64_t hi) {
 
 }  // namespace
 
+namespace {
+/// The properties that may come next in a declared object after `from` were passed: each one up to
+/// and including the first required one (declared order; optional ones may be skipped).
+uint32_t next_keys(const grammar::node& n, uint32_t from);
+}  // namespace
+
 struct grammar::node {
   kind k = kind::alternatives;
   // object: declared properties as quoted keys, in order; `open`: any keys (generic object).
@@ -101,6 +107,17 @@ struct grammar::node {
   bool automatic = false;
   uint32_t max_calls = 1;
 };
+
+namespace {
+uint32_t next_keys(const grammar::node& n, uint32_t from) {
+  uint32_t mask = 0;
+  for (uint32_t j = from; j < n.keys.size(); ++j) {
+    mask |= 1u << j;
+    if (n.required[j]) break;
+  }
+  return mask;
+}
+}  // namespace
 
 struct grammar::impl {
   std::vector<grammar::node> nodes;
@@ -696,11 +713,7 @@ bool grammar_matcher::step(uint8_t c) noexcept {
           f.stage = o_gkey;
           return push(string_node) && step(c);
         }
-        uint32_t mask = 0;
-        for (uint32_t j = f.c; j < props; ++j) {
-          mask |= 1u << j;
-          if (n.required[j]) break;
-        }
+        const uint32_t mask = next_keys(n, f.c);
         if (mask == 0) return false;
         f.a = mask;
         f.b = 1;  // the opening quote
@@ -954,14 +967,6 @@ uint32_t grammar_matcher::min_completion() const noexcept {
             if (mask & (1u << j)) best = std::min(best, member(j, typed));
           return best;
         };
-        auto candidates = [&] {
-          uint32_t mask = 0;
-          for (uint32_t j = f.c; j < n.keys.size(); ++j) {
-            mask |= 1u << j;
-            if (n.required[j]) break;
-          }
-          return mask;
-        };
         switch (f.stage) {
           case o_open: r = sh[f.node]; break;
           case o_first: {
@@ -977,7 +982,7 @@ uint32_t grammar_matcher::min_completion() const noexcept {
           case o_space:
           case o_value: r = uint64_t{sh[n.values[f.aux]]} + g_->object_tail(n, f.c); break;
           case o_next:
-          case o_keystart: r = best_member(candidates(), 0); break;
+          case o_keystart: r = best_member(next_keys(n, f.c), 0); break;
           default: r = g_->object_tail(n, f.c); break;  // o_after, o_invalue
         }
         break;

@@ -362,4 +362,18 @@ bool tokenizer::is_end_of_generation(int32_t id) const noexcept {
 }
 const std::string& tokenizer::pre_tokenizer() const noexcept { return impl_->pre; }
 
+std::string take_complete_utf8(std::string& pending) {
+  size_t cut = pending.size();
+  for (size_t back = 1; back <= 3 && back <= pending.size(); ++back) {
+    auto c = static_cast<unsigned char>(pending[pending.size() - back]);
+    if ((c & 0xC0) == 0x80) continue;  // A continuation byte: look further back.
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (need > back) cut = pending.size() - back;
+    break;
+  }
+  std::string out = pending.substr(0, cut);
+  pending.erase(0, cut);
+  return out;
+}
+
 }  // namespace troupe::llama

@@ -108,3 +108,16 @@ BOOST_AUTO_TEST_CASE(chatml_template_matches_smollm2) {
   const auto fixture = test::reference_fixture();
   BOOST_CHECK_EQUAL(t.apply(msgs), fixture.find("cases")->as_array()[0].find("prompt")->as_string());
 }
+
+BOOST_AUTO_TEST_CASE(take_complete_utf8_holds_back_only_an_incomplete_character) {
+  std::string pending = "ab\xC3";  // "é" cut after its lead byte
+  BOOST_CHECK_EQUAL(troupe::llama::take_complete_utf8(pending), "ab");
+  BOOST_CHECK_EQUAL(pending, "\xC3");
+  pending += "\xA9\xE2\x82";  // é complete, € still missing its last byte
+  BOOST_CHECK_EQUAL(troupe::llama::take_complete_utf8(pending), "\xC3\xA9");
+  BOOST_CHECK_EQUAL(pending, "\xE2\x82");
+  pending += "\xAC\xF0\x9F\x8E\x89";  // € and 🎉 complete
+  BOOST_CHECK_EQUAL(troupe::llama::take_complete_utf8(pending), "\xE2\x82\xAC\xF0\x9F\x8E\x89");
+  BOOST_CHECK(pending.empty());
+}
+

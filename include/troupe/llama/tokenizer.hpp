@@ -28,6 +28,10 @@ enum class token_type : int32_t {
   byte = 6,
 };
 
+/// Token pieces can end inside a UTF-8 character. Removes from `pending` and returns everything
+/// up to its last complete character; an incomplete tail stays for the next piece.
+std::string take_complete_utf8(std::string& pending);
+
 class tokenizer {
  public:
   /// Throws troupe::error: not_found (missing tokenizer keys), unsupported (a tokenizer model

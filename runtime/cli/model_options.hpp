@@ -1,0 +1,25 @@
+#pragma once
+/// Options every command that runs a local model takes, spelled and checked the same way:
+/// -m/--model, -t/--threads, -c/--context.
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace troupe::cli {
+
+/// Adds -m,--model (the embedded "smollm2" or a .gguf path), -t,--threads and -c,--context to
+/// `cmd`; `context_help` describes what the context applies to.
+inline void add_model_options(CLI::App* cmd, std::string& model, int& threads, int& context,
+                              const char* context_help = "Context length (KV cache positions)") {
+  cmd->add_option("-m,--model", model,
+                  "smollm2 (the embedded default, installed by scripts/install-deps) or a .gguf path")
+    ->capture_default_str();
+  cmd->add_option("-t,--threads", threads, "Threads for the kernels")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 256));
+  cmd->add_option("-c,--context", context, context_help)
+    ->capture_default_str()
+    ->check(CLI::Range(16, 1 << 20));
+}
+
+}  // namespace troupe::cli
