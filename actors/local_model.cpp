@@ -19,7 +19,6 @@
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
 #include "troupe/formats/tool_calls.hpp"
-#include "troupe/json.hpp"
 #include "troupe/llama/batch_decoder.hpp"
 #include "troupe/llama/chat_template.hpp"
 #include "troupe/llama/grammar.hpp"
