@@ -52,8 +52,9 @@ template <scale_type S>
 inline __m256 scale_pair(const void* s, int64_t i) {
   __m128 two;
   if constexpr (S == scale_type::f32) {
-    two = _mm_castpd_ps(
-        _mm_load_sd(reinterpret_cast<const double*>(static_cast<const float*>(s) + i)));
+    int64_t bits;  // two floats, any alignment
+    std::memcpy(&bits, static_cast<const float*>(s) + i, 8);
+    two = _mm_castsi128_ps(_mm_cvtsi64_si128(bits));
   } else {
     uint32_t bits;
     std::memcpy(&bits, static_cast<const uint16_t*>(s) + i, 4);
