@@ -74,34 +74,43 @@ constexpr int64_t scratch_floats = 16384;         // 64 KiB of reordered activat
 
 /// Writes x' and b of chunks [k0, k0 + nk) for one token (x: one activation row).
 void reorder_activations(const float* x, int64_t cols, int64_t k0, int64_t nk, float* out) {
-  static constexpr float pow2[8] = {1.0f,       0x1.0p-4f,  0x1.0p-8f,  0x1.0p-12f,
-                                    0x1.0p-16f, 0x1.0p-20f, 0x1.0p-24f, 1.0f};
+  const float pow2[8] = {1.0f,       0x1.0p-4f,  0x1.0p-8f,  0x1.0p-12f,
+                         0x1.0p-16f, 0x1.0p-20f, 0x1.0p-24f, 1.0f};
   for (int64_t k = 0; k < nk; ++k, out += chunk_floats) {
     const int64_t c0 = (k0 + k) * chunk_cols;
-    if (c0 + chunk_cols <= cols) {
-      for (int j = 0; j < 8; ++j) {
-        const float* xs = x + c0 + 8 * j;
-        float sum = 0.0f;
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i) {
-          out[8 * i + j] = xs[i] * pow2[i];
-          sum += xs[i];
-        }
-        out[64 + j] = -8.0f * sum;
-      }
-    } else {
-      for (int j = 0; j < 8; ++j) {
-        float sum = 0.0f;
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i) {
-          const int64_t c = c0 + 8 * j + i;
-          const float v = c < cols ? x[c] : 0.0f;
-          out[8 * i + j] = v * pow2[i];
-          sum += v;
-        }
-        out[64 + j] = -8.0f * sum;
-      }
+    alignas(32) float padded[chunk_cols];
+    const float* xs = x + c0;
+    if (c0 + chunk_cols > cols) {  // the row's last chunk: zeros past the end
+      for (int64_t c = 0; c < chunk_cols; ++c) padded[c] = c0 + c < cols ? xs[c] : 0.0f;
+      xs = padded;
     }
+    // Row j of the 8×8 block is word j's 8 columns; transposed, row i holds nibble i of every word.
+    __m256 r[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(xs + 8 * j);
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+    const __m256 sum =
+        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r[0], r[1]), _mm256_add_ps(r[2], r[3])),
+                      _mm256_add_ps(_mm256_add_ps(r[4], r[5]), _mm256_add_ps(r[6], r[7])));
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i)
+      _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(r[i], _mm256_set1_ps(pow2[i])));
+    _mm256_storeu_ps(out + 64, _mm256_mul_ps(sum, _mm256_set1_ps(-8.0f)));
   }
 }
 
