@@ -63,8 +63,8 @@ const detail::low_bit_table* table_for(isa level) noexcept {
   if (!isa_available(level)) return nullptr;
   switch (level) {
 #if defined(TROUPE_KERNELS_HAVE_AVX2)
-    // AVX-512 machines run the AVX2 kernels: at 8 lanes they already convert faster than DRAM
-    // delivers INT4/FP8 weights on one core (bench/RESULTS.md).
+    // AVX-512 machines run the AVX2 kernels: no AVX-512 variant yet (the development VM these
+    // were written on has no AVX-512 to test one).
     case isa::avx2:
     case isa::avx512:
       return &detail::avx2_low_bit_kernels();

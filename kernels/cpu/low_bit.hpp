@@ -44,9 +44,13 @@ float fp8_e4m3_to_fp32(uint8_t v) noexcept;
 /// y[t·ldy + r] = Σ_c w[r,c]·x[t·ldx + c] for r in [row_begin, row_end), t in [0, tokens).
 /// x: [tokens, ldx] fp32 (ldx >= cols when tokens > 1); y: [tokens, ldy] fp32 (ldy >= row_end
 /// when tokens > 1); only the rows in range are written. The weight rows are read from memory
-/// once for all tokens. Sums are fp32: per 8 columns Σ q·x, times the group's scale.
+/// once for all tokens. Sums are fp32 (scalar: per group Σ q·x, times the group's scale; the
+/// SIMD kernels round in another order); tested within 2e-6·Σ|w·x| up to 8192 columns.
+/// isa::avx512 runs the AVX2 kernels. The AVX2 INT4 kernel keeps its reordered activations in
+/// 64 KiB of stack. Safe to call from several threads at once on disjoint row ranges.
 /// bad_size: negative sizes, group not a positive multiple of 8, strides too small, a row range
-/// outside [0, rows]; null_pointer: a pointer the work needs is null; unsupported_isa.
+/// outside [0, rows]; null_pointer: a pointer the work needs is null; unsupported_type: an
+/// unknown scales_type; unsupported_isa: `level` is not available here.
 status int4_group_gemm(const int4_group_matrix& w, int64_t row_begin, int64_t row_end,
                        const float* x, int64_t ldx, int64_t tokens, float* y, int64_t ldy,
                        isa level = isa::best) noexcept;
