@@ -3,6 +3,11 @@
 #include "troupe/formats/tool_calls.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <string>
+#include <variant>
+#include <vector>
 
 #include "troupe/error.hpp"
 #include "troupe/json.hpp"
@@ -245,43 +250,170 @@ std::string hermes_tool_response_text(const chat_message& tool_message) {
   return "<tool_response>\n" + tool_message.text() + "\n</tool_response>";
 }
 
+namespace {
+
+void append_python_json(std::string& out, const json::value& v);
+
+/// A JSON string as Python's json.dumps(ensure_ascii=False) writes it.
+void append_python_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          static constexpr char hex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xF];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
+}
+
+/// A double as Python's repr: the shortest digits that round-trip, in fixed notation for
+/// decimal exponents -4..15 (with ".0" for whole numbers), else as d.ddde+XX.
+void append_python_float(std::string& out, double d) {
+  if (std::isnan(d)) {
+    out += "NaN";
+    return;
+  }
+  if (std::isinf(d)) {
+    out += d < 0 ? "-Infinity" : "Infinity";
+    return;
+  }
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
+  std::string_view sci(buf, static_cast<size_t>(res.ptr - buf));  // -d.ddde+XX
+  std::string sign;
+  if (sci.front() == '-') {
+    sign = "-";
+    sci.remove_prefix(1);
+  }
+  const size_t e = sci.find('e');
+  std::string digits;
+  for (char c : sci.substr(0, e))
+    if (c != '.') digits += c;
+  const int exp = std::stoi(std::string(sci.substr(e + 1)));
+  out += sign;
+  if (exp >= -4 && exp < 16) {
+    if (exp < 0) {
+      out += "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
+    } else if (static_cast<size_t>(exp) + 1 >= digits.size()) {
+      out += digits + std::string(static_cast<size_t>(exp) + 1 - digits.size(), '0') + ".0";
+    } else {
+      out += digits.substr(0, static_cast<size_t>(exp) + 1) + "." +
+             digits.substr(static_cast<size_t>(exp) + 1);
+    }
+    return;
+  }
+  out += digits.substr(0, 1);
+  if (digits.size() > 1) out += "." + digits.substr(1);
+  out += exp < 0 ? "e-" : "e+";
+  const std::string mag = std::to_string(exp < 0 ? -exp : exp);
+  if (mag.size() < 2) out += '0';
+  out += mag;
+}
+
+/// JSON as Hugging Face's `tojson` filter writes it in chat templates: Python's json.dumps with
+/// ensure_ascii=False and the default separators ", " and ": ", members in their order.
+void append_python_json(std::string& out, const json::value& v) {
+  const auto& raw = v.raw();
+  if (v.is_null()) {
+    out += "null";
+  } else if (const bool* b = std::get_if<bool>(&raw)) {
+    out += *b ? "true" : "false";
+  } else if (const int64_t* i = std::get_if<int64_t>(&raw)) {
+    out += std::to_string(*i);
+  } else if (const double* d = std::get_if<double>(&raw)) {
+    append_python_float(out, *d);
+  } else if (const std::string* s = std::get_if<std::string>(&raw)) {
+    append_python_string(out, *s);
+  } else if (const json::array* a = std::get_if<json::array>(&raw)) {
+    out += '[';
+    for (size_t k = 0; k < a->size(); ++k) {
+      if (k) out += ", ";
+      append_python_json(out, (*a)[k]);
+    }
+    out += ']';
+  } else if (const json::object* o = std::get_if<json::object>(&raw)) {
+    out += '{';
+    for (size_t k = 0; k < o->size(); ++k) {
+      if (k) out += ", ";
+      append_python_string(out, (*o)[k].first);
+      out += ": ";
+      append_python_json(out, (*o)[k].second);
+    }
+    out += '}';
+  }
+}
+
+}  // namespace
+
 std::string kimi_k2_prompt(std::span<const chat_message> messages, std::span<const tool_spec> tools,
                            bool add_generation_prompt) {
   std::string out;
   if (!tools.empty()) {
     json::array decl;
     for (const auto& t : tools) decl.push_back(openai_tool_json(t));
-    out += "<|im_system|>tool_declare<|im_middle|>" + json::dump(json::value{std::move(decl)}) +
-           "<|im_end|>";
+    out += "<|im_system|>tool_declare<|im_middle|>\n  # Tools\n  ";
+    append_python_json(out, json::value{std::move(decl)});
+    out += "<|im_end|>";
   }
   if (messages.empty() || messages.front().role != role::system) {
     out += "<|im_system|>system<|im_middle|>You are Kimi, an AI assistant created by Moonshot AI."
            "<|im_end|>";
   }
+  // Kimi expects call ids of the form functions.NAME:IDX, IDX counting the calls of the whole
+  // conversation. Other ids (from another model or API) are renamed so, and the tool results
+  // that answer them follow the new names; Kimi-form ids pass through as the template prints them.
+  std::vector<std::pair<std::string, std::string>> renamed;  // original id -> Kimi id
+  size_t call_index = 0;
   for (const auto& m : messages) {
+    const std::string& name = m.name;
     switch (m.role) {
-      case role::user: out += "<|im_user|>user<|im_middle|>"; break;
-      case role::assistant: out += "<|im_assistant|>assistant<|im_middle|>"; break;
-      case role::system: out += "<|im_system|>system<|im_middle|>"; break;
-      case role::tool:
-        out += "<|im_system|>" + (m.name.empty() ? std::string{"tool"} : m.name) + "<|im_middle|>";
-        break;
+      case role::user: out += "<|im_user|>" + (name.empty() ? "user" : name); break;
+      case role::assistant: out += "<|im_assistant|>" + (name.empty() ? "assistant" : name); break;
+      case role::system: out += "<|im_system|>" + (name.empty() ? "system" : name); break;
+      case role::tool: out += "<|im_system|>" + (name.empty() ? "tool" : name); break;
     }
-    if (m.role == role::tool) out += "## Return of " + m.tool_call_id + "\n";
-    out += m.text();
+    out += "<|im_middle|>";
     if (m.role == role::assistant && !m.tool_calls.empty()) {
+      out += m.text();
       out += kimi_section_begin;
-      for (size_t i = 0; i < m.tool_calls.size(); ++i) {
-        const auto& c = m.tool_calls[i];
-        // Ids in history are normalised to functions.NAME:IDX, which Kimi expects.
-        const std::string id = c.id.starts_with("functions.")
-                                 ? c.id
-                                 : "functions." + c.name + ":" + std::to_string(i);
+      for (const auto& c : m.tool_calls) {
+        std::string id = c.id;
+        if (!id.starts_with("functions.")) {
+          id = "functions." + c.name + ":" + std::to_string(call_index);
+          renamed.emplace_back(c.id, id);
+        }
+        ++call_index;
         out += std::string(kimi_call_begin) + id + std::string(kimi_argument_begin) +
                (c.arguments.empty() ? std::string{"{}"} : c.arguments) +
                std::string(kimi_call_end);
       }
       out += kimi_section_end;
+    } else if (m.role == role::tool) {
+      std::string id = m.tool_call_id;
+      for (auto it = renamed.rbegin(); it != renamed.rend(); ++it) {
+        if (it->first == id) {
+          id = it->second;
+          break;
+        }
+      }
+      out += "## Return of " + id + "\n    " + m.text();
+    } else {
+      out += m.text();
     }
     out += "<|im_end|>";
   }

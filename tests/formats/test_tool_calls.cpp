@@ -4,6 +4,8 @@
 #define BOOST_TEST_MODULE tool_calls
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -214,11 +216,89 @@ BOOST_AUTO_TEST_CASE(kimi_prompts_follow_the_k2_template) {
   const auto p = kimi_k2_prompt(msgs, tools);
   BOOST_CHECK_EQUAL(
     p,
-    "<|im_system|>tool_declare<|im_middle|>[{\"type\":\"function\",\"function\":{\"name\":\"f\","
-    "\"description\":\"F\",\"parameters\":{\"type\":\"object\"}}}]<|im_end|>"
+    "<|im_system|>tool_declare<|im_middle|>\n  # Tools\n  [{\"type\": \"function\", \"function\": "
+    "{\"name\": \"f\", \"description\": \"F\", \"parameters\": {\"type\": \"object\"}}}]<|im_end|>"
     "<|im_system|>system<|im_middle|>You are Kimi, an AI assistant created by Moonshot AI."
     "<|im_end|><|im_user|>user<|im_middle|>hi<|im_end|><|im_assistant|>assistant<|im_middle|>"
     "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>"
     "{\"a\":1}<|tool_call_end|><|tool_calls_section_end|><|im_end|><|im_system|>f<|im_middle|>"
-    "## Return of functions.f:0\n42<|im_end|><|im_assistant|>assistant<|im_middle|>");
+    "## Return of functions.f:0\n    42<|im_end|><|im_assistant|>assistant<|im_middle|>");
+}
+
+BOOST_AUTO_TEST_CASE(kimi_prompts_rename_foreign_call_ids_consistently) {
+  // Ids from another API become functions.NAME:IDX, IDX counting all calls so far, and the
+  // results that answer them follow; Kimi-form ids stay as they are.
+  std::vector<chat_message> msgs{
+    chat_message::system("S"), chat_message::user("u"),
+    chat_message::assistant("", {{"functions.a:0", "a", "{}"}, {"call_x", "b", "{}"}})};
+  msgs.push_back(chat_message::tool({"functions.a:0", "a", "{}"}, tool_result::ok("functions.a:0", "1")));
+  msgs.push_back(chat_message::tool({"call_x", "b", "{}"}, tool_result::ok("call_x", "2")));
+  msgs.push_back(chat_message::assistant("", {{"call_y", "a", ""}}));
+  msgs.push_back(chat_message::tool({"call_y", "a", ""}, tool_result::ok("call_y", "3")));
+  const auto p = kimi_k2_prompt(msgs, {}, false);
+  BOOST_CHECK_EQUAL(
+    p,
+    "<|im_system|>system<|im_middle|>S<|im_end|><|im_user|>user<|im_middle|>u<|im_end|>"
+    "<|im_assistant|>assistant<|im_middle|><|tool_calls_section_begin|>"
+    "<|tool_call_begin|>functions.a:0<|tool_call_argument_begin|>{}<|tool_call_end|>"
+    "<|tool_call_begin|>functions.b:1<|tool_call_argument_begin|>{}<|tool_call_end|>"
+    "<|tool_calls_section_end|><|im_end|>"
+    "<|im_system|>a<|im_middle|>## Return of functions.a:0\n    1<|im_end|>"
+    "<|im_system|>b<|im_middle|>## Return of functions.b:1\n    2<|im_end|>"
+    "<|im_assistant|>assistant<|im_middle|><|tool_calls_section_begin|>"
+    "<|tool_call_begin|>functions.a:2<|tool_call_argument_begin|>{}<|tool_call_end|>"
+    "<|tool_calls_section_end|><|im_end|>"
+    "<|im_system|>a<|im_middle|>## Return of functions.a:2\n    3<|im_end|>");
+}
+
+namespace {
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(kimi_prompts_equal_the_real_template) {
+  // tests/fixtures/kimi_tokenizer/expected_prompts.json: Kimi-K2-Instruct-0905's
+  // chat_template.jinja rendered by transformers (tools/reference/make_tiktoken_fixture.py).
+  const std::string path =
+    std::string(TROUPE_SOURCE_DIR) + "/tests/fixtures/kimi_tokenizer/expected_prompts.json";
+  const json::value doc = json::parse(read_text(path), path);
+  const auto& cases = doc.find("cases")->as_array();
+  BOOST_TEST_REQUIRE(cases.size() >= 6u);
+  for (const json::value& c : cases) {
+    BOOST_TEST_CONTEXT(c.find("name")->as_string()) {
+      std::vector<tool_spec> tools;
+      for (const json::value& t : c.find("tools")->as_array()) {
+        const json::value& fn = *t.find("function");
+        tools.push_back({fn.find("name")->as_string(), fn.find("description")->as_string(),
+                         json::dump(*fn.find("parameters"))});
+      }
+      std::vector<chat_message> msgs;
+      for (const json::value& m : c.find("messages")->as_array()) {
+        chat_message cm;
+        const std::string& r = m.find("role")->as_string();
+        cm.role = r == "system"      ? role::system
+                  : r == "user"      ? role::user
+                  : r == "assistant" ? role::assistant
+                                     : role::tool;
+        if (const json::value* content = m.find("content"); content && content->is_string())
+          cm.content.push_back(content_part::text(content->as_string()));
+        if (const json::value* n = m.find("name")) cm.name = n->as_string();
+        if (const json::value* id = m.find("tool_call_id")) cm.tool_call_id = id->as_string();
+        if (const json::value* calls = m.find("tool_calls")) {
+          for (const json::value& tc : calls->as_array()) {
+            const json::value& fn = *tc.find("function");
+            cm.tool_calls.push_back({tc.find("id")->as_string(), fn.find("name")->as_string(),
+                                     fn.find("arguments")->as_string()});
+          }
+        }
+        msgs.push_back(std::move(cm));
+      }
+      const bool agp = c.find("add_generation_prompt")->as_bool();
+      BOOST_CHECK_EQUAL(kimi_k2_prompt(msgs, tools, agp), c.find("prompt")->as_string());
+    }
+  }
 }

@@ -77,9 +77,13 @@ std::string hermes_tool_call_text(const tool_call& call);
 /// A tool result as a hermes-syntax model reads it: `<tool_response>\n...\n</tool_response>`.
 std::string hermes_tool_response_text(const chat_message& tool_message);
 
-/// A whole conversation in Kimi K2's chat template (as code; roles, the tool declaration block,
-/// tool-call sections with `functions.NAME:IDX` ids and `## Return of ID` tool results), ending
-/// with the assistant header when `add_generation_prompt`.
+/// A whole conversation in Kimi K2's chat template, byte for byte what Kimi-K2-Instruct-0905's
+/// chat_template.jinja renders under transformers (tests/fixtures/kimi_tokenizer): the tool
+/// declaration block (`# Tools` and the tools as Python's json.dumps writes them), turns headed by
+/// the message's name or role, tool-call sections and `## Return of ID` tool results, ending with
+/// the assistant header when `add_generation_prompt`. Call ids not of Kimi's form
+/// `functions.NAME:IDX` are renamed to it (IDX counts the conversation's calls) and the results
+/// answering them follow; empty arguments are written as `{}`; image parts are left out.
 std::string kimi_k2_prompt(std::span<const chat_message> messages, std::span<const tool_spec> tools,
                            bool add_generation_prompt = true);
 
