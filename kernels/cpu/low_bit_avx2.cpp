@@ -16,6 +16,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/low_bit_impl.hpp"
 
@@ -159,15 +160,21 @@ inline void int4_rows(const int4_group_matrix& w, const uint32_t* const* prow,
   for (int q = 0; q < R; ++q)
 #pragma GCC unroll 8
     for (int t = 0; t < TB; ++t) acc[q][t] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < nk; ++k) {
+  // Full chunks of a group-32 matrix (Kimi's layout) take the branch-free path.
+  const auto chunk = [&](int64_t k, auto full_group32) __attribute__((always_inline)) {
     const int64_t kk = k0 + k;
     const float* xk = xr + k * chunk_floats;
     __m256i wv[R];
     __m256 s[R];
 #pragma GCC unroll 8
     for (int q = 0; q < R; ++q) {
-      wv[q] = load_words(prow[q], kk, words);
-      s[q] = load_scales<S>(w, srow[q], kk);
+      if constexpr (decltype(full_group32)::value) {
+        wv[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(prow[q] + kk * 8));
+        s[q] = scale_pair<S>(srow[q], kk * 2);
+      } else {
+        wv[q] = load_words(prow[q], kk, words);
+        s[q] = load_scales<S>(w, srow[q], kk);
+      }
     }
     if constexpr (TB == 1) {
       __m256 l[R];
@@ -202,7 +209,14 @@ inline void int4_rows(const int4_group_matrix& w, const uint32_t* const* prow,
         }
       }
     }
+  };
+  int64_t k = 0;
+  if (w.group == 32) {
+    int64_t full = w.cols / chunk_cols - k0;  // chunks [k0, k0 + full) lie inside the row
+    if (full > nk) full = nk;
+    for (; k < full; ++k) chunk(k, std::true_type{});
   }
+  for (; k < nk; ++k) chunk(k, std::false_type{});
 #pragma GCC unroll 8
   for (int q = 0; q < R; ++q)
 #pragma GCC unroll 8
