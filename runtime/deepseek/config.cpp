@@ -299,6 +299,69 @@ const char* to_string(weight_quant q) noexcept {
   return "unknown";
 }
 
+namespace {
+
+/// One "re:" ignore entry, compiled once. Patterns that are a literal with ".*" around it (as
+/// Kimi's ".*self_attn.*") are matched as substrings: std::regex takes ~30 us per search.
+struct ignore_pattern {
+  bool literal = false;
+  bool anywhere = false;  // literal: the pattern began with ".*" (else it must start the name)
+  std::string text;
+  std::optional<std::regex> re;
+};
+
+ignore_pattern compile_pattern(const std::string& entry) {
+  ignore_pattern p;
+  std::string_view body = std::string_view(entry).substr(3);
+  std::string_view core = body;
+  p.anywhere = core.starts_with(".*");
+  if (p.anywhere) core.remove_prefix(2);
+  if (core.ends_with(".*")) core.remove_suffix(2);
+  std::string unescaped;
+  bool plain = true;
+  for (size_t i = 0; i < core.size() && plain; ++i) {
+    const char ch = core[i];
+    if (ch == '\\' && i + 1 < core.size() && core[i + 1] == '.') {
+      unescaped += '.';
+      ++i;
+    } else if (std::string_view("\\^$.|?*+()[]{}").find(ch) != std::string_view::npos) {
+      plain = false;
+    } else {
+      unescaped += ch;
+    }
+  }
+  if (plain) {
+    p.literal = true;
+    p.text = std::move(unescaped);
+    return p;
+  }
+  try {
+    p.re.emplace(std::string(body), std::regex::ECMAScript | std::regex::optimize);
+  } catch (const std::regex_error& e) {
+    throw error(errc::parse_error,
+                "quantization ignore entry \"" + entry + "\" is not a valid regex: " + e.what());
+  }
+  return p;
+}
+
+/// The compiled "re:" entries of `ignore` (nullopt for plain names), cached per thread for the
+/// last ignore list seen, since a loader asks about every module of a model in turn.
+const std::vector<std::optional<ignore_pattern>>& compiled_ignore(const std::vector<std::string>& ignore) {
+  thread_local std::vector<std::string> source;
+  thread_local std::vector<std::optional<ignore_pattern>> patterns;
+  if (source != ignore || patterns.size() != ignore.size()) {
+    std::vector<std::optional<ignore_pattern>> fresh;
+    for (const std::string& entry : ignore) {
+      fresh.push_back(entry.starts_with("re:") ? std::optional(compile_pattern(entry)) : std::nullopt);
+    }
+    patterns = std::move(fresh);
+    source = ignore;
+  }
+  return patterns;
+}
+
+}  // namespace
+
 bool quantization::applies_to(std::string_view module) const {
   if (kind == weight_quant::none) return false;
   const std::string_view leaf =
@@ -306,17 +369,16 @@ bool quantization::applies_to(std::string_view module) const {
   const bool linear =
       leaf == "lm_head" || leaf.ends_with("_proj") || leaf.ends_with("_proj_with_mqa");
   if (!linear) return false;
-  for (const std::string& entry : ignore) {
-    if (entry.starts_with("re:")) {
-      try {
-        const std::regex re(entry.substr(3), std::regex::ECMAScript);
-        if (std::regex_search(module.begin(), module.end(), re,
-                              std::regex_constants::match_continuous))
-          return false;
-      } catch (const std::regex_error& e) {
-        throw error(errc::parse_error, "quantization ignore entry \"" + entry +
-                                           "\" is not a valid regex: " + e.what());
-      }
+  const std::vector<std::optional<ignore_pattern>>& patterns = compiled_ignore(ignore);
+  for (size_t i = 0; i < ignore.size(); ++i) {
+    const std::string& entry = ignore[i];
+    if (const std::optional<ignore_pattern>& p = patterns[i]) {
+      const bool hit =
+          p->literal ? (p->anywhere ? module.find(p->text) != std::string_view::npos
+                                    : module.starts_with(p->text))
+                     : std::regex_search(module.begin(), module.end(), *p->re,
+                                         std::regex_constants::match_continuous);
+      if (hit) return false;
     } else if (module == entry || (module.size() > entry.size() && module.ends_with(entry) &&
                                    module[module.size() - entry.size() - 1] == '.')) {
       return false;

@@ -490,6 +490,17 @@ BOOST_AUTO_TEST_CASE(ignore_list_matching) {
   BOOST_TEST(r.applies_to("lm_head"));
   BOOST_TEST(!r.applies_to("model.layers.3.mlp.experts.5.up_proj"));
   BOOST_TEST(r.applies_to("model.layers.3.mlp.experts.15.up_proj"));
+  // Changing the list changes the answers (compiled patterns are cached per list).
+  r.ignore.push_back("re:.*experts\\.1\\.");
+  BOOST_TEST(!r.applies_to("model.layers.10.mlp.experts.1.up_proj"));
+  BOOST_TEST(r.applies_to("model.layers.10.mlp.experts.11.up_proj"));
+  r.ignore.back() = "re:layers";  // a literal must start the name unless it begins with .*
+  BOOST_TEST(r.applies_to("model.layers.10.mlp.experts.1.up_proj"));
+  r.ignore.back() = "re:.*experts\\.(1|2)\\.";
+  BOOST_TEST(!r.applies_to("model.layers.10.mlp.experts.2.up_proj"));
+  BOOST_TEST(r.applies_to("model.layers.10.mlp.experts.3.up_proj"));
+  r.ignore.pop_back();
+  BOOST_TEST(r.applies_to("model.layers.10.mlp.experts.1.up_proj"));
   BOOST_TEST(std::string(troupe::deepseek::to_string(weight_quant::int4_group)) == "int4_group");
 }
 
