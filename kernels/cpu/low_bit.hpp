@@ -47,7 +47,7 @@ float fp8_e4m3_to_fp32(uint8_t v) noexcept;
 /// once for all tokens. Sums are fp32 (scalar: per group Σ q·x, times the group's scale; the
 /// SIMD kernels round in another order); tested within 2e-6·Σ|w·x| up to 8192 columns.
 /// isa::avx512 runs the AVX2 kernels. The AVX2 INT4 kernel keeps its reordered activations in
-/// 64 KiB of stack. Safe to call from several threads at once on disjoint row ranges.
+/// 64 KiB of stack, which holds 227 tokens: beyond that, the weights are read once per 227. Safe to call from several threads at once on disjoint row ranges.
 /// bad_size: negative sizes, group not a positive multiple of 8, strides too small, a row range
 /// outside [0, rows]; null_pointer: a pointer the work needs is null; unsupported_type: an
 /// unknown scales_type; unsupported_isa: `level` is not available here.
