@@ -43,11 +43,14 @@ float fp8_e4m3_to_fp32(uint8_t v) noexcept;
 
 /// y[t·ldy + r] = Σ_c w[r,c]·x[t·ldx + c] for r in [row_begin, row_end), t in [0, tokens).
 /// x: [tokens, ldx] fp32 (ldx >= cols when tokens > 1); y: [tokens, ldy] fp32 (ldy >= row_end
-/// when tokens > 1); only the rows in range are written. The weight rows are read from memory
-/// once for all tokens. Sums are fp32 (scalar: per group Σ q·x, times the group's scale; the
-/// SIMD kernels round in another order); tested within 2e-6·Σ|w·x| up to 8192 columns.
-/// isa::avx512 runs the AVX2 kernels. The AVX2 INT4 kernel keeps its reordered activations in
-/// 64 KiB of stack, which holds 227 tokens: beyond that, the weights are read once per 227. Safe to call from several threads at once on disjoint row ranges.
+/// when tokens > 1); only the rows in range are written. Sums are fp32 (scalar: per group Σ q·x,
+/// times the group's scale; the SIMD kernels round in another order); tested within
+/// 2e-6·Σ|w·x| up to 8192 columns. Safe to call from several threads on disjoint row ranges.
+///
+/// The weight rows are read from memory once for all tokens, up to 227: the AVX2 INT4 kernel
+/// reorders the activations into 64 KiB of stack, which holds that many. isa::avx512 runs the
+/// AVX2 kernels.
+///
 /// bad_size: negative sizes, group not a positive multiple of 8, strides too small, a row range
 /// outside [0, rows]; null_pointer: a pointer the work needs is null; unsupported_type: an
 /// unknown scales_type; unsupported_isa: `level` is not available here.
