@@ -417,7 +417,8 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
 const kernel_table& scalar_kernels() noexcept {
   static const kernel_table table{dot_f32,       dot_f16,       dot_bf16,     dot_q8_0,
                                   dot_q4_0,      dot_q4_1,      dot_q4_k,     dot_q6_k,
-                                  quantize_q8_0, quantize_q8_1, quantize_q8_k};
+                                  quantize_q8_0, quantize_q8_1, quantize_q8_k,
+                                  nullptr,       nullptr};
   return table;
 }
 
@@ -437,7 +438,7 @@ const char* to_string(isa level) noexcept {
 
 namespace {
 
-bool cpu_has(isa level) noexcept {
+bool probe_cpu(isa level) noexcept {
 #if defined(__x86_64__) && defined(TROUPE_KERNELS_HAVE_AVX2)
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -450,6 +451,18 @@ bool cpu_has(isa level) noexcept {
 #endif
 #endif
   return level == isa::scalar;
+}
+
+/// probe_cpu, asked once per level: the kernels' dispatch asks on every call.
+bool cpu_has(isa level) noexcept {
+  static const bool avx2 = probe_cpu(isa::avx2);
+  static const bool avx512 = probe_cpu(isa::avx512);
+  switch (level) {
+    case isa::scalar: return true;
+    case isa::avx2: return avx2;
+    case isa::avx512: return avx512;
+    default: return false;
+  }
 }
 
 isa detect_best() noexcept {
@@ -579,14 +592,36 @@ status vec_dot(quant_type weight, int64_t n, const void* w, const void* a, float
 
 status mat_vec(quant_type weight, int64_t rows, int64_t n, const void* w, size_t row_stride,
                const void* a, float* y, isa level) noexcept {
+  return mat_mat(weight, rows, n, w, row_stride, a, 0, 1, y, rows, level);
+}
+
+status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t row_stride,
+               const void* a, size_t act_stride, int64_t tokens, float* y, int64_t y_stride,
+               isa level) noexcept {
   detail::dot_fn fn = nullptr;
   if (status s = resolve_dot(weight, n, level, &fn); s != status::ok) return s;
-  if (rows < 0) return status::bad_size;
-  if (rows == 0) return status::ok;
+  if (rows < 0 || tokens < 0 || (tokens > 1 && y_stride < rows)) return status::bad_size;
+  if (rows == 0 || tokens == 0) return status::ok;
   if (y == nullptr || (n > 0 && (w == nullptr || a == nullptr))) return status::null_pointer;
   const auto* base = static_cast<const unsigned char*>(w);
-  for (int64_t r = 0; r < rows; ++r) {
-    y[r] = n == 0 ? 0.0f : fn(n, base + static_cast<size_t>(r) * row_stride, a);
+  const auto* act = static_cast<const unsigned char*>(a);
+  if (n == 0) {
+    for (int64_t t = 0; t < tokens; ++t) std::fill(y + t * y_stride, y + t * y_stride + rows, 0.0f);
+    return status::ok;
+  }
+  const detail::kernel_table& table = *table_for(level);
+  detail::mat_mat_fn multi = weight == quant_type::q4_1   ? table.mat_mat_q4_1
+                             : weight == quant_type::q8_0 ? table.mat_mat_q8_0
+                                                          : nullptr;
+  if (multi != nullptr) {
+    multi(rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
+    return status::ok;
+  }
+  for (int64_t t = 0; t < tokens; ++t) {
+    const unsigned char* at = act + static_cast<size_t>(t) * act_stride;
+    for (int64_t r = 0; r < rows; ++r) {
+      y[t * y_stride + r] = fn(n, base + static_cast<size_t>(r) * row_stride, at);
+    }
   }
   return status::ok;
 }

@@ -145,4 +145,13 @@ status vec_dot(quant_type weight, int64_t n, const void* w, const void* a, float
 status mat_vec(quant_type weight, int64_t rows, int64_t n, const void* w, size_t row_stride,
                const void* a, float* y, isa level = isa::best) noexcept;
 
+/// y[t·y_stride + r] = vec_dot(row r of w, activation row t) for r in [0, rows), t in [0, tokens):
+/// every result is bit-identical to the vec_dot call, but Q4_1 and Q8_0 weights are walked several
+/// rows at a time (AVX2), so that the activation blocks, the dependency chains and the loop
+/// overhead are shared. Weight rows are `row_stride` bytes apart, activation rows (of
+/// activation_type(weight)) `act_stride` bytes apart. y: [tokens, y_stride], y_stride >= rows.
+status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t row_stride,
+               const void* a, size_t act_stride, int64_t tokens, float* y, int64_t y_stride,
+               isa level = isa::best) noexcept;
+
 }  // namespace troupe::kernels::cpu

@@ -201,6 +201,164 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
   return hsum(acc);
 }
 
+// ---- several rows and tokens per pass (bit-identical to the dot products above) ---------------
+// Per (row, token) these do exactly what dot_q4_1 / dot_q8_0 do, block after block in the same
+// order; what they share is the activation loads and the block scales' conversion, and the
+// independent accumulators of R rows × T tokens hide the latency of each one's FMA chain.
+
+inline uint32_t load_u32(const unsigned char* p) {
+  uint32_t v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline uint16_t load_u16(const unsigned char* p) {
+  uint16_t v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/// Lane `lane` of x in all 8 lanes.
+inline __m256 lane_of(__m256 x, int lane) {
+  return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(lane));
+}
+
+inline float lane_value(__m256 x, int lane) {
+  alignas(32) float v[8];
+  _mm256_store_ps(v, x);
+  return v[lane];
+}
+
+/// R Q4_1 rows (1..4) × T Q8_1 tokens over nb blocks: y[t·ys + r] = dot_q4_1(row r, token t).
+template <int R, int T>
+void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+               float* y, int64_t ys) {
+  static_assert(R >= 1 && R <= 4 && T >= 1, "tile_q4_1 takes 1-4 rows");
+  static_assert(sizeof(block_q4_1) == 20 && sizeof(block_q8_1) == 40, "block offsets below");
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R][T];
+  __m256 summs[T];  // lane 2r+1: Σ m·s of row r (fused, as dot_q4_1's scalar loop contracts it)
+  for (int t = 0; t < T; ++t) {
+    summs[t] = _mm256_setzero_ps();
+    for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    const unsigned char* wb = w + i * 20;
+    const unsigned char* ab = a + i * 40;
+    // [d0, m0, d1, m1, ...]: each row's fp16 (d, m) pair as one 32-bit word.
+    const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(
+        static_cast<int>(load_u32(wb)), R > 1 ? static_cast<int>(load_u32(wb + ws)) : 0,
+        R > 2 ? static_cast<int>(load_u32(wb + 2 * ws)) : 0,
+        R > 3 ? static_cast<int>(load_u32(wb + 3 * ws)) : 0));
+    __m256 dd[T];
+    __m256i qa[T];
+    for (int t = 0; t < T; ++t) {
+      // [d_a, s_a, d_a, s_a, ...]
+      const __m256 ds = _mm256_castpd_ps(
+          _mm256_broadcast_sd(reinterpret_cast<const double*>(ab + t * as)));
+      dd[t] = _mm256_mul_ps(dm, ds);                // lane 2r: d_w·d_a of row r
+      summs[t] = _mm256_fmadd_ps(dm, ds, summs[t]);  // lane 2r+1: m_w·s_a + summs
+      qa[t] = load256(ab + t * as + 8);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256i qw = unpack_nibbles(wb + r * ws + 4);
+      for (int t = 0; t < T; ++t) {
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa[t]), ones);
+        acc[r][t] = _mm256_fmadd_ps(lane_of(dd[t], 2 * r), _mm256_cvtepi32_ps(p), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]) + lane_value(summs[t], 2 * r + 1);
+}
+
+/// R Q8_0 rows (1..4) × T Q8_0 tokens over nb blocks: y[t·ys + r] = dot_q8_0(row r, token t).
+template <int R, int T>
+void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+               float* y, int64_t ys) {
+  static_assert(R >= 1 && R <= 4 && T >= 1, "tile_q8_0 takes 1-4 rows");
+  static_assert(sizeof(block_q8_0) == 34, "block offsets below");
+  __m256 acc[R][T];
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const unsigned char* wb = w + i * 34;
+    const unsigned char* ab = a + i * 34;
+    const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
+        static_cast<short>(load_u16(wb)), R > 1 ? static_cast<short>(load_u16(wb + ws)) : 0,
+        R > 2 ? static_cast<short>(load_u16(wb + 2 * ws)) : 0,
+        R > 3 ? static_cast<short>(load_u16(wb + 3 * ws)) : 0, 0, 0, 0, 0));
+    __m256 dd[T];
+    __m256i qa[T];
+    for (int t = 0; t < T; ++t) {
+      dd[t] = _mm256_castps128_ps256(_mm_mul_ps(dw, _mm_set1_ps(fp16(load_u16(ab + t * as)))));
+      qa[t] = load256(ab + t * as + 2);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256i qw = load256(wb + r * ws + 2);
+      for (int t = 0; t < T; ++t) {
+        const __m256i p = dot_i8_pairs(qw, qa[t]);
+        acc[r][t] = _mm256_fmadd_ps(lane_of(dd[t], r), _mm256_cvtepi32_ps(p), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]);
+}
+
+using tile_fn = void (*)(int64_t, const unsigned char*, size_t, const unsigned char*, size_t,
+                         float*, int64_t);
+
+/// Walks tokens in groups of T (then singly) and, for each group, rows in groups of 4: the
+/// caller's weight tile stays in L1 while the tokens pass over it.
+template <template <int, int> class Tile, int T>
+void mat_mat_tiles(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                   int64_t tokens, float* y, int64_t ys) {
+  const int64_t nb = n / 32;
+  const auto* wp = static_cast<const unsigned char*>(w);
+  const auto* ap = static_cast<const unsigned char*>(a);
+  auto pass = [&](int64_t t, auto tiles) {
+    const unsigned char* at = ap + static_cast<size_t>(t) * as;
+    float* yt = y + t * ys;
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) tiles[3](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
+    if (r < rows) tiles[rows - r - 1](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
+  };
+  static constexpr tile_fn group[4] = {Tile<1, T>::run, Tile<2, T>::run, Tile<3, T>::run,
+                                       Tile<4, T>::run};
+  static constexpr tile_fn single[4] = {Tile<1, 1>::run, Tile<2, 1>::run, Tile<3, 1>::run,
+                                        Tile<4, 1>::run};
+  int64_t t = 0;
+  for (; t + T <= tokens; t += T) pass(t, group);
+  for (; t < tokens; ++t) pass(t, single);
+}
+
+template <int R, int T>
+struct q4_1_tile {
+  static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+                  float* y, int64_t ys) {
+    tile_q4_1<R, T>(nb, w, ws, a, as, y, ys);
+  }
+};
+
+template <int R, int T>
+struct q8_0_tile {
+  static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+                  float* y, int64_t ys) {
+    tile_q8_0<R, T>(nb, w, ws, a, as, y, ys);
+  }
+};
+
+void mat_mat_q4_1(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<q4_1_tile, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q8_0(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<q8_0_tile, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
 // ---- activation quantisers (bit-identical to the scalar ones) --------------------------------
 
 /// Max |x| over 32 floats.
@@ -290,7 +448,9 @@ const kernel_table& avx2_kernels() noexcept {
                                   dot_q6_k,
                                   quantize_q8_0,
                                   quantize_q8_1,
-                                  quantize_q8_k};
+                                  quantize_q8_k,
+                                  mat_mat_q8_0,
+                                  mat_mat_q4_1};
   return table;
 }
 

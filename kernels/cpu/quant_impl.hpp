@@ -11,6 +11,11 @@ namespace troupe::kernels::cpu::detail {
 using dot_fn = float (*)(int64_t n, const void* w, const void* a);
 /// Quantises n fp32 values (a whole number of blocks) into y.
 using quantize_fn = void (*)(const float* x, void* y, int64_t n);
+/// y[t·y_stride + r] = dot_fn(n, row r, activation row t) for r < rows, t < tokens, bit for bit:
+/// the per-row dot product in the same order of operations, several rows and tokens per pass.
+using mat_mat_fn = void (*)(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                            const void* a, size_t act_stride, int64_t tokens, float* y,
+                            int64_t y_stride);
 
 /// One entry per weight type; activation quantisers per activation type.
 struct kernel_table {
@@ -25,6 +30,9 @@ struct kernel_table {
   quantize_fn quantize_q8_0;
   quantize_fn quantize_q8_1;
   quantize_fn quantize_q8_k;
+  /// Multi-row kernels; nullptr where the level has none (the dispatch loops over the dot).
+  mat_mat_fn mat_mat_q8_0;
+  mat_mat_fn mat_mat_q4_1;
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).

@@ -27,7 +27,7 @@ thread_pool::thread_pool(int threads) : threads_(std::max(1, threads)) {
 
 thread_pool::~thread_pool() {
   stop_.store(true, std::memory_order_release);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
   generation_.notify_all();
   for (auto& t : workers_) t.join();
 }
@@ -37,48 +37,55 @@ void thread_pool::run_chunk(int index) {
   const int64_t extra = n_ % threads_;
   const int64_t begin = index * per + std::min<int64_t>(index, extra);
   const int64_t end = begin + per + (index < extra ? 1 : 0);
-  if (begin < end) (*fn_)(begin, end, index);
+  if (begin < end) call_(fn_, begin, end, index);
 }
 
 void thread_pool::worker(int index) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    uint64_t g = generation_.load(std::memory_order_acquire);
+    uint32_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < spin_iterations; ++spin) {
       cpu_relax();
       g = generation_.load(std::memory_order_acquire);
     }
-    while (g == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
-      g = generation_.load(std::memory_order_acquire);
+    if (g == seen) {
+      // Announce the sleep before the last look, so that a caller that bumps the generation
+      // after that look sees the announcement and wakes us (both seq_cst).
+      sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
+      while ((g = generation_.load(std::memory_order_seq_cst)) == seen) generation_.wait(seen);
+      sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
     run_chunk(index);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        caller_sleeping_.load(std::memory_order_seq_cst))
+      pending_.notify_one();
   }
 }
 
-void thread_pool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+void thread_pool::run(int64_t n, chunk_fn call, void* fn) {
   if (n <= 0) return;
   if (threads_ == 1 || n == 1) {
-    fn(0, n, 0);
+    call(fn, 0, n, 0);
     return;
   }
-  fn_ = &fn;
+  call_ = call;
+  fn_ = fn;
   n_ = n;
   pending_.store(threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
-  generation_.notify_all();
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   run_chunk(0);
   int left = pending_.load(std::memory_order_acquire);
   for (int spin = 0; left != 0 && spin < spin_iterations; ++spin) {
     cpu_relax();
     left = pending_.load(std::memory_order_acquire);
   }
-  while (left != 0) {
-    pending_.wait(left, std::memory_order_acquire);
-    left = pending_.load(std::memory_order_acquire);
+  if (left != 0) {
+    caller_sleeping_.store(true, std::memory_order_seq_cst);
+    while ((left = pending_.load(std::memory_order_seq_cst)) != 0) pending_.wait(left);
+    caller_sleeping_.store(false, std::memory_order_relaxed);
   }
 }
 

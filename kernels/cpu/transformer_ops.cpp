@@ -268,41 +268,77 @@ status attention(thread_pool& pool, const attention_shape& s, const float* q, in
 status mat_mul(thread_pool& pool, quant_type weight, int64_t rows, int64_t n, const void* w,
                size_t row_stride, const float* x, int64_t tokens, float* y,
                std::vector<std::byte>& scratch) noexcept {
-  quant_type act{};
-  if (!activation_type(weight, &act)) return status::unsupported_type;
-  if (rows < 0 || tokens < 0) return status::bad_size;
-  const int64_t act_row = row_bytes(act, n);
-  if (act_row < 0 || row_bytes(weight, n) < 0) return status::bad_size;
-  if (rows == 0 || tokens == 0) return status::ok;
-  if (w == nullptr || x == nullptr || y == nullptr) return status::null_pointer;
-  const auto need = static_cast<size_t>(act_row * tokens);
+  const mat_mul_part part{weight, rows, w, row_stride, y};
+  return mat_mul(pool, &part, 1, n, x, tokens, scratch);
+}
+
+status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int64_t n,
+               const float* x, int64_t tokens, std::vector<std::byte>& scratch) noexcept {
+  constexpr int64_t max_parts = 8;
+  if (count < 0 || count > max_parts || tokens < 0) return status::bad_size;
+  if (count > 0 && parts == nullptr) return status::null_pointer;
+  // Each part's activation type, and where its quantised activations start in scratch (parts
+  // with the same activation type share them).
+  quant_type act[max_parts];
+  int64_t act_row[max_parts];
+  size_t act_at[max_parts];
+  bool owner[max_parts];  // the first part of its activation type quantises for the others
+  size_t need = 0;
+  for (int64_t p = 0; p < count; ++p) {
+    const mat_mul_part& m = parts[p];
+    if (!activation_type(m.weight, &act[p])) return status::unsupported_type;
+    if (m.rows < 0) return status::bad_size;
+    act_row[p] = row_bytes(act[p], n);
+    if (act_row[p] < 0 || row_bytes(m.weight, n) < 0) return status::bad_size;
+    if (m.rows > 0 && tokens > 0 && (m.w == nullptr || m.y == nullptr)) return status::null_pointer;
+    owner[p] = true;
+    act_at[p] = need;
+    for (int64_t q = 0; q < p && owner[p]; ++q) {
+      if (act[q] == act[p]) {
+        owner[p] = false;
+        act_at[p] = act_at[q];
+      }
+    }
+    if (owner[p]) need += static_cast<size_t>(act_row[p] * tokens);
+  }
+  if (tokens == 0) return status::ok;
+  if (x == nullptr) return status::null_pointer;
   if (scratch.size() < need) scratch.resize(need);
   std::byte* a = scratch.data();
-  for (int64_t t = 0; t < tokens; ++t) {
-    // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
-    if (act == quant_type::q8_1) {
-      kernels().quantize_q8_1(x + t * n, a + t * act_row, n);
-    } else if (act == quant_type::q8_0) {
-      kernels().quantize_q8_0(x + t * n, a + t * act_row, n);
-    } else if (status st = quantize_row(act, x + t * n, a + t * act_row, n); st != status::ok) {
-      return st;
+  for (int64_t p = 0; p < count; ++p) {
+    if (!owner[p]) continue;
+    std::byte* ap = a + act_at[p];
+    for (int64_t t = 0; t < tokens; ++t) {
+      // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
+      if (act[p] == quant_type::q8_1) {
+        kernels().quantize_q8_1(x + t * n, ap + t * act_row[p], n);
+      } else if (act[p] == quant_type::q8_0) {
+        kernels().quantize_q8_0(x + t * n, ap + t * act_row[p], n);
+      } else if (status st = quantize_row(act[p], x + t * n, ap + t * act_row[p], n);
+                 st != status::ok) {
+        return st;
+      }
     }
   }
-  // Rows in tiles of 16 so that a tile of weights stays in L1 while every token passes over it.
+  // Rows in tiles of 16 so that a tile of weights stays in L1 while every token passes over it;
+  // the tiles of all parts, one after the other, are split over the pool.
   constexpr int64_t tile = 16;
-  const int64_t tiles = (rows + tile - 1) / tile;
-  const auto* base = static_cast<const std::byte*>(w);
+  int64_t first_tile[max_parts + 1];
+  first_tile[0] = 0;
+  for (int64_t p = 0; p < count; ++p)
+    first_tile[p + 1] = first_tile[p] + (parts[p].rows + tile - 1) / tile;
   std::atomic<bool> failed{false};
-  pool.parallel_for(tiles, [&](int64_t begin, int64_t end, int) {
+  pool.parallel_for(first_tile[count], [&](int64_t begin, int64_t end, int) {
+    int64_t p = 0;
     for (int64_t tb = begin; tb < end; ++tb) {
-      const int64_t r0 = tb * tile;
-      const int64_t nr = std::min(tile, rows - r0);
-      const std::byte* wt = base + static_cast<size_t>(r0) * row_stride;
-      for (int64_t t = 0; t < tokens; ++t) {
-        if (mat_vec(weight, nr, n, wt, row_stride, a + t * act_row, y + t * rows + r0) !=
-            status::ok)
-          failed.store(true, std::memory_order_relaxed);
-      }
+      while (tb >= first_tile[p + 1]) ++p;
+      const mat_mul_part& m = parts[p];
+      const int64_t r0 = (tb - first_tile[p]) * tile;
+      const int64_t nr = std::min(tile, m.rows - r0);
+      const auto* wt = static_cast<const std::byte*>(m.w) + static_cast<size_t>(r0) * m.row_stride;
+      if (mat_mat(m.weight, nr, n, wt, m.row_stride, a + act_at[p],
+                  static_cast<size_t>(act_row[p]), tokens, m.y + r0, m.rows) != status::ok)
+        failed.store(true, std::memory_order_relaxed);
     }
   });
   return failed.load() ? status::bad_size : status::ok;

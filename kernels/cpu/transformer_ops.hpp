@@ -54,4 +54,21 @@ status mat_mul(thread_pool& pool, quant_type weight, int64_t rows, int64_t n, co
                size_t row_stride, const float* x, int64_t tokens, float* y,
                std::vector<std::byte>& scratch) noexcept;
 
+/// One weight matrix of a fused mat_mul: `rows` rows of `weight` (n elements each, `row_stride`
+/// bytes apart) and its output y: [tokens, rows].
+struct mat_mul_part {
+  quant_type weight;
+  int64_t rows;
+  const void* w;
+  size_t row_stride;
+  float* y;
+};
+
+/// mat_mul of every part by the same activations x: [tokens, n] (q, k and v; gate and up), with
+/// results bit-identical to one mat_mul per part: the activations are quantised once per
+/// activation type and the pool synchronises once, over the rows of all the parts together.
+/// At most 8 parts.
+status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int64_t n,
+               const float* x, int64_t tokens, std::vector<std::byte>& scratch) noexcept;
+
 }  // namespace troupe::kernels::cpu

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 #include "cpu/thread_pool.hpp"
@@ -173,6 +174,15 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     check(kc::mat_mul(s.pool, m.type, m.rows, m.n, m.data, m.row_stride, x, T, y, s.act_scratch),
           "mat_mul");
   };
+  auto part = [](const matrix& m, float* y) {
+    return kc::mat_mul_part{m.type, m.rows, m.data, m.row_stride, y};
+  };
+  // Matrices of one width by the same activations: one pass over the pool (q, k, v; gate, up).
+  auto mm_fused = [&](std::initializer_list<kc::mat_mul_part> parts, const float* x) {
+    check(kc::mat_mul(s.pool, parts.begin(), static_cast<int64_t>(parts.size()), H, x, T,
+                      s.act_scratch),
+          "mat_mul");
+  };
 
   // [T, hidden] embeddings
   for (int64_t t = 0; t < T; ++t) {
@@ -187,9 +197,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     for (int64_t t = 0; t < T; ++t)
       check(kc::rms_norm(s.x.data() + t * H, l.attn_norm, s.cur.data() + t * H, H, h.rms_eps),
             "rms_norm");
-    mm(l.wq, s.cur.data(), s.q.data());
-    mm(l.wk, s.cur.data(), s.k.data());
-    mm(l.wv, s.cur.data(), s.v.data());
+    mm_fused({part(l.wq, s.q.data()), part(l.wk, s.k.data()), part(l.wv, s.v.data())},
+             s.cur.data());
     // RoPE at each token's own position, then keys and values into each sequence's cache.
     int64_t t = 0;
     for (const chunk& ch : chunks) {
@@ -215,8 +224,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     for (int64_t i = 0; i < T; ++i)
       check(kc::rms_norm(s.x.data() + i * H, l.ffn_norm, s.cur.data() + i * H, H, h.rms_eps),
             "rms_norm");
-    mm(l.gate, s.cur.data(), s.gate.data());
-    mm(l.up, s.cur.data(), s.up.data());
+    mm_fused({part(l.gate, s.gate.data()), part(l.up, s.up.data())}, s.cur.data());
     check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
     mm(l.down, s.gate.data(), s.proj.data());
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];

@@ -478,6 +478,60 @@ BOOST_AUTO_TEST_CASE(mat_vec_matches_vec_dot_per_row) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(mat_mat_matches_vec_dot_per_row_and_token) {
+  // Every (row, token) of the multi-row kernels bit-identical to vec_dot, for row counts that
+  // leave every remainder of the 4-row groups and token counts that leave a single token after
+  // the pairs; the output rows are wider than `rows` and the gaps must stay untouched.
+  rng r;
+  for (quant_type t : weight_types) {
+    const quant_type at = act_of(t);
+    const int64_t n = sizes_for(t)[2];
+    const size_t stride = size_t(q::row_bytes(t, n)) + 24;
+    const size_t act_stride = size_t(q::row_bytes(at, n)) + 8;
+    for (int64_t rows : {1, 2, 3, 4, 5, 6, 7, 13}) {
+      for (int64_t tokens : {1, 2, 3, 5}) {
+        std::vector<unsigned char> w(stride * rows);
+        for (int64_t row = 0; row < rows; ++row) {
+          auto one = random_weights(r, t, n, false);
+          std::memcpy(&w[row * stride], one.data(), one.size());
+        }
+        std::vector<unsigned char> a(act_stride * tokens);
+        for (int64_t k = 0; k < tokens; ++k) {
+          auto one = random_activation(r, at, n, false);
+          std::memcpy(&a[k * act_stride], one.data(), one.size());
+        }
+        const int64_t y_stride = rows + 3;
+        for (isa l : levels()) {
+          BOOST_TEST_CONTEXT(q::type_name(t) << " rows=" << rows << " tokens=" << tokens
+                                             << " isa=" << q::to_string(l)) {
+            guarded y(size_t(y_stride * tokens) * sizeof(float));
+            auto* yf = static_cast<float*>(y.data());
+            for (int64_t i = 0; i < y_stride * tokens; ++i) yf[i] = 12345.0f;
+            BOOST_TEST_REQUIRE(q::mat_mat(t, rows, n, w.data(), stride, a.data(), act_stride,
+                                          tokens, yf, y_stride, l) == status::ok);
+            BOOST_TEST(y.guard_intact());
+            for (int64_t k = 0; k < tokens; ++k) {
+              for (int64_t row = 0; row < rows; ++row) {
+                float one = 0;
+                BOOST_TEST_REQUIRE(q::vec_dot(t, n, &w[row * stride], &a[k * act_stride], &one,
+                                              l) == status::ok);
+                BOOST_TEST(yf[k * y_stride + row] == one);
+              }
+              for (int64_t row = rows; row < y_stride; ++row)
+                BOOST_TEST(yf[k * y_stride + row] == 12345.0f);
+            }
+          }
+        }
+      }
+    }
+  }
+  float y = 0;
+  unsigned char buf[64] = {};
+  BOOST_TEST(q::mat_mat(quant_type::q4_1, 2, 32, buf, 20, buf, 40, 2, &y, 1) == status::bad_size);
+  BOOST_TEST(q::mat_mat(quant_type::q4_1, 1, 32, buf, 20, nullptr, 40, 1, &y, 1) ==
+             status::null_pointer);
+}
+
 BOOST_AUTO_TEST_CASE(bad_arguments_give_a_status) {
   float out = 0, y[64] = {};
   unsigned char buf[1024] = {};

@@ -247,6 +247,59 @@ BOOST_AUTO_TEST_CASE(mat_mul_matches_mat_vec_per_token) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(fused_mat_mul_matches_one_mat_mul_per_part) {
+  // Two Q4_1 matrices and a Q8_0 one by the same activations (two activation types, shared by
+  // the Q4_1 parts) in one pass: each output bit-identical to its own mat_mul.
+  const int64_t n = 96, tokens = 5;
+  const int64_t rows[3] = {37, 16, 9};
+  const kc::quant_type types[3] = {kc::quant_type::q4_1, kc::quant_type::q8_0,
+                                   kc::quant_type::q4_1};
+  std::mt19937 g(12);
+  std::vector<std::vector<std::byte>> w(3);
+  for (int p = 0; p < 3; ++p) {
+    const int64_t rb = kc::row_bytes(types[p], n);
+    w[p].resize(static_cast<size_t>(rows[p] * rb));
+    for (auto& b : w[p]) b = static_cast<std::byte>(g() & 0xFF);
+    for (int64_t i = 0; i < rows[p] * (n / 32); ++i) {
+      if (types[p] == kc::quant_type::q4_1) {
+        auto* blk = reinterpret_cast<kc::block_q4_1*>(w[p].data()) + i;
+        blk->d = kc::fp32_to_fp16(0.01f + 0.001f * static_cast<float>(i % 7));
+        blk->m = kc::fp32_to_fp16(-0.05f);
+      } else {
+        auto* blk = reinterpret_cast<kc::block_q8_0*>(w[p].data()) + i;
+        blk->d = kc::fp32_to_fp16(0.002f + 0.0001f * static_cast<float>(i % 5));
+        for (auto& q : blk->qs) q = q == -128 ? int8_t{-127} : q;
+      }
+    }
+  }
+  const auto x = random_floats(static_cast<size_t>(tokens * n), 13);
+  for (int threads : {1, 2, 3}) {
+    kc::thread_pool pool(threads);
+    std::vector<std::vector<float>> fused(3), single(3);
+    kc::mat_mul_part parts[3];
+    std::vector<std::byte> scratch;
+    for (int p = 0; p < 3; ++p) {
+      fused[p].assign(static_cast<size_t>(tokens * rows[p]) + 4, 99.0f);
+      single[p].assign(static_cast<size_t>(tokens * rows[p]), 0.0f);
+      parts[p] = {types[p], rows[p], w[p].data(),
+                  static_cast<size_t>(kc::row_bytes(types[p], n)), fused[p].data()};
+      BOOST_REQUIRE(kc::mat_mul(pool, types[p], rows[p], n, w[p].data(),
+                                static_cast<size_t>(kc::row_bytes(types[p], n)), x.data(), tokens,
+                                single[p].data(), scratch) == kc::status::ok);
+    }
+    BOOST_REQUIRE(kc::mat_mul(pool, parts, 3, n, x.data(), tokens, scratch) == kc::status::ok);
+    for (int p = 0; p < 3; ++p) {
+      for (size_t i = 0; i < single[p].size(); ++i) BOOST_CHECK_EQUAL(fused[p][i], single[p][i]);
+      for (size_t i = single[p].size(); i < fused[p].size(); ++i)
+        BOOST_CHECK_EQUAL(fused[p][i], 99.0f);
+    }
+  }
+  std::vector<std::byte> scratch;
+  kc::thread_pool pool(1);
+  kc::mat_mul_part nine[9] = {};
+  BOOST_CHECK(kc::mat_mul(pool, nine, 9, n, x.data(), 1, scratch) == kc::status::bad_size);
+}
+
 BOOST_AUTO_TEST_CASE(smollm2_matches_llama_cpp) {
   const auto path = test::smollm2_path();
   if (path.empty()) {
