@@ -337,6 +337,47 @@ BOOST_AUTO_TEST_CASE(int4_quantize_matches_compressed_tensors) {
                "word " << i << std::hex << ": " << packed[i] << " vs " << int4_packed[i]);
 }
 
+BOOST_AUTO_TEST_CASE(int4_reads_what_compressed_tensors_reads) {
+  // compressed-tensors' own read path (unpack_from_int32 + dequantize, bf16 result) on its packing.
+  k::int4_group_matrix m;
+  m.rows = int4_rows;
+  m.cols = int4_cols;
+  m.group = int4_group;
+  m.packed = int4_packed;
+  m.packed_stride = int4_cols / 8;
+  m.scales = int4_scale_bf16;
+  m.scale_stride = int4_cols / int4_group;
+  std::vector<float> out(int4_cols);
+  for (int64_t r = 0; r < int4_rows; ++r) {
+    BOOST_TEST_REQUIRE(k::int4_group_dequantize_row(m, r, out.data()) == status::ok);
+    for (int64_t c = 0; c < int4_cols; ++c)
+      BOOST_TEST(k::fp32_to_bf16(out[c]) == int4_dequantized_bf16[r * int4_cols + c],
+                 "r " << r << " c " << c);
+  }
+  // A partial last word as pack_to_int32 writes it, through every kernel (unit scales, integer
+  // activations: exact).
+  const std::vector<uint16_t> ones(int4_odd_rows * 2, 0x3F80);  // bf16 1.0, 2 groups per row
+  m.rows = int4_odd_rows;
+  m.cols = int4_odd_cols;
+  m.packed = int4_odd_packed;
+  m.packed_stride = (int4_odd_cols + 7) / 8;
+  m.scales = ones.data();
+  m.scale_stride = 2;
+  for (int64_t r = 0; r < int4_odd_rows; ++r) {
+    BOOST_TEST_REQUIRE(k::int4_group_dequantize_row(m, r, out.data()) == status::ok);
+    for (int64_t c = 0; c < int4_odd_cols; ++c)
+      BOOST_TEST(out[c] == float(int4_odd_q[r * int4_odd_cols + c]), "r " << r << " c " << c);
+  }
+  std::mt19937 gen(17);
+  const auto x = make_x(3, int4_odd_cols, int4_odd_cols, gen, true);
+  for (isa level : levels()) {
+    auto gemm = [&](auto... a) { return k::int4_group_gemm(m, a...); };
+    auto at = [&](int64_t r, int64_t c) { return double(int4_odd_q[r * int4_odd_cols + c]); };
+    check_gemm(gemm, at, int4_odd_rows, int4_odd_cols, 0, int4_odd_rows, 3, x, int4_odd_cols, 0,
+               true, level);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(int4_quantize_odd_sizes_round_trip) {
   // Partial last word and group: padding nibbles are 0 (as pack_to_int32 pads), nothing is
   // written past the outputs, and every weight comes back within about half a step.
