@@ -16,5 +16,7 @@ using list_atom = caf::atom_constant<caf::atom("list")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+/// One MoE layer's batch for an expert shard (deepseek/expert_shards.hpp).
+using expert_step_atom = caf::atom_constant<caf::atom("expstep")>;
 
 }  // namespace troupe

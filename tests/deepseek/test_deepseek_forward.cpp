@@ -1,0 +1,317 @@
+// The DeepSeek-V3 forward pass against HF transformers (tests/fixtures/deepseek, written by
+// tools/reference/make_deepseek_fixtures.py): logits at every prompt position and 32 greedy tokens
+// for a Kimi K2.5-like INT4 checkpoint, a Moonlight-like BF16 one and a DeepSeek-V3-like FP8 one
+// with grouped routing; the absorbed latent-cache decode against the plain form; batching and
+// expert shards that leave logits bit-identical; bad checkpoints.
+
+#define BOOST_TEST_MODULE deepseek_forward
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "caf/actor_system.hpp"
+#include "caf/actor_system_config.hpp"
+#include "troupe/deepseek/batch_decoder.hpp"
+#include "troupe/deepseek/expert_shards.hpp"
+#include "troupe/deepseek/experts.hpp"
+#include "troupe/deepseek/model.hpp"
+#include "troupe/error.hpp"
+#include "troupe/formats/safetensors.hpp"
+
+namespace fs = std::filesystem;
+using namespace troupe;
+using namespace troupe::deepseek;
+
+namespace {
+
+const fs::path fixtures = fs::path(TROUPE_SOURCE_DIR) / "tests/fixtures/deepseek";
+const char* const configs[] = {"k25_int4", "moonlight", "v3_fp8"};
+constexpr int greedy_tokens = 32;
+
+struct expected_case {
+  std::vector<int32_t> prompt;
+  std::vector<float> logits;  // [prompt, vocab]
+  std::vector<int32_t> greedy;
+};
+
+template <class T>
+std::vector<T> values(const safetensors_file& f, const std::string& name) {
+  const auto* t = f.find(name);
+  BOOST_REQUIRE_MESSAGE(t != nullptr, "fixture lacks " << name);
+  std::vector<T> out(static_cast<size_t>(t->elements()));
+  BOOST_REQUIRE_EQUAL(t->size, out.size() * sizeof(T));
+  std::memcpy(out.data(), t->data, t->size);
+  return out;
+}
+
+std::vector<expected_case> load_expected(const fs::path& dir) {
+  auto f = safetensors_file::open(dir / "expected.safetensors");
+  std::vector<expected_case> cases;
+  for (int i = 0; f.find("prompt_" + std::to_string(i)) != nullptr; ++i) {
+    const auto n = std::to_string(i);
+    cases.push_back({values<int32_t>(f, "prompt_" + n), values<float>(f, "logits_" + n),
+                     values<int32_t>(f, "greedy_" + n)});
+  }
+  BOOST_REQUIRE(!cases.empty());
+  return cases;
+}
+
+// max |a - b| / max |b| over one row.
+double relative_error(const float* a, const float* b, int64_t n) {
+  double diff = 0, scale = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff = std::max(diff, std::abs(double(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(double(b[i])));
+  }
+  return diff / scale;
+}
+
+int32_t argmax(std::span<const float> row) {
+  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+std::vector<float> run_prompt(batch_decoder& d, const std::vector<int32_t>& prompt, bool all = true) {
+  const uint32_t seq = d.open(256);
+  const batch_decoder::chunk ch{seq, prompt};
+  auto out = d.decode({&ch, 1}, all);
+  std::vector<float> logits(out.begin(), out.end());
+  d.close(seq);
+  return logits;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(logits_and_greedy_match_hf_transformers) {
+  for (const char* name : configs) {
+    BOOST_TEST_CONTEXT("fixture " << name) {
+      auto m = model::load(fixtures / name);
+      const int64_t V = m->cfg().vocab_size;
+      batch_decoder d(m, {.threads = 2, .attention = attention_form::plain});
+      batch_decoder fast(m, {.threads = 2, .attention = attention_form::automatic});
+      double worst = 0;
+      for (const auto& c : load_expected(fixtures / name)) {
+        const auto logits = run_prompt(d, c.prompt);
+        BOOST_REQUIRE_EQUAL(logits.size(), c.logits.size());
+        for (size_t p = 0; p < c.prompt.size(); ++p)
+          worst = std::max(worst, relative_error(logits.data() + p * V, c.logits.data() + p * V, V));
+        // Greedy: prefill in one chunk, then one token per step (the absorbed decode).
+        const uint32_t seq = fast.open(256);
+        batch_decoder::chunk ch{seq, c.prompt};
+        auto out = fast.decode({&ch, 1});
+        std::vector<int32_t> got;
+        for (int i = 0; i < greedy_tokens; ++i) {
+          got.push_back(argmax(out));
+          ch.tokens = {&got.back(), 1};
+          if (i + 1 < greedy_tokens) out = fast.decode({&ch, 1});
+        }
+        BOOST_CHECK_EQUAL_COLLECTIONS(got.begin(), got.end(), c.greedy.begin(), c.greedy.end());
+        fast.close(seq);
+      }
+      BOOST_TEST_MESSAGE(name << ": largest relative logit error against HF " << worst);
+      BOOST_CHECK_LE(worst, 1e-3);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(absorbed_decode_matches_plain) {
+  for (const char* name : configs) {
+    BOOST_TEST_CONTEXT("fixture " << name) {
+      auto m = model::load(fixtures / name);
+      const int64_t V = m->cfg().vocab_size;
+      batch_decoder plain(m, {.threads = 2, .attention = attention_form::plain});
+      batch_decoder absorbed(m, {.threads = 2, .attention = attention_form::absorbed});
+      const auto c = load_expected(fixtures / name)[3];
+      const uint32_t a = plain.open(64), b = absorbed.open(64);
+      double worst = 0;
+      for (int32_t tok : c.prompt) {
+        batch_decoder::chunk ca{a, {&tok, 1}}, cb{b, {&tok, 1}};
+        auto la = plain.decode({&ca, 1});
+        std::vector<float> keep(la.begin(), la.end());
+        auto lb = absorbed.decode({&cb, 1});
+        worst = std::max(worst, relative_error(lb.data(), keep.data(), V));
+      }
+      BOOST_TEST_MESSAGE(name << ": absorbed vs plain, largest relative difference " << worst);
+      BOOST_CHECK_LE(worst, 1e-5);
+      // The absorbed form also prefills: whole prompt at once against HF.
+      const auto all = run_prompt(absorbed, c.prompt);
+      for (size_t p = 0; p < c.prompt.size(); ++p)
+        BOOST_CHECK_LE(relative_error(all.data() + p * V, c.logits.data() + p * V, V), 1e-3);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shards_leave_logits_bit_identical_and_batching_within_rounding) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  for (const char* name : {"k25_int4", "v3_fp8"}) {
+    BOOST_TEST_CONTEXT("fixture " << name) {
+      auto m = model::load(fixtures / name);
+      const int64_t V = m->cfg().vocab_size;
+      const auto cases = load_expected(fixtures / name);
+      auto run_batch = [&](expert_runner* runner) {
+        batch_decoder d(m, {.threads = 2, .attention = attention_form::automatic, .experts = runner});
+        std::vector<batch_decoder::chunk> chunks;
+        for (const auto& c : cases) chunks.push_back({d.open(128), c.prompt});
+        auto out = d.decode(chunks);
+        return std::vector<float>(out.begin(), out.end());
+      };
+      const auto local = run_batch(nullptr);
+      // Alone, each prompt's logits agree with the batch up to the rounding of the INT4 kernel's
+      // token blocking.
+      batch_decoder alone(m);
+      for (size_t i = 0; i < cases.size(); ++i) {
+        const auto ref = run_prompt(alone, cases[i].prompt, false);
+        BOOST_CHECK_LE(relative_error(local.data() + i * V, ref.data(), V), 1e-5);
+      }
+      // Whatever the partition of the experts, every (token, slot) row is computed the same way.
+      for (int shards : {1, 2, 3, 16}) {
+        expert_shard_group group(sys, m, shards);
+        const auto sharded = run_batch(&group);
+        BOOST_CHECK_MESSAGE(std::memcmp(sharded.data(), local.data(), local.size() * sizeof(float)) == 0,
+                            shards << " shards change the logits");
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shard_group_partitions_all_experts) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto m = model::load(fixtures / "moonlight");
+  expert_shard_group g(sys, m, 3);
+  BOOST_CHECK_EQUAL(g.shards(), 3);
+  BOOST_CHECK_EQUAL(g.experts_of(0).first, 0);
+  BOOST_CHECK_EQUAL(g.experts_of(0).second, g.experts_of(1).first);
+  BOOST_CHECK_EQUAL(g.experts_of(2).second, m->cfg().n_routed_experts);
+  BOOST_CHECK_THROW(expert_shard_group(sys, m, 0), troupe::error);
+  BOOST_CHECK_THROW(expert_shard_group(sys, m, 17), troupe::error);
+}
+
+BOOST_AUTO_TEST_CASE(router_follows_hf_rules) {
+  // 8 experts in 4 groups of 2, top-2 of the best 2 groups; bias changes selection, not weights.
+  config c;
+  c.n_routed_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.n_group = 4;
+  c.topk_group = 2;
+  c.norm_topk_prob = true;
+  c.routed_scaling_factor = 2.0;
+  c.scoring_func = "sigmoid";
+  const float logits[8] = {3, -3, 0.5f, 0.4f, 2.9f, 2.8f, -1, -1};
+  const float bias[8] = {0, 0, 0, 0, 0, 0, 0, 0.9f};
+  int32_t ids[2];
+  float w[2];
+  route(c, logits, bias, 1, ids, w);
+  // Group scores (sum of the two best biased scores): {0,1} s(3)+s(-3) = 1.0; {2,3} ≈ 1.22;
+  // {4,5} ≈ 1.89; {6,7} ≈ 1.44 with the bias. Kept: {4,5} and {6,7}, so expert 0 (the best raw
+  // score) is out. Selection on biased scores: 7 (0.27 + 0.9) before 4 (0.948) before 5.
+  BOOST_CHECK_EQUAL(ids[0], 7);
+  BOOST_CHECK_EQUAL(ids[1], 4);
+  // Weights from the unbiased scores, normalised, times routed_scaling_factor.
+  const double s4 = 1 / (1 + std::exp(-2.9)), s7 = 1 / (1 + std::exp(1.0));
+  BOOST_CHECK_CLOSE(w[0], 2.0 * s7 / (s4 + s7), 1e-4);
+  BOOST_CHECK_CLOSE(w[1], 2.0 * s4 / (s4 + s7), 1e-4);
+  // Without groups and bias: plain top-2 of the sigmoid scores.
+  c.n_group = 1;
+  c.topk_group = 1;
+  c.norm_topk_prob = false;
+  route(c, logits, nullptr, 1, ids, w);
+  BOOST_CHECK_EQUAL(ids[0], 0);
+  BOOST_CHECK_EQUAL(ids[1], 4);
+  BOOST_CHECK_CLOSE(w[0], 2.0 / (1 + std::exp(-3.0)), 1e-4);
+}
+
+namespace {
+
+fs::path copy_fixture(const char* name, const std::string& tag) {
+  const fs::path dir = fs::temp_directory_path() / ("troupe_ds_" + tag + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(fixtures / name, dir, fs::copy_options::recursive);
+  return dir;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+template <class F>
+std::string error_of(F f, errc code) {
+  try {
+    f();
+  } catch (const troupe::error& e) {
+    BOOST_CHECK_MESSAGE(e.code() == code, "code " << to_string(e.code()) << ": " << e.message());
+    return e.message();
+  }
+  BOOST_FAIL("no error thrown");
+  return {};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(bad_checkpoints_name_what_is_wrong) {
+  {  // a missing shard
+    const auto dir = copy_fixture("k25_int4", "shard");
+    fs::remove(dir / "model-00002-of-00002.safetensors");
+    const auto msg = error_of([&] { model::load(dir); }, errc::not_found);
+    BOOST_CHECK_NE(msg.find("model-00002-of-00002.safetensors"), std::string::npos);
+    fs::remove_all(dir);
+  }
+  {  // a shape that disagrees with the config
+    const auto dir = copy_fixture("moonlight", "shape");
+    auto text = read(dir / "config.json");
+    const auto at = text.find("\"moe_intermediate_size\": 32");
+    BOOST_REQUIRE(at != std::string::npos);
+    text.replace(at, 27, "\"moe_intermediate_size\": 48");
+    write(dir / "config.json", text);
+    const auto msg = error_of([&] { model::load(dir); }, errc::parse_error);
+    BOOST_CHECK_MESSAGE(msg.find("mlp.experts.0.gate_proj.weight") != std::string::npos ||
+                            msg.find("shared_experts") != std::string::npos,
+                        msg);
+    BOOST_CHECK_NE(msg.find("[32, 64]"), std::string::npos);
+    fs::remove_all(dir);
+  }
+  {  // an unsupported quantisation
+    const auto dir = copy_fixture("k25_int4", "quant");
+    auto text = read(dir / "config.json");
+    for (size_t at; (at = text.find("\"compressed-tensors\"")) != std::string::npos;)
+      text.replace(at, 20, "\"awq\"");
+    write(dir / "config.json", text);
+    const auto msg = error_of([&] { model::load(dir); }, errc::unsupported);
+    BOOST_CHECK_NE(msg.find("awq"), std::string::npos);
+    fs::remove_all(dir);
+  }
+  {  // no config.json
+    const auto dir = copy_fixture("moonlight", "noconfig");
+    fs::remove(dir / "config.json");
+    const auto msg = error_of([&] { model::load(dir); }, errc::not_found);
+    BOOST_CHECK_NE(msg.find("config.json"), std::string::npos);
+    fs::remove_all(dir);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(decode_rejects_bad_requests_without_changing_state) {
+  auto m = model::load(fixtures / "moonlight");
+  batch_decoder d(m);
+  const uint32_t s = d.open(4);
+  const int32_t bad[] = {1, 100000};
+  batch_decoder::chunk ch{s, bad};
+  error_of([&] { d.decode({&ch, 1}); }, errc::invalid_argument);
+  BOOST_CHECK_EQUAL(d.position(s), 0);
+  const int32_t five[] = {1, 2, 3, 4, 5};
+  ch.tokens = five;
+  error_of([&] { d.decode({&ch, 1}); }, errc::budget_exceeded);
+  BOOST_CHECK_EQUAL(d.position(s), 0);
+  error_of([&] { d.open(0); }, errc::invalid_argument);
+}
