@@ -19,7 +19,9 @@
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <sstream>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "troupe/error.hpp"
@@ -136,10 +138,11 @@ std::string read_text_file(const std::filesystem::path& path, std::string_view w
     }
     throw error(errc::io_error, path.string() + ": cannot read the " + std::string(what));
   }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ostringstream text;
+  text << in.rdbuf();
   if (in.bad())
     throw error(errc::io_error, path.string() + ": cannot read the " + std::string(what));
-  return text;
+  return std::move(text).str();
 }
 
 }  // namespace
@@ -245,11 +248,11 @@ safetensors_file safetensors_file::open(const std::filesystem::path& path) {
       }
       continue;
     }
-    const std::string where = "tensor " + quote_name(key);
+    const auto where = [key] { return "tensor " + quote_name(key); };
     if (key.empty()) fail("a tensor has an empty name");
     simdjson::dom::object info;
     if (field.value.get(info)) {
-      fail(where + " is described by " + json_type_name(field.value.type()) +
+      fail(where() + " is described by " + json_type_name(field.value.type()) +
            " instead of an object with dtype, shape and data_offsets");
     }
     safetensors_tensor t{std::string(key), safetensors_dtype::u8, {}, nullptr, 0, f.path_.get()};
@@ -257,9 +260,9 @@ safetensors_file safetensors_file::open(const std::filesystem::path& path) {
     // dtype
     simdjson::dom::element e;
     std::string_view dtype;
-    if (info["dtype"].get(e)) fail(where + " has no \"dtype\"");
+    if (info["dtype"].get(e)) fail(where() + " has no \"dtype\"");
     if (e.get(dtype))
-      fail(where + ": \"dtype\" is " + json_type_name(e.type()) +
+      fail(where() + ": \"dtype\" is " + json_type_name(e.type()) +
            ", expected a string such as \"BF16\"");
     const dtype_row* row = nullptr;
     for (const dtype_row& r : dtype_table)
@@ -267,12 +270,12 @@ safetensors_file safetensors_file::open(const std::filesystem::path& path) {
     if (row == nullptr) {
       for (const char* u : unread_dtypes) {
         if (dtype == u) {
-          throw error(errc::unsupported, file + ": " + where + " has dtype " + quote_name(dtype) +
+          throw error(errc::unsupported, file + ": " + where() + " has dtype " + quote_name(dtype) +
                                              ", which troupe does not read (it reads " + dtypes +
                                              ")");
         }
       }
-      fail(where + " has unknown dtype " + quote_name(dtype) +
+      fail(where() + " has unknown dtype " + quote_name(dtype) +
            " (safetensors dtypes troupe reads: " + dtypes +
            "); the file is corrupted or written by a newer tool");
     }
@@ -280,21 +283,21 @@ safetensors_file safetensors_file::open(const std::filesystem::path& path) {
 
     // shape
     simdjson::dom::array dims;
-    if (info["shape"].get(e)) fail(where + " has no \"shape\"");
+    if (info["shape"].get(e)) fail(where() + " has no \"shape\"");
     if (e.get(dims))
-      fail(where + ": \"shape\" is " + json_type_name(e.type()) +
+      fail(where() + ": \"shape\" is " + json_type_name(e.type()) +
            ", expected an array of integers");
     for (auto d : dims) {
       int64_t v = 0;
       if (!json_int(d, &v)) {
         if (d.type() == simdjson::dom::element_type::UINT64) {
-          fail(where + " has a dimension of " + std::to_string(d.get_uint64().value_unsafe()) +
+          fail(where() + " has a dimension of " + std::to_string(d.get_uint64().value_unsafe()) +
                ", beyond int64");
         }
-        fail(where + ": \"shape\" holds " + json_type_name(d.type()) + ", expected integers");
+        fail(where() + ": \"shape\" holds " + json_type_name(d.type()) + ", expected integers");
       }
       if (v < 0)
-        fail(where + " has a negative dimension " + std::to_string(v) + " in its shape " +
+        fail(where() + " has a negative dimension " + std::to_string(v) + " in its shape " +
              shape_text([&] {
                auto s = t.shape;
                s.push_back(v);
@@ -306,12 +309,12 @@ safetensors_file safetensors_file::open(const std::filesystem::path& path) {
     uint64_t expected = 0;
     if (!shape_elements(t.shape, &elements) ||
         __builtin_mul_overflow(static_cast<uint64_t>(elements), row->size, &expected)) {
-      fail(where + " has shape " + shape_text(t.shape) + ", whose size overflows 64 bits");
+      fail(where() + " has shape " + shape_text(t.shape) + ", whose size overflows 64 bits");
     }
 
     // data_offsets
     simdjson::dom::array offsets;
-    if (info["data_offsets"].get(e)) fail(where + " has no \"data_offsets\"");
+    if (info["data_offsets"].get(e)) fail(where() + " has no \"data_offsets\"");
     uint64_t bounds[2] = {0, 0};
     size_t n_bounds = 0;
     bool bounds_ok = !e.get(offsets);
@@ -325,21 +328,21 @@ safetensors_file safetensors_file::open(const std::filesystem::path& path) {
       }
     }
     if (!bounds_ok || n_bounds != 2) {
-      fail(where + ": \"data_offsets\" must be [begin, end], two non-negative integers");
+      fail(where() + ": \"data_offsets\" must be [begin, end], two non-negative integers");
     }
     const uint64_t begin = bounds[0], end = bounds[1];
     if (begin > end) {
-      fail(where + " has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+      fail(where() + " has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
            "] with begin after end");
     }
     if (end > data_size) {
-      fail(where + " has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+      fail(where() + " has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
            "], past the end of the " + std::to_string(data_size) +
            "-byte data section; the file is truncated: download it again");
     }
     t.size = end - begin;
     if (t.size != expected) {
-      fail(where + " (" + row->name + ", shape " + shape_text(t.shape) + ") needs " +
+      fail(where() + " (" + row->name + ", shape " + shape_text(t.shape) + ") needs " +
            std::to_string(expected) + " bytes, but its data_offsets [" + std::to_string(begin) +
            ", " + std::to_string(end) + "] span " + std::to_string(t.size));
     }
@@ -434,10 +437,6 @@ bool is_plain_relative(const std::string& name) {
   return true;
 }
 
-std::string json_text_of(const json::value& v) {
-  return v.is_string() ? v.as_string() : json::dump(v);
-}
-
 }  // namespace
 
 safetensors_checkpoint safetensors_checkpoint::open(const std::filesystem::path& file_or_dir) {
@@ -475,46 +474,66 @@ safetensors_checkpoint safetensors_checkpoint::open(const std::filesystem::path&
     for (const safetensors_tensor& t : f.tensors()) c.index_.push_back(&t);
   } else {
     const std::string where = index_path.string();
-    const json::value index = json::parse(read_text_file(index_path, "checkpoint index"), where);
-    if (!index.is_object()) {
-      throw error(errc::parse_error, where + ": the index is " + std::string(index.type_name()) +
+    const std::string text = read_text_file(index_path, "checkpoint index");
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    if (auto code = parser.parse(text.data(), text.size(), true).get(root)) {
+      throw error(errc::parse_error, where + ": not valid JSON: " + simdjson_problem(code) +
+                                         "; the index is corrupted: download it again");
+    }
+    simdjson::dom::object index;
+    if (root.get(index)) {
+      throw error(errc::parse_error, where + ": the index is " + json_type_name(root.type()) +
                                          ", expected an object with \"weight_map\"");
     }
-    const json::value* map = index.find("weight_map");
-    if (map == nullptr || !map->is_object()) {
-      throw error(errc::parse_error,
-                  where +
-                      (map == nullptr ? ": has no \"weight_map\""
-                                      : ": \"weight_map\" is " + std::string(map->type_name()) +
-                                            ", expected an object") +
-                      " mapping each tensor name to its shard file; the index is corrupted");
+    simdjson::dom::element map_element;
+    simdjson::dom::object map;
+    if (index["weight_map"].get(map_element) || map_element.get(map)) {
+      throw error(
+          errc::parse_error,
+          where +
+              (index["weight_map"].error()
+                   ? std::string(": has no \"weight_map\"")
+                   : ": \"weight_map\" is " + std::string(json_type_name(map_element.type())) +
+                         ", expected an object") +
+              " mapping each tensor name to its shard file; the index is corrupted");
     }
-    if (const json::value* meta = index.find("metadata"); meta != nullptr && meta->is_object()) {
-      for (const auto& [k, v] : meta->as_object()) c.metadata_[k] = json_text_of(v);
+    simdjson::dom::object meta;
+    if (!index["metadata"].get(meta)) {
+      for (auto kv : meta) {
+        std::string_view v;
+        c.metadata_[std::string(kv.key)] =
+            kv.value.get(v) ? simdjson::to_string(kv.value) : std::string(v);
+      }
     }
-    // Shards in order of first mention; tensors grouped by shard.
-    std::vector<std::pair<std::string, std::vector<std::string_view>>> shards;
-    std::map<std::string, size_t, std::less<>> shard_of;
-    for (const auto& [name, v] : map->as_object()) {
-      if (!v.is_string()) {
+    // Shards in order of first mention; tensors grouped by shard. Names view the parser's buffer.
+    std::vector<std::pair<std::string_view, std::vector<std::string_view>>> shards;
+    std::unordered_map<std::string_view, size_t> shard_of;
+    for (auto field : map) {
+      const std::string_view name = field.key;
+      std::string_view shard;
+      if (field.value.get(shard)) {
         throw error(errc::parse_error, where + ": weight_map entry " + quote_name(name) + " is " +
-                                           v.type_name() + ", expected the shard's file name");
+                                           json_type_name(field.value.type()) +
+                                           ", expected the shard's file name");
       }
-      const std::string& shard = v.as_string();
-      if (!is_plain_relative(shard)) {
-        throw error(errc::parse_error,
-                    where + ": weight_map places tensor " + quote_name(name) + " in " +
-                        quote_name(shard) +
-                        ", which is not a file name inside the checkpoint directory");
+      auto it = shard_of.find(shard);
+      if (it == shard_of.end()) {
+        if (!is_plain_relative(std::string(shard))) {
+          throw error(errc::parse_error,
+                      where + ": weight_map places tensor " + quote_name(name) + " in " +
+                          quote_name(shard) +
+                          ", which is not a file name inside the checkpoint directory");
+        }
+        it = shard_of.emplace(shard, shards.size()).first;
+        shards.push_back({shard, {}});
       }
-      auto [it, inserted] = shard_of.emplace(shard, shards.size());
-      if (inserted) shards.push_back({shard, {}});
       shards[it->second].second.push_back(name);
     }
     const fs::path dir = index_path.parent_path();
     c.files_.reserve(shards.size());
     for (const auto& [shard, names] : shards) {
-      const fs::path shard_path = dir / shard;
+      const fs::path shard_path = dir / std::string(shard);
       if (!fs::exists(shard_path, ec)) {
         throw error(errc::not_found, where + ": shard " + quote_name(shard) +
                                          " (which should hold tensor " + quote_name(names.front()) +

@@ -400,11 +400,11 @@ BOOST_AUTO_TEST_CASE(sharded_checkpoint_errors) {
   write_index(R"({"metadata": {}})");
   expect_error_from(open_dir, errc::parse_error, {index.string(), "no \"weight_map\""});
   write_index(R"({"weight_map": ["model-1.safetensors"]})");
-  expect_error_from(open_dir, errc::parse_error, {"\"weight_map\" is array"});
+  expect_error_from(open_dir, errc::parse_error, {"\"weight_map\" is an array"});
   write_index(R"([1, 2])");
-  expect_error_from(open_dir, errc::parse_error, {"the index is array"});
+  expect_error_from(open_dir, errc::parse_error, {"the index is an array"});
   write_index(R"({"weight_map": {"x.weight": 3}})");
-  expect_error_from(open_dir, errc::parse_error, {"'x.weight' is integer"});
+  expect_error_from(open_dir, errc::parse_error, {"'x.weight' is an integer"});
   write_index(R"({"weight_map": {"x.weight": "../model-1.safetensors"}})");
   expect_error_from(open_dir, errc::parse_error,
                     {"'../model-1.safetensors'", "not a file name inside"});
