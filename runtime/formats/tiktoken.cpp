@@ -45,14 +45,30 @@ constexpr int32_t kimi_reserved_special_tokens = 256;  // tokenization_kimi.py
 
 // --- pattern translation -------------------------------------------------------------------------
 
-/// Copies the escape at p[i] ('\\' first) to out, rewriting script names in \p{..} / \P{..};
-/// returns the index after it.
-size_t copy_escape(std::string_view p, size_t i, std::string& out) {
+/// Unicode White_Space, which Rust's \s is; PCRE2's \s also takes U+180E (no longer White_Space
+/// since Unicode 6.3). As class items.
+constexpr std::string_view white_space_items =
+  "\\t-\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}"
+  "\\x{3000}";
+
+/// Copies the escape at p[i] ('\\' first) to out, rewriting script names in \p{..} / \P{..} and
+/// \s / \S (outside classes; \s inside) to Rust's meaning; returns the index after it.
+size_t copy_escape(std::string_view p, size_t i, std::string& out, bool in_class) {
   if (i + 1 >= p.size()) {
     out += p.substr(i);
     return p.size();
   }
   const char kind = p[i + 1];
+  if (kind == 's' || (kind == 'S' && !in_class)) {
+    if (in_class) {
+      out += white_space_items;
+    } else {
+      out += kind == 's' ? "[" : "[^";
+      out += white_space_items;
+      out += ']';
+    }
+    return i + 2;
+  }
   if ((kind == 'p' || kind == 'P') && i + 2 < p.size() && p[i + 2] == '{') {
     const size_t close = p.find('}', i + 3);
     if (close == std::string_view::npos) {
@@ -145,7 +161,7 @@ class_translation translate_class(std::string_view p, size_t i) {
       break;
     }
     if (c == '\\') {
-      i = copy_escape(p, i, ops.back().items);
+      i = copy_escape(p, i, ops.back().items, true);
     } else if (c == '[' && i + 1 < p.size() && p[i + 1] == ':') {  // POSIX [:name:]
       const size_t close = p.find(":]", i + 2);
       if (close == std::string_view::npos) {
@@ -314,7 +330,7 @@ std::string tiktoken_pattern_to_pcre2(std::string_view p) {
   size_t i = 0;
   while (i < p.size()) {
     if (p[i] == '\\') {
-      i = copy_escape(p, i, out);
+      i = copy_escape(p, i, out, false);
     } else if (p[i] == '[') {
       class_translation c = translate_class(p, i);
       out += c.expr;

@@ -232,7 +232,11 @@ BOOST_AUTO_TEST_CASE(pattern_translation) {
   BOOST_TEST(tiktoken_pattern_to_pcre2("[\\p{L}&&[^\\p{Han}]]+").find("(?=[^\\p{") == 3u);
   BOOST_TEST(tiktoken_pattern_to_pcre2("a[bc]d") == "a[bc]d");
   BOOST_TEST(tiktoken_pattern_to_pcre2("[a[bc]]") == "[abc]");
-  BOOST_TEST(tiktoken_pattern_to_pcre2("\\p{L}\\p{Lu}\\s") == "\\p{L}\\p{Lu}\\s");
+  BOOST_TEST(tiktoken_pattern_to_pcre2("\\p{L}\\p{Lu}\\d") == "\\p{L}\\p{Lu}\\d");
+  // \s is White_Space, as in Rust: PCRE2's own \s would also take U+180E.
+  BOOST_TEST(tiktoken_pattern_to_pcre2("\\s").find("\\x{3000}") != std::string::npos);
+  BOOST_TEST(tiktoken_pattern_to_pcre2("\\S").starts_with("[^"));
+  BOOST_TEST(tiktoken_pattern_to_pcre2("[^\\s]").find("\\s") == std::string::npos);
   BOOST_TEST(tiktoken_pattern_to_pcre2("[^\\r\\n]") == "[^\\r\\n]");
   BOOST_CHECK_THROW(tiktoken_pattern_to_pcre2("[^a&&b]"), troupe::error);
   BOOST_CHECK_THROW(tiktoken_pattern_to_pcre2("[abc"), troupe::error);

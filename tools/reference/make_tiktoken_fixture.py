@@ -191,6 +191,7 @@ def test_strings(rng):
         "〃々〆〇 CJK symbols and 々 iteration mark",
         "\U00020000\U0002A6DF extension B han",
         "mixed日本語and中文",
+        "mongolian\u180evowel separator\u180e and next\u0085line",
     ]
     # A few random strings of printable characters drawn from the corpus alphabet.
     alphabet = sorted(set(CORPUS))

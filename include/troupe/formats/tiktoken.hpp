@@ -21,10 +21,11 @@ namespace troupe {
 extern const char* const kimi_pat_str;
 
 /// Rewrites a tiktoken (Rust regex) split pattern for PCRE2: class intersections
-/// `[X&&[^Y]]` / `[X&&[Y]]` become `(?:(?![Y])[X])` / `(?:(?=[Y])[X])`, and script names in
-/// `\p{...}` (e.g. `\p{Han}`) become `\p{sc:...}`, since PCRE2 reads a bare script name as
-/// Script_Extensions where Rust reads Script. Throws troupe::error (unsupported) for forms it
-/// cannot translate, such as an intersection in a negated class.
+/// `[X&&Y]` becomes `(?:(?=Y)X)` (so `[X&&[^Y]]` excludes Y), nested classes are merged, script
+/// names in `\p{...}` (e.g. `\p{Han}`) become `\p{sc:...}` since PCRE2 10.40+ reads a bare script
+/// name as Script_Extensions where Rust reads Script, and `\s` / `\S` become Unicode White_Space
+/// (PCRE2's `\s` also matches U+180E). Throws troupe::error: unsupported for forms it cannot
+/// translate (an intersection in a negated class), invalid_argument for unclosed classes.
 std::string tiktoken_pattern_to_pcre2(std::string_view pattern);
 
 /// A loaded tokenizer. Ids [0, ranks) are the BPE ranks of tiktoken.model; the special ids follow,
