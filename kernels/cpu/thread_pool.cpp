@@ -12,6 +12,10 @@ namespace {
 /// short parallel_for calls, and waking a sleeping thread costs more than one of them.
 constexpr int spin_iterations = 20000;
 
+/// Chunks per thread: enough that a thread the scheduler holds back leaves little to wait for,
+/// few enough that claiming costs nothing next to a chunk.
+constexpr int chunks_per_thread = 4;
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -26,41 +30,55 @@ thread_pool::thread_pool(int threads) : threads_(std::max(1, threads)) {
 }
 
 thread_pool::~thread_pool() {
-  stop_.store(true, std::memory_order_release);
-  generation_.fetch_add(1, std::memory_order_seq_cst);
-  generation_.notify_all();
+  stop_.store(true, std::memory_order_seq_cst);
+  wake_.fetch_add(1, std::memory_order_seq_cst);
+  wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void thread_pool::run_chunk(int index) {
-  const int64_t per = n_ / threads_;
-  const int64_t extra = n_ % threads_;
-  const int64_t begin = index * per + std::min<int64_t>(index, extra);
-  const int64_t end = begin + per + (index < extra ? 1 : 0);
-  if (begin < end) call_(fn_, begin, end, index);
+int thread_pool::claim_and_run(uint32_t gen, int index) {
+  int ran = 0;
+  uint64_t v = next_.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<uint32_t>(v >> 32) != gen) return ran;
+    const auto c = static_cast<int>(static_cast<uint32_t>(v));
+    const int chunks = chunks_.load(std::memory_order_relaxed);
+    if (c >= chunks) return ran;
+    // On success the generation is still `gen` and cannot end before this chunk is done, so
+    // its call_, fn_ and n_ (published with it) are the ones to run.
+    if (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                     std::memory_order_acquire))
+      continue;
+    const int64_t per = n_ / chunks, extra = n_ % chunks;
+    const int64_t begin = c * per + std::min<int64_t>(c, extra);
+    const int64_t end = begin + per + (c < extra ? 1 : 0);
+    if (begin < end) call_(fn_, begin, end, index);
+    ++ran;
+    v = next_.load(std::memory_order_acquire);
+  }
 }
 
 void thread_pool::worker(int index) {
   uint32_t seen = 0;
   for (;;) {
-    uint32_t g = generation_.load(std::memory_order_acquire);
+    uint32_t g = wake_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < spin_iterations; ++spin) {
       cpu_relax();
-      g = generation_.load(std::memory_order_acquire);
+      g = wake_.load(std::memory_order_acquire);
     }
     if (g == seen) {
-      // Announce the sleep before the last look, so that a caller that bumps the generation
-      // after that look sees the announcement and wakes us (both seq_cst).
+      // Announce the sleep before the last look, so that a caller that publishes after that
+      // look sees the announcement and wakes us (both seq_cst).
       sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
-      while ((g = generation_.load(std::memory_order_seq_cst)) == seen) generation_.wait(seen);
+      while ((g = wake_.load(std::memory_order_seq_cst)) == seen) wake_.wait(seen);
       sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
-    run_chunk(index);
-    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        caller_sleeping_.load(std::memory_order_seq_cst))
-      pending_.notify_one();
+    for (int ran = claim_and_run(g, index); ran > 0; --ran) {
+      done_.fetch_add(1, std::memory_order_seq_cst);
+      if (caller_sleeping_.load(std::memory_order_seq_cst)) done_.notify_one();
+    }
   }
 }
 
@@ -70,21 +88,25 @@ void thread_pool::run(int64_t n, chunk_fn call, void* fn) {
     call(fn, 0, n, 0);
     return;
   }
+  const auto chunks = static_cast<int>(std::min<int64_t>(n, int64_t{threads_} * chunks_per_thread));
+  const uint32_t gen = wake_.load(std::memory_order_relaxed) + 1;
   call_ = call;
   fn_ = fn;
   n_ = n;
-  pending_.store(threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_seq_cst);
-  if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
-  run_chunk(0);
-  int left = pending_.load(std::memory_order_acquire);
-  for (int spin = 0; left != 0 && spin < spin_iterations; ++spin) {
+  chunks_.store(chunks, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  next_.store(uint64_t{gen} << 32, std::memory_order_release);
+  wake_.store(gen, std::memory_order_seq_cst);
+  if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) wake_.notify_all();
+  const int expected = chunks - claim_and_run(gen, 0);
+  int done = done_.load(std::memory_order_acquire);
+  for (int spin = 0; done != expected && spin < spin_iterations; ++spin) {
     cpu_relax();
-    left = pending_.load(std::memory_order_acquire);
+    done = done_.load(std::memory_order_acquire);
   }
-  if (left != 0) {
+  if (done != expected) {
     caller_sleeping_.store(true, std::memory_order_seq_cst);
-    while ((left = pending_.load(std::memory_order_seq_cst)) != 0) pending_.wait(left);
+    while ((done = done_.load(std::memory_order_seq_cst)) != expected) done_.wait(done);
     caller_sleeping_.store(false, std::memory_order_relaxed);
   }
 }

@@ -2,7 +2,9 @@
 /// A fixed set of worker threads that split an index range between themselves and the calling
 /// thread: the partitioning the forward-pass kernels use for mat-vec/mat-mat rows and attention
 /// heads. One parallel_for runs at a time per pool; the caller takes part and blocks until every
-/// chunk is done. Workers spin briefly, then sleep on a futex, so an idle pool costs nothing; a
+/// chunk is done. The range is cut into a few chunks per thread that the threads claim as they
+/// come, so a worker that the operating system has not scheduled yet (the machine is shared)
+/// delays nothing: the caller runs its chunks. Workers spin briefly, then sleep on a futex, and a
 /// parallel_for wakes sleepers only when there are any (a decode step issues a few hundred).
 
 #include <atomic>
@@ -23,9 +25,10 @@ class thread_pool {
 
   int size() const noexcept { return threads_; }
 
-  /// Calls fn(begin, end, thread_index) on disjoint contiguous chunks covering [0, n): thread i
-  /// gets chunk i of `size()` nearly equal chunks (empty chunks are skipped). Returns when all
-  /// chunks are done. fn must not throw.
+  /// Calls fn(begin, end, thread_index) on disjoint contiguous chunks covering [0, n) (at most
+  /// 4·size() nearly equal chunks, empty ones skipped), each on whichever thread claims it;
+  /// thread_index (in [0, size()), 0 = the caller) names the thread, so per-thread scratch may
+  /// be indexed by it. Returns when all chunks are done. fn must not throw.
   template <class Fn>
   void parallel_for(int64_t n, Fn&& fn) {
     using F = std::remove_reference_t<Fn>;
@@ -39,20 +42,25 @@ class thread_pool {
 
   void run(int64_t n, chunk_fn call, void* fn);
   void worker(int index);
-  void run_chunk(int index);
+  /// Claims and runs chunks of generation `gen` until none is left; returns how many it ran.
+  int claim_and_run(uint32_t gen, int index);
 
   int threads_;
   std::vector<std::thread> workers_;
-  // The caller's line: a new generation starts a parallel_for (32 bits: a futex word) on the
-  // work written just before it.
-  alignas(64) std::atomic<uint32_t> generation_{0};
+  // The caller's line: generation << 32 | next unclaimed chunk (claims compare the generation,
+  // so a late worker never claims a chunk of a later parallel_for), the work of the generation
+  // (written before it is published, read only by a thread holding one of its chunks), and the
+  // futex word that sleeping workers wait on.
+  alignas(64) std::atomic<uint64_t> next_{0};
+  std::atomic<int> chunks_{0};
   chunk_fn call_ = nullptr;
   void* fn_ = nullptr;
   int64_t n_ = 0;
+  std::atomic<uint32_t> wake_{0};
   std::atomic<int> sleeping_workers_{0};
   std::atomic<bool> stop_{false};
-  // The workers' line: chunks still running, and whether the caller sleeps on it.
-  alignas(64) std::atomic<int> pending_{0};
+  // The workers' line: chunks the workers have finished, and whether the caller sleeps on it.
+  alignas(64) std::atomic<int> done_{0};
   std::atomic<bool> caller_sleeping_{false};
 };
 
