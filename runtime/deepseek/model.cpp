@@ -9,14 +9,11 @@
 #include "cpu/low_bit.hpp"
 #include "cpu/quant.hpp"
 #include "deepseek/linear.hpp"
+#include "deepseek/model_storage.hpp"
 #include "troupe/error.hpp"
 #include "troupe/formats/safetensors.hpp"
 
 namespace troupe::deepseek {
-
-struct model::storage {
-  safetensors_checkpoint checkpoint;
-};
 
 model::~model() = default;
 
@@ -193,6 +190,7 @@ class loader {
 }  // namespace
 
 std::shared_ptr<const model> model::load(const std::filesystem::path& dir) {
+  if (dir.extension() == ".gguf" && !std::filesystem::is_directory(dir)) return load_gguf(dir);
   const auto config_path = dir / "config.json";
   if (!std::filesystem::exists(config_path))
     throw error(errc::not_found, "no config.json in " + dir.string() +
@@ -201,9 +199,10 @@ std::shared_ptr<const model> model::load(const std::filesystem::path& dir) {
   std::shared_ptr<model> m(new model());
   m->cfg_ = config::from_file(config_path);
   m->path_ = dir;
-  m->storage_ = std::make_unique<storage>(storage{safetensors_checkpoint::open(dir)});
+  m->storage_ = std::make_unique<storage>();
+  m->storage_->checkpoint.emplace(safetensors_checkpoint::open(dir));
   const config& c = m->cfg_;
-  const loader ld(m->storage_->checkpoint, c);
+  const loader ld(*m->storage_->checkpoint, c);
   const std::string p = c.tensor_prefix + "model.";
   const int64_t H = c.num_attention_heads;
   const int64_t hidden = c.hidden_size;
@@ -213,7 +212,7 @@ std::shared_ptr<const model> model::load(const std::filesystem::path& dir) {
     throw error(errc::unsupported, "checkpoint " + dir.string() + ": tensor '" + m->embed_.name +
                                        "' is quantised; troupe reads embeddings from F32, F16 or BF16");
   m->final_norm_ = ld.vector(p + "norm.weight", hidden, "hidden_size");
-  if (c.tie_word_embeddings && m->storage_->checkpoint.find(c.tensor_prefix + "lm_head.weight") == nullptr)
+  if (c.tie_word_embeddings && m->storage_->checkpoint->find(c.tensor_prefix + "lm_head.weight") == nullptr)
     m->lm_head_ = m->embed_;
   else
     m->lm_head_ = ld.linear(c.tensor_prefix + "lm_head", c.vocab_size, hidden, "vocab_size x hidden_size");
@@ -264,7 +263,7 @@ std::shared_ptr<const model> model::load(const std::filesystem::path& dir) {
       ld.expect_shape(gate, {E, hidden}, "n_routed_experts x hidden_size");
       L.router = ld.to_f32(gate);
     }
-    if (m->storage_->checkpoint.find(f + ".gate.e_score_correction_bias") != nullptr)
+    if (m->storage_->checkpoint->find(f + ".gate.e_score_correction_bias") != nullptr)
       L.router_bias = ld.vector(f + ".gate.e_score_correction_bias", E, "n_routed_experts");
     else
       L.router_bias.assign(static_cast<size_t>(E), 0.0f);

@@ -14,6 +14,10 @@
 #include <utility>
 #include <vector>
 
+namespace troupe {
+class gguf_file;
+}  // namespace troupe
+
 namespace troupe::deepseek {
 
 /// rope_scaling (or rope_parameters) of type "yarn".
@@ -74,6 +78,17 @@ struct config {
   static config from_json(std::string_view json_text, std::string_view where);
   /// Reads the file; not_found / io_error when it cannot, then as from_json.
   static config from_file(const std::filesystem::path& config_json);
+  /// The config of a GGUF file of llama.cpp's `deepseek2` architecture, from its `deepseek2.*`
+  /// keys. Both of llama.cpp's conventions are read: MLA-as-MQA conversions (head_count_kv 1,
+  /// key_length_mla / value_length_mla per head) and older ones (key_length / value_length per
+  /// head). model_type is "deepseek2"; expert_gating_func 1 is softmax, 2 sigmoid, absent softmax
+  /// (llama.cpp's default for DeepSeek-V2 files); topk_method is "noaux_tc" when the file holds
+  /// blk.N.exp_probs_b.bias, else "greedy"; YaRN's mscale_all_dim is
+  /// rope.scaling.yarn_log_multiplier / 0.1 and mscale equals it (llama.cpp applies no amplitude
+  /// to cos/sin). Throws troupe::error naming the file and the key: not_found (a required key is
+  /// absent), parse_error (a wrong type or inconsistent values), unsupported (another
+  /// architecture, an expert_gating_func or rope scaling type troupe does not run).
+  static config from_gguf(const gguf_file& file);
 
   int64_t qk_head_dim() const noexcept { return qk_nope_head_dim + qk_rope_head_dim; }
   /// layer >= first_k_dense_replace && layer % moe_layer_freq == 0.

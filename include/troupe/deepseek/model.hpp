@@ -84,7 +84,19 @@ class model {
   /// troupe::error: not_found (no config.json, a missing shard or tensor: the message names it),
   /// parse_error (a shape that disagrees with the config, naming tensor, shape and expectation),
   /// unsupported (a dtype or quantisation troupe cannot compute, naming the tensor).
+  /// A path naming a `.gguf` file goes to load_gguf.
   static std::shared_ptr<const model> load(const std::filesystem::path& dir);
+
+  /// Loads a GGUF file of llama.cpp's `deepseek2` architecture (what convert_hf_to_gguf.py writes
+  /// for DeepSeek-V2/V3, Kimi K2 and Moonlight): config from the `deepseek2.*` metadata
+  /// (config::from_gguf), tensors by llama.cpp's names (token_embd, blk.N.attn_q / attn_q_a,
+  /// attn_kv_a_mqa, attn_kv_b or the split attn_k_b + attn_v_b, ffn_*_exps stacked per expert,
+  /// ...), each of a type the CPU kernels compute (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)
+  /// and left in the mapped file; only kv_b is rebuilt in fp32 from k_b/v_b. Throws troupe::error:
+  /// the errors of gguf_file::open and config::from_gguf, not_found (a missing tensor, named),
+  /// parse_error (a tensor whose shape disagrees with the metadata, naming tensor, shape in ggml's
+  /// ne order and the keys it was derived from), unsupported (a tensor type troupe cannot compute).
+  static std::shared_ptr<const model> load_gguf(const std::filesystem::path& file);
 
   ~model();
   model(const model&) = delete;
