@@ -1,5 +1,5 @@
-// The local inference engine: a continuous-batching scheduler over llama::batch_decoder (see
-// troupe/local_model.hpp for the protocol and the admission rules).
+// The local inference engine: a continuous-batching scheduler over a model family's batched
+// decoder (engine_backend.hpp; see troupe/local_model.hpp for the protocol and the admission rules).
 
 #include "troupe/local_model.hpp"
 
@@ -19,10 +19,8 @@
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
 #include "troupe/formats/tool_calls.hpp"
-#include "troupe/llama/batch_decoder.hpp"
-#include "troupe/llama/chat_template.hpp"
+#include "engine_backend.hpp"
 #include "troupe/llama/grammar.hpp"
-#include "troupe/llama/llama_model.hpp"
 #include "troupe/llama/sampler.hpp"
 #include "troupe/llama/token_mask.hpp"
 #include "troupe/llama/tokenizer.hpp"
@@ -55,14 +53,12 @@ struct compiled_grammar {
   std::shared_ptr<llama::mask_cache> masks;
 };
 
-/// What the scheduler shares with nothing else: the weights, tokenizer and template are read-only.
+/// What the scheduler shares with nothing else: the model family's weights, tokenizer, template
+/// and decoder, and the grammars compiled so far.
 struct engine_core {
   local_model_config cfg;
-  std::shared_ptr<const llama::llama_model> model;
-  llama::tokenizer tok;
-  llama::chat_template tmpl;
+  std::unique_ptr<engine_backend> backend;
   int64_t bytes_per_position = 0;
-  std::unique_ptr<llama::token_masker> masker;
   std::map<std::string, compiled_grammar> grammars;  ///< By tools + choice, or by schema.
 };
 
@@ -72,7 +68,7 @@ struct sequence_state {
   std::vector<int32_t> prompt;
   size_t prefilled = 0;        ///< Prompt tokens already in the KV cache.
   int32_t next = -1;           ///< The sampled token the next step feeds in.
-  uint32_t seq = 0;            ///< batch_decoder sequence, once admitted.
+  uint32_t seq = 0;            ///< Decoder sequence, once admitted.
   int64_t positions = 0;       ///< Reserved KV positions (prompt + max tokens, within context).
   uint32_t max_tokens = 0;
   uint32_t generated = 0;
@@ -97,37 +93,11 @@ using sequence_ptr = std::unique_ptr<sequence_state>;
 struct engine_state {
   static inline const char* name = "troupe.model.local";
   std::shared_ptr<engine_core> core;
-  std::unique_ptr<llama::batch_decoder> decoder;
   std::deque<sequence_ptr> waiting;   ///< Arrival order.
   std::vector<sequence_ptr> running;  ///< Admitted: a KV sequence is open for each.
   int64_t reserved_bytes = 0;
   bool step_pending = false;
 };
-
-/// Renders a conversation for the chat template in the Hermes style that ChatML models use: the
-/// tools declared in the system message, assistant calls as <tool_call> blocks, results as
-/// <tool_response> blocks.
-std::vector<llama::chat_message> render(const chat_request& req) {
-  std::vector<llama::chat_message> out;
-  out.reserve(req.messages.size() + 1);
-  const bool declare = !req.tools.empty() && req.choice.mode != tool_choice_mode::none;
-  if (declare && (req.messages.empty() || req.messages.front().role != role::system)) {
-    out.push_back({"system", hermes_tool_declarations(req.tools)});
-  }
-  for (size_t i = 0; i < req.messages.size(); ++i) {
-    const auto& m = req.messages[i];
-    std::string content = m.role == role::tool ? hermes_tool_response_text(m) : m.text();
-    for (const auto& c : m.tool_calls) {
-      if (!content.empty()) content += '\n';
-      content += hermes_tool_call_text(c);
-    }
-    if (i == 0 && declare && m.role == role::system) {
-      content += "\n\n" + hermes_tool_declarations(req.tools);
-    }
-    out.push_back({to_string(m.role), std::move(content)});
-  }
-  return out;
-}
 
 /// The grammar a request's output must follow, if any: its response schema, else its tool calls.
 std::optional<compiled_grammar> grammar_for(engine_core& core, const chat_request& req) {
@@ -170,16 +140,24 @@ sequence_ptr prepare(engine_core& core, const chat_request& req) {
   }
   auto s = std::make_unique<sequence_state>();
   s->request_id = req.id;
-  if (auto g = grammar_for(core, req)) {
-    s->matcher.emplace(g->grammar);
-    s->masks = g->masks;
+  const engine_backend& model = *core.backend;
+  if (model.masker() == nullptr && !req.response_schema.empty()) {
+    throw error(errc::unsupported,
+                fmt::format("local model: {} models do not take a response_schema yet (no "
+                            "constrained decoding over their vocabulary); ask for JSON in the prompt",
+                            model.family()));
+  }
+  if (model.masker() != nullptr) {
+    if (auto g = grammar_for(core, req)) {
+      s->matcher.emplace(g->grammar);
+      s->masks = g->masks;
+    }
   }
   if (!req.tools.empty() && req.choice.mode != tool_choice_mode::none &&
       req.response_schema.empty()) {
-    s->parser.emplace(tool_call_syntax::hermes);
+    s->parser.emplace(model.syntax());
   }
-  const auto text = core.tmpl.apply(render(req), true);
-  s->prompt = core.tok.encode(text, true, true);
+  s->prompt = model.prompt(req);
   const int64_t context = core.cfg.context;
   const auto prompt = static_cast<int64_t>(s->prompt.size());
   if (prompt + 1 > context) {
@@ -246,7 +224,7 @@ void send_text(engine_actor::pointer self, sequence_state& s, std::string text) 
 
 /// Frees an admitted sequence's KV cache and its reservation.
 void release(engine_state& st, sequence_state& s) {
-  st.decoder->close(s.seq);
+  st.core->backend->close(s.seq);
   st.reserved_bytes -= s.positions * st.core->bytes_per_position;
 }
 
@@ -289,7 +267,7 @@ void admit(engine_state& st) {
     auto& s = st.waiting.front();
     const int64_t bytes = s->positions * st.core->bytes_per_position;
     if (st.reserved_bytes + bytes > cfg.kv_budget_bytes) break;
-    s->seq = st.decoder->open(s->positions);
+    s->seq = st.core->backend->open(s->positions);
     st.reserved_bytes += bytes;
     st.running.push_back(std::move(s));
     st.waiting.pop_front();
@@ -317,7 +295,7 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
   if (st.running.empty()) return;
 
   // Decoding sequences take one token each; prompts share the prefill budget, oldest first.
-  std::vector<llama::batch_decoder::chunk> chunks;
+  std::vector<engine_backend::chunk> chunks;
   std::vector<sequence_state*> in_step;
   int64_t prefill_left = std::max<int32_t>(core.cfg.prefill_chunk, 1);
   for (auto& s : st.running) {
@@ -337,7 +315,7 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
 
   std::span<const float> logits;
   try {
-    logits = st.decoder->decode(chunks);
+    logits = core.backend->decode(chunks);
   } catch (const error& e) {
     // A failed step fails the sequences in it (their caches are unchanged but suspect).
     const error why{errc::model_failed, "local model: the forward pass failed: " + e.message()};
@@ -349,7 +327,7 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
     return;
   }
 
-  const auto vocab = static_cast<size_t>(core.model->hparams().vocab);
+  const auto vocab = static_cast<size_t>(core.backend->vocab());
   std::vector<sequence_state*> done_stop, done_length, failed;
   std::vector<error> failures;
   std::vector<float> masked;
@@ -362,13 +340,14 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
     std::span<const float> row = logits.subspan(i * vocab, vocab);
     if (s.matcher) {
       // Constrained: every token the grammar forbids gets -inf before sampling.
-      auto mask = core.masker->allowed(*s.matcher, s.masks.get());
+      const auto& masker = *core.backend->masker();
+      auto mask = masker.allowed(*s.matcher, s.masks.get());
       // Only tokens after which the output can still be closed with the tokens left (a byte
       // needs at most one token), so a call or a JSON answer always ends before max_tokens.
       const int64_t left = std::min<int64_t>(
         static_cast<int64_t>(s.max_tokens) - s.generated,
         s.positions - static_cast<int64_t>(s.prompt.size()) - s.generated);
-      mask = core.masker->within_budget(*s.matcher, std::move(mask),
+      mask = masker.within_budget(*s.matcher, std::move(mask),
                                         static_cast<uint32_t>(std::max<int64_t>(left - 1, 0)));
       masked.assign(row.begin(), row.end());
       bool any = false;
@@ -387,13 +366,13 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
       row = masked;
     }
     const int32_t tok = s.sampler.sample(row);
-    if (core.tok.is_end_of_generation(tok)) {
+    if (core.backend->is_end_of_generation(tok)) {
       done_stop.push_back(&s);
       continue;
     }
     s.sampler.accept(tok);
     ++s.generated;
-    const std::string piece = core.tok.token_to_piece(tok);
+    const std::string piece = core.backend->piece(tok);
     if (s.matcher && !s.matcher->feed(piece)) {
       failed.push_back(&s);
       failures.emplace_back(errc::internal, "local model: a masked token broke the grammar");
@@ -438,7 +417,6 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
 engine_actor::behavior_type engine(engine_actor::stateful_pointer<engine_state> self,
                                    std::shared_ptr<engine_core> core) {
   self->state.core = core;
-  self->state.decoder = std::make_unique<llama::batch_decoder>(core->model, core->cfg.threads);
   self->set_exit_handler([self](const caf::exit_msg& msg) {
     // Nobody waits in silence: queued and running requests get an error, then the actor quits.
     auto& st = self->state;
@@ -511,14 +489,13 @@ model_actor spawn_local_model(caf::actor_system& sys, const local_model_config& 
                       "; run scripts/install-deps (or set TROUPE_MODEL_DIR)"
                   : "model file " + path.string() + " does not exist");
   }
-  auto model = llama::llama_model::load(path);
-  auto tok = llama::tokenizer::from_gguf(model->file());
-  auto tmpl = llama::chat_template::from_gguf(model->file());
-  auto core = std::make_shared<engine_core>(engine_core{cfg, model, std::move(tok),
-                                                        std::move(tmpl), 0, nullptr, {}});
-  core->cfg.context = std::min<int64_t>(cfg.context, model->hparams().context);
-  core->masker = std::make_unique<llama::token_masker>(core->tok);
-  core->bytes_per_position = llama::batch_decoder::kv_bytes_per_position(model->hparams());
+  if (cfg.expert_shards < 0)
+    throw error(errc::invalid_argument, "local model: expert_shards must be 0 or more");
+  auto core = std::make_shared<engine_core>();
+  core->cfg = cfg;
+  core->backend = engine_backend::load(path, sys, cfg.threads, cfg.expert_shards);
+  core->cfg.context = std::min<int64_t>(cfg.context, core->backend->context());
+  core->bytes_per_position = core->backend->kv_bytes_per_position();
   return caf::actor_cast<model_actor>(sys.spawn<caf::detached>(engine, std::move(core)));
 }
 

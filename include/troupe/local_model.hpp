@@ -1,7 +1,9 @@
 #pragma once
 /// The local inference engine behind the model interface: a GGUF llama-architecture model (the
-/// embedded SmolLM2-135M-Instruct by default) served to any number of agents at once by one
-/// scheduler actor with continuous batching.
+/// embedded SmolLM2-135M-Instruct by default) or a DeepSeek-V3 / Kimi K2 checkpoint directory,
+/// served to any number of agents at once by one scheduler actor with continuous batching. For
+/// MoE checkpoints the routed experts run on `expert_shards` expert-shard actors
+/// (troupe/deepseek/expert_shards.hpp).
 ///
 /// Protocol: troupe::model_actor. Each (chat, chat_request) is rendered with the model's chat
 /// template, tokenised and queued. Every step the scheduler runs one forward pass over all running
@@ -15,13 +17,15 @@
 /// the whole budget) is refused at once with an error that says what to change. Nothing the
 /// requests say can make the engine run out of memory.
 ///
-/// Tools: a request's tools are declared in the system message in the Hermes style and its output
+/// Tools (llama models): a request's tools are declared in the system message in the Hermes style and its output
 /// is parsed for `<tool_call>` blocks, which come back as tool calls (streamed as one delta each
 /// once complete; text outside them streams as text). Decoding is constrained by a grammar, so a
 /// call always names a declared tool and its arguments follow that tool's JSON Schema:
 /// tool_choice required / named (the turn is calls only), automatic (text, or a conforming call
 /// once the model opens one), none (no tools shown). A `response_schema` constrains the whole
 /// answer to JSON of that schema instead. See troupe/llama/grammar.hpp for the schema subset.
+/// DeepSeek/Kimi models: tools are declared and calls parsed in Kimi K2's format (tool-call
+/// section tokens), unconstrained; a response_schema is refused (errc::unsupported).
 ///
 /// Cancel: (cancel, id) ends that request at the next step boundary with finish == cancelled and
 /// the text so far; a queued request is answered at once. The scheduler is a detached actor (the
@@ -37,8 +41,11 @@
 namespace troupe {
 
 struct local_model_config {
-  /// A .gguf file, or "smollm2" for the embedded default (see default_model_path()).
+  /// A .gguf file, a DeepSeek-V3/Kimi checkpoint directory (config.json, *.safetensors,
+  /// tiktoken.model, tokenizer_config.json), or "smollm2" for the embedded default.
   std::string model = "smollm2";
+  /// MoE checkpoints: expert-shard actors computing the routed experts (0: the kernel threads).
+  int expert_shards = 2;
   int threads = 2;                              ///< Kernel threads, scheduler thread included.
   int64_t context = 2048;                       ///< Positions per sequence; capped by the model's.
   int64_t kv_budget_bytes = int64_t{1} << 30;   ///< KV cache of all sequences together.

@@ -5,7 +5,13 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "caf/actor_system.hpp"
+#include "caf/actor_system_config.hpp"
+#include "troupe/deepseek/batch_decoder.hpp"
+#include "troupe/deepseek/expert_shards.hpp"
 #include "troupe/error.hpp"
+#include "troupe/formats/tiktoken.hpp"
+#include "troupe/formats/tool_calls.hpp"
 #include "troupe/llama/chat_template.hpp"
 #include "troupe/llama/llama_model.hpp"
 #include "troupe/llama/tokenizer.hpp"
@@ -17,7 +23,8 @@ namespace troupe::cli {
 CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
   auto* cmd = app.add_subcommand(
     "generate",
-    "Generate text with a local GGUF model (llama architecture), streamed to stdout.\n"
+    "Generate text with a local model, streamed to stdout: a GGUF file (llama architecture) or\n"
+    "a DeepSeek-V3 / Kimi K2 checkpoint directory (config.json, *.safetensors, tiktoken.model).\n"
     "The prompt is wrapped in the model's chat template unless --raw is given. Greedy at\n"
     "temperature 0 (the default): the same prompt always gives the same text.");
   cmd->add_option("prompt", opts.prompt, "The prompt (the user message)")->required();
@@ -32,11 +39,86 @@ CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
     ->check(CLI::Range(1, 1 << 20));
   add_model_options(cmd, opts.model, opts.threads, opts.context);
   cmd->add_flag("--raw", opts.raw, "Continue the prompt text as is, without a chat template");
+  cmd->add_option("--expert-shards", opts.expert_shards,
+                  "DeepSeek/Kimi checkpoints: expert-shard actors for the routed experts (0: none)")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 1024));
   return cmd;
 }
 
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+void report(size_t prompt_tokens, int generated, clock::time_point t0, clock::time_point t1,
+            clock::time_point t2) {
+  const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
+  const double decode_s = std::chrono::duration<double>(t2 - t1).count();
+  std::fprintf(stderr, "troupe generate: %zu prompt tokens (%.1f tok/s), %d generated (%.1f tok/s)\n",
+               prompt_tokens, prompt_tokens / std::max(prefill_s, 1e-9), generated,
+               generated / std::max(decode_s, 1e-9));
+}
+
+/// A DeepSeek-V3 / Kimi checkpoint directory: tiktoken tokenizer, Kimi chat template, the MLA +
+/// MoE decoder with its routed experts on expert-shard actors.
+int generate_deepseek(const generate_options& opts, const std::filesystem::path& dir) {
+  auto model = deepseek::model::load(dir);
+  auto tok = tiktoken_tokenizer::from_directory(dir);
+  std::string text = opts.prompt;
+  if (!opts.raw) {
+    const chat_message user = chat_message::user(opts.prompt);
+    text = kimi_k2_prompt({&user, 1}, {}, true);
+  }
+  auto prompt_tokens = tok.encode(text, !opts.raw);
+  if (prompt_tokens.empty()) throw error{errc::invalid_argument, "the prompt is empty"};
+  if (static_cast<int64_t>(prompt_tokens.size()) + 1 > opts.context)
+    throw error{errc::invalid_argument, "the prompt is " + std::to_string(prompt_tokens.size()) +
+                                            " tokens long, more than the context of " +
+                                            std::to_string(opts.context) + "; shorten it or raise --context"};
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  std::unique_ptr<deepseek::expert_shard_group> shards;
+  if (opts.expert_shards > 0)
+    shards = std::make_unique<deepseek::expert_shard_group>(
+        sys, model, static_cast<int>(std::min<int64_t>(opts.expert_shards, model->cfg().n_routed_experts)));
+  deepseek::batch_decoder decoder(model, {.threads = opts.threads,
+                                          .attention = deepseek::attention_form::automatic,
+                                          .experts = shards.get()});
+  const uint32_t seq = decoder.open(opts.context);
+  const auto end_of_turn = tok.special_id("<|im_end|>");
+  llama::sampler sampler{opts.sampling};
+  for (auto t : prompt_tokens) sampler.accept(t);
+  const auto t0 = clock::now();
+  deepseek::batch_decoder::chunk ch{seq, prompt_tokens};
+  auto logits = decoder.decode({&ch, 1});
+  const auto t1 = clock::now();
+  int generated = 0;
+  std::string pending;
+  int32_t next = 0;
+  while (generated < opts.max_tokens && decoder.position(seq) < opts.context) {
+    next = sampler.sample(logits);
+    if (next == tok.eos_id() || (end_of_turn && next == *end_of_turn)) break;
+    sampler.accept(next);
+    ++generated;
+    pending += tok.token_to_piece(next);
+    const std::string complete = llama::take_complete_utf8(pending);
+    std::fwrite(complete.data(), 1, complete.size(), stdout);
+    std::fflush(stdout);
+    if (generated < opts.max_tokens && decoder.position(seq) < opts.context) {
+      ch.tokens = {&next, 1};
+      logits = decoder.decode({&ch, 1});
+    }
+  }
+  std::fwrite(pending.data(), 1, pending.size(), stdout);
+  std::fputc('\n', stdout);
+  report(prompt_tokens.size(), generated, t0, t1, clock::now());
+  shards.reset();
+  return 0;
+}
+
+}  // namespace
+
 int generate_command(const generate_options& opts) {
-  using clock = std::chrono::steady_clock;
   const auto path = troupe::resolve_model_path(opts.model).string();
   if (opts.model == "smollm2" && !std::filesystem::exists(path)) {
     std::fprintf(stderr,
@@ -46,6 +128,7 @@ int generate_command(const generate_options& opts) {
     return 2;
   }
   try {
+    if (std::filesystem::is_directory(path)) return generate_deepseek(opts, path);
     auto model = llama::llama_model::load(path);
     auto tok = llama::tokenizer::from_gguf(model->file());
     std::string text = opts.prompt;
@@ -83,13 +166,7 @@ int generate_command(const generate_options& opts) {
     }
     std::fwrite(pending.data(), 1, pending.size(), stdout);
     std::fputc('\n', stdout);
-    const auto t2 = clock::now();
-    const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
-    const double decode_s = std::chrono::duration<double>(t2 - t1).count();
-    std::fprintf(stderr,
-                 "troupe generate: %zu prompt tokens (%.1f tok/s), %d generated (%.1f tok/s)\n",
-                 prompt_tokens.size(), prompt_tokens.size() / std::max(prefill_s, 1e-9), generated,
-                 generated / std::max(decode_s, 1e-9));
+    report(prompt_tokens.size(), generated, t0, t1, clock::now());
     return 0;
   } catch (const error& e) {
     std::fprintf(stderr, "troupe generate: %s\n", e.what());

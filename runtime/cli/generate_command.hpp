@@ -9,13 +9,17 @@
 namespace troupe::cli {
 
 struct generate_options {
-  std::string model = "smollm2";  ///< "smollm2" (the embedded default) or a path to a .gguf file.
+  /// "smollm2" (the embedded default), a .gguf path, or a DeepSeek-V3/Kimi checkpoint directory.
+  std::string model = "smollm2";
   std::string prompt;
   llama::sampler_params sampling;
   int max_tokens = 128;
   int threads = 2;
   int context = 2048;
   bool raw = false;  ///< No chat template: continue the prompt text as is.
+  /// DeepSeek-V3/Kimi checkpoints: expert-shard actors for the routed experts (0: the kernels'
+  /// own threads).
+  int expert_shards = 2;
 };
 
 /// Adds the `generate` subcommand to `app`, filling `opts`.

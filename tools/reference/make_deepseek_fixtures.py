@@ -21,6 +21,11 @@ Configurations:
     moonlight   Moonlight-like: no q_lora (direct q_proj), two shared experts, no rope scaling, BF16 weights.
     v3_fp8      DeepSeek-V3-like: n_group 4 / topk_group 2, YaRN factor 32 with beta 1/1 (K2-Instruct's),
                 every Linear of the layers in FP8 E4M3 with 128x128 block scales (`weight_scale_inv`).
+    kimi_chat   the k25_int4 shape with the vocabulary of tests/fixtures/kimi_tokenizer (a tiktoken BPE with
+                Kimi's special tokens), saved with that tokenizer: a complete Kimi-format model directory.
+                generate_prompt.txt / generate_expected.bin: a user message rendered by Kimi's real chat
+                template (jinja2), tokenised by tiktoken, continued greedily by HF for 16 tokens and decoded
+                to bytes by tiktoken (special tokens leave no bytes; stops at [EOS] or <|im_end|>).
 
 The weights HF runs are exactly the values stored (bf16 rounding, INT4 and FP8 dequantisation applied to the
 model before the reference run), so the only difference left to a reader is arithmetic order.
@@ -235,6 +240,7 @@ def build(name, spec, out_dir):
                   f"min top-2 gap {margin:.4f}, |logits| max {logits.abs().max().item():.2f}")
     save_file(expected, os.path.join(out_dir, "expected.safetensors"),
               metadata={"transformers": __import__("transformers").__version__, "torch": torch.__version__})
+    return model
 
 
 def check_int4_through_compressed_tensors(out_dir, tmp_dir):
@@ -267,9 +273,81 @@ def check_int4_through_compressed_tensors(out_dir, tmp_dir):
     shutil.rmtree(tmp_dir)
 
 
+TOKENIZER_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "kimi_tokenizer")
+CHAT_PROMPT = "Name three colours of the rainbow, and say why the sky is blue."
+CHAT_TOKENS = 16
+
+
+def kimi_tokenizer():
+    """The fixture tokenizer as tiktoken builds it (make_tiktoken_fixture.py wrote the files)."""
+    import base64
+    import importlib.util
+    import tiktoken
+    spec = importlib.util.spec_from_file_location(
+        "make_tiktoken_fixture", os.path.join(os.path.dirname(__file__), "make_tiktoken_fixture.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ranks = {}
+    with open(os.path.join(TOKENIZER_DIR, "tiktoken.model")) as f:
+        for line in f:
+            tok, rank = line.split()
+            ranks[base64.b64decode(tok)] = int(rank)
+    cfg = json.load(open(os.path.join(TOKENIZER_DIR, "tokenizer_config.json")))
+    specials = {v["content"]: int(k) for k, v in cfg["added_tokens_decoder"].items()}
+    enc = tiktoken.Encoding(name="kimi-fixture", pat_str=mod.KIMI_PAT_STR, mergeable_ranks=ranks,
+                            special_tokens=specials)
+    return enc, len(ranks), specials
+
+
+def build_chat_fixture(out_dir):
+    """kimi_chat: a model whose vocabulary is the fixture tokenizer's, and troupe generate's expected bytes."""
+    import shutil
+    import jinja2
+    enc, n_ranks, specials = kimi_tokenizer()
+    vocab = n_ranks + 256  # Kimi: num_reserved_special_tokens = 256 after the ranks
+    spec = dict(CONFIGS["k25_int4"], wrapper=False, shards=1)
+    spec["hf"] = dict(spec["hf"], vocab_size=vocab, bos_token_id=specials["[BOS]"], eos_token_id=specials["[EOS]"])
+    global PROMPTS
+    saved = PROMPTS
+    PROMPTS = [[specials["[BOS]"], 5, 17, 42, 99, 7]]
+    try:
+        model = build("kimi_chat", spec, out_dir)
+    finally:
+        PROMPTS = saved
+    for name in ("tiktoken.model", "tokenizer_config.json"):
+        shutil.copy(os.path.join(TOKENIZER_DIR, name), os.path.join(out_dir, name))
+    template = open(os.path.join(TOKENIZER_DIR, "chat_template.jinja")).read()
+    text = jinja2.Environment().from_string(template).render(
+        messages=[{"role": "user", "content": CHAT_PROMPT}], add_generation_prompt=True, tools=None)
+    ids = enc.encode(text, allowed_special="all")
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=CHAT_TOKENS, min_new_tokens=CHAT_TOKENS,
+                             do_sample=False, use_cache=True, output_scores=True, return_dict_in_generate=True,
+                             pad_token_id=specials["[EOS]"], eos_token_id=None)
+    margin = min((s[0].topk(2).values[0] - s[0].topk(2).values[1]).item() for s in out.scores)
+    stop = {specials["[EOS]"], specials["<|im_end|>"]}
+    data = b""
+    for t in out.sequences[0, len(ids):].tolist():
+        if t in stop:
+            break
+        if t < n_ranks:
+            data += enc.decode_single_token_bytes(t)
+    with open(os.path.join(out_dir, "generate_prompt.txt"), "w") as f:
+        f.write(CHAT_PROMPT + "\n")
+    with open(os.path.join(out_dir, "generate_expected.bin"), "wb") as f:
+        f.write(data + b"\n")
+    print(f"kimi_chat: prompt {len(ids)} tokens, continuation {out.sequences[0, len(ids):].tolist()}, "
+          f"min top-2 gap {margin:.4f}, {len(data)} bytes")
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/deepseek"
+    only = sys.argv[2:]
+    if not only or "kimi_chat" in only:
+        build_chat_fixture(os.path.join(out, "kimi_chat"))
     for name, spec in CONFIGS.items():
+        if only and name not in only:
+            continue
         build(name, spec, os.path.join(out, name))
         if spec["quant"] == "int4":
             check_int4_through_compressed_tensors(os.path.join(out, name), os.path.join(out, name + ".ct_check"))

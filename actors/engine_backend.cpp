@@ -1,0 +1,164 @@
+// The two model families of the local engine: GGUF llama models (ChatML with Hermes tool calls,
+// grammar-constrained decoding) and DeepSeek-V3 / Kimi checkpoints (Kimi's template and tool-call
+// sections, tiktoken, routed experts on expert-shard actors).
+
+#include "engine_backend.hpp"
+
+#include <algorithm>
+
+#include "caf/actor_system.hpp"
+#include "troupe/deepseek/batch_decoder.hpp"
+#include "troupe/deepseek/expert_shards.hpp"
+#include "troupe/error.hpp"
+#include "troupe/formats/tiktoken.hpp"
+#include "troupe/llama/batch_decoder.hpp"
+#include "troupe/llama/chat_template.hpp"
+#include "troupe/llama/llama_model.hpp"
+#include "troupe/llama/token_mask.hpp"
+#include "troupe/llama/tokenizer.hpp"
+
+namespace troupe {
+
+namespace {
+
+/// Renders a conversation for a ChatML template in the Hermes style: the tools declared in the
+/// system message, assistant calls as <tool_call> blocks, results as <tool_response> blocks.
+std::vector<llama::chat_message> render_hermes(const chat_request& req) {
+  std::vector<llama::chat_message> out;
+  out.reserve(req.messages.size() + 1);
+  const bool declare = !req.tools.empty() && req.choice.mode != tool_choice_mode::none;
+  if (declare && (req.messages.empty() || req.messages.front().role != role::system)) {
+    out.push_back({"system", hermes_tool_declarations(req.tools)});
+  }
+  for (size_t i = 0; i < req.messages.size(); ++i) {
+    const auto& m = req.messages[i];
+    std::string content = m.role == role::tool ? hermes_tool_response_text(m) : m.text();
+    for (const auto& c : m.tool_calls) {
+      if (!content.empty()) content += '\n';
+      content += hermes_tool_call_text(c);
+    }
+    if (i == 0 && declare && m.role == role::system) {
+      content += "\n\n" + hermes_tool_declarations(req.tools);
+    }
+    out.push_back({to_string(m.role), std::move(content)});
+  }
+  return out;
+}
+
+class llama_backend final : public engine_backend {
+ public:
+  llama_backend(const std::filesystem::path& path, int threads)
+      : model_(llama::llama_model::load(path)),
+        tok_(llama::tokenizer::from_gguf(model_->file())),
+        tmpl_(llama::chat_template::from_gguf(model_->file())),
+        masker_(tok_),
+        decoder_(model_, threads) {}
+
+  const char* family() const noexcept override { return "llama"; }
+  int64_t vocab() const noexcept override { return model_->hparams().vocab; }
+  int64_t context() const noexcept override { return model_->hparams().context; }
+  int64_t kv_bytes_per_position() const noexcept override {
+    return llama::batch_decoder::kv_bytes_per_position(model_->hparams());
+  }
+  tool_call_syntax syntax() const noexcept override { return tool_call_syntax::hermes; }
+  std::vector<int32_t> prompt(const chat_request& req) const override {
+    return tok_.encode(tmpl_.apply(render_hermes(req), true), true, true);
+  }
+  bool is_end_of_generation(int32_t t) const override { return tok_.is_end_of_generation(t); }
+  std::string piece(int32_t t) const override { return tok_.token_to_piece(t); }
+  const llama::token_masker* masker() const noexcept override { return &masker_; }
+  uint32_t open(int64_t capacity) override { return decoder_.open(capacity); }
+  void close(uint32_t seq) noexcept override { decoder_.close(seq); }
+  std::span<const float> decode(std::span<const chunk> chunks) override {
+    chunks_.clear();
+    for (const auto& c : chunks) chunks_.push_back({c.seq, c.tokens});
+    return decoder_.decode(chunks_);
+  }
+
+ private:
+  std::shared_ptr<const llama::llama_model> model_;
+  llama::tokenizer tok_;
+  llama::chat_template tmpl_;
+  llama::token_masker masker_;
+  llama::batch_decoder decoder_;
+  std::vector<llama::batch_decoder::chunk> chunks_;
+};
+
+class deepseek_backend final : public engine_backend {
+ public:
+  deepseek_backend(const std::filesystem::path& dir, caf::actor_system& sys, int threads, int shards)
+      : model_(deepseek::model::load(dir)), tok_(tiktoken_tokenizer::from_directory(dir)) {
+    if (tok_.vocab_size() > model_->cfg().vocab_size)
+      throw error(errc::parse_error, "checkpoint " + dir.string() + ": the tokenizer has " +
+                                         std::to_string(tok_.vocab_size()) + " tokens but the model only " +
+                                         std::to_string(model_->cfg().vocab_size));
+    if (shards > 0)
+      shards_ = std::make_unique<deepseek::expert_shard_group>(
+          sys, model_, static_cast<int>(std::min<int64_t>(shards, model_->cfg().n_routed_experts)));
+    decoder_ = std::make_unique<deepseek::batch_decoder>(
+        model_, deepseek::batch_decoder::options{threads, deepseek::attention_form::automatic, shards_.get()});
+    end_of_turn_ = tok_.special_id("<|im_end|>").value_or(-1);
+  }
+  ~deepseek_backend() override {
+    decoder_.reset();
+    shards_.reset();
+  }
+
+  const char* family() const noexcept override { return "deepseek"; }
+  int64_t vocab() const noexcept override { return model_->cfg().vocab_size; }
+  int64_t context() const noexcept override { return model_->cfg().max_position_embeddings; }
+  int64_t kv_bytes_per_position() const noexcept override {
+    return deepseek::batch_decoder::kv_bytes_per_position(model_->cfg());
+  }
+  tool_call_syntax syntax() const noexcept override { return tool_call_syntax::kimi_k2; }
+  std::vector<int32_t> prompt(const chat_request& req) const override {
+    const bool declare = !req.tools.empty() && req.choice.mode != tool_choice_mode::none;
+    return tok_.encode(kimi_k2_prompt(req.messages, declare ? std::span<const tool_spec>(req.tools)
+                                                             : std::span<const tool_spec>{},
+                                      true),
+                       true);
+  }
+  bool is_end_of_generation(int32_t t) const override {
+    return t == tok_.eos_id() || t == end_of_turn_ || t >= tok_.vocab_size();
+  }
+  std::string piece(int32_t t) const override {
+    // Kimi's tool-call section tokens are special but carry the calls: the parser reads them.
+    if (tok_.is_special(t)) {
+      auto text = tok_.token_to_piece(t, true);
+      return text.rfind("<|tool_call", 0) == 0 ? text : std::string{};
+    }
+    return tok_.token_to_piece(t);
+  }
+  const llama::token_masker* masker() const noexcept override { return nullptr; }
+  uint32_t open(int64_t capacity) override { return decoder_->open(capacity); }
+  void close(uint32_t seq) noexcept override { decoder_->close(seq); }
+  std::span<const float> decode(std::span<const chunk> chunks) override {
+    chunks_.clear();
+    for (const auto& c : chunks) chunks_.push_back({c.seq, c.tokens});
+    return decoder_->decode(chunks_);
+  }
+
+ private:
+  std::shared_ptr<const deepseek::model> model_;
+  tiktoken_tokenizer tok_;
+  std::unique_ptr<deepseek::expert_shard_group> shards_;
+  std::unique_ptr<deepseek::batch_decoder> decoder_;
+  std::vector<deepseek::batch_decoder::chunk> chunks_;
+  int32_t end_of_turn_ = -1;
+};
+
+}  // namespace
+
+std::unique_ptr<engine_backend> engine_backend::load(const std::filesystem::path& path, caf::actor_system& sys,
+                                                     int threads, int expert_shards) {
+  if (std::filesystem::is_directory(path)) {
+    if (!std::filesystem::exists(path / "config.json"))
+      throw error(errc::not_found, "model directory " + path.string() +
+                                       " has no config.json: a DeepSeek-V3/Kimi checkpoint directory holds "
+                                       "config.json, *.safetensors, tiktoken.model and tokenizer_config.json");
+    return std::make_unique<deepseek_backend>(path, sys, threads, expert_shards);
+  }
+  return std::make_unique<llama_backend>(path, threads);
+}
+
+}  // namespace troupe

@@ -1,0 +1,118 @@
+// The local engine actor serving a Kimi-format checkpoint (tests/fixtures/deepseek/kimi_chat):
+// the reply to a chat request equals the bytes HF transformers + tiktoken + Kimi's real chat
+// template produced, alone and with concurrent requests batched together, with the routed experts
+// on expert-shard actors or on the kernel threads; requests it cannot serve are refused clearly.
+
+#define BOOST_TEST_MODULE deepseek_engine
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "caf/all.hpp"
+#include "troupe/caf_types.hpp"
+#include "troupe/error.hpp"
+#include "troupe/local_model.hpp"
+
+using namespace troupe;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path fixture = fs::path(TROUPE_SOURCE_DIR) / "tests/fixtures/deepseek/kimi_chat";
+constexpr auto reply_timeout = std::chrono::seconds(240);
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string chomp(std::string s) {
+  if (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+struct engine_fixture {
+  engine_fixture() : sys(cfg), self(sys) {}
+  ~engine_fixture() {
+    if (model) caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
+  }
+  void start(int shards) {
+    local_model_config c;
+    c.model = fixture.string();
+    c.expert_shards = shards;
+    c.context = 256;
+    model = spawn_local_model(sys, c);
+  }
+  chat_request request(uint64_t id) const {
+    chat_request r;
+    r.id = id;
+    r.messages.push_back(chat_message::user(chomp(read(fixture / "generate_prompt.txt"))));
+    r.max_tokens = 16;
+    return r;
+  }
+  troupe::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scoped_actor self;
+  model_actor model;
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(replies_match_hf_alone_and_batched, engine_fixture) {
+  const std::string expected = chomp(read(fixture / "generate_expected.bin"));
+  for (int shards : {2, 0}) {
+    BOOST_TEST_CONTEXT("expert shards " << shards) {
+      start(shards);
+      // Three at once: they share the steps (continuous batching) and each gets the same text.
+      std::vector<decltype(self->request(model, reply_timeout, chat_atom::value, chat_request{}))> handles;
+      for (uint64_t id = 1; id <= 3; ++id)
+        handles.push_back(self->request(model, reply_timeout, chat_atom::value, request(id)));
+      for (auto& h : handles) {
+        h.receive(
+            [&](assistant_turn& t) {
+              BOOST_CHECK_EQUAL(t.text, expected);
+              BOOST_CHECK_EQUAL(t.usage.completion_tokens, 16u);
+              BOOST_CHECK(t.finish == finish_reason::length);
+            },
+            [&](caf::error& e) { BOOST_FAIL("request failed: " << sys.render(e)); });
+      }
+      caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
+      model = nullptr;
+    }
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(a_response_schema_is_refused_clearly, engine_fixture) {
+  start(1);
+  auto req = request(7);
+  req.response_schema = R"({"type":"object"})";
+  self->request(model, reply_timeout, chat_atom::value, req)
+      .receive([&](assistant_turn&) { BOOST_FAIL("a schema request was served"); },
+               [&](caf::error& e) {
+                 const auto err = from_caf_error(e, "chat");
+                 BOOST_CHECK(err.code() == errc::unsupported);
+                 BOOST_CHECK_NE(err.message().find("response_schema"), std::string::npos);
+               });
+}
+
+BOOST_AUTO_TEST_CASE(a_directory_without_config_is_a_clear_error) {
+  troupe::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  local_model_config c;
+  c.model = fs::temp_directory_path().string();
+  try {
+    spawn_local_model(sys, c);
+    BOOST_FAIL("no error");
+  } catch (const error& e) {
+    BOOST_CHECK(e.code() == errc::not_found);
+    BOOST_CHECK_NE(e.message().find("config.json"), std::string::npos);
+  }
+}
