@@ -10,6 +10,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/int4_repack.hpp"
+#include "cuda/moe_align.hpp"
 #include "cuda/ops.hpp"
 
 namespace troupe::kernels::cuda {
@@ -76,7 +77,69 @@ __global__ void __launch_bounds__(moe_threads) moe_w4a16_gemm_kernel(moe_gemm_ar
   }
 }
 
+/// One CTA of 1024 threads: per-expert counts with shared atomics, a serial prefix over the
+/// experts (<= 4096) by thread 0, sentinel fill, then a scatter through atomic cursors.
+__global__ void __launch_bounds__(1024)
+    moe_align_kernel(const int32_t* ids, int64_t pairs, int32_t experts, int32_t block,
+                     const int32_t* map, int32_t* sorted, int32_t* expert_ids, int64_t capacity,
+                     int32_t* post_padded) {
+  extern __shared__ int32_t smem[];
+  int32_t* count = smem;             // [experts]
+  int32_t* cursor = smem + experts;  // [experts]
+  __shared__ int32_t blocks;
+  const int tid = threadIdx.x;
+  auto local = [&](int32_t e) { return e >= 0 && e < experts && (map == nullptr || map[e] >= 0); };
+  for (int e = tid; e < experts; e += 1024) count[e] = 0;
+  __syncthreads();
+  for (int64_t p = tid; p < pairs; p += 1024)
+    if (local(ids[p])) atomicAdd(&count[ids[p]], 1);
+  __syncthreads();
+  if (tid == 0) {
+    int32_t rows = 0, b = 0;
+    for (int32_t e = 0; e < experts; ++e) {
+      cursor[e] = rows;
+      if (count[e] == 0) continue;
+      const int32_t padded = (count[e] + block - 1) / block * block;
+      const int32_t id = map == nullptr ? e : map[e];
+      for (int32_t i = 0; i < padded / block; ++i) expert_ids[b++] = id;
+      rows += padded;
+    }
+    blocks = b;
+    *post_padded = rows;
+  }
+  __syncthreads();
+  const auto sentinel = static_cast<int32_t>(pairs);
+  for (int64_t i = tid; i < capacity; i += 1024) sorted[i] = sentinel;
+  for (int64_t i = blocks + tid; i < capacity / block; i += 1024) expert_ids[i] = -1;
+  __syncthreads();
+  for (int64_t p = tid; p < pairs; p += 1024)
+    if (local(ids[p])) sorted[atomicAdd(&cursor[ids[p]], 1)] = static_cast<int32_t>(p);
+}
+
 }  // namespace
+
+status launch_moe_align_block_size(const int32_t* topk_ids, int64_t tokens, int64_t top_k,
+                                   int64_t experts, int64_t block, const int32_t* expert_map,
+                                   int32_t* sorted_token_ids, int32_t* expert_ids,
+                                   int64_t capacity, int32_t* num_tokens_post_padded,
+                                   cudaStream_t stream) noexcept {
+  if (tokens < 0 || top_k < 0 || experts < 1 || block < 1 || (tokens > 0 && top_k < 1) ||
+      block > INT32_MAX || tokens * top_k > INT32_MAX - 1)
+    return status::bad_size;
+  if (experts > 4096) return status::unsupported;
+  if (capacity < moe_align_capacity(tokens, top_k, experts, block) || capacity % block != 0 ||
+      capacity > INT32_MAX)
+    return status::bad_size;
+  if (num_tokens_post_padded == nullptr || (tokens > 0 && topk_ids == nullptr) ||
+      (capacity > 0 && (sorted_token_ids == nullptr || expert_ids == nullptr)))
+    return status::null_pointer;
+  const size_t smem = static_cast<size_t>(experts) * 2 * sizeof(int32_t);
+  moe_align_kernel<<<1, 1024, smem, stream>>>(topk_ids, tokens * top_k, static_cast<int32_t>(experts),
+                                              static_cast<int32_t>(block), expert_map,
+                                              sorted_token_ids, expert_ids, capacity,
+                                              num_tokens_post_padded);
+  return launched();
+}
 
 status launch_moe_w4a16_gemm(const moe_gemm_args& a, cudaStream_t stream) noexcept {
   if (a.block != 16 && a.block != 32 && a.block != 64) return status::unsupported;

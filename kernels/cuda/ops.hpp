@@ -70,6 +70,17 @@ status launch_ggml_mat_vec(uint32_t weight_type, const void* w, int64_t rows, in
 status launch_argmax(const float* logits, int64_t ld, int64_t batch, int64_t vocab, int32_t* ids,
                      cudaStream_t stream) noexcept;
 
+/// moe_align_block_size on the device (moe_align.hpp has the contract and the host reference):
+/// same outputs, except that the order of the pairs within one expert's run is unspecified
+/// (atomics, as in vLLM's kernel). One CTA; experts <= 4096. Ids outside [0, experts) are
+/// dropped like pairs of another rank (the device does not fault; the host checks routings).
+/// capacity must be moe_align_capacity(...) or more and a multiple of block.
+status launch_moe_align_block_size(const int32_t* topk_ids, int64_t tokens, int64_t top_k,
+                                   int64_t experts, int64_t block, const int32_t* expert_map,
+                                   int32_t* sorted_token_ids, int32_t* expert_ids,
+                                   int64_t capacity, int32_t* num_tokens_post_padded,
+                                   cudaStream_t stream) noexcept;
+
 /// The W4A16 grouped GEMM of the routed experts over moe-aligned blocks (moe_align.hpp):
 /// for each block b < *num_tokens_post_padded / block with e = expert_ids[b] >= 0, each row r of
 /// the block with p = sorted_token_ids[r] < pairs:

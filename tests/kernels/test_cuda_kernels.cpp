@@ -481,6 +481,43 @@ BOOST_AUTO_TEST_CASE(moe_w4a16_gemm_matches_int4_group_gemm_per_pair) {
       }
 }
 
+BOOST_AUTO_TEST_CASE(moe_align_on_device_matches_host_reference_up_to_order_within_experts) {
+  std::mt19937 rng(11);
+  for (const bool ep : {false, true})
+    for (const int64_t block : {16, 64})
+      for (const int64_t tokens : {0, 1, 9, 600}) {
+        const int64_t experts = 384, top_k = 8;
+        std::vector<int32_t> ids(tokens * top_k), map(experts);
+        for (auto& v : ids) v = std::uniform_int_distribution<int32_t>(0, experts - 1)(rng);
+        int32_t next = 0;
+        for (auto& m : map) m = rng() % 4 == 0 ? next++ : -1;
+        const int32_t* map_p = ep ? map.data() : nullptr;
+        const int64_t cap = kc::moe_align_capacity(tokens, top_k, experts, block);
+        std::vector<int32_t> sorted(cap), eids(cap / block);
+        int32_t rows = 0;
+        BOOST_REQUIRE_EQUAL(kc::moe_align_block_size(ids.data(), tokens, top_k, experts, block, map_p,
+                                                     sorted.data(), eids.data(), cap, &rows),
+                            status::ok);
+        dev<int32_t> did(ids), dmap(map), dsorted(cap), deids(cap / block), drows(1);
+        BOOST_REQUIRE_EQUAL(kc::launch_moe_align_block_size(did.p, tokens, top_k, experts, block,
+                                                            ep ? dmap.p : nullptr, dsorted.p,
+                                                            deids.p, cap, drows.p, nullptr),
+                            status::ok);
+        auto gsorted = dsorted.get();
+        const auto geids = deids.get();
+        BOOST_REQUIRE_EQUAL(drows.get()[0], rows);
+        BOOST_REQUIRE(geids == eids);
+        // Each expert's run (its consecutive blocks) holds the same pairs in some order.
+        for (int64_t b = 0; b < rows / block;) {
+          int64_t end = b + 1;
+          while (end < rows / block && eids[end] == eids[b]) ++end;
+          std::sort(gsorted.begin() + b * block, gsorted.begin() + end * block);
+          b = end;
+        }
+        BOOST_REQUIRE(gsorted == sorted);
+      }
+}
+
 BOOST_AUTO_TEST_CASE(mla_decode_matches_double_reference_over_shuffled_pages) {
   std::mt19937 rng(9);
   const int64_t batch = 3, heads = 5, kv_lora = 512, rope = 64, width = kv_lora + rope;
