@@ -10,7 +10,8 @@ make_deepseek_fixtures.py) and llama.cpp's converter from the llama-cpp-python s
     /tmp/refenv/bin/python tools/reference/make_deepseek_gguf_fixture.py \
         /tmp/llama_cpp_python-0.3.36/vendor/llama.cpp tests/fixtures/deepseek
 
-Writes <out>/moonlight_gguf/moonlight-{bf16,q8_0}.gguf and expected_q8_0.safetensors. The BF16 file holds
+Writes <out>/moonlight_gguf/moonlight-{bf16,q8_0,legacy-q8_0}.gguf and expected_q8_0.safetensors
+(legacy-q8_0: the layout of conversions before llama.cpp's MLA-as-MQA change, see below). The BF16 file holds
 the checkpoint's values unchanged, so its reference is the HF output in <out>/moonlight/expected.safetensors.
 Q8_0 rounds every 32 weights to int8 with one f16 scale, which moves this tiny random model's logits by ~25%
 of the largest one (MoE routing flips), so expected_q8_0.safetensors holds HF transformers' logits and greedy
@@ -80,6 +81,32 @@ def main():
 
     ds.DeepseekV2Model.set_vocab = minimal_vocab
 
+    # The layout of conversions before llama.cpp PR #12801 (MLA as MQA), which many published
+    # DeepSeek-V3 GGUFs still have: attn_kv_b whole, head_count_kv = head_count, key_length /
+    # value_length per head, no *_mla keys. Made by undoing the split and the key changes.
+    split_modify, split_params = ds.DeepseekV2Model.modify_tensors, ds.DeepseekV2Model.set_gguf_parameters
+    legacy = {"on": False}
+
+    def modify_tensors(self, data_torch, name, bid):
+        if legacy["on"] and name.endswith("kv_b_proj.weight"):
+            yield from super(ds.DeepseekV2Model, self).modify_tensors(data_torch, name, bid)
+            return
+        yield from split_modify(self, data_torch, name, bid)
+
+    def set_gguf_parameters(self):
+        heads = self.hparams["num_attention_heads"]
+        split_params(self)
+        if legacy["on"]:
+            h = self.hparams
+            self.gguf_writer.add_head_count_kv(heads)
+            self.gguf_writer.add_key_length(h["qk_nope_head_dim"] + h["qk_rope_head_dim"])
+            self.gguf_writer.add_value_length(h["v_head_dim"])
+            self.gguf_writer.remove_key(gguf.Keys.Attention.KEY_LENGTH_MLA.format(arch="deepseek2"))
+            self.gguf_writer.remove_key(gguf.Keys.Attention.VALUE_LENGTH_MLA.format(arch="deepseek2"))
+
+    ds.DeepseekV2Model.modify_tensors = modify_tensors
+    ds.DeepseekV2Model.set_gguf_parameters = set_gguf_parameters
+
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = os.path.join(tmp, "moonlight")
         os.makedirs(model_dir)
@@ -90,9 +117,11 @@ def main():
         cfg.setdefault("topk_method", "noaux_tc")
         with open(os.path.join(model_dir, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
-        for outtype in OUTTYPES:
+        for outtype in OUTTYPES + ["legacy-q8_0"]:
+            legacy["on"] = outtype.startswith("legacy")
             out = os.path.join(dst, f"moonlight-{outtype}.gguf")
-            sys.argv = ["convert_hf_to_gguf.py", model_dir, "--outtype", outtype, "--outfile", out]
+            sys.argv = ["convert_hf_to_gguf.py", model_dir, "--outtype", outtype.removeprefix("legacy-"),
+                        "--outfile", out]
             convert_hf_to_gguf.main()
             print(f"wrote {out}: {os.path.getsize(out)} bytes")
     # BF16 holds the checkpoint's values: its HF logits are <src>/expected.safetensors (checked here,
