@@ -129,6 +129,52 @@ std::pair<double, int> compare_with_hf(const std::shared_ptr<const model>& m,
   return {worst, agreeing};
 }
 
+// Every field a deepseek2 GGUF carries, against the config.json it was converted from (floats
+// are stored as f32).
+void check_same_config(const config& c, const config& want) {
+  BOOST_CHECK_EQUAL(c.model_type, "deepseek2");
+  BOOST_CHECK_EQUAL(c.vocab_size, want.vocab_size);
+  BOOST_CHECK_EQUAL(c.hidden_size, want.hidden_size);
+  BOOST_CHECK_EQUAL(c.intermediate_size, want.intermediate_size);
+  BOOST_CHECK_EQUAL(c.moe_intermediate_size, want.moe_intermediate_size);
+  BOOST_CHECK_EQUAL(c.num_hidden_layers, want.num_hidden_layers);
+  BOOST_CHECK_EQUAL(c.num_attention_heads, want.num_attention_heads);
+  BOOST_CHECK_EQUAL(c.num_key_value_heads, want.num_key_value_heads);
+  BOOST_CHECK_EQUAL(c.q_lora_rank, want.q_lora_rank);
+  BOOST_CHECK_EQUAL(c.kv_lora_rank, want.kv_lora_rank);
+  BOOST_CHECK_EQUAL(c.qk_nope_head_dim, want.qk_nope_head_dim);
+  BOOST_CHECK_EQUAL(c.qk_rope_head_dim, want.qk_rope_head_dim);
+  BOOST_CHECK_EQUAL(c.v_head_dim, want.v_head_dim);
+  BOOST_CHECK_EQUAL(c.n_routed_experts, want.n_routed_experts);
+  BOOST_CHECK_EQUAL(c.n_shared_experts, want.n_shared_experts);
+  BOOST_CHECK_EQUAL(c.num_experts_per_tok, want.num_experts_per_tok);
+  BOOST_CHECK_EQUAL(c.n_group, want.n_group);
+  BOOST_CHECK_EQUAL(c.topk_group, want.topk_group);
+  BOOST_CHECK_EQUAL(c.first_k_dense_replace, want.first_k_dense_replace);
+  BOOST_CHECK_EQUAL(c.max_position_embeddings, want.max_position_embeddings);
+  BOOST_CHECK_CLOSE(c.rms_norm_eps, want.rms_norm_eps, 1e-4);  // stored as f32
+  BOOST_CHECK_CLOSE(c.rope_theta, want.rope_theta, 1e-4);
+  BOOST_CHECK_CLOSE(c.routed_scaling_factor, want.routed_scaling_factor, 1e-4);
+  BOOST_CHECK_EQUAL(c.norm_topk_prob, want.norm_topk_prob);
+  BOOST_CHECK_EQUAL(c.scoring_func, want.scoring_func);
+  BOOST_REQUIRE_EQUAL(c.yarn.has_value(), want.yarn.has_value());
+  if (c.yarn) {
+    BOOST_CHECK_CLOSE(c.yarn->factor, want.yarn->factor, 1e-4);
+    BOOST_CHECK_CLOSE(c.yarn->beta_fast, want.yarn->beta_fast, 1e-4);
+    BOOST_CHECK_CLOSE(c.yarn->beta_slow, want.yarn->beta_slow, 1e-4);
+    BOOST_CHECK_CLOSE(c.yarn->mscale, want.yarn->mscale, 1e-4);
+    BOOST_CHECK_CLOSE(c.yarn->mscale_all_dim, want.yarn->mscale_all_dim, 1e-4);
+    BOOST_CHECK_EQUAL(c.yarn->original_max_position_embeddings,
+                      want.yarn->original_max_position_embeddings);
+  }
+  BOOST_CHECK_EQUAL(c.bos_token_id, want.bos_token_id);
+  BOOST_CHECK_EQUAL(c.eos_token_id, want.eos_token_id);
+  BOOST_CHECK_CLOSE(c.softmax_scale(), want.softmax_scale(), 1e-4);
+  const auto fc = c.rope_inv_freq(), fw = want.rope_inv_freq();
+  BOOST_REQUIRE_EQUAL(fc.size(), fw.size());
+  for (size_t i = 0; i < fc.size(); ++i) BOOST_CHECK_CLOSE(fc[i], fw[i], 1e-4);
+}
+
 // Row r of a dense weight in fp32.
 bool row_of(const linear_weight& w, int64_t r, float* out) {
   namespace kc = troupe::kernels::cpu;
@@ -180,41 +226,17 @@ BOOST_AUTO_TEST_CASE(config_from_deepseek2_keys_matches_config_json) {
   const auto want = config::from_file(fixtures / "moonlight/config.json");
   for (const auto& file : {bf16_file, q8_0_file, legacy_file}) {
     BOOST_TEST_CONTEXT(file.filename()) {
-      const auto f = gguf_file::open(file);
-      const auto c = config::from_gguf(f);
-      BOOST_CHECK_EQUAL(c.model_type, "deepseek2");
-      BOOST_CHECK_EQUAL(c.vocab_size, want.vocab_size);
-      BOOST_CHECK_EQUAL(c.hidden_size, want.hidden_size);
-      BOOST_CHECK_EQUAL(c.intermediate_size, want.intermediate_size);
-      BOOST_CHECK_EQUAL(c.moe_intermediate_size, want.moe_intermediate_size);
-      BOOST_CHECK_EQUAL(c.num_hidden_layers, want.num_hidden_layers);
-      BOOST_CHECK_EQUAL(c.num_attention_heads, want.num_attention_heads);
-      BOOST_CHECK_EQUAL(c.num_key_value_heads, want.num_key_value_heads);
-      BOOST_CHECK_EQUAL(c.q_lora_rank, want.q_lora_rank);
-      BOOST_CHECK_EQUAL(c.kv_lora_rank, want.kv_lora_rank);
-      BOOST_CHECK_EQUAL(c.qk_nope_head_dim, want.qk_nope_head_dim);
-      BOOST_CHECK_EQUAL(c.qk_rope_head_dim, want.qk_rope_head_dim);
-      BOOST_CHECK_EQUAL(c.v_head_dim, want.v_head_dim);
-      BOOST_CHECK_EQUAL(c.n_routed_experts, want.n_routed_experts);
-      BOOST_CHECK_EQUAL(c.n_shared_experts, want.n_shared_experts);
-      BOOST_CHECK_EQUAL(c.num_experts_per_tok, want.num_experts_per_tok);
-      BOOST_CHECK_EQUAL(c.n_group, want.n_group);
-      BOOST_CHECK_EQUAL(c.topk_group, want.topk_group);
-      BOOST_CHECK_EQUAL(c.first_k_dense_replace, want.first_k_dense_replace);
-      BOOST_CHECK_EQUAL(c.max_position_embeddings, want.max_position_embeddings);
-      BOOST_CHECK_CLOSE(c.rms_norm_eps, want.rms_norm_eps, 1e-4);  // stored as f32
-      BOOST_CHECK_CLOSE(c.rope_theta, want.rope_theta, 1e-4);
-      BOOST_CHECK_CLOSE(c.routed_scaling_factor, want.routed_scaling_factor, 1e-4);
-      BOOST_CHECK_EQUAL(c.norm_topk_prob, want.norm_topk_prob);
-      BOOST_CHECK_EQUAL(c.tie_word_embeddings, want.tie_word_embeddings);
-      BOOST_CHECK_EQUAL(c.scoring_func, want.scoring_func);
-      BOOST_CHECK_EQUAL(c.topk_method, want.topk_method);
-      BOOST_CHECK(!c.yarn.has_value());
-      BOOST_CHECK_EQUAL(c.bos_token_id, want.bos_token_id);
-      BOOST_CHECK_EQUAL(c.eos_token_id, want.eos_token_id);
-      BOOST_CHECK_CLOSE(c.softmax_scale(), want.softmax_scale(), 1e-9);
+      const auto c = config::from_gguf(gguf_file::open(file));
+      check_same_config(c, want);
+      BOOST_CHECK_EQUAL(c.tie_word_embeddings, want.tie_word_embeddings);  // output.weight present
+      BOOST_CHECK_EQUAL(c.topk_method, want.topk_method);  // exp_probs_b.bias present
     }
   }
+  // The converter's keys for the DeepSeek-V3-like config: q_lora, YaRN factor 32 with beta 1/1
+  // and yarn_log_multiplier 0.1 (mscale_all_dim 1), 4 expert groups of which 2 are used.
+  const auto v3 = config::from_gguf(gguf_file::open(fixtures / "v3_gguf/v3_fp8-vocab-only.gguf"));
+  check_same_config(v3, config::from_file(fixtures / "v3_fp8/config.json"));
+  BOOST_CHECK_EQUAL(v3.topk_method, "greedy");  // no tensors, so no exp_probs_b.bias
 }
 
 BOOST_AUTO_TEST_CASE(bf16_gguf_matches_hf_transformers) {

@@ -11,7 +11,8 @@ make_deepseek_fixtures.py) and llama.cpp's converter from the llama-cpp-python s
         /tmp/llama_cpp_python-0.3.36/vendor/llama.cpp tests/fixtures/deepseek
 
 Writes <out>/moonlight_gguf/moonlight-{bf16,q8_0,legacy-q8_0}.gguf and expected_q8_0.safetensors
-(legacy-q8_0: the layout of conversions before llama.cpp's MLA-as-MQA change, see below). The BF16 file holds
+(legacy-q8_0: the layout of conversions before llama.cpp's MLA-as-MQA change, see below), and
+<out>/v3_gguf/v3_fp8-vocab-only.gguf, the metadata the converter writes for <out>/v3_fp8 (no tensors). The BF16 file holds
 the checkpoint's values unchanged, so its reference is the HF output in <out>/moonlight/expected.safetensors.
 Q8_0 rounds every 32 weights to int8 with one f16 scale, which moves this tiny random model's logits by ~25%
 of the largest one (MoE routing flips), so expected_q8_0.safetensors holds HF transformers' logits and greedy
@@ -124,6 +125,27 @@ def main():
                         "--outfile", out]
             convert_hf_to_gguf.main()
             print(f"wrote {out}: {os.path.getsize(out)} bytes")
+        # Metadata only (--vocab-only: the keys set_gguf_parameters writes, no tensors) of the
+        # DeepSeek-V3-like config: q_lora, YaRN (factor 32, beta 1/1, mscale_all_dim 1) and grouped
+        # routing, to check config::from_gguf against that config.json.
+        v3_src = os.path.join(out_root, "v3_fp8")
+        v3_dir = os.path.join(tmp, "v3_fp8")
+        os.makedirs(v3_dir)
+        shutil.copy(os.path.join(v3_src, "model.safetensors"), v3_dir)
+        with open(os.path.join(v3_src, "config.json")) as f:
+            cfg = json.load(f)
+        cfg.setdefault("scoring_func", "sigmoid")
+        cfg.setdefault("topk_method", "noaux_tc")
+        with open(os.path.join(v3_dir, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+        v3_out = os.path.join(out_root, "v3_gguf")
+        os.makedirs(v3_out, exist_ok=True)
+        out = os.path.join(v3_out, "v3_fp8-vocab-only.gguf")
+        legacy["on"] = False
+        sys.argv = ["convert_hf_to_gguf.py", v3_dir, "--vocab-only", "--outfile", out]
+        convert_hf_to_gguf.main()
+        print(f"wrote {out}: {os.path.getsize(out)} bytes")
+
     # BF16 holds the checkpoint's values: its HF logits are <src>/expected.safetensors (checked here,
     # which checks the name mapping back); quantised files get their own reference.
     for outtype in OUTTYPES:
