@@ -60,8 +60,10 @@ class metadata {
   }
 
  private:
+  // Below 2^31, so that the product of two sizes (rows x cols) cannot overflow before the tensor
+  // shapes, which the file's size bounds, are checked against them.
   int64_t checked(std::string_view name, uint64_t v) const {
-    if (v > (uint64_t{1} << 40))
+    if (v >= (uint64_t{1} << 31))
       fail(name, "is " + std::to_string(v) + ", far beyond any model dimension");
     return static_cast<int64_t>(v);
   }
