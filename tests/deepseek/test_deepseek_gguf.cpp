@@ -37,6 +37,8 @@ const fs::path q8_0_file = fixtures / "moonlight_gguf/moonlight-q8_0.gguf";
 // Q8_0 in the layout of conversions before llama.cpp's MLA-as-MQA change: attn_kv_b whole,
 // head_count_kv = head_count, key_length / value_length per head.
 const fs::path legacy_file = fixtures / "moonlight_gguf/moonlight-legacy-q8_0.gguf";
+// The DeepSeek-V3-like fixture (q_lora, YaRN, 4 expert groups), FP8 dequantized to BF16.
+const fs::path v3_file = fixtures / "v3_gguf/v3-bf16.gguf";
 constexpr int greedy_tokens = 32;
 
 struct expected_case {
@@ -234,9 +236,24 @@ BOOST_AUTO_TEST_CASE(config_from_deepseek2_keys_matches_config_json) {
   }
   // The converter's keys for the DeepSeek-V3-like config: q_lora, YaRN factor 32 with beta 1/1
   // and yarn_log_multiplier 0.1 (mscale_all_dim 1), 4 expert groups of which 2 are used.
-  const auto v3 = config::from_gguf(gguf_file::open(fixtures / "v3_gguf/v3_fp8-vocab-only.gguf"));
-  check_same_config(v3, config::from_file(fixtures / "v3_fp8/config.json"));
-  BOOST_CHECK_EQUAL(v3.topk_method, "greedy");  // no tensors, so no exp_probs_b.bias
+  const auto v3 = config::from_gguf(gguf_file::open(v3_file));
+  const auto v3_want = config::from_file(fixtures / "v3_fp8/config.json");
+  check_same_config(v3, v3_want);
+  BOOST_CHECK_EQUAL(v3.tie_word_embeddings, v3_want.tie_word_embeddings);
+  BOOST_CHECK_EQUAL(v3.topk_method, v3_want.topk_method);
+}
+
+BOOST_AUTO_TEST_CASE(v3_like_bf16_gguf_matches_hf_transformers) {
+  // q_lora (attn_q_a, attn_q_a_norm, attn_q_b), YaRN factor 32 with beta 1/1 and grouped routing
+  // (4 groups, 2 used), against HF on the same BF16-rounded weights.
+  const auto m = model::load(v3_file);
+  BOOST_CHECK_GT(m->cfg().q_lora_rank, 0);
+  const auto expected = load_expected(fixtures / "v3_gguf/expected_bf16.safetensors");
+  const auto [worst, agreeing] = compare_with_hf(m, expected);
+  BOOST_TEST_MESSAGE("DeepSeek-V3-like BF16 GGUF: largest relative logit error against HF "
+                     << worst);
+  BOOST_CHECK_LE(worst, 1e-3);
+  BOOST_CHECK_EQUAL(agreeing, greedy_tokens * static_cast<int>(expected.size()));
 }
 
 BOOST_AUTO_TEST_CASE(bf16_gguf_matches_hf_transformers) {

@@ -12,7 +12,9 @@ make_deepseek_fixtures.py) and llama.cpp's converter from the llama-cpp-python s
 
 Writes <out>/moonlight_gguf/moonlight-{bf16,q8_0,legacy-q8_0}.gguf and expected_q8_0.safetensors
 (legacy-q8_0: the layout of conversions before llama.cpp's MLA-as-MQA change, see below), and
-<out>/v3_gguf/v3_fp8-vocab-only.gguf, the metadata the converter writes for <out>/v3_fp8 (no tensors). The BF16 file holds
+<out>/v3_gguf/v3-bf16.gguf, the DeepSeek-V3-like <out>/v3_fp8 (q_lora, YaRN, grouped routing) with its FP8
+weights dequantized and rounded to BF16 by the converter, with expected_bf16.safetensors: HF transformers on
+those BF16 values. The BF16 file holds
 the checkpoint's values unchanged, so its reference is the HF output in <out>/moonlight/expected.safetensors.
 Q8_0 rounds every 32 weights to int8 with one f16 scale, which moves this tiny random model's logits by ~25%
 of the largest one (MoE routing flips), so expected_q8_0.safetensors holds HF transformers' logits and greedy
@@ -28,7 +30,8 @@ touched):
     deepseek2.expert_gating_func, and llama.cpp then routes with softmax (its DeepSeek-V2 default).
   - The vocabulary: the converter's deepseek2 set_vocab needs a known pre-tokenizer (a hash of a real
     tokenizer's output); the fixture has none. set_vocab is replaced by one that writes a minimal
-    GPT-2-style vocabulary of vocab_size byte-level tokens without merges, BOS/EOS from config.json. The
+    GPT-2-style vocabulary of vocab_size byte-level tokens with one merge (llama.cpp refuses a gpt2 vocabulary
+    without merges), BOS/EOS from config.json. The
     tensors are what the fixture is for; prompts are token ids.
 """
 import json
@@ -74,7 +77,7 @@ def main():
         self.gguf_writer.add_tokenizer_pre("default")
         self.gguf_writer.add_token_list(tokens)
         self.gguf_writer.add_token_types(types)
-        self.gguf_writer.add_token_merges([])
+        self.gguf_writer.add_token_merges([f"{tokens[0]} {tokens[1]}"])  # llama.cpp wants at least one
         if bos is not None:
             self.gguf_writer.add_bos_token_id(bos)
         if eos is not None:
@@ -125,9 +128,9 @@ def main():
                         "--outfile", out]
             convert_hf_to_gguf.main()
             print(f"wrote {out}: {os.path.getsize(out)} bytes")
-        # Metadata only (--vocab-only: the keys set_gguf_parameters writes, no tensors) of the
-        # DeepSeek-V3-like config: q_lora, YaRN (factor 32, beta 1/1, mscale_all_dim 1) and grouped
-        # routing, to check config::from_gguf against that config.json.
+        # The DeepSeek-V3-like config (q_lora, YaRN factor 32 with beta 1/1 and mscale_all_dim 1,
+        # 4 expert groups of which 2 are used), its FP8 weights dequantized by the converter and
+        # stored as BF16.
         v3_src = os.path.join(out_root, "v3_fp8")
         v3_dir = os.path.join(tmp, "v3_fp8")
         os.makedirs(v3_dir)
@@ -140,12 +143,15 @@ def main():
             json.dump(cfg, f, indent=2)
         v3_out = os.path.join(out_root, "v3_gguf")
         os.makedirs(v3_out, exist_ok=True)
-        out = os.path.join(v3_out, "v3_fp8-vocab-only.gguf")
+        out = os.path.join(v3_out, "v3-bf16.gguf")
         legacy["on"] = False
-        sys.argv = ["convert_hf_to_gguf.py", v3_dir, "--vocab-only", "--outfile", out]
+        sys.argv = ["convert_hf_to_gguf.py", v3_dir, "--outtype", "bf16", "--outfile", out]
         convert_hf_to_gguf.main()
         print(f"wrote {out}: {os.path.getsize(out)} bytes")
 
+    # FP8 x block scale rounded to BF16 is not the checkpoint's value: HF on the file's own weights.
+    hf_reference(gguf, os.path.join(out_root, "v3_gguf", "v3-bf16.gguf"), os.path.join(out_root, "v3_fp8"),
+                 os.path.join(out_root, "v3_gguf", "expected_bf16.safetensors"))
     # BF16 holds the checkpoint's values: its HF logits are <src>/expected.safetensors (checked here,
     # which checks the name mapping back); quantised files get their own reference.
     for outtype in OUTTYPES:
@@ -201,7 +207,8 @@ def hf_reference(gguf, gguf_path, src, out_path):
     from safetensors.torch import load_file, save_file
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
     cfg = json.load(open(os.path.join(src, "config.json")))
-    config = DeepseekV3Config(**{k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")})
+    config = DeepseekV3Config(**{k: v for k, v in cfg.items()
+                                 if k not in ("architectures", "torch_dtype", "quantization_config")})
     model = DeepseekV3ForCausalLM(config).to(torch.float32).eval()
     state = hf_state_dict(gguf, gguf_path, cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
