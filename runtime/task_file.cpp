@@ -260,12 +260,14 @@ task_spec parse_task(std::string_view text, std::string_view source) {
     constexpr std::string_view sec = "[model] (backend = \"local\")";
     rd.only_keys(*m, sec,
                  {"backend", "model", "threads", "context", "max_batch", "kv_budget_mib",
-                  "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty"});
+                  "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
+                  "expert_shards"});
     auto& l = spec.local;
     l.model = rd.string(*m, "model", sec, l.model);
     l.threads = static_cast<int>(rd.integer(*m, "threads", sec, l.threads, 1, 256));
     l.context = rd.integer(*m, "context", sec, l.context, 16, 1 << 20);
     l.max_batch = static_cast<int32_t>(rd.integer(*m, "max_batch", sec, l.max_batch, 1, 4096));
+    l.expert_shards = static_cast<int>(rd.integer(*m, "expert_shards", sec, l.expert_shards, 0, 1024));
     l.kv_budget_bytes =
       rd.integer(*m, "kv_budget_mib", sec, l.kv_budget_bytes >> 20, 1, 1 << 24) << 20;
     l.default_max_tokens = static_cast<uint32_t>(

@@ -12,7 +12,8 @@ namespace troupe::cli {
 inline void add_model_options(CLI::App* cmd, std::string& model, int& threads, int& context,
                               const char* context_help = "Context length (KV cache positions)") {
   cmd->add_option("-m,--model", model,
-                  "smollm2 (the embedded default, installed by scripts/install-deps) or a .gguf path")
+                  "smollm2 (the embedded default, installed by scripts/install-deps), a .gguf path, or a\n"
+                  "DeepSeek-V3/Kimi checkpoint directory")
     ->capture_default_str();
   cmd->add_option("-t,--threads", threads, "Threads for the kernels")
     ->capture_default_str()

@@ -276,8 +276,10 @@ BOOST_AUTO_TEST_CASE(the_local_fanout_sample_configures_the_engine) {
   BOOST_TEST(t.items.size() == 6u);
   const auto k = parse_task("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\n"
                             "model = \"/m/x.gguf\"\nkv_budget_mib = 64\ncontext = 1024\n"
-                            "max_batch = 4\ntop_k = 40\nrepetition_penalty = 1.1\n");
+                            "max_batch = 4\ntop_k = 40\nrepetition_penalty = 1.1\n"
+                            "expert_shards = 3\n");
   BOOST_TEST(k.local.model == "/m/x.gguf");
+  BOOST_TEST(k.local.expert_shards == 3);
   BOOST_TEST(k.local.kv_budget_bytes == int64_t{64} << 20);
   BOOST_TEST(k.local.context == 1024);
   BOOST_TEST(k.local.max_batch == 4);
