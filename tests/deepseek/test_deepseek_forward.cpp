@@ -24,67 +24,16 @@
 #include "troupe/deepseek/model.hpp"
 #include "troupe/error.hpp"
 #include "troupe/formats/safetensors.hpp"
+#include "deepseek/deepseek_test_support.hpp"
 
 namespace fs = std::filesystem;
 using namespace troupe;
 using namespace troupe::deepseek;
+using namespace troupe::deepseek::test;
 
 namespace {
 
-const fs::path fixtures = fs::path(TROUPE_SOURCE_DIR) / "tests/fixtures/deepseek";
 const char* const configs[] = {"k25_int4", "moonlight", "v3_fp8"};
-constexpr int greedy_tokens = 32;
-
-struct expected_case {
-  std::vector<int32_t> prompt;
-  std::vector<float> logits;  // [prompt, vocab]
-  std::vector<int32_t> greedy;
-};
-
-template <class T>
-std::vector<T> values(const safetensors_file& f, const std::string& name) {
-  const auto* t = f.find(name);
-  BOOST_REQUIRE_MESSAGE(t != nullptr, "fixture lacks " << name);
-  std::vector<T> out(static_cast<size_t>(t->elements()));
-  BOOST_REQUIRE_EQUAL(t->size, out.size() * sizeof(T));
-  std::memcpy(out.data(), t->data, t->size);
-  return out;
-}
-
-std::vector<expected_case> load_expected(const fs::path& dir) {
-  auto f = safetensors_file::open(dir / "expected.safetensors");
-  std::vector<expected_case> cases;
-  for (int i = 0; f.find("prompt_" + std::to_string(i)) != nullptr; ++i) {
-    const auto n = std::to_string(i);
-    cases.push_back({values<int32_t>(f, "prompt_" + n), values<float>(f, "logits_" + n),
-                     values<int32_t>(f, "greedy_" + n)});
-  }
-  BOOST_REQUIRE(!cases.empty());
-  return cases;
-}
-
-// max |a - b| / max |b| over one row.
-double relative_error(const float* a, const float* b, int64_t n) {
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff = std::max(diff, std::abs(double(a[i]) - b[i]));
-    scale = std::max(scale, std::abs(double(b[i])));
-  }
-  return diff / scale;
-}
-
-int32_t argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-}
-
-std::vector<float> run_prompt(batch_decoder& d, const std::vector<int32_t>& prompt, bool all = true) {
-  const uint32_t seq = d.open(256);
-  const batch_decoder::chunk ch{seq, prompt};
-  auto out = d.decode({&ch, 1}, all);
-  std::vector<float> logits(out.begin(), out.end());
-  d.close(seq);
-  return logits;
-}
 
 }  // namespace
 
@@ -96,23 +45,13 @@ BOOST_AUTO_TEST_CASE(logits_and_greedy_match_hf_transformers) {
       batch_decoder d(m, {.threads = 2, .attention = attention_form::plain});
       batch_decoder fast(m, {.threads = 2, .attention = attention_form::automatic});
       double worst = 0;
-      for (const auto& c : load_expected(fixtures / name)) {
+      for (const auto& c : load_expected(fixtures / name / "expected.safetensors")) {
         const auto logits = run_prompt(d, c.prompt);
         BOOST_REQUIRE_EQUAL(logits.size(), c.logits.size());
         for (size_t p = 0; p < c.prompt.size(); ++p)
           worst = std::max(worst, relative_error(logits.data() + p * V, c.logits.data() + p * V, V));
-        // Greedy: prefill in one chunk, then one token per step (the absorbed decode).
-        const uint32_t seq = fast.open(256);
-        batch_decoder::chunk ch{seq, c.prompt};
-        auto out = fast.decode({&ch, 1});
-        std::vector<int32_t> got;
-        for (int i = 0; i < greedy_tokens; ++i) {
-          got.push_back(argmax(out));
-          ch.tokens = {&got.back(), 1};
-          if (i + 1 < greedy_tokens) out = fast.decode({&ch, 1});
-        }
+        const auto got = greedy(fast, c.prompt);
         BOOST_CHECK_EQUAL_COLLECTIONS(got.begin(), got.end(), c.greedy.begin(), c.greedy.end());
-        fast.close(seq);
       }
       BOOST_TEST_MESSAGE(name << ": largest relative logit error against HF " << worst);
       BOOST_CHECK_LE(worst, 1e-3);
@@ -127,7 +66,7 @@ BOOST_AUTO_TEST_CASE(absorbed_decode_matches_plain) {
       const int64_t V = m->cfg().vocab_size;
       batch_decoder plain(m, {.threads = 2, .attention = attention_form::plain});
       batch_decoder absorbed(m, {.threads = 2, .attention = attention_form::absorbed});
-      const auto c = load_expected(fixtures / name)[3];
+      const auto c = load_expected(fixtures / name / "expected.safetensors")[3];
       const uint32_t a = plain.open(64), b = absorbed.open(64);
       double worst = 0;
       for (int32_t tok : c.prompt) {
@@ -154,7 +93,7 @@ BOOST_AUTO_TEST_CASE(shards_leave_logits_bit_identical_and_batching_within_round
     BOOST_TEST_CONTEXT("fixture " << name) {
       auto m = model::load(fixtures / name);
       const int64_t V = m->cfg().vocab_size;
-      const auto cases = load_expected(fixtures / name);
+      const auto cases = load_expected(fixtures / name / "expected.safetensors");
       auto run_batch = [&](expert_runner* runner) {
         batch_decoder d(m, {.threads = 2, .attention = attention_form::automatic, .experts = runner});
         std::vector<batch_decoder::chunk> chunks;
@@ -245,18 +184,6 @@ std::string read(const fs::path& p) {
 }
 
 void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
-
-template <class F>
-std::string error_of(F f, errc code) {
-  try {
-    f();
-  } catch (const troupe::error& e) {
-    BOOST_CHECK_MESSAGE(e.code() == code, "code " << to_string(e.code()) << ": " << e.message());
-    return e.message();
-  }
-  BOOST_FAIL("no error thrown");
-  return {};
-}
 
 }  // namespace
 

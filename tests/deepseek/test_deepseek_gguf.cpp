@@ -24,14 +24,15 @@
 #include "troupe/error.hpp"
 #include "troupe/formats/gguf.hpp"
 #include "troupe/formats/safetensors.hpp"
+#include "deepseek/deepseek_test_support.hpp"
 
 namespace fs = std::filesystem;
 using namespace troupe;
 using namespace troupe::deepseek;
+using namespace troupe::deepseek::test;
 
 namespace {
 
-const fs::path fixtures = fs::path(TROUPE_SOURCE_DIR) / "tests/fixtures/deepseek";
 const fs::path bf16_file = fixtures / "moonlight_gguf/moonlight-bf16.gguf";
 const fs::path q8_0_file = fixtures / "moonlight_gguf/moonlight-q8_0.gguf";
 // Q8_0 in the layout of conversions before llama.cpp's MLA-as-MQA change: attn_kv_b whole,
@@ -39,76 +40,10 @@ const fs::path q8_0_file = fixtures / "moonlight_gguf/moonlight-q8_0.gguf";
 const fs::path legacy_file = fixtures / "moonlight_gguf/moonlight-legacy-q8_0.gguf";
 // The DeepSeek-V3-like fixture (q_lora, YaRN, 4 expert groups), FP8 dequantized to BF16.
 const fs::path v3_file = fixtures / "v3_gguf/v3-bf16.gguf";
-constexpr int greedy_tokens = 32;
 
-struct expected_case {
-  std::vector<int32_t> prompt;
-  std::vector<float> logits;  // [prompt, vocab]
-  std::vector<int32_t> greedy;
-};
-
-template <class T>
-std::vector<T> values(const safetensors_file& f, const std::string& name) {
-  const auto* t = f.find(name);
-  BOOST_REQUIRE_MESSAGE(t != nullptr, "fixture lacks " << name);
-  std::vector<T> out(static_cast<size_t>(t->elements()));
-  BOOST_REQUIRE_EQUAL(t->size, out.size() * sizeof(T));
-  std::memcpy(out.data(), t->data, t->size);
-  return out;
-}
-
-// HF transformers' output for the Moonlight weights (the BF16 file holds exactly those), or for
-// the Q8_0 file's rounded weights (expected_q8_0.safetensors).
-std::vector<expected_case> load_expected(const fs::path& file = fixtures /
-                                                                "moonlight/expected.safetensors") {
-  auto f = safetensors_file::open(file);
-  std::vector<expected_case> cases;
-  for (int i = 0; f.find("prompt_" + std::to_string(i)) != nullptr; ++i) {
-    const auto n = std::to_string(i);
-    cases.push_back({values<int32_t>(f, "prompt_" + n), values<float>(f, "logits_" + n),
-                     values<int32_t>(f, "greedy_" + n)});
-  }
-  BOOST_REQUIRE(!cases.empty());
-  return cases;
-}
-
-// max |a - b| / max |b| over one row.
-double relative_error(const float* a, const float* b, int64_t n) {
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff = std::max(diff, std::abs(double(a[i]) - b[i]));
-    scale = std::max(scale, std::abs(double(b[i])));
-  }
-  return diff / scale;
-}
-
-int32_t argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-}
-
-std::vector<float> run_prompt(batch_decoder& d, const std::vector<int32_t>& prompt) {
-  const uint32_t seq = d.open(256);
-  const batch_decoder::chunk ch{seq, prompt};
-  auto out = d.decode({&ch, 1}, true);
-  std::vector<float> logits(out.begin(), out.end());
-  d.close(seq);
-  return logits;
-}
-
-// Prefill in one chunk, then one token per step (the absorbed decode).
-std::vector<int32_t> greedy(batch_decoder& d, const std::vector<int32_t>& prompt) {
-  const uint32_t seq = d.open(256);
-  batch_decoder::chunk ch{seq, prompt};
-  auto out = d.decode({&ch, 1});
-  std::vector<int32_t> got;
-  for (int i = 0; i < greedy_tokens; ++i) {
-    got.push_back(argmax(out));
-    ch.tokens = {&got.back(), 1};
-    if (i + 1 < greedy_tokens) out = d.decode({&ch, 1});
-  }
-  d.close(seq);
-  return got;
-}
+// HF transformers' output for the Moonlight weights (the BF16 file holds exactly those; the Q8_0
+// file's rounded weights have their own, expected_q8_0.safetensors).
+const fs::path moonlight_expected = fixtures / "moonlight/expected.safetensors";
 
 // Largest relative logit error against HF over every prompt position, and how many greedy
 // tokens agree with HF's before the first difference (summed over the prompts).
@@ -209,19 +144,6 @@ struct scratch_copy {
   std::string bytes;
 };
 
-template <class F>
-std::string error_of(F f, errc code) {
-  try {
-    f();
-  } catch (const troupe::error& e) {
-    BOOST_CHECK_MESSAGE(e.code() == code, "code " << to_string(e.code()) << ": " << e.message());
-    BOOST_TEST_MESSAGE(e.message());
-    return e.message();
-  }
-  BOOST_FAIL("no error thrown");
-  return {};
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(config_from_deepseek2_keys_matches_config_json) {
@@ -260,10 +182,10 @@ BOOST_AUTO_TEST_CASE(bf16_gguf_matches_hf_transformers) {
   // load() takes the .gguf path and hands it to load_gguf.
   const auto m = model::load(bf16_file);
   BOOST_CHECK(m->path() == bf16_file);
-  const auto [worst, agreeing] = compare_with_hf(m, load_expected());
+  const auto [worst, agreeing] = compare_with_hf(m, load_expected(moonlight_expected));
   BOOST_TEST_MESSAGE("BF16 GGUF: largest relative logit error against HF " << worst);
   BOOST_CHECK_LE(worst, 1e-3);
-  const int all = greedy_tokens * static_cast<int>(load_expected().size());
+  const int all = greedy_tokens * static_cast<int>(load_expected(moonlight_expected).size());
   BOOST_CHECK_EQUAL(agreeing, all);  // identical greedy continuations
 }
 
@@ -275,7 +197,7 @@ BOOST_AUTO_TEST_CASE(bf16_gguf_computes_what_the_safetensors_checkpoint_computes
   batch_decoder dg(g, {.threads = 2, .attention = attention_form::absorbed});
   batch_decoder ds(s, {.threads = 2, .attention = attention_form::absorbed});
   double worst = 0;
-  for (const auto& c : load_expected()) {
+  for (const auto& c : load_expected(moonlight_expected)) {
     const auto a = run_prompt(dg, c.prompt);
     const auto b = run_prompt(ds, c.prompt);
     for (size_t p = 0; p < c.prompt.size(); ++p)
@@ -387,7 +309,7 @@ BOOST_AUTO_TEST_CASE(legacy_layout_runs_with_kv_b_whole) {
   const int64_t V = m->cfg().vocab_size;
   batch_decoder plain(m, {.threads = 2, .attention = attention_form::plain});
   double first = 0;
-  for (const auto& c : load_expected())
+  for (const auto& c : load_expected(moonlight_expected))
     first = std::max(first, relative_error(run_prompt(plain, c.prompt).data(), c.logits.data(), V));
   BOOST_TEST_MESSAGE(
       "legacy Q8_0 GGUF: largest relative logit error against HF (BF16 weights) at the first "
