@@ -3,6 +3,7 @@
 #include <string>
 
 #include "caf/all.hpp"
+#include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
 
 namespace troupe::deepseek {
@@ -19,12 +20,14 @@ expert_shard_actor::behavior_type expert_shard(expert_shard_actor::stateful_poin
                                                std::shared_ptr<const model> m) {
   self->state.m = std::move(m);
   return {
-      [self](expert_step_atom, shard_work w) -> bool {
+      [self](expert_step_atom, shard_work w) -> caf::result<bool> {
         try {
           compute_experts(*self->state.m, *w.batch, w.first, w.last, self->state.scratch);
           return true;
-        } catch (const std::exception&) {
-          return false;
+        } catch (const error& e) {
+          return to_caf_error(e);
+        } catch (const std::exception& e) {
+          return to_caf_error(error(errc::internal, e.what()));
         }
       },
   };
@@ -68,9 +71,9 @@ void expert_shard_group::run(const expert_batch& batch) {
   }
   std::string failure;
   for (auto& h : pending) {
-    h.receive([&](bool ok) { if (!ok && failure.empty()) failure = "a kernel failed"; },
+    h.receive([&](bool) {},
               [&](caf::error& e) {
-                if (failure.empty()) failure = impl_->self->system().render(e);
+                if (failure.empty()) failure = from_caf_error(e, "expert shard").message();
               });
   }
   if (!failure.empty())

@@ -7,8 +7,8 @@
 ///
 /// Protocol of one shard (expert_shard_actor):
 ///   (expert_step_atom, shard_work) -> bool   computes experts [first, last) of work.batch's layer
-///     over their tokens, writing only those experts' rows of batch.out; replies true, or false
-///     when a kernel failed (the group then throws). The batch is borrowed, not copied: the
+///     over their tokens, writing only those experts' rows of batch.out; replies true, or the
+///     troupe::error that stopped it (the group then throws). The batch is borrowed, not copied: the
 ///     sender keeps it alive and unchanged until the reply.
 /// Shards are detached actors (a thread each), so they run in parallel with one another and with
 /// the decoder; they stop when the group is destroyed.
