@@ -62,7 +62,7 @@ class local_runner final : public expert_runner {
   void run(const expert_batch& b) override {
     const auto E = static_cast<int64_t>(b.offsets.size()) - 1;
     buffers_.resize(static_cast<size_t>(pool_.size()));
-    // Balance by tokens rather than by expert count: split the pair list.
+    // Contiguous expert ranges per thread (as the shards own them); each thread its own buffers.
     pool_.parallel_for(E, [&](int64_t first, int64_t last, int thread) {
       compute_experts(m_, b, first, last, buffers_[static_cast<size_t>(thread)]);
     });
