@@ -3,13 +3,8 @@
 
 #include "troupe/formats/gguf.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -17,6 +12,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "formats/read_only_map.hpp"
 #include "troupe/error.hpp"
 
 namespace troupe {
@@ -229,32 +225,13 @@ gguf_file gguf_file::open(const std::filesystem::path& path) {
   f.path_ = path;
   const std::string file = path.string();
 
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int e = errno;
-    if (e == ENOENT) throw error(errc::not_found, file + ": no such file; check the model path");
-    throw error(errc::io_error, file + ": cannot open: " + std::strerror(e));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw error(errc::io_error, file + ": not a regular file");
-  }
-  f.size_ = static_cast<uint64_t>(st.st_size);
-  if (f.size_ < 8) {
-    ::close(fd);
-    throw error(errc::parse_error, file + ": only " + std::to_string(f.size_) +
-                                       " bytes, too small to be a GGUF file (the header alone is "
-                                       "24 bytes); the file is truncated or not a model");
-  }
-  void* m = ::mmap(nullptr, static_cast<size_t>(f.size_), PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) {
-    throw error(errc::io_error, file + ": cannot map " + std::to_string(f.size_) +
-                                    " bytes: " + std::strerror(map_errno));
-  }
-  f.map_ = static_cast<const std::byte*>(m);
+  const auto m = map_read_only(file, 8, [](uint64_t size) {
+    return "only " + std::to_string(size) +
+           " bytes, too small to be a GGUF file (the header alone is 24 bytes); the file is "
+           "truncated or not a model";
+  });
+  f.map_ = m.data;
+  f.size_ = m.size;
 
   cursor c(f.map_, f.size_, file);
 
@@ -498,7 +475,7 @@ gguf_file& gguf_file::operator=(gguf_file&& other) noexcept {
 gguf_file::~gguf_file() { release(); }
 
 void gguf_file::release() noexcept {
-  if (map_ != nullptr) ::munmap(const_cast<std::byte*>(map_), static_cast<size_t>(size_));
+  unmap({map_, size_});
   map_ = nullptr;
 }
 

@@ -5,10 +5,7 @@
 
 #include "troupe/formats/safetensors.hpp"
 
-#include <fcntl.h>
 #include <simdjson.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +21,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "formats/read_only_map.hpp"
 #include "troupe/error.hpp"
 #include "troupe/json.hpp"
 
@@ -171,32 +169,13 @@ safetensors_file safetensors_file::open(const std::filesystem::path& path) {
   const std::string file = path.string();
   const auto fail = [&file](const std::string& what) { throw_parse_error(file, what); };
 
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int e = errno;
-    if (e == ENOENT) throw error(errc::not_found, file + ": no such file; check the model path");
-    throw error(errc::io_error, file + ": cannot open: " + std::strerror(e));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw error(errc::io_error, file + ": not a regular file");
-  }
-  f.size_ = static_cast<uint64_t>(st.st_size);
-  if (f.size_ < 8) {
-    ::close(fd);
-    fail("only " + std::to_string(f.size_) +
-         " bytes, too short for the 8-byte header length of a safetensors file; the file is "
-         "truncated or not a safetensors file");
-  }
-  void* m = ::mmap(nullptr, static_cast<size_t>(f.size_), PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) {
-    throw error(errc::io_error, file + ": cannot map " + std::to_string(f.size_) +
-                                    " bytes: " + std::strerror(map_errno));
-  }
-  f.map_ = static_cast<const std::byte*>(m);
+  const auto m = map_read_only(file, 8, [](uint64_t size) {
+    return "only " + std::to_string(size) +
+           " bytes, too short for the 8-byte header length of a safetensors file; the file is "
+           "truncated or not a safetensors file";
+  });
+  f.map_ = m.data;
+  f.size_ = m.size;
 
   uint64_t header_len = 0;
   std::memcpy(&header_len, f.map_, 8);
@@ -413,7 +392,7 @@ safetensors_file& safetensors_file::operator=(safetensors_file&& other) noexcept
 safetensors_file::~safetensors_file() { release(); }
 
 void safetensors_file::release() noexcept {
-  if (map_ != nullptr) ::munmap(const_cast<std::byte*>(map_), static_cast<size_t>(size_));
+  unmap({map_, size_});
   map_ = nullptr;
 }
 
