@@ -254,33 +254,6 @@ namespace {
 
 void append_python_json(std::string& out, const json::value& v);
 
-/// A JSON string as Python's json.dumps(ensure_ascii=False) writes it.
-void append_python_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          static constexpr char hex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xF];
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
-
 /// A double as Python's repr: the shortest digits that round-trip, in fixed notation for
 /// decimal exponents -4..15 (with ".0" for whole numbers), else as d.ddde+XX.
 void append_python_float(std::string& out, double d) {
@@ -338,7 +311,7 @@ void append_python_json(std::string& out, const json::value& v) {
   } else if (const double* d = std::get_if<double>(&raw)) {
     append_python_float(out, *d);
   } else if (const std::string* s = std::get_if<std::string>(&raw)) {
-    append_python_string(out, *s);
+    json::append_quoted(out, *s);  // = json.dumps(ensure_ascii=False) for valid UTF-8
   } else if (const json::array* a = std::get_if<json::array>(&raw)) {
     out += '[';
     for (size_t k = 0; k < a->size(); ++k) {
@@ -350,7 +323,7 @@ void append_python_json(std::string& out, const json::value& v) {
     out += '{';
     for (size_t k = 0; k < o->size(); ++k) {
       if (k) out += ", ";
-      append_python_string(out, (*o)[k].first);
+      json::append_quoted(out, (*o)[k].first);
       out += ": ";
       append_python_json(out, (*o)[k].second);
     }
