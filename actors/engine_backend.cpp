@@ -64,6 +64,7 @@ class llama_backend final : public engine_backend {
   std::vector<int32_t> prompt(const chat_request& req) const override {
     return tok_.encode(tmpl_.apply(render_hermes(req), true), true, true);
   }
+  std::vector<int32_t> encode(std::string_view text) const override { return tok_.encode(text, true, false); }
   bool is_end_of_generation(int32_t t) const override { return tok_.is_end_of_generation(t); }
   std::string piece(int32_t t) const override { return tok_.token_to_piece(t); }
   const llama::token_masker* masker() const noexcept override { return &masker_; }
@@ -118,6 +119,7 @@ class deepseek_backend final : public engine_backend {
                                       true),
                        true);
   }
+  std::vector<int32_t> encode(std::string_view text) const override { return tok_.encode(text, false); }
   bool is_end_of_generation(int32_t t) const override {
     return t == tok_.eos_id() || t == end_of_turn_ || t >= tok_.vocab_size();
   }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "caf/fwd.hpp"
@@ -43,6 +44,9 @@ class engine_backend {
   /// The request's conversation and tools in the model's chat template, tokenised, ending with
   /// the assistant header.
   virtual std::vector<int32_t> prompt(const chat_request& req) const = 0;
+  /// Plain text as the model continues it (no template, special-token text not parsed; BOS
+  /// when the model asks for one).
+  virtual std::vector<int32_t> encode(std::string_view text) const = 0;
   virtual bool is_end_of_generation(int32_t token) const = 0;
   /// Bytes of a generated token (control tokens: none).
   virtual std::string piece(int32_t token) const = 0;

@@ -7,16 +7,12 @@
 
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
-#include "troupe/deepseek/batch_decoder.hpp"
-#include "troupe/deepseek/expert_shards.hpp"
+#include "engine_backend.hpp"
+#include "model_options.hpp"
 #include "troupe/error.hpp"
-#include "troupe/formats/tiktoken.hpp"
-#include "troupe/formats/tool_calls.hpp"
-#include "troupe/llama/chat_template.hpp"
-#include "troupe/llama/llama_model.hpp"
+#include "troupe/llama/sampler.hpp"
 #include "troupe/llama/tokenizer.hpp"
 #include "troupe/local_model.hpp"
-#include "model_options.hpp"
 
 namespace troupe::cli {
 
@@ -59,63 +55,6 @@ void report(size_t prompt_tokens, int generated, clock::time_point t0, clock::ti
                generated / std::max(decode_s, 1e-9));
 }
 
-/// A DeepSeek-V3 / Kimi checkpoint directory: tiktoken tokenizer, Kimi chat template, the MLA +
-/// MoE decoder with its routed experts on expert-shard actors.
-int generate_deepseek(const generate_options& opts, const std::filesystem::path& dir) {
-  auto model = deepseek::model::load(dir);
-  auto tok = tiktoken_tokenizer::from_directory(dir);
-  std::string text = opts.prompt;
-  if (!opts.raw) {
-    const chat_message user = chat_message::user(opts.prompt);
-    text = kimi_k2_prompt({&user, 1}, {}, true);
-  }
-  auto prompt_tokens = tok.encode(text, !opts.raw);
-  if (prompt_tokens.empty()) throw error{errc::invalid_argument, "the prompt is empty"};
-  if (static_cast<int64_t>(prompt_tokens.size()) + 1 > opts.context)
-    throw error{errc::invalid_argument, "the prompt is " + std::to_string(prompt_tokens.size()) +
-                                            " tokens long, more than the context of " +
-                                            std::to_string(opts.context) + "; shorten it or raise --context"};
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
-  std::unique_ptr<deepseek::expert_shard_group> shards;
-  if (opts.expert_shards > 0)
-    shards = std::make_unique<deepseek::expert_shard_group>(
-        sys, model, static_cast<int>(std::min<int64_t>(opts.expert_shards, model->cfg().n_routed_experts)));
-  deepseek::batch_decoder decoder(model, {.threads = opts.threads,
-                                          .attention = deepseek::attention_form::automatic,
-                                          .experts = shards.get()});
-  const uint32_t seq = decoder.open(opts.context);
-  const auto end_of_turn = tok.special_id("<|im_end|>");
-  llama::sampler sampler{opts.sampling};
-  for (auto t : prompt_tokens) sampler.accept(t);
-  const auto t0 = clock::now();
-  deepseek::batch_decoder::chunk ch{seq, prompt_tokens};
-  auto logits = decoder.decode({&ch, 1});
-  const auto t1 = clock::now();
-  int generated = 0;
-  std::string pending;
-  int32_t next = 0;
-  while (generated < opts.max_tokens && decoder.position(seq) < opts.context) {
-    next = sampler.sample(logits);
-    if (next == tok.eos_id() || (end_of_turn && next == *end_of_turn)) break;
-    sampler.accept(next);
-    ++generated;
-    pending += tok.token_to_piece(next);
-    const std::string complete = llama::take_complete_utf8(pending);
-    std::fwrite(complete.data(), 1, complete.size(), stdout);
-    std::fflush(stdout);
-    if (generated < opts.max_tokens && decoder.position(seq) < opts.context) {
-      ch.tokens = {&next, 1};
-      logits = decoder.decode({&ch, 1});
-    }
-  }
-  std::fwrite(pending.data(), 1, pending.size(), stdout);
-  std::fputc('\n', stdout);
-  report(prompt_tokens.size(), generated, t0, t1, clock::now());
-  shards.reset();
-  return 0;
-}
-
 }  // namespace
 
 int generate_command(const generate_options& opts) {
@@ -128,45 +67,57 @@ int generate_command(const generate_options& opts) {
     return 2;
   }
   try {
-    if (std::filesystem::is_directory(path)) return generate_deepseek(opts, path);
-    auto model = llama::llama_model::load(path);
-    auto tok = llama::tokenizer::from_gguf(model->file());
-    std::string text = opts.prompt;
-    if (!opts.raw) {
-      auto tmpl = llama::chat_template::from_gguf(model->file());
-      std::vector<llama::chat_message> conversation{{"user", opts.prompt}};
-      text = tmpl.apply(conversation, true);
+    // The engine's model families: a GGUF llama model (ChatML) or a DeepSeek-V3/Kimi checkpoint
+    // (Kimi template, routed experts on expert-shard actors).
+    caf::actor_system_config cfg;
+    caf::actor_system sys{cfg};
+    auto model = engine_backend::load(path, sys, opts.threads, opts.expert_shards);
+    std::vector<int32_t> prompt_tokens;
+    if (opts.raw) {
+      prompt_tokens = model->encode(opts.prompt);
+    } else {
+      chat_request req;
+      req.messages.push_back(chat_message::user(opts.prompt));
+      prompt_tokens = model->prompt(req);
     }
-    auto prompt_tokens = tok.encode(text, true, !opts.raw);
+    if (prompt_tokens.empty()) throw error{errc::invalid_argument, "the prompt is empty"};
     if (static_cast<int64_t>(prompt_tokens.size()) + 1 > opts.context)
       throw error{errc::invalid_argument,
                   "the prompt is " + std::to_string(prompt_tokens.size()) +
                     " tokens long, more than the context of " + std::to_string(opts.context) +
                     "; shorten it or raise --context"};
-    llama::llama_session session{model, opts.context, opts.threads};
+    const uint32_t seq = model->open(opts.context);
+    int64_t position = 0;
+    auto decode = [&](std::span<const int32_t> tokens) {
+      const engine_backend::chunk ch{seq, tokens};
+      position += static_cast<int64_t>(tokens.size());
+      return model->decode({&ch, 1});
+    };
     llama::sampler sampler{opts.sampling};
     for (auto t : prompt_tokens) sampler.accept(t);
     const auto t0 = clock::now();
-    auto logits = session.decode(prompt_tokens);
+    auto logits = decode(prompt_tokens);
     const auto t1 = clock::now();
     int generated = 0;
     std::string pending;  // Bytes of an incomplete UTF-8 sequence wait for the next token.
-    while (generated < opts.max_tokens && session.position() < session.context()) {
-      auto next = sampler.sample(logits);
-      if (tok.is_end_of_generation(next)) break;
+    int32_t next = 0;
+    while (generated < opts.max_tokens && position < opts.context) {
+      next = sampler.sample(logits);
+      if (model->is_end_of_generation(next)) break;
       sampler.accept(next);
       ++generated;
-      pending += tok.token_to_piece(next);
+      pending += model->piece(next);
       // Print up to the last complete UTF-8 character.
       const std::string complete = llama::take_complete_utf8(pending);
       std::fwrite(complete.data(), 1, complete.size(), stdout);
       std::fflush(stdout);
-      if (generated < opts.max_tokens && session.position() < session.context())
-        logits = session.decode(std::span<const int32_t>{&next, 1});
+      if (generated < opts.max_tokens && position < opts.context)
+        logits = decode(std::span<const int32_t>{&next, 1});
     }
     std::fwrite(pending.data(), 1, pending.size(), stdout);
     std::fputc('\n', stdout);
     report(prompt_tokens.size(), generated, t0, t1, clock::now());
+    model->close(seq);
     return 0;
   } catch (const error& e) {
     std::fprintf(stderr, "troupe generate: %s\n", e.what());
