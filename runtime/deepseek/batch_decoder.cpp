@@ -47,6 +47,7 @@ struct batch_decoder::state {
 
   // step buffers
   std::vector<float> h, xn, qa, q, kva, attn, proj, gate, up, logits, router_logits, moe_out, lat, kvd;
+  std::vector<float> rope_cos, rope_sin;
   std::vector<std::byte> act;
   std::vector<attention_scratch> att;
   std::vector<expert_scratch> expert_buffers;
@@ -187,14 +188,24 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
       }
   }
 
-  auto rotate = [&](float* x, int64_t pos) {
-    for (int64_t i = 0; i < rope / 2; ++i) {
-      const float angle = static_cast<float>(pos) * s.inv_freq[static_cast<size_t>(i)];
-      const float cs = static_cast<float>(std::cos(static_cast<double>(angle))) * s.rope_amplitude;
-      const float sn = static_cast<float>(std::sin(static_cast<double>(angle))) * s.rope_amplitude;
+  // cos/sin of every token's rope angles, once per step (every layer and head uses them):
+  // [T, rope/2] each, the YaRN amplitude folded in.
+  const int64_t pairs = rope / 2;
+  grow(s.rope_cos, T * pairs);
+  grow(s.rope_sin, T * pairs);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < pairs; ++i) {
+      const float angle = static_cast<float>(tok_pos[t]) * s.inv_freq[static_cast<size_t>(i)];
+      s.rope_cos[t * pairs + i] = static_cast<float>(std::cos(static_cast<double>(angle))) * s.rope_amplitude;
+      s.rope_sin[t * pairs + i] = static_cast<float>(std::sin(static_cast<double>(angle))) * s.rope_amplitude;
+    }
+  auto rotate = [&](float* x, int64_t t) {
+    const float* cs = s.rope_cos.data() + t * pairs;
+    const float* sn = s.rope_sin.data() + t * pairs;
+    for (int64_t i = 0; i < pairs; ++i) {
       const float x0 = x[2 * i], x1 = x[2 * i + 1];
-      x[2 * i] = x0 * cs - x1 * sn;
-      x[2 * i + 1] = x1 * cs + x0 * sn;
+      x[2 * i] = x0 * cs[i] - x1 * sn[i];
+      x[2 * i + 1] = x1 * cs[i] + x0 * sn[i];
     }
   };
 
@@ -220,8 +231,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
     for (int64_t t = 0; t < T; ++t) {
       float* kv = s.kva.data() + t * lat_w;
       kc::rms_norm(kv, L.kv_a_norm.data(), kv, R, lora_eps);
-      rotate(kv + R, tok_pos[t]);
-      for (int64_t h = 0; h < H; ++h) rotate(s.q.data() + (t * H + h) * qk + nope, tok_pos[t]);
+      rotate(kv + R, t);
+      for (int64_t h = 0; h < H; ++h) rotate(s.q.data() + (t * H + h) * qk + nope, t);
       sequence& sq = *seq_of[static_cast<size_t>(tok_chunk[t])];
       std::memcpy(sq.cache.get() + (l * sq.capacity + tok_pos[t]) * lat_w, kv,
                   static_cast<size_t>(lat_w) * sizeof(float));
