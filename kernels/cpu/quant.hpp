@@ -118,6 +118,8 @@ inline float bf16_to_fp32(uint16_t h) noexcept {
 uint16_t fp32_to_bf16(float f) noexcept;
 
 /// Instruction-set levels. `best` means the widest one this CPU supports and this build has.
+/// `avx512` is F + BW + VL; within it, the Q4_1/Q8_0 multi-row kernels (mat_mat, mat_vec) use
+/// VNNI where the CPU has it (same results bit for bit, like every level's).
 enum class isa : uint8_t { scalar = 0, avx2 = 1, avx512 = 2, best = 255 };
 const char* to_string(isa level) noexcept;
 /// True when kernels for `level` are compiled in and the CPU runs them.

@@ -52,5 +52,13 @@ const kernel_table& scalar_kernels() noexcept;
 /// Defined in quant_avx2.cpp / quant_avx512.cpp; only call after the CPU check passed.
 const kernel_table& avx2_kernels() noexcept;
 const kernel_table& avx512_kernels() noexcept;
+/// Defined in quant_avx512_vnni.cpp (mat_mat_fn contract); only call after the CPU reported
+/// avx512f, avx512bw, avx512vl and avx512vnni.
+void mat_mat_q4_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                              const void* a, size_t act_stride, int64_t tokens, float* y,
+                              int64_t y_stride);
+void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                              const void* a, size_t act_stride, int64_t tokens, float* y,
+                              int64_t y_stride);
 
 }  // namespace troupe::kernels::cpu::detail

@@ -480,7 +480,8 @@ BOOST_AUTO_TEST_CASE(mat_vec_matches_vec_dot_per_row) {
 
 BOOST_AUTO_TEST_CASE(mat_mat_matches_vec_dot_per_row_and_token) {
   // Every (row, token) of the multi-row kernels bit-identical to vec_dot, for row counts that
-  // leave every remainder of the 4-row groups and token counts that leave a single token after
+  // leave every remainder of the 4- and 8-row groups (odd ones: the AVX-512 VNNI kernels pair
+  // rows in one register) and token counts that leave a single token after
   // the pairs; the output rows are wider than `rows` and the gaps must stay untouched.
   rng r;
   for (quant_type t : weight_types) {
@@ -488,7 +489,7 @@ BOOST_AUTO_TEST_CASE(mat_mat_matches_vec_dot_per_row_and_token) {
     const int64_t n = sizes_for(t)[2];
     const size_t stride = size_t(q::row_bytes(t, n)) + 24;
     const size_t act_stride = size_t(q::row_bytes(at, n)) + 8;
-    for (int64_t rows : {1, 2, 3, 4, 5, 6, 7, 13}) {
+    for (int64_t rows : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}) {
       for (int64_t tokens : {1, 2, 3, 5}) {
         std::vector<unsigned char> w(stride * rows);
         for (int64_t row = 0; row < rows; ++row) {

@@ -1,0 +1,249 @@
+// AVX-512 VNNI multi-row kernels for Q4_1 and Q8_0 weights (the decode and prefill mat-muls of
+// GGUF models). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c;
+// reached only through avx512_kernels() after the CPU reported avx512vnni.
+//
+// Bit-identical to dot_q4_1 / dot_q8_0 of quant_avx2.cpp (and so to ggml's AVX2 vec_dot): each
+// row keeps its own 8 fp32 lanes, each lane the same 4-product integer sum, scaled and
+// accumulated block after block by the same FMA, and reduced by the same horizontal sum. What
+// changes is only the packing: two rows share one zmm register (one row per 128-bit chunk pair),
+// and vpdpbusd does maddubs + madd in one instruction (exact here: no pair sum can saturate,
+// |nibble·q8| <= 15·127 and |q8·q8| <= 128·128).
+
+// GCC 12 warns about the deliberate `__Y = __Y` self-initialisation inside its own AVX-512
+// intrinsics headers (GCC bug 105593); the warning is about the header, not this code.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <utility>
+
+#include "cpu/quant_impl.hpp"
+
+namespace troupe::kernels::cpu::detail {
+namespace {
+
+static_assert(sizeof(block_q4_1) == 20 && sizeof(block_q8_1) == 40 && sizeof(block_q8_0) == 34,
+              "block offsets below");
+
+inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+inline uint32_t load_u32(const unsigned char* p) {
+  uint32_t v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline uint16_t load_u16(const unsigned char* p) {
+  uint16_t v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+/// The 8 bytes at p (a Q8_1 block's fp32 d and s) in every 64-bit lane: [d, s, d, s, ...].
+inline __m512 broadcast_pair(const unsigned char* p) {
+  double v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return _mm512_castpd_ps(_mm512_set1_pd(v));
+}
+
+/// quant_avx2.cpp's hsum, from the two 128-bit halves of a row's 8 lanes (lo = lanes 0-3).
+inline float hsum(__m128 lo, __m128 hi) {
+  __m128 r = _mm_add_ps(lo, hi);
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+/// Index vector that spreads lanes `a` and `b` of a __m512 over four 128-bit chunks as
+/// [a a a a, b b b b, a a a a, b b b b] (Q4_1's chunk order, see tile_q4_1).
+inline __m512i spread_q4_1(int a, int b) {
+  const __m512i va = _mm512_set1_epi32(a), vb = _mm512_set1_epi32(b);
+  return _mm512_mask_blend_epi32(0xF0F0, va, vb);
+}
+
+/// [a × 8, b × 8] (Q8_0's chunk order, see tile_q8_0).
+inline __m512i spread_q8_0(int a, int b) {
+  return _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(a), _mm512_set1_epi32(b));
+}
+
+/// R Q4_1 rows (1..8) × T Q8_1 tokens over nb blocks: y[t·ys + r] = dot_q4_1(row r, token t).
+///
+/// Row pair p (rows 2p and 2p+1; an odd last row is paired with itself and its twin discarded)
+/// lives in one zmm as 128-bit chunks [2p: elements 0-15, 2p+1: 0-15, 2p: 16-31, 2p+1: 16-31]:
+/// exactly the AVX2 kernel's two 128-bit halves per row, so int32 lane k of each chunk is the
+/// same 4-product sum as there. The activations are laid out to match once per block and token.
+template <int R, int T>
+void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+               float* y, int64_t ys) {
+  static_assert(R >= 1 && R <= 8 && T >= 1, "tile_q4_1 takes 1-8 rows");
+  constexpr int P = (R + 1) / 2;
+  const unsigned char* row[2 * P];
+  for (int j = 0; j < 2 * P; ++j) row[j] = w + static_cast<size_t>(j < R ? j : R - 1) * ws;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512i scale_of[P];  // lanes of dd (below) for each pair, in the pair's chunk order
+  for (int p = 0; p < P; ++p) scale_of[p] = spread_q4_1(4 * p, 4 * p + 2);
+  __m512 acc[P][T];
+  __m512 summs[T];  // lane 2j+1: Σ m·s of row j, fused as dot_q4_1's scalar loop contracts it
+  for (int t = 0; t < T; ++t) {
+    summs[t] = _mm512_setzero_ps();
+    for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    const size_t wo = static_cast<size_t>(i) * 20;
+    // [d0, m0, d1, m1, ...]: each row's fp16 (d, m) pair as one 32-bit word.
+    // (Built in registers: a store of 8 words and a reload would stall store forwarding.)
+    auto word = [&](int j) { return j < R ? static_cast<int>(load_u32(row[j] + wo)) : 0; };
+    const __m512 dm = _mm512_cvtph_ps(
+        _mm256_setr_epi32(word(0), word(1), word(2), word(3), word(4), word(5), word(6), word(7)));
+    __m512 dd[T];
+    __m512i qa[T];
+    for (int t = 0; t < T; ++t) {
+      const unsigned char* ab = a + t * as + static_cast<size_t>(i) * 40;
+      // [d_a, s_a, d_a, s_a, ...]
+      const __m512 ds = broadcast_pair(ab);
+      dd[t] = _mm512_mul_ps(dm, ds);                // lane 2j: d_w·d_a of row j
+      summs[t] = _mm512_fmadd_ps(dm, ds, summs[t]);  // lane 2j+1: m_w·s_a + summs
+      // [q 0-15, q 0-15, q 16-31, q 16-31]
+      const __m512i q = _mm512_castsi256_si512(load256(ab + 8));
+      qa[t] = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(1, 1, 0, 0));
+    }
+    for (int p = 0; p < P; ++p) {
+      const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(row[2 * p + 1] + wo + 4),
+                                                 reinterpret_cast<const __m128i*>(row[2 * p] + wo + 4));
+      const __m512i qw = _mm512_and_si512(
+          _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1), low4);
+      for (int t = 0; t < T; ++t) {
+        const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qw, qa[t]);
+        acc[p][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(scale_of[p], dd[t]),
+                                    _mm512_cvtepi32_ps(s), acc[p][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    alignas(64) float sm[16];
+    _mm512_store_ps(sm, summs[t]);
+    for (int p = 0; p < P; ++p) {
+      const __m512 v = acc[p][t];
+      y[t * ys + 2 * p] = hsum(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 2)) +
+                          sm[4 * p + 1];
+      if (2 * p + 1 < R)
+        y[t * ys + 2 * p + 1] =
+            hsum(_mm512_extractf32x4_ps(v, 1), _mm512_extractf32x4_ps(v, 3)) + sm[4 * p + 3];
+    }
+  }
+}
+
+/// R Q8_0 rows (1..8) × T Q8_0 tokens over nb blocks: y[t·ys + r] = dot_q8_0(row r, token t).
+/// Row pair p is one zmm [row 2p's 32 bytes | row 2p+1's]; the activations are broadcast to both.
+template <int R, int T>
+void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+               float* y, int64_t ys) {
+  static_assert(R >= 1 && R <= 8 && T >= 1, "tile_q8_0 takes 1-8 rows");
+  constexpr int P = (R + 1) / 2;
+  const unsigned char* row[2 * P];
+  for (int j = 0; j < 2 * P; ++j) row[j] = w + static_cast<size_t>(j < R ? j : R - 1) * ws;
+  __m512i scale_of[P];
+  for (int p = 0; p < P; ++p) scale_of[p] = spread_q8_0(2 * p, 2 * p + 1);
+  __m512 acc[P][T];
+  for (int t = 0; t < T; ++t)
+    for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const size_t wo = static_cast<size_t>(i) * 34;
+    auto half = [&](int j) { return j < R ? static_cast<short>(load_u16(row[j] + wo)) : short{0}; };
+    const __m256 dw = _mm256_cvtph_ps(
+        _mm_setr_epi16(half(0), half(1), half(2), half(3), half(4), half(5), half(6), half(7)));
+    __m512 dd[T];
+    __m512i qa[T];
+    for (int t = 0; t < T; ++t) {
+      const unsigned char* ab = a + t * as + static_cast<size_t>(i) * 34;
+      dd[t] = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_set1_ps(fp16(load_u16(ab)))));
+      qa[t] = _mm512_broadcast_i64x4(load256(ab + 2));
+    }
+    for (int p = 0; p < P; ++p) {
+      const __m512i qw = _mm512_inserti64x4(_mm512_castsi256_si512(load256(row[2 * p] + wo + 2)),
+                                            load256(row[2 * p + 1] + wo + 2), 1);
+      // dot_i8_pairs: |w| · (a with w's sign), unsigned × signed.
+      const __m512i aw = _mm512_abs_epi8(qw);
+      const __mmask64 negative = _mm512_movepi8_mask(qw);
+      for (int t = 0; t < T; ++t) {
+        const __m512i sa = _mm512_mask_sub_epi8(qa[t], negative, _mm512_setzero_si512(), qa[t]);
+        const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sa);
+        acc[p][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(scale_of[p], dd[t]),
+                                    _mm512_cvtepi32_ps(s), acc[p][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    for (int p = 0; p < P; ++p) {
+      const __m512 v = acc[p][t];
+      y[t * ys + 2 * p] = hsum(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1));
+      if (2 * p + 1 < R)
+        y[t * ys + 2 * p + 1] = hsum(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3));
+    }
+  }
+}
+
+using tile_fn = void (*)(int64_t, const unsigned char*, size_t, const unsigned char*, size_t,
+                         float*, int64_t);
+
+template <template <int, int> class Tile, int T, int... R>
+constexpr auto tiles_of(std::integer_sequence<int, R...>) {
+  struct table {
+    tile_fn fn[sizeof...(R)];
+  };
+  return table{{Tile<R + 1, T>::run...}};
+}
+
+/// Walks tokens in groups of T (then singly) and, for each group, rows in groups of G (then
+/// the rest in one tile): the tile's weights stay in L1 while the tokens pass over it.
+template <template <int, int> class Tile, int G, int T>
+void mat_mat_tiles(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                   int64_t tokens, float* y, int64_t ys) {
+  static constexpr auto group = tiles_of<Tile, T>(std::make_integer_sequence<int, G>());
+  static constexpr auto single = tiles_of<Tile, 1>(std::make_integer_sequence<int, G>());
+  const int64_t nb = n / 32;
+  const auto* wp = static_cast<const unsigned char*>(w);
+  const auto* ap = static_cast<const unsigned char*>(a);
+  auto pass = [&](int64_t t, const tile_fn* tiles) {
+    const unsigned char* at = ap + static_cast<size_t>(t) * as;
+    float* yt = y + t * ys;
+    int64_t r = 0;
+    for (; r + G <= rows; r += G) tiles[G - 1](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
+    if (r < rows) tiles[rows - r - 1](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
+  };
+  int64_t t = 0;
+  for (; t + T <= tokens; t += T) pass(t, group.fn);
+  for (; t < tokens; ++t) pass(t, single.fn);
+}
+
+template <int R, int T>
+struct q4_1_tile {
+  static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+                  float* y, int64_t ys) {
+    tile_q4_1<R, T>(nb, w, ws, a, as, y, ys);
+  }
+};
+
+template <int R, int T>
+struct q8_0_tile {
+  static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+                  float* y, int64_t ys) {
+    tile_q8_0<R, T>(nb, w, ws, a, as, y, ys);
+  }
+};
+
+}  // namespace
+
+void mat_mat_q4_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
+                              size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<q4_1_tile, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
+                              size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<q8_0_tile, 8, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+}  // namespace troupe::kernels::cpu::detail
