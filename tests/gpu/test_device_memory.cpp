@@ -4,6 +4,7 @@
 // message that names every size, accepted on eight.
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -17,8 +18,11 @@ namespace ds = troupe::deepseek;
 
 namespace {
 
+// Under $TROUPE_SOURCE_DIR when set (scripts/gpu-check runs this on a copy of the tree elsewhere).
 const std::filesystem::path k25_dir =
-    std::filesystem::path(TROUPE_SOURCE_DIR) / "tests/fixtures/deepseek/k25_int4";
+    std::filesystem::path(std::getenv("TROUPE_SOURCE_DIR") != nullptr ? std::getenv("TROUPE_SOURCE_DIR")
+                                                                       : TROUPE_SOURCE_DIR) /
+    "tests/fixtures/deepseek/k25_int4";
 
 int64_t mlp_bytes(const ds::mlp_weights& w) { return w.gate.bytes() + w.up.bytes() + w.down.bytes(); }
 

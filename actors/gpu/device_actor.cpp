@@ -1,0 +1,419 @@
+// The device actor: one GPU's experts, buffers and NCCL communicator (protocol:
+// device_actors.hpp). UNVERIFIED on a GPU: compiled only (no device in CI); the host decisions it
+// executes (placement, plan, alignment, buckets, budget) are tested in tests/gpu/test_gpu_host.
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+#include "cpu/low_bit.hpp"
+#include "cuda/int4_repack.hpp"
+#include "cuda/moe_align.hpp"
+#include "cuda_check.hpp"
+#include "device_actors.hpp"
+#include "troupe/caf_types.hpp"
+#include "troupe/gpu/all_to_all_plan.hpp"
+#include "troupe/gpu/device_memory.hpp"
+#include "troupe/gpu/graph_buckets.hpp"
+
+#ifdef TROUPE_HAVE_NCCL
+#include <nccl.h>
+static_assert(sizeof(ncclUniqueId) == sizeof(troupe::gpu::nccl_unique_id::bytes),
+              "nccl_unique_id must hold exactly an ncclUniqueId");
+#endif
+
+namespace troupe::gpu {
+
+namespace {
+
+namespace kc = kernels::cuda;
+using detail::check_cuda;
+using detail::device_buffer;
+
+#ifdef TROUPE_HAVE_NCCL
+void check_nccl(ncclResult_t r, int device, const char* what) {
+  if (r != ncclSuccess)
+    throw error(errc::model_failed, "gpu device " + std::to_string(device) + ": " + what + ": " +
+                                        ncclGetErrorString(r));
+}
+#endif
+
+// The repacked INT4 experts of one MoE layer held by this rank.
+struct layer_experts {
+  device_buffer gate_up_tiles, gate_up_scales;  // n = 2·inter, k = hidden
+  device_buffer down_tiles, down_scales;        // n = hidden, k = inter
+};
+
+// Checks that w can feed the grouped GEMM and returns its packed view.
+void require_int4(const deepseek::linear_weight& w) {
+  if (w.fmt != deepseek::linear_weight::format::int4_group || w.group != 32 ||
+      w.scale_type != static_cast<uint8_t>(kernels::cpu::scale_type::bf16))
+    throw error(errc::unsupported,
+                "gpu experts: " + w.name + " is not INT4 with group-32 bf16 scales; the GPU grouped "
+                "GEMM (W4A16) computes only compressed-tensors pack-quantized experts (Kimi K2/K2.5)");
+}
+
+// Repacks experts [first, last) of one projection pair into tiles: rows of `a` then rows of `b`
+// (b may be null) as one [n, k] matrix per expert.
+void repack(const std::vector<const deepseek::linear_weight*>& a,
+            const std::vector<const deepseek::linear_weight*>& b, int64_t n, int64_t k,
+            std::vector<uint32_t>& tiles, std::vector<uint16_t>& scales) {
+  const auto E = static_cast<int64_t>(a.size());
+  tiles.assign(static_cast<size_t>(E * kc::int4_tile_words(n, k)), 0);
+  scales.assign(static_cast<size_t>(E * kc::int4_tile_scales(n, k)), 0);
+  std::vector<uint32_t> packed(static_cast<size_t>(n * (k / 8)));
+  std::vector<uint16_t> sc(static_cast<size_t>(n * (k / 32)));
+  for (int64_t e = 0; e < E; ++e) {
+    int64_t row = 0;
+    for (const auto* w : {a[static_cast<size_t>(e)], b.empty() ? nullptr : b[static_cast<size_t>(e)]}) {
+      if (w == nullptr) continue;
+      const auto* s = static_cast<const uint16_t*>(w->scales);
+      for (int64_t r = 0; r < w->rows; ++r, ++row) {
+        std::memcpy(packed.data() + row * (k / 8), w->packed + r * w->packed_stride,
+                    static_cast<size_t>(k / 8) * sizeof(uint32_t));
+        std::memcpy(sc.data() + row * (k / 32), s + r * w->scale_stride,
+                    static_cast<size_t>(k / 32) * sizeof(uint16_t));
+      }
+    }
+    const auto st = kc::int4_repack_expert(packed.data(), k / 8, sc.data(), k / 32, n, k, e,
+                                           tiles.data(), scales.data());
+    if (st != kc::status::ok)
+      throw error(errc::internal, std::string("gpu experts: int4_repack_expert: ") + kc::to_string(st));
+  }
+}
+
+struct device_state {
+  std::shared_ptr<const deepseek::model> m;
+  expert_placement placement{1, 1};
+  int rank = 0;
+  int ranks = 1;
+  device_options opts;
+  graph_buckets buckets{{1}};
+  int64_t hidden = 0, inter = 0;
+  cudaStream_t stream = nullptr;  // copies and NCCL
+  stream_actor compute;
+  std::vector<layer_experts> layers;  // [num_hidden_layers]; empty for dense layers
+  device_buffer recv_x, gate_up, act, act_bf16, y, sorted, expert_ids, post_padded, send_x, back;
+  int64_t capacity = 0;
+#ifdef TROUPE_HAVE_NCCL
+  ncclComm_t comm = nullptr;
+#endif
+  static inline const char* name = "troupe.gpu_device";
+
+  ~device_state() {
+    cudaSetDevice(opts.device);
+#ifdef TROUPE_HAVE_NCCL
+    if (comm != nullptr) ncclCommDestroy(comm);
+#endif
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+
+  void load(caf::actor_system& sys) {
+    const int d = opts.device;
+    const deepseek::config& c = m->cfg();
+    hidden = c.hidden_size;
+    inter = c.moe_intermediate_size;
+    if (hidden % 32 != 0 || inter % 32 != 0)
+      throw error(errc::unsupported, "gpu experts: hidden_size " + std::to_string(hidden) +
+                                         " and moe_intermediate_size " + std::to_string(inter) +
+                                         " must be multiples of 32 (INT4 group 32)");
+    buckets = graph_buckets(opts.buckets);
+    if (buckets.largest() > opts.max_rows || opts.max_rows < 1)
+      throw error(errc::invalid_argument, "gpu experts: captured row counts up to " +
+                                              std::to_string(buckets.largest()) + " but max_rows " +
+                                              std::to_string(opts.max_rows));
+    check_cuda(cudaSetDevice(d), d, "cudaSetDevice");
+    // Budget: this rank's experts and step buffers (the rest of the model stays on the host here).
+    const int64_t E = c.n_routed_experts, R = opts.max_rows;
+    capacity = kc::moe_align_capacity(R, 1, E, opts.block);
+    const int64_t buffers = R * (hidden * 2 + 2 * inter * 4 + inter * 4 + inter * 2 + hidden * 4) +
+                            capacity * 4 + capacity / opts.block * 4 + 4 +
+                            (rank == 0 ? R * (hidden * 2 + hidden * 4) : 0);
+    auto plan = plan_device_memory(c, placement, rank, 0, 1);
+    plan.replicated_weight_bytes = 0;
+    plan.workspace_bytes = buffers;
+    size_t free_bytes = 0, total_bytes = 0;
+    check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), d, "cudaMemGetInfo");
+    check_fits(plan, static_cast<int64_t>(free_bytes), "the routed experts of " + m->path().string());
+
+    check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), d, "cudaStreamCreate");
+    layers.resize(static_cast<size_t>(c.num_hidden_layers));
+    std::vector<uint32_t> tiles;
+    std::vector<uint16_t> scales;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      const auto& L = m->layer(l);
+      if (!L.moe) continue;
+      std::vector<const deepseek::linear_weight*> g, u, dn;
+      for (int64_t e = placement.first(rank); e < placement.last(rank); ++e) {
+        const auto& w = L.experts[static_cast<size_t>(e)];
+        for (const auto* p : {&w.gate, &w.up, &w.down}) require_int4(*p);
+        g.push_back(&w.gate);
+        u.push_back(&w.up);
+        dn.push_back(&w.down);
+      }
+      auto& le = layers[static_cast<size_t>(l)];
+      auto upload = [&](device_buffer& dst, const void* src, size_t bytes, const char* what) {
+        dst = device_buffer(d, bytes, what);
+        check_cuda(cudaMemcpy(dst.as<void>(), src, bytes, cudaMemcpyHostToDevice), d, what);
+      };
+      repack(g, u, 2 * inter, hidden, tiles, scales);
+      upload(le.gate_up_tiles, tiles.data(), tiles.size() * 4, "expert gate/up tiles");
+      upload(le.gate_up_scales, scales.data(), scales.size() * 2, "expert gate/up scales");
+      repack(dn, {}, hidden, inter, tiles, scales);
+      upload(le.down_tiles, tiles.data(), tiles.size() * 4, "expert down tiles");
+      upload(le.down_scales, scales.data(), scales.size() * 2, "expert down scales");
+    }
+    recv_x = device_buffer(d, static_cast<size_t>(R * hidden * 2), "received rows");
+    gate_up = device_buffer(d, static_cast<size_t>(R * 2 * inter * 4), "gate/up output");
+    act = device_buffer(d, static_cast<size_t>(R * inter * 4), "SiLU output");
+    act_bf16 = device_buffer(d, static_cast<size_t>(R * inter * 2), "SiLU output (bf16)");
+    y = device_buffer(d, static_cast<size_t>(R * hidden * 4), "expert output");
+    sorted = device_buffer(d, static_cast<size_t>(capacity * 4), "sorted row ids");
+    expert_ids = device_buffer(d, static_cast<size_t>(capacity / opts.block * 4), "block experts");
+    post_padded = device_buffer(d, 4, "rows post padding");
+    if (rank == 0) {
+      send_x = device_buffer(d, static_cast<size_t>(R * hidden * 2), "rows to send");
+      back = device_buffer(d, static_cast<size_t>(R * hidden * 4), "returned rows");
+    }
+    compute = spawn_stream_actor(sys, d);
+  }
+
+  // Moves this step's rows onto the device: H2D for one rank, NCCL from rank 0 for several.
+  void dispatch(const device_step& s) {
+    const int d = opts.device;
+    const auto row_bytes = static_cast<size_t>(hidden) * 2;
+    if (ranks == 1) {
+      check_cuda(cudaMemcpyAsync(recv_x.as<void>(), s.send_x, static_cast<size_t>(s.recv_rows) * row_bytes,
+                                 cudaMemcpyHostToDevice, stream), d, "rows to the device");
+    } else {
+#ifdef TROUPE_HAVE_NCCL
+      if (rank == 0)
+        check_cuda(cudaMemcpyAsync(send_x.as<void>(), s.send_x,
+                                   static_cast<size_t>(s.send_offsets[ranks]) * row_bytes,
+                                   cudaMemcpyHostToDevice, stream), d, "rows to rank 0");
+      check_nccl(ncclGroupStart(), d, "ncclGroupStart");
+      if (rank == 0)
+        for (int p = 0; p < ranks; ++p)
+          if (s.send_counts[p] > 0)
+            check_nccl(ncclSend(send_x.as<uint16_t>() + s.send_offsets[p] * hidden,
+                                static_cast<size_t>(s.send_counts[p] * hidden), ncclBfloat16, p, comm,
+                                stream), d, "ncclSend (dispatch)");
+      if (s.recv_rows > 0)
+        check_nccl(ncclRecv(recv_x.as<void>(), static_cast<size_t>(s.recv_rows * hidden), ncclBfloat16, 0,
+                            comm, stream), d, "ncclRecv (dispatch)");
+      check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (dispatch)");
+#endif
+    }
+  }
+
+  // Returns the computed rows to rank 0 and, there, to the host.
+  void combine(const device_step& s) {
+    const int d = opts.device;
+    const auto row_bytes = static_cast<size_t>(hidden) * 4;
+    if (ranks == 1) {
+      check_cuda(cudaMemcpyAsync(s.back, y.as<void>(), static_cast<size_t>(s.recv_rows) * row_bytes,
+                                 cudaMemcpyDeviceToHost, stream), d, "rows to the host");
+    } else {
+#ifdef TROUPE_HAVE_NCCL
+      check_nccl(ncclGroupStart(), d, "ncclGroupStart");
+      if (s.recv_rows > 0)
+        check_nccl(ncclSend(y.as<void>(), static_cast<size_t>(s.recv_rows * hidden), ncclFloat32, 0, comm,
+                            stream), d, "ncclSend (combine)");
+      if (rank == 0)
+        for (int p = 0; p < ranks; ++p)
+          if (s.send_counts[p] > 0)
+            check_nccl(ncclRecv(back.as<float>() + s.send_offsets[p] * hidden,
+                                static_cast<size_t>(s.send_counts[p] * hidden), ncclFloat32, p, comm,
+                                stream), d, "ncclRecv (combine)");
+      check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (combine)");
+      if (rank == 0)
+        check_cuda(cudaMemcpyAsync(s.back, back.as<void>(),
+                                   static_cast<size_t>(s.send_offsets[ranks]) * row_bytes,
+                                   cudaMemcpyDeviceToHost, stream), d, "rows to the host");
+#endif
+    }
+    check_cuda(cudaStreamSynchronize(stream), d, "combine (stream synchronisation)");
+  }
+
+  // Aligns the received rows on the host and uploads the block arrays; returns the FFN launch.
+  expert_ffn prepare(const device_step& s) {
+    const int d = opts.device;
+    const int64_t rows = s.recv_rows;
+    const int64_t E = placement.experts(), local = placement.last(rank) - placement.first(rank);
+    auto blocks = align_received(placement, rank, {s.recv_experts, static_cast<size_t>(rows)}, opts.block);
+    expert_ffn f;
+    f.layer = s.layer;
+    f.inter = inter;
+    int64_t B = rows, cap = blocks.capacity;
+    if (rows <= buckets.largest()) {
+      // A captured size: padding rows point at row B (the GEMMs skip ids >= pairs = B).
+      f.bucket_index = static_cast<int64_t>(buckets.index_for(rows));
+      B = buckets.sizes()[static_cast<size_t>(f.bucket_index)];
+      cap = kc::moe_align_capacity(B, 1, E, opts.block);
+      for (auto& r : blocks.sorted_rows)
+        if (r >= rows) r = static_cast<int32_t>(B);
+      blocks.sorted_rows.resize(static_cast<size_t>(cap), static_cast<int32_t>(B));
+      blocks.expert_ids.resize(static_cast<size_t>(cap / opts.block), -1);
+    }
+    f.rows = B;
+    const int32_t used = static_cast<int32_t>(blocks.rows_post_padded);
+    check_cuda(cudaMemcpyAsync(sorted.as<void>(), blocks.sorted_rows.data(), static_cast<size_t>(cap) * 4,
+                               cudaMemcpyHostToDevice, stream), d, "sorted row ids");
+    check_cuda(cudaMemcpyAsync(expert_ids.as<void>(), blocks.expert_ids.data(),
+                               static_cast<size_t>(cap / opts.block) * 4, cudaMemcpyHostToDevice, stream),
+               d, "block experts");
+    check_cuda(cudaMemcpyAsync(post_padded.as<void>(), &used, 4, cudaMemcpyHostToDevice, stream), d,
+               "rows post padding");
+    check_cuda(cudaStreamSynchronize(stream), d, "dispatch (stream synchronisation)");
+    const auto& le = layers[static_cast<size_t>(s.layer)];
+    auto common = [&](kc::moe_gemm_args& a) {
+      a.experts = local;
+      a.sorted_token_ids = sorted.as<int32_t>();
+      a.expert_ids = expert_ids.as<int32_t>();
+      a.num_tokens_post_padded = post_padded.as<int32_t>();
+      a.capacity = cap;
+      a.block = opts.block;
+      a.pairs = B;
+      a.a_div = 1;
+    };
+    common(f.gate_up);
+    f.gate_up.a = recv_x.as<uint16_t>();
+    f.gate_up.lda = hidden;
+    f.gate_up.tiles = le.gate_up_tiles.as<uint32_t>();
+    f.gate_up.scales = le.gate_up_scales.as<uint16_t>();
+    f.gate_up.n = 2 * inter;
+    f.gate_up.k = hidden;
+    f.gate_up.y = gate_up.as<float>();
+    f.gate_up.ldy = 2 * inter;
+    common(f.down);
+    f.down.a = act_bf16.as<uint16_t>();
+    f.down.lda = inter;
+    f.down.tiles = le.down_tiles.as<uint32_t>();
+    f.down.scales = le.down_scales.as<uint16_t>();
+    f.down.n = hidden;
+    f.down.k = inter;
+    f.down.y = y.as<float>();
+    f.down.ldy = hidden;
+    f.gate_up_out = gate_up.as<float>();
+    f.act = act.as<float>();
+    f.act_bf16 = act_bf16.as<uint16_t>();
+    return f;
+  }
+};
+
+device_actor::behavior_type device_behavior(device_actor::stateful_pointer<device_state> self,
+                                            std::shared_ptr<const deepseek::model> m,
+                                            expert_placement placement, int rank, device_options opts) {
+  auto& st = self->state;
+  st.m = std::move(m);
+  st.placement = placement;
+  st.rank = rank;
+  st.ranks = placement.devices();
+  st.opts = std::move(opts);
+  return {
+      [self](gpu_load_atom) -> caf::result<bool> {
+        try {
+          self->state.load(self->system());
+          // The stream actor dies with its device actor (an unlinked one would keep
+          // ~actor_system waiting).
+          self->link_to(self->state.compute);
+          return true;
+        } catch (const error& e) {
+          return to_caf_error(e);
+        } catch (const std::exception& e) {
+          return to_caf_error(error(errc::model_failed, std::string("gpu device: ") + e.what()));
+        }
+      },
+      [self](nccl_id_atom) -> caf::result<nccl_unique_id> {
+#ifdef TROUPE_HAVE_NCCL
+        try {
+          check_cuda(cudaSetDevice(self->state.opts.device), self->state.opts.device, "cudaSetDevice");
+          ncclUniqueId raw;
+          check_nccl(ncclGetUniqueId(&raw), self->state.opts.device, "ncclGetUniqueId");
+          nccl_unique_id id;
+          std::memcpy(id.bytes.data(), &raw, sizeof raw);
+          return id;
+        } catch (const error& e) {
+          return to_caf_error(e);
+        }
+#else
+        return to_caf_error(error(errc::unsupported, "gpu: troupe was built without NCCL"));
+#endif
+      },
+      [self](nccl_init_atom, nccl_bootstrap_actor boot, nccl_unique_id id, int32_t rank,
+             int32_t ranks) -> caf::result<bool> {
+#ifdef TROUPE_HAVE_NCCL
+        auto init = [self, rank, ranks](const nccl_unique_id& uid) -> caf::error {
+          auto& st = self->state;
+          try {
+            check_cuda(cudaSetDevice(st.opts.device), st.opts.device, "cudaSetDevice");
+            ncclUniqueId raw;
+            std::memcpy(&raw, uid.bytes.data(), sizeof raw);
+            check_nccl(ncclCommInitRank(&st.comm, ranks, raw, rank), st.opts.device, "ncclCommInitRank");
+            return caf::none;
+          } catch (const error& e) {
+            return to_caf_error(e);
+          }
+        };
+        if (rank == 0) {
+          if (auto err = init(id)) return err;
+          return true;
+        }
+        auto rp = self->make_response_promise<bool>();
+        self->request(boot, std::chrono::seconds(60), nccl_join_atom::value, rank, ranks)
+            .then([rp, init](const nccl_unique_id& uid) mutable {
+                    if (auto err = init(uid)) rp.deliver(std::move(err));
+                    else rp.deliver(true);
+                  },
+                  [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        return rp;
+#else
+        (void)boot, (void)id, (void)rank, (void)ranks;
+        return to_caf_error(error(errc::unsupported, "gpu: troupe was built without NCCL; expert "
+                                                     "parallelism over several GPUs needs it"));
+#endif
+      },
+      [self](expert_step_atom, const device_step& s) -> caf::result<bool> {
+        auto& st = self->state;
+        try {
+          if (s.recv_rows > st.opts.max_rows)
+            throw error(errc::budget_exceeded,
+                        "gpu device " + std::to_string(st.opts.device) + ": a step brings " +
+                            std::to_string(s.recv_rows) + " expert rows, more than the " +
+                            std::to_string(st.opts.max_rows) + " it was sized for; split the batch");
+          check_cuda(cudaSetDevice(st.opts.device), st.opts.device, "cudaSetDevice");
+          st.dispatch(s);
+          if (s.recv_rows == 0) {
+            st.combine(s);
+            return true;
+          }
+          const expert_ffn f = st.prepare(s);
+          auto rp = self->make_response_promise<bool>();
+          self->request(st.compute, std::chrono::seconds(120), gpu_ffn_atom::value, f)
+              .then([self, rp, s](bool) mutable {
+                      try {
+                        self->state.combine(s);
+                        rp.deliver(true);
+                      } catch (const error& e) {
+                        rp.deliver(to_caf_error(e));
+                      }
+                    },
+                    [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+          return rp;
+        } catch (const error& e) {
+          return to_caf_error(e);
+        }
+      },
+  };
+}
+
+}  // namespace
+
+device_actor spawn_device_actor(caf::actor_system& sys, std::shared_ptr<const deepseek::model> m,
+                                const expert_placement& placement, int rank, device_options opts) {
+  return sys.spawn<caf::detached>(device_behavior, std::move(m), placement, rank, std::move(opts));
+}
+
+}  // namespace troupe::gpu

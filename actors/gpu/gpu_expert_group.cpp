@@ -1,0 +1,153 @@
+// gpu_expert_group: the device actors of N GPUs behind the expert_runner interface (contract:
+// include/troupe/gpu/gpu_experts.hpp). UNVERIFIED on a GPU: compiled only (no device in CI).
+
+#include "troupe/gpu/gpu_experts.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <chrono>
+#include <string>
+
+#include "caf/all.hpp"
+#include "cpu/quant.hpp"
+#include "device_actors.hpp"
+#include "troupe/caf_types.hpp"
+#include "troupe/gpu/all_to_all_plan.hpp"
+
+namespace troupe::gpu {
+
+struct gpu_expert_group::impl {
+  impl(caf::actor_system& sys, const expert_placement& p) : self(sys), placement(p) {}
+  caf::scoped_actor self;
+  expert_placement placement;
+  int64_t max_rows = 0;
+  std::vector<device_actor> devices;
+  std::vector<uint16_t> x_bf16, send;
+  std::vector<float> back;
+
+  // Sends one request per device at once and waits for all; throws the first failure.
+  template <class... Ts>
+  void all(std::chrono::seconds timeout, const std::string& what, const Ts&... xs) {
+    using handle = decltype(self->request(devices[0], timeout, xs...));
+    std::vector<handle> pending;
+    for (auto& d : devices) pending.push_back(self->request(d, timeout, xs...));
+    wait(pending, what);
+  }
+  template <class Handles>
+  void wait(Handles& pending, const std::string& what) {
+    std::string failure;
+    errc code = errc::model_failed;
+    for (auto& h : pending)
+      h.receive([](bool) {},
+                [&](caf::error& e) {
+                  if (!failure.empty()) return;
+                  const error t = from_caf_error(e, what);
+                  failure = t.message();
+                  code = t.code();
+                });
+    if (!failure.empty()) throw error(code, what + ": " + failure);
+  }
+};
+
+int gpu_expert_group::visible_devices() noexcept {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+}
+
+gpu_expert_group::gpu_expert_group(caf::actor_system& sys, std::shared_ptr<const deepseek::model> m,
+                                   options opts) {
+  const int visible = visible_devices();
+  if (visible == 0) throw error(errc::unsupported, "gpu experts: no CUDA device is visible");
+  const int n = opts.devices == 0 ? visible : opts.devices;
+  if (n < 1 || n > visible)
+    throw error(errc::invalid_argument, "gpu experts: " + std::to_string(n) + " devices asked for, " +
+                                            std::to_string(visible) + " visible");
+#ifndef TROUPE_HAVE_NCCL
+  if (n > 1)
+    throw error(errc::unsupported, "gpu experts: troupe was built without NCCL; expert parallelism "
+                                   "over " + std::to_string(n) + " GPUs needs it (use devices = 1)");
+#endif
+  impl_ = std::make_unique<impl>(sys, expert_placement(m->cfg().n_routed_experts, n));
+  impl_->max_rows = opts.max_rows;
+  for (int r = 0; r < n; ++r) {
+    device_options d;
+    d.device = r;
+    d.max_rows = opts.max_rows;
+    d.buckets = opts.buckets;
+    d.block = opts.block;
+    impl_->devices.push_back(spawn_device_actor(sys, m, impl_->placement, r, d));
+  }
+  try {
+    impl_->all(std::chrono::seconds(600), "gpu experts: loading", gpu_load_atom::value);
+    if (n > 1) {
+      // The communicator: rank 0 makes the id, the bootstrap actor hands it to ranks 1..n-1.
+      nccl_unique_id id;
+      std::string failure;
+      impl_->self->request(impl_->devices[0], std::chrono::seconds(60), nccl_id_atom::value)
+          .receive([&](const nccl_unique_id& got) { id = got; },
+                   [&](caf::error& e) { failure = from_caf_error(e, "ncclGetUniqueId").message(); });
+      if (!failure.empty()) throw error(errc::model_failed, "gpu experts: " + failure);
+      auto boot = spawn_nccl_bootstrap(sys, id, n);
+      using handle = decltype(impl_->self->request(impl_->devices[0], std::chrono::seconds(1),
+                                                   nccl_init_atom::value, boot, id, int32_t{0},
+                                                   int32_t{0}));
+      std::vector<handle> pending;
+      for (int r = 0; r < n; ++r)
+        pending.push_back(impl_->self->request(impl_->devices[static_cast<size_t>(r)],
+                                               std::chrono::seconds(120), nccl_init_atom::value,
+                                               boot, r == 0 ? id : nccl_unique_id{}, int32_t{r},
+                                               int32_t{n}));
+      try {
+        impl_->wait(pending, "gpu experts: NCCL communicator");
+      } catch (...) {
+        impl_->self->send_exit(boot, caf::exit_reason::user_shutdown);
+        throw;
+      }
+      impl_->self->send_exit(boot, caf::exit_reason::user_shutdown);
+    }
+  } catch (...) {
+    for (auto& d : impl_->devices) impl_->self->send_exit(d, caf::exit_reason::user_shutdown);
+    throw;
+  }
+}
+
+gpu_expert_group::~gpu_expert_group() {
+  for (auto& d : impl_->devices) impl_->self->send_exit(d, caf::exit_reason::user_shutdown);
+}
+
+int gpu_expert_group::devices() const noexcept { return impl_->placement.devices(); }
+const expert_placement& gpu_expert_group::placement() const noexcept { return impl_->placement; }
+
+void gpu_expert_group::run(const deepseek::expert_batch& b) {
+  auto& s = *impl_;
+  const auto plan = plan_dispatch(s.placement, 0, b.ids, b.tokens, b.top_k);
+  if (plan.rows() > s.max_rows)
+    throw error(errc::budget_exceeded, "gpu experts: layer " + std::to_string(b.layer) + " has " +
+                                           std::to_string(plan.rows()) + " (token, slot) rows, more "
+                                           "than max_rows " + std::to_string(s.max_rows) +
+                                           "; split the batch or raise max_rows");
+  s.x_bf16.resize(static_cast<size_t>(b.tokens * b.hidden));
+  for (size_t i = 0; i < s.x_bf16.size(); ++i) s.x_bf16[i] = kernels::cpu::fp32_to_bf16(b.x[i]);
+  s.send.resize(static_cast<size_t>(plan.rows() * b.hidden));
+  pack_dispatch(plan, s.x_bf16.data(), static_cast<size_t>(b.hidden) * 2, s.send.data());
+  s.back.resize(static_cast<size_t>(plan.rows() * b.hidden));
+  using handle = decltype(s.self->request(s.devices[0], std::chrono::seconds(1), expert_step_atom::value,
+                                          device_step{}));
+  std::vector<handle> pending;
+  for (int p = 0; p < plan.ranks(); ++p) {
+    device_step st;
+    st.layer = b.layer;
+    st.send_x = p == 0 ? s.send.data() : nullptr;
+    st.send_counts = plan.send_counts.data();
+    st.send_offsets = plan.send_offsets.data();
+    st.recv_rows = plan.send_counts[static_cast<size_t>(p)];
+    st.recv_experts = plan.send_experts.data() + plan.send_offsets[static_cast<size_t>(p)];
+    st.back = p == 0 ? s.back.data() : nullptr;
+    pending.push_back(s.self->request(s.devices[static_cast<size_t>(p)], std::chrono::seconds(120),
+                                      expert_step_atom::value, st));
+  }
+  s.wait(pending, "gpu experts: layer " + std::to_string(b.layer));
+  unpack_combine(plan, s.back.data(), static_cast<size_t>(b.hidden) * 4, b.out);
+}
+
+}  // namespace troupe::gpu

@@ -1,0 +1,63 @@
+#pragma once
+/// The routed experts of a DeepSeek-V3-architecture model (INT4 experts: Kimi K2 / K2.5) on one
+/// or more GPUs, as a deepseek::expert_runner: plug it into batch_decoder::options::experts and
+/// every MoE layer's routed experts run on the GPUs while the rest of the step runs on the CPU.
+///
+/// Structure (actors/gpu/device_actors.hpp has the protocols): one detached device actor per GPU
+/// owns the experts that expert_placement gives its rank, repacked into the grouped GEMM's tiles,
+/// and its step buffers; each device actor has a stream actor that owns a CUDA stream and replays
+/// one CUDA graph per (layer, row bucket). With N > 1 devices the device actors form an NCCL
+/// communicator bootstrapped through actor messages (nccl_id.hpp: rank 0's ncclGetUniqueId
+/// travels as an nccl_unique_id) and each layer's rows go out and come back by ncclSend/ncclRecv
+/// along the all-to-all plan (all_to_all_plan.hpp) with the batch's tokens on rank 0. Messages
+/// carry batches and pointers, never per-token traffic.
+///
+/// Only where troupe was built with CUDA (TROUPE_HAVE_CUDA; the library troupe_gpu); several
+/// devices also need NCCL. UNVERIFIED on a GPU so far: see tests/gpu/test_gpu_experts.cpp.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "caf/actor_system.hpp"
+#include "troupe/deepseek/experts.hpp"
+#include "troupe/gpu/expert_placement.hpp"
+
+namespace troupe::gpu {
+
+class gpu_expert_group final : public deepseek::expert_runner {
+ public:
+  struct options {
+    int devices = 0;           ///< GPUs 0..devices-1; 0: every visible device
+    int64_t max_rows = 8192;   ///< most (token, slot) rows of one step (prefill chunks included)
+    std::vector<int64_t> buckets{16, 32, 64, 128, 256, 512};  ///< row counts replayed as graphs
+    int64_t block = 16;        ///< grouped GEMM rows per block: 16, 32 or 64
+  };
+
+  /// Spawns the device actors in `sys`, checks each device's memory budget and uploads the
+  /// experts. Throws troupe::error: unsupported (no CUDA device, several devices without NCCL,
+  /// experts that are not INT4 group-32 with bf16 scales, naming the tensor), invalid_argument
+  /// (more devices than visible or than experts), budget_exceeded (the sizes that do not fit),
+  /// model_failed (a CUDA or NCCL call, naming device and call).
+  gpu_expert_group(caf::actor_system& sys, std::shared_ptr<const deepseek::model> m, options opts);
+  ~gpu_expert_group() override;
+  gpu_expert_group(const gpu_expert_group&) = delete;
+  gpu_expert_group& operator=(const gpu_expert_group&) = delete;
+
+  /// Computes every expert of batch.layer on the devices; batch.out complete on return. Throws
+  /// troupe::error(model_failed) naming the device and call that failed, budget_exceeded when the
+  /// step has more rows than max_rows.
+  void run(const deepseek::expert_batch& batch) override;
+
+  int devices() const noexcept;
+  const expert_placement& placement() const noexcept;
+
+  /// CUDA devices this process sees (0 when none, or when the driver is missing).
+  static int visible_devices() noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace troupe::gpu
