@@ -95,7 +95,8 @@ struct device_state {
   cudaStream_t stream = nullptr;  // copies and NCCL
   stream_actor compute;
   std::vector<layer_experts> layers;  // [num_hidden_layers]; empty for dense layers
-  device_buffer recv_x, gate_up, act, act_bf16, y, sorted, expert_ids, post_padded, send_x, back;
+  device_buffer recv_x, gate_up, act, act_bf16, y, sorted, expert_ids, post_padded;
+  device_buffer send_x, send_experts, recv_experts_dev, counts, back;  // several ranks only
   int64_t capacity = 0;
 #ifdef TROUPE_HAVE_NCCL
   ncclComm_t comm = nullptr;
@@ -130,7 +131,7 @@ struct device_state {
     capacity = kc::moe_align_capacity(R, 1, E, opts.block);
     const int64_t buffers = R * (hidden * 2 + 2 * inter * 4 + inter * 4 + inter * 2 + hidden * 4) +
                             capacity * 4 + capacity / opts.block * 4 + 4 +
-                            (rank == 0 ? R * (hidden * 2 + hidden * 4) : 0);
+                            (ranks > 1 ? R * (hidden * 2 + 4 + 4 + hidden * 4) + 16 * ranks : 0);
     auto plan = plan_device_memory(c, placement, rank, 0, 1);
     plan.replicated_weight_bytes = 0;
     plan.workspace_bytes = buffers;
@@ -173,65 +174,109 @@ struct device_state {
     sorted = device_buffer(d, static_cast<size_t>(capacity * 4), "sorted row ids");
     expert_ids = device_buffer(d, static_cast<size_t>(capacity / opts.block * 4), "block experts");
     post_padded = device_buffer(d, 4, "rows post padding");
-    if (rank == 0) {
+    if (ranks > 1) {
       send_x = device_buffer(d, static_cast<size_t>(R * hidden * 2), "rows to send");
+      send_experts = device_buffer(d, static_cast<size_t>(R * 4), "experts of the rows to send");
+      recv_experts_dev = device_buffer(d, static_cast<size_t>(R * 4), "experts of the received rows");
+      counts = device_buffer(d, static_cast<size_t>(2 * ranks * 8), "row counts");
       back = device_buffer(d, static_cast<size_t>(R * hidden * 4), "returned rows");
     }
     compute = spawn_stream_actor(sys, d);
   }
 
-  // Moves this step's rows onto the device: H2D for one rank, NCCL from rank 0 for several.
+  // This step's exchange as seen from here: what each peer sends this rank.
+  std::vector<int64_t> recv_counts;
+  receive_layout recv;
+  std::vector<int32_t> recv_experts;  // [recv.rows()] global expert of each received row
+
+  // Moves the rows this rank computes onto its device: its own rows by H2D for one rank; for
+  // several, the counts first (one int64 per peer each way), then rows and their experts by
+  // ncclSend/ncclRecv along every rank's plan.
   void dispatch(const device_step& s) {
     const int d = opts.device;
     const auto row_bytes = static_cast<size_t>(hidden) * 2;
     if (ranks == 1) {
-      check_cuda(cudaMemcpyAsync(recv_x.as<void>(), s.send_x, static_cast<size_t>(s.recv_rows) * row_bytes,
+      check_cuda(cudaMemcpyAsync(recv_x.as<void>(), s.send_x, static_cast<size_t>(s.rows) * row_bytes,
                                  cudaMemcpyHostToDevice, stream), d, "rows to the device");
-    } else {
-#ifdef TROUPE_HAVE_NCCL
-      if (rank == 0)
-        check_cuda(cudaMemcpyAsync(send_x.as<void>(), s.send_x,
-                                   static_cast<size_t>(s.send_offsets[ranks]) * row_bytes,
-                                   cudaMemcpyHostToDevice, stream), d, "rows to rank 0");
-      check_nccl(ncclGroupStart(), d, "ncclGroupStart");
-      if (rank == 0)
-        for (int p = 0; p < ranks; ++p)
-          if (s.send_counts[p] > 0)
-            check_nccl(ncclSend(send_x.as<uint16_t>() + s.send_offsets[p] * hidden,
-                                static_cast<size_t>(s.send_counts[p] * hidden), ncclBfloat16, p, comm,
-                                stream), d, "ncclSend (dispatch)");
-      if (s.recv_rows > 0)
-        check_nccl(ncclRecv(recv_x.as<void>(), static_cast<size_t>(s.recv_rows * hidden), ncclBfloat16, 0,
-                            comm, stream), d, "ncclRecv (dispatch)");
-      check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (dispatch)");
-#endif
+      recv_counts.assign(1, s.rows);
+      recv = plan_receive(recv_counts);
+      recv_experts.assign(s.send_experts, s.send_experts + s.rows);
+      return;
     }
+#ifdef TROUPE_HAVE_NCCL
+    const auto n = static_cast<size_t>(ranks);
+    check_cuda(cudaMemcpyAsync(send_x.as<void>(), s.send_x, static_cast<size_t>(s.rows) * row_bytes,
+                               cudaMemcpyHostToDevice, stream), d, "rows to send");
+    check_cuda(cudaMemcpyAsync(send_experts.as<void>(), s.send_experts, static_cast<size_t>(s.rows) * 4,
+                               cudaMemcpyHostToDevice, stream), d, "experts of the rows to send");
+    check_cuda(cudaMemcpyAsync(counts.as<void>(), s.send_counts, n * 8, cudaMemcpyHostToDevice, stream), d,
+               "send counts");
+    auto* c = counts.as<int64_t>();
+    check_nccl(ncclGroupStart(), d, "ncclGroupStart");
+    for (int p = 0; p < ranks; ++p) {
+      check_nccl(ncclSend(c + p, 1, ncclInt64, p, comm, stream), d, "ncclSend (counts)");
+      check_nccl(ncclRecv(c + ranks + p, 1, ncclInt64, p, comm, stream), d, "ncclRecv (counts)");
+    }
+    check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (counts)");
+    recv_counts.resize(n);
+    check_cuda(cudaMemcpyAsync(recv_counts.data(), c + ranks, n * 8, cudaMemcpyDeviceToHost, stream), d,
+               "receive counts");
+    check_cuda(cudaStreamSynchronize(stream), d, "count exchange (stream synchronisation)");
+    recv = plan_receive(recv_counts);
+    if (recv.rows() > opts.max_rows)
+      throw error(errc::budget_exceeded,
+                  "gpu device " + std::to_string(d) + " (rank " + std::to_string(rank) + "): peers send " +
+                      std::to_string(recv.rows()) + " expert rows, more than the " +
+                      std::to_string(opts.max_rows) + " it was sized for; the other ranks of this step "
+                      "will time out. Bound every rank's batch so that rows · ranks <= max_rows");
+    check_nccl(ncclGroupStart(), d, "ncclGroupStart");
+    for (int p = 0; p < ranks; ++p) {
+      const auto P = static_cast<size_t>(p);
+      if (const int64_t k = s.send_counts[P]; k > 0) {
+        check_nccl(ncclSend(send_x.as<uint16_t>() + s.send_offsets[P] * hidden, static_cast<size_t>(k * hidden),
+                            ncclBfloat16, p, comm, stream), d, "ncclSend (dispatch rows)");
+        check_nccl(ncclSend(send_experts.as<int32_t>() + s.send_offsets[P], static_cast<size_t>(k), ncclInt32,
+                            p, comm, stream), d, "ncclSend (dispatch experts)");
+      }
+      if (const int64_t k = recv.counts[P]; k > 0) {
+        check_nccl(ncclRecv(recv_x.as<uint16_t>() + recv.offsets[P] * hidden, static_cast<size_t>(k * hidden),
+                            ncclBfloat16, p, comm, stream), d, "ncclRecv (dispatch rows)");
+        check_nccl(ncclRecv(recv_experts_dev.as<int32_t>() + recv.offsets[P], static_cast<size_t>(k), ncclInt32,
+                            p, comm, stream), d, "ncclRecv (dispatch experts)");
+      }
+    }
+    check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (dispatch)");
+    recv_experts.resize(static_cast<size_t>(recv.rows()));
+    check_cuda(cudaMemcpyAsync(recv_experts.data(), recv_experts_dev.as<void>(),
+                               recv_experts.size() * 4, cudaMemcpyDeviceToHost, stream), d,
+               "received experts");
+    check_cuda(cudaStreamSynchronize(stream), d, "dispatch (stream synchronisation)");
+#endif
   }
 
-  // Returns the computed rows to rank 0 and, there, to the host.
+  // Returns the computed rows to the ranks they came from, and this rank's own rows to the host
+  // in its plan's order.
   void combine(const device_step& s) {
     const int d = opts.device;
     const auto row_bytes = static_cast<size_t>(hidden) * 4;
     if (ranks == 1) {
-      check_cuda(cudaMemcpyAsync(s.back, y.as<void>(), static_cast<size_t>(s.recv_rows) * row_bytes,
+      check_cuda(cudaMemcpyAsync(s.back, y.as<void>(), static_cast<size_t>(s.rows) * row_bytes,
                                  cudaMemcpyDeviceToHost, stream), d, "rows to the host");
     } else {
 #ifdef TROUPE_HAVE_NCCL
       check_nccl(ncclGroupStart(), d, "ncclGroupStart");
-      if (s.recv_rows > 0)
-        check_nccl(ncclSend(y.as<void>(), static_cast<size_t>(s.recv_rows * hidden), ncclFloat32, 0, comm,
-                            stream), d, "ncclSend (combine)");
-      if (rank == 0)
-        for (int p = 0; p < ranks; ++p)
-          if (s.send_counts[p] > 0)
-            check_nccl(ncclRecv(back.as<float>() + s.send_offsets[p] * hidden,
-                                static_cast<size_t>(s.send_counts[p] * hidden), ncclFloat32, p, comm,
-                                stream), d, "ncclRecv (combine)");
+      for (int p = 0; p < ranks; ++p) {
+        const auto P = static_cast<size_t>(p);
+        if (const int64_t k = recv.counts[P]; k > 0)
+          check_nccl(ncclSend(y.as<float>() + recv.offsets[P] * hidden, static_cast<size_t>(k * hidden),
+                              ncclFloat32, p, comm, stream), d, "ncclSend (combine)");
+        if (const int64_t k = s.send_counts[P]; k > 0)
+          check_nccl(ncclRecv(back.as<float>() + s.send_offsets[P] * hidden, static_cast<size_t>(k * hidden),
+                              ncclFloat32, p, comm, stream), d, "ncclRecv (combine)");
+      }
       check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (combine)");
-      if (rank == 0)
-        check_cuda(cudaMemcpyAsync(s.back, back.as<void>(),
-                                   static_cast<size_t>(s.send_offsets[ranks]) * row_bytes,
-                                   cudaMemcpyDeviceToHost, stream), d, "rows to the host");
+      check_cuda(cudaMemcpyAsync(s.back, back.as<void>(), static_cast<size_t>(s.rows) * row_bytes,
+                                 cudaMemcpyDeviceToHost, stream), d, "rows to the host");
 #endif
     }
     check_cuda(cudaStreamSynchronize(stream), d, "combine (stream synchronisation)");
@@ -240,9 +285,9 @@ struct device_state {
   // Aligns the received rows on the host and uploads the block arrays; returns the FFN launch.
   expert_ffn prepare(const device_step& s) {
     const int d = opts.device;
-    const int64_t rows = s.recv_rows;
+    const int64_t rows = recv.rows();
     const int64_t E = placement.experts(), local = placement.last(rank) - placement.first(rank);
-    auto blocks = align_received(placement, rank, {s.recv_experts, static_cast<size_t>(rows)}, opts.block);
+    auto blocks = align_received(placement, rank, recv_experts, opts.block);
     expert_ffn f;
     f.layer = s.layer;
     f.inter = inter;
@@ -378,14 +423,14 @@ device_actor::behavior_type device_behavior(device_actor::stateful_pointer<devic
       [self](expert_step_atom, const device_step& s) -> caf::result<bool> {
         auto& st = self->state;
         try {
-          if (s.recv_rows > st.opts.max_rows)
+          if (s.rows > st.opts.max_rows)
             throw error(errc::budget_exceeded,
-                        "gpu device " + std::to_string(st.opts.device) + ": a step brings " +
-                            std::to_string(s.recv_rows) + " expert rows, more than the " +
+                        "gpu device " + std::to_string(st.opts.device) + ": a step of " +
+                            std::to_string(s.rows) + " expert rows, more than the " +
                             std::to_string(st.opts.max_rows) + " it was sized for; split the batch");
           check_cuda(cudaSetDevice(st.opts.device), st.opts.device, "cudaSetDevice");
           st.dispatch(s);
-          if (s.recv_rows == 0) {
+          if (st.recv.rows() == 0) {
             st.combine(s);
             return true;
           }

@@ -27,13 +27,18 @@
 //                                      until every rank has called it: send this to all ranks at
 //                                      once. unsupported when troupe was built without NCCL.
 //   (expert_step_atom, device_step) -> bool
-//                                      one MoE layer: rank 0's rows reach every rank (H2D for one
-//                                      rank; ncclSend/ncclRecv from rank 0 for several), are
-//                                      aligned to blocks on the host (align_received), computed by
-//                                      the stream actor, and return to rank 0 (ncclSend/ncclRecv),
-//                                      which copies them to step.back in plan order. Every rank of
-//                                      the communicator must get the step (NCCL calls pair up).
-//                                      The step's host arrays are borrowed until the reply.
+//                                      one MoE layer's all-to-all (all_to_all_plan.hpp): every
+//                                      rank brings its own rows in its plan's order (possibly
+//                                      none); with several ranks the per-peer counts are exchanged
+//                                      first (one int64 each way per peer), then rows (bf16) and
+//                                      their experts (int32) go by ncclSend/ncclRecv, are aligned
+//                                      to blocks on the host (align_received), computed by the
+//                                      stream actor, and return by ncclSend/ncclRecv; each rank
+//                                      copies its own rows back to step.back in plan order. Every
+//                                      rank of the communicator must get every layer's step, in
+//                                      the same order (NCCL calls pair up across ranks); a rank
+//                                      that fails leaves the others to time out. The step's host
+//                                      arrays are borrowed until the reply.
 
 #include <cstdint>
 #include <memory>
@@ -68,15 +73,15 @@ struct expert_ffn {
 
 using stream_actor = caf::typed_actor<caf::replies_to<gpu_ffn_atom, expert_ffn>::with<bool>>;
 
-/// One MoE layer's exchange as seen by one rank (see device_actor).
+/// One MoE layer's exchange as seen by one rank: its own rows, planned by plan_dispatch.
 struct device_step {
   int64_t layer = 0;
-  const uint16_t* send_x = nullptr;      ///< rank 0: [rows of the plan, hidden] bf16, plan order
-  const int64_t* send_counts = nullptr;  ///< rank 0's plan: [ranks]
+  int64_t rows = 0;                       ///< this rank's (token, slot) rows
+  const uint16_t* send_x = nullptr;       ///< [rows, hidden] bf16, plan order
+  const int32_t* send_experts = nullptr;  ///< [rows] global expert of each row
+  const int64_t* send_counts = nullptr;   ///< [ranks] rows to each peer
   const int64_t* send_offsets = nullptr;  ///< [ranks + 1]
-  int64_t recv_rows = 0;                 ///< rows this rank computes
-  const int32_t* recv_experts = nullptr;  ///< [recv_rows] global expert of each
-  float* back = nullptr;                  ///< rank 0: [rows of the plan, hidden] fp32 out
+  float* back = nullptr;                  ///< [rows, hidden] fp32 out, plan order
 };
 
 using device_actor = caf::typed_actor<
@@ -87,7 +92,7 @@ using device_actor = caf::typed_actor<
 
 struct device_options {
   int device = 0;            ///< CUDA ordinal
-  int64_t max_rows = 8192;   ///< most (token, slot) rows one step may bring to this rank
+  int64_t max_rows = 8192;   ///< most (token, slot) rows a step may bring to or from this rank
   std::vector<int64_t> buckets{16, 32, 64, 128, 256, 512};  ///< row counts captured as graphs
   int64_t block = 16;        ///< grouped GEMM block (16, 32 or 64)
 };

@@ -21,6 +21,7 @@ struct gpu_expert_group::impl {
   caf::scoped_actor self;
   expert_placement placement;
   int64_t max_rows = 0;
+  int first_rank = 0;
   std::vector<device_actor> devices;
   std::vector<uint16_t> x_bf16, send;
   std::vector<float> back;
@@ -62,50 +63,60 @@ gpu_expert_group::gpu_expert_group(caf::actor_system& sys, std::shared_ptr<const
   if (n < 1 || n > visible)
     throw error(errc::invalid_argument, "gpu experts: " + std::to_string(n) + " devices asked for, " +
                                             std::to_string(visible) + " visible");
+  const int world = opts.world == 0 ? n : opts.world;
+  if (opts.first_rank < 0 || opts.first_rank + n > world)
+    throw error(errc::invalid_argument, "gpu experts: ranks " + std::to_string(opts.first_rank) + " to " +
+                                            std::to_string(opts.first_rank + n - 1) + " of a world of " +
+                                            std::to_string(world));
+  if (opts.first_rank > 0 && !opts.bootstrap)
+    throw error(errc::invalid_argument, "gpu experts: a process with first_rank " +
+                                            std::to_string(opts.first_rank) +
+                                            " needs rank 0's bootstrap actor (options::bootstrap)");
 #ifndef TROUPE_HAVE_NCCL
-  if (n > 1)
+  if (world > 1)
     throw error(errc::unsupported, "gpu experts: troupe was built without NCCL; expert parallelism "
-                                   "over " + std::to_string(n) + " GPUs needs it (use devices = 1)");
+                                   "over " + std::to_string(world) + " GPUs needs it (use one device)");
 #endif
-  impl_ = std::make_unique<impl>(sys, expert_placement(m->cfg().n_routed_experts, n));
+  impl_ = std::make_unique<impl>(sys, expert_placement(m->cfg().n_routed_experts, world));
   impl_->max_rows = opts.max_rows;
-  for (int r = 0; r < n; ++r) {
-    device_options d;
-    d.device = r;
-    d.max_rows = opts.max_rows;
-    d.buckets = opts.buckets;
-    d.block = opts.block;
-    impl_->devices.push_back(spawn_device_actor(sys, m, impl_->placement, r, d));
+  impl_->first_rank = opts.first_rank;
+  for (int d = 0; d < n; ++d) {
+    device_options o;
+    o.device = d;
+    o.max_rows = opts.max_rows;
+    o.buckets = opts.buckets;
+    o.block = opts.block;
+    impl_->devices.push_back(spawn_device_actor(sys, m, impl_->placement, opts.first_rank + d, o));
   }
+  nccl_bootstrap_actor own_boot;
   try {
     impl_->all(std::chrono::seconds(600), "gpu experts: loading", gpu_load_atom::value);
-    if (n > 1) {
-      // The communicator: rank 0 makes the id, the bootstrap actor hands it to ranks 1..n-1.
+    if (world > 1) {
+      // The communicator: rank 0 makes the id, the bootstrap actor hands it to the other ranks.
       nccl_unique_id id;
-      std::string failure;
-      impl_->self->request(impl_->devices[0], std::chrono::seconds(60), nccl_id_atom::value)
-          .receive([&](const nccl_unique_id& got) { id = got; },
-                   [&](caf::error& e) { failure = from_caf_error(e, "ncclGetUniqueId").message(); });
-      if (!failure.empty()) throw error(errc::model_failed, "gpu experts: " + failure);
-      auto boot = spawn_nccl_bootstrap(sys, id, n);
+      nccl_bootstrap_actor boot = opts.bootstrap;
+      if (opts.first_rank == 0) {
+        std::string failure;
+        impl_->self->request(impl_->devices[0], std::chrono::seconds(60), nccl_id_atom::value)
+            .receive([&](const nccl_unique_id& got) { id = got; },
+                     [&](caf::error& e) { failure = from_caf_error(e, "ncclGetUniqueId").message(); });
+        if (!failure.empty()) throw error(errc::model_failed, "gpu experts: " + failure);
+        boot = own_boot = spawn_nccl_bootstrap(sys, id, world);
+        if (opts.on_bootstrap) opts.on_bootstrap(boot);
+      }
       using handle = decltype(impl_->self->request(impl_->devices[0], std::chrono::seconds(1),
                                                    nccl_init_atom::value, boot, id, int32_t{0},
                                                    int32_t{0}));
       std::vector<handle> pending;
-      for (int r = 0; r < n; ++r)
-        pending.push_back(impl_->self->request(impl_->devices[static_cast<size_t>(r)],
-                                               std::chrono::seconds(120), nccl_init_atom::value,
-                                               boot, r == 0 ? id : nccl_unique_id{}, int32_t{r},
-                                               int32_t{n}));
-      try {
-        impl_->wait(pending, "gpu experts: NCCL communicator");
-      } catch (...) {
-        impl_->self->send_exit(boot, caf::exit_reason::user_shutdown);
-        throw;
-      }
-      impl_->self->send_exit(boot, caf::exit_reason::user_shutdown);
+      for (int d = 0; d < n; ++d)
+        pending.push_back(impl_->self->request(impl_->devices[static_cast<size_t>(d)],
+                                               std::chrono::seconds(600), nccl_init_atom::value, boot,
+                                               id, int32_t{opts.first_rank + d}, int32_t{world}));
+      impl_->wait(pending, "gpu experts: NCCL communicator");
+      if (own_boot) impl_->self->send_exit(own_boot, caf::exit_reason::user_shutdown);
     }
   } catch (...) {
+    if (own_boot) impl_->self->send_exit(own_boot, caf::exit_reason::user_shutdown);
     for (auto& d : impl_->devices) impl_->self->send_exit(d, caf::exit_reason::user_shutdown);
     throw;
   }
@@ -120,7 +131,13 @@ const expert_placement& gpu_expert_group::placement() const noexcept { return im
 
 void gpu_expert_group::run(const deepseek::expert_batch& b) {
   auto& s = *impl_;
-  const auto plan = plan_dispatch(s.placement, 0, b.ids, b.tokens, b.top_k);
+  // The batch enters at this process's first rank; its other ranks bring no rows of their own.
+  const int first = s.first_rank;
+  std::vector<dispatch_plan> plans;
+  plans.push_back(plan_dispatch(s.placement, first, b.ids, b.tokens, b.top_k));
+  for (size_t d = 1; d < s.devices.size(); ++d)
+    plans.push_back(plan_dispatch(s.placement, first + static_cast<int>(d), {}, 0, b.top_k));
+  const auto& plan = plans[0];
   if (plan.rows() > s.max_rows)
     throw error(errc::budget_exceeded, "gpu experts: layer " + std::to_string(b.layer) + " has " +
                                            std::to_string(plan.rows()) + " (token, slot) rows, more "
@@ -134,17 +151,17 @@ void gpu_expert_group::run(const deepseek::expert_batch& b) {
   using handle = decltype(s.self->request(s.devices[0], std::chrono::seconds(1), expert_step_atom::value,
                                           device_step{}));
   std::vector<handle> pending;
-  for (int p = 0; p < plan.ranks(); ++p) {
+  for (size_t d = 0; d < s.devices.size(); ++d) {
+    const auto& p = plans[d];
     device_step st;
     st.layer = b.layer;
-    st.send_x = p == 0 ? s.send.data() : nullptr;
-    st.send_counts = plan.send_counts.data();
-    st.send_offsets = plan.send_offsets.data();
-    st.recv_rows = plan.send_counts[static_cast<size_t>(p)];
-    st.recv_experts = plan.send_experts.data() + plan.send_offsets[static_cast<size_t>(p)];
-    st.back = p == 0 ? s.back.data() : nullptr;
-    pending.push_back(s.self->request(s.devices[static_cast<size_t>(p)], std::chrono::seconds(120),
-                                      expert_step_atom::value, st));
+    st.rows = p.rows();
+    st.send_x = d == 0 ? s.send.data() : nullptr;
+    st.send_experts = p.send_experts.data();
+    st.send_counts = p.send_counts.data();
+    st.send_offsets = p.send_offsets.data();
+    st.back = d == 0 ? s.back.data() : nullptr;
+    pending.push_back(s.self->request(s.devices[d], std::chrono::seconds(120), expert_step_atom::value, st));
   }
   s.wait(pending, "gpu experts: layer " + std::to_string(b.layer));
   unpack_combine(plan, s.back.data(), static_cast<size_t>(b.hidden) * 4, b.out);

@@ -27,6 +27,7 @@
 #include "cpu/low_bit.hpp"
 #include "cpu/quant.hpp"
 #include "cpu/transformer_ops.hpp"
+#include "cuda/convert.hpp"
 #include "cuda/int4_repack.hpp"
 #include "cuda/moe_align.hpp"
 #include "cuda/ops.hpp"
@@ -598,6 +599,30 @@ BOOST_AUTO_TEST_CASE(dense_bf16_gemm_is_exact_on_small_integers) {
         want += cpu::bf16_to_fp32(a[i * lda + c]) * cpu::bf16_to_fp32(w[j * ldw + c]);
       BOOST_REQUIRE_EQUAL(y[i * ldy + j], want);
     }
+}
+
+BOOST_AUTO_TEST_CASE(f32_to_bf16_rounds_as_the_cpu) {
+  // convert.hpp: every value rounded as cpu::fp32_to_bf16 (ties to even, NaN quiet, infinities and
+  // subnormals kept); strided rows; the gaps between rows and the guard bytes stay untouched.
+  std::mt19937 rng(12);
+  const int64_t rows = 5, n = 1037, ldx = n + 3, ldy = n + 7;
+  auto x = random_floats(rng, rows * ldx, -1e3f, 1e3f);
+  const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -3e-39f, 1.00390625f,
+                            1.01171875f, 3.4e38f};
+  for (size_t i = 0; i < std::size(specials); ++i) x[i * 3] = specials[i];
+  dev<float> dx(x);
+  dev<uint16_t> dy(static_cast<size_t>(rows * ldy));
+  BOOST_REQUIRE_EQUAL(kc::launch_f32_to_bf16(dx.p, ldx, dy.p, ldy, rows, n, nullptr), status::ok);
+  const auto y = dy.get();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < n; ++i)
+      BOOST_REQUIRE_EQUAL(y[r * ldy + i], cpu::fp32_to_bf16(x[r * ldx + i]));
+    BOOST_REQUIRE(is_guard(&y[r * ldy + n], (ldy - n) * sizeof(uint16_t)));
+  }
+  BOOST_CHECK_EQUAL(kc::launch_f32_to_bf16(dx.p, n - 1, dy.p, ldy, rows, n, nullptr), status::bad_size);
+  BOOST_CHECK_EQUAL(kc::launch_f32_to_bf16(nullptr, ldx, dy.p, ldy, rows, n, nullptr),
+                    status::null_pointer);
+  BOOST_CHECK_EQUAL(kc::launch_f32_to_bf16(nullptr, ldx, nullptr, ldy, 0, n, nullptr), status::ok);
 }
 
 int main(int argc, char** argv) {

@@ -16,20 +16,34 @@
 /// devices also need NCCL. UNVERIFIED on a GPU so far: see tests/gpu/test_gpu_experts.cpp.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "caf/actor_system.hpp"
 #include "troupe/deepseek/experts.hpp"
 #include "troupe/gpu/expert_placement.hpp"
+#include "troupe/gpu/nccl_id.hpp"
 
 namespace troupe::gpu {
 
 class gpu_expert_group final : public deepseek::expert_runner {
  public:
   struct options {
-    int devices = 0;           ///< GPUs 0..devices-1; 0: every visible device
-    int64_t max_rows = 8192;   ///< most (token, slot) rows of one step (prefill chunks included)
+    int devices = 0;           ///< this process's GPUs 0..devices-1; 0: every visible device
+    /// Expert parallelism across processes: this process's devices are ranks [first_rank,
+    /// first_rank + devices) of `world` ranks (0: world = devices, all in this process). The
+    /// process with first_rank 0 makes the communicator's id and hands its bootstrap actor to
+    /// on_bootstrap before waiting for the others (publish it with caf::io::publish); the other
+    /// processes pass it (caf::io::remote_actor<nccl_bootstrap_actor>) as `bootstrap`. The
+    /// constructors of all processes must run at the same time (NCCL's init waits for every
+    /// rank), and every process must then call run() for every MoE layer in the same order, each
+    /// with its own tokens (none is fine): the decoders step in lockstep.
+    int world = 0;
+    int first_rank = 0;
+    nccl_bootstrap_actor bootstrap{};
+    std::function<void(const nccl_bootstrap_actor&)> on_bootstrap{};
+    int64_t max_rows = 8192;   ///< most (token, slot) rows one step brings to or from a device
     std::vector<int64_t> buckets{16, 32, 64, 128, 256, 512};  ///< row counts replayed as graphs
     int64_t block = 16;        ///< grouped GEMM rows per block: 16, 32 or 64
   };
@@ -37,20 +51,22 @@ class gpu_expert_group final : public deepseek::expert_runner {
   /// Spawns the device actors in `sys`, checks each device's memory budget and uploads the
   /// experts. Throws troupe::error: unsupported (no CUDA device, several devices without NCCL,
   /// experts that are not INT4 group-32 with bf16 scales, naming the tensor), invalid_argument
-  /// (more devices than visible or than experts), budget_exceeded (the sizes that do not fit),
+  /// (more devices than visible or than experts, ranks outside world, no bootstrap for a process
+  /// with first_rank > 0), budget_exceeded (the sizes that do not fit),
   /// model_failed (a CUDA or NCCL call, naming device and call).
   gpu_expert_group(caf::actor_system& sys, std::shared_ptr<const deepseek::model> m, options opts);
   ~gpu_expert_group() override;
   gpu_expert_group(const gpu_expert_group&) = delete;
   gpu_expert_group& operator=(const gpu_expert_group&) = delete;
 
-  /// Computes every expert of batch.layer on the devices; batch.out complete on return. Throws
+  /// Computes every expert of batch.layer on the devices of every rank (the batch's tokens enter
+  /// at this process's first rank); batch.out complete on return. Throws
   /// troupe::error(model_failed) naming the device and call that failed, budget_exceeded when the
   /// step has more rows than max_rows.
   void run(const deepseek::expert_batch& batch) override;
 
-  int devices() const noexcept;
-  const expert_placement& placement() const noexcept;
+  int devices() const noexcept;  ///< in this process
+  const expert_placement& placement() const noexcept;  ///< over all `world` ranks
 
   /// CUDA devices this process sees (0 when none, or when the driver is missing).
   static int visible_devices() noexcept;
