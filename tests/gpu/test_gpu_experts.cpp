@@ -1,7 +1,8 @@
 // The routed experts on GPUs (include/troupe/gpu/gpu_experts.hpp) inside the whole model: the
 // logits of the committed K2.5-like INT4 fixture with every MoE layer's experts on the GPU(s)
 // against the CPU decoder and HF transformers, greedy tokens equal, on one GPU and on all visible
-// GPUs with expert parallelism over NCCL; graph replay equal to direct launches; refusals.
+// GPUs with expert parallelism over NCCL, and over two processes (one GPU each, the NCCL id sent to
+// the second through CAF's middleman); graph replay equal to direct launches; refusals.
 // The attention, dense layers and shared experts stay on the CPU in this configuration.
 //
 // Without a CUDA device the program prints "SKIPPED: no CUDA device" and exits with 77 (ctest:
@@ -10,6 +11,9 @@
 #define BOOST_TEST_MODULE gpu_experts
 #define BOOST_TEST_NO_MAIN
 #include <cuda_runtime_api.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <cstdio>
@@ -17,6 +21,7 @@
 #include <cstring>
 
 #include "caf/all.hpp"
+#include "caf/io/all.hpp"
 #include "deepseek/deepseek_test_support.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/gpu/gpu_experts.hpp"
@@ -88,6 +93,33 @@ std::vector<float> batched_steps(batch_decoder& d) {
   return all;
 }
 
+// Rank 1 of the two-process test, in a process of its own that sees only the second GPU: joins
+// rank 0's published bootstrap actor and runs the same workload in lockstep. Exit 0 when its own
+// logits match the CPU's.
+int rank1_main(uint16_t port) {
+  gpu_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto boot = caf::io::remote_actor<troupe::gpu::nccl_bootstrap_actor>(sys, "127.0.0.1", port);
+  if (!boot) {
+    std::fprintf(stderr, "rank 1: no bootstrap actor at port %u\n", port);
+    return 3;
+  }
+  try {
+    auto m = model::load(fixture("k25_int4"));
+    gpu_expert_group g(sys, m, {.devices = 1, .world = 2, .first_rank = 1, .bootstrap = *boot});
+    batch_decoder d(m, {.threads = 2, .experts = &g});
+    batch_decoder cpu(m, {.threads = 2});
+    const auto a = batched_steps(d), b = batched_steps(cpu);
+    const double err = relative_error(a.data(), b.data(), static_cast<int64_t>(a.size()));
+    std::fprintf(stderr, "rank 1: largest relative logit error against the CPU %g\n", err);
+    return err <= gpu_tolerance ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rank 1: %s\n", e.what());
+    return 4;
+  }
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(experts_on_one_gpu_match_the_cpu) {
@@ -125,6 +157,53 @@ BOOST_AUTO_TEST_CASE(expert_parallelism_over_all_visible_gpus) {
   BOOST_CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
+BOOST_AUTO_TEST_CASE(expert_parallelism_across_two_processes) {
+  if (gpu_expert_group::visible_devices() < 2) {
+    BOOST_TEST_MESSAGE("fewer than 2 GPUs visible: two-process NCCL all-to-all NOT exercised");
+    return;
+  }
+  gpu_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto m = model::load(fixture("k25_int4"));
+  // The second process: this program as rank 1, seeing only the second of this process's GPUs.
+  std::string second = "1";
+  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES"); v != nullptr) {
+    std::string all = v;
+    const auto comma = all.find(',');
+    BOOST_REQUIRE(comma != std::string::npos);
+    second = all.substr(comma + 1, all.find(',', comma + 1) - comma - 1);
+  }
+  pid_t child = -1;
+  auto start_rank1 = [&](const troupe::gpu::nccl_bootstrap_actor& boot) {
+    auto port = caf::io::publish(boot, 0, "127.0.0.1");
+    BOOST_REQUIRE(static_cast<bool>(port));
+    std::vector<std::string> env_s{"CUDA_VISIBLE_DEVICES=" + second};
+    for (char** e = environ; *e != nullptr; ++e)
+      if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) env_s.emplace_back(*e);
+    std::vector<char*> env;
+    for (auto& e : env_s) env.push_back(e.data());
+    env.push_back(nullptr);
+    std::string exe = "/proc/self/exe", flag = "--gpu-rank1", p = std::to_string(*port);
+    char* args[] = {exe.data(), flag.data(), p.data(), nullptr};
+    BOOST_REQUIRE_EQUAL(::posix_spawn(&child, "/proc/self/exe", nullptr, nullptr, args, env.data()), 0);
+  };
+  {
+    gpu_expert_group g(sys, m, {.devices = 1, .world = 2, .on_bootstrap = start_rank1});
+    BOOST_TEST(g.placement().devices() == 2);
+    batch_decoder d(m, {.threads = 2, .experts = &g});
+    batch_decoder cpu(m, {.threads = 2});
+    const auto a = batched_steps(d), b = batched_steps(cpu);
+    const double err = relative_error(a.data(), b.data(), static_cast<int64_t>(a.size()));
+    BOOST_TEST_MESSAGE("2 processes, rank 0: largest relative logit error against the CPU " << err);
+    BOOST_CHECK_LE(err, gpu_tolerance);
+  }
+  int status = 0;
+  BOOST_REQUIRE_EQUAL(::waitpid(child, &status, 0), child);
+  BOOST_CHECK(WIFEXITED(status));
+  BOOST_CHECK_EQUAL(WEXITSTATUS(status), 0);
+}
+
 BOOST_AUTO_TEST_CASE(graph_replay_equals_direct_launches) {
   gpu_config cfg;
   caf::actor_system sys{cfg};
@@ -159,6 +238,8 @@ BOOST_AUTO_TEST_CASE(refusals_name_what_is_wrong) {
 }
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "--gpu-rank1") == 0)
+    return rank1_main(static_cast<uint16_t>(std::atoi(argv[2])));
   const bool listing = std::any_of(argv + 1, argv + argc, [](const char* a) {
     return std::strncmp(a, "--list_content", 14) == 0;
   });
