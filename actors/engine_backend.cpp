@@ -1,6 +1,7 @@
 // The two model families of the local engine: GGUF llama models (ChatML with Hermes tool calls,
 // grammar-constrained decoding) and DeepSeek-V3 / Kimi checkpoints (Kimi's template and tool-call
-// sections, tiktoken, routed experts on expert-shard actors).
+// sections, tiktoken, response schemas constrained over its vocabulary, routed experts on
+// expert-shard actors).
 
 #include "engine_backend.hpp"
 
@@ -68,6 +69,7 @@ class llama_backend final : public engine_backend {
   bool is_end_of_generation(int32_t t) const override { return tok_.is_end_of_generation(t); }
   std::string piece(int32_t t) const override { return tok_.token_to_piece(t); }
   const llama::token_masker* masker() const noexcept override { return &masker_; }
+  bool constrains_tool_calls() const noexcept override { return true; }
   uint32_t open(int64_t capacity) override { return decoder_.open(capacity); }
   void close(uint32_t seq) noexcept override { decoder_.close(seq); }
   std::span<const float> decode(std::span<const chunk> chunks) override {
@@ -99,6 +101,7 @@ class deepseek_backend final : public engine_backend {
     decoder_ = std::make_unique<deepseek::batch_decoder>(
         model_, deepseek::batch_decoder::options{threads, deepseek::attention_form::automatic, shards_.get()});
     end_of_turn_ = tok_.special_id("<|im_end|>").value_or(-1);
+    masker_ = std::make_unique<llama::token_masker>(mask_vocabulary());
   }
   ~deepseek_backend() override {
     decoder_.reset();
@@ -131,7 +134,9 @@ class deepseek_backend final : public engine_backend {
     }
     return tok_.token_to_piece(t);
   }
-  const llama::token_masker* masker() const noexcept override { return nullptr; }
+  const llama::token_masker* masker() const noexcept override { return masker_.get(); }
+  // Kimi writes tool calls between special tokens, which the byte grammars do not model yet.
+  bool constrains_tool_calls() const noexcept override { return false; }
   uint32_t open(int64_t capacity) override { return decoder_->open(capacity); }
   void close(uint32_t seq) noexcept override { decoder_->close(seq); }
   std::span<const float> decode(std::span<const chunk> chunks) override {
@@ -145,8 +150,25 @@ class deepseek_backend final : public engine_backend {
   tiktoken_tokenizer tok_;
   std::unique_ptr<deepseek::expert_shard_group> shards_;
   std::unique_ptr<deepseek::batch_decoder> decoder_;
+  /// The model's whole vocabulary (it may be larger than the tokenizer's: padding ids, which
+  /// end generation as is_end_of_generation says): special tokens carry no text.
+  llama::mask_vocabulary mask_vocabulary() const {
+    llama::mask_vocabulary v;
+    const auto n = static_cast<size_t>(vocab());
+    v.bytes.resize(n);
+    v.kinds.resize(n, llama::mask_vocabulary::kind::text);
+    for (int32_t t = 0; t < static_cast<int32_t>(n); ++t) {
+      auto& k = v.kinds[static_cast<size_t>(t)];
+      if (is_end_of_generation(t)) k = llama::mask_vocabulary::kind::end_of_generation;
+      else if (tok_.is_special(t)) k = llama::mask_vocabulary::kind::control;
+      else v.bytes[static_cast<size_t>(t)] = tok_.token_to_piece(t);
+    }
+    return v;
+  }
+
   std::vector<deepseek::batch_decoder::chunk> chunks_;
   int32_t end_of_turn_ = -1;
+  std::unique_ptr<llama::token_masker> masker_;
 };
 
 }  // namespace

@@ -53,6 +53,10 @@ class engine_backend {
   /// Grammar-constrained decoding over this vocabulary; nullptr when the family has none (then
   /// tool calls are parsed, not constrained, and response schemas are refused).
   virtual const llama::token_masker* masker() const noexcept = 0;
+  /// Whether masker() also constrains tool calls (llama::grammar::for_tool_calls writes the
+  /// llama families' syntax); when not, tool calls are parsed and only response schemas are
+  /// constrained.
+  virtual bool constrains_tool_calls() const noexcept = 0;
 
   struct chunk {
     uint32_t seq = 0;

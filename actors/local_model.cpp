@@ -99,12 +99,14 @@ struct engine_state {
   bool step_pending = false;
 };
 
-/// The grammar a request's output must follow, if any: its response schema, else its tool calls.
-std::optional<compiled_grammar> grammar_for(engine_core& core, const chat_request& req) {
+/// The grammar a request's output must follow, if any: its response schema, else its tool calls
+/// (when `tool_calls`: the backend's syntax is the one llama::grammar::for_tool_calls writes).
+std::optional<compiled_grammar> grammar_for(engine_core& core, const chat_request& req,
+                                            bool tool_calls) {
   std::string key;
   if (!req.response_schema.empty()) {
     key = "schema:" + req.response_schema;
-  } else if (!req.tools.empty() && req.choice.mode != tool_choice_mode::none) {
+  } else if (tool_calls && !req.tools.empty() && req.choice.mode != tool_choice_mode::none) {
     key = "tools:" + std::to_string(static_cast<int>(req.choice.mode)) + ":" + req.choice.name;
     for (const auto& t : req.tools) key += "\n" + t.name + "\n" + t.parameters;
   } else {
@@ -148,7 +150,7 @@ sequence_ptr prepare(engine_core& core, const chat_request& req) {
                             model.family()));
   }
   if (model.masker() != nullptr) {
-    if (auto g = grammar_for(core, req)) {
+    if (auto g = grammar_for(core, req, model.constrains_tool_calls())) {
       s->matcher.emplace(g->grammar);
       s->masks = g->masks;
     }

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <numeric>
+#include <string>
+
+#include "troupe/error.hpp"
 
 namespace troupe::llama {
 
@@ -70,7 +73,32 @@ size_t mask_cache::size() const {
   return map_.size();
 }
 
-token_masker::token_masker(const tokenizer& tok) : vocab_(tok.vocab_size()) {
+namespace {
+
+mask_vocabulary vocabulary_of(const tokenizer& tok) {
+  mask_vocabulary v;
+  const auto n = static_cast<size_t>(tok.vocab_size());
+  v.bytes.resize(n);
+  v.kinds.resize(n, mask_vocabulary::kind::text);
+  for (int32_t t = 0; t < tok.vocab_size(); ++t) {
+    auto& k = v.kinds[static_cast<size_t>(t)];
+    if (tok.is_end_of_generation(t)) k = mask_vocabulary::kind::end_of_generation;
+    else if (tok.type(t) == token_type::control) k = mask_vocabulary::kind::control;
+    else v.bytes[static_cast<size_t>(t)] = tok.token_to_piece(t, false);
+  }
+  return v;
+}
+
+}  // namespace
+
+token_masker::token_masker(const tokenizer& tok) : token_masker(vocabulary_of(tok)) {}
+
+token_masker::token_masker(const mask_vocabulary& vocab)
+    : vocab_(static_cast<int32_t>(vocab.kinds.size())) {
+  if (vocab.bytes.size() != vocab.kinds.size())
+    throw error(errc::invalid_argument,
+                "token_masker: the vocabulary has " + std::to_string(vocab.bytes.size()) +
+                    " token texts but " + std::to_string(vocab.kinds.size()) + " token kinds");
   const size_t words = (static_cast<size_t>(vocab_) + 63) / 64;
   eog_.assign(words, 0);
   control_.assign(words, 0);
@@ -79,12 +107,13 @@ token_masker::token_masker(const tokenizer& tok) : vocab_(tok.vocab_size()) {
   bytes_.resize(static_cast<size_t>(vocab_));
   std::vector<int32_t> text_tokens;
   for (int32_t t = 0; t < vocab_; ++t) {
-    if (tok.is_end_of_generation(t)) set_bit(eog_, t);
-    if (tok.type(t) == token_type::control) {
+    const auto k = vocab.kinds[static_cast<size_t>(t)];
+    if (k == mask_vocabulary::kind::end_of_generation) set_bit(eog_, t);
+    if (k != mask_vocabulary::kind::text) {
       set_bit(control_, t);
       continue;
     }
-    bytes_[static_cast<size_t>(t)] = tok.token_to_piece(t, false);
+    bytes_[static_cast<size_t>(t)] = vocab.bytes[static_cast<size_t>(t)];
     const std::string& b = bytes_[static_cast<size_t>(t)];
     if (b.empty()) continue;
     text_tokens.push_back(t);
@@ -96,8 +125,6 @@ token_masker::token_masker(const tokenizer& tok) : vocab_(tok.vocab_size()) {
     else string_sensitive_.push_back(t);
     if (b.find('<') != std::string::npos) with_lt_.push_back(t);
   }
-  for (int32_t t = 0; t < vocab_; ++t)
-    if (test_token(eog_, t)) set_bit(control_, t);
   // The trie: tokens sorted by bytes, built range by range (shorter strings sort first).
   std::sort(text_tokens.begin(), text_tokens.end(), [&](int32_t a, int32_t b) {
     return bytes_[static_cast<size_t>(a)] < bytes_[static_cast<size_t>(b)];

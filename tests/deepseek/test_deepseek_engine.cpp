@@ -1,7 +1,8 @@
 // The local engine actor serving a Kimi-format checkpoint (tests/fixtures/deepseek/kimi_chat):
 // the reply to a chat request equals the bytes HF transformers + tiktoken + Kimi's real chat
 // template produced, alone and with concurrent requests batched together, with the routed experts
-// on expert-shard actors or on the kernel threads; requests it cannot serve are refused clearly.
+// on expert-shard actors or on the kernel threads; a response schema constrains the answer over
+// tiktoken's vocabulary; requests it cannot serve are refused clearly.
 
 #define BOOST_TEST_MODULE deepseek_engine
 #include <boost/test/unit_test.hpp>
@@ -17,6 +18,7 @@
 #include "caf/all.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
+#include "troupe/json.hpp"
 #include "troupe/local_model.hpp"
 
 using namespace troupe;
@@ -90,17 +92,38 @@ BOOST_FIXTURE_TEST_CASE(replies_match_hf_alone_and_batched, engine_fixture) {
   }
 }
 
-BOOST_FIXTURE_TEST_CASE(a_response_schema_is_refused_clearly, engine_fixture) {
-  start(1);
-  auto req = request(7);
-  req.response_schema = R"({"type":"object"})";
-  self->request(model, reply_timeout, chat_atom::value, req)
-      .receive([&](assistant_turn&) { BOOST_FAIL("a schema request was served"); },
-               [&](caf::error& e) {
-                 const auto err = from_caf_error(e, "chat");
-                 BOOST_CHECK(err.code() == errc::unsupported);
-                 BOOST_CHECK_NE(err.message().find("response_schema"), std::string::npos);
-               });
+BOOST_FIXTURE_TEST_CASE(a_response_schema_shapes_the_answer, engine_fixture) {
+  // The fixture's weights are random: unconstrained, it writes no JSON at all (the HF text
+  // above). Constrained by the schema over tiktoken's vocabulary, every answer is a valid
+  // instance that ends before max_tokens, greedy or sampled, alone or beside other requests.
+  start(2);
+  const std::string schema =
+      R"({"type":"object","properties":{"name":{"type":"string","maxLength":12},)"
+      R"("age":{"type":"integer"},"tags":{"type":"array","items":{"enum":["a","b"]},"maxItems":3}},)"
+      R"("required":["name","age","tags"]})";
+  std::vector<decltype(self->request(model, reply_timeout, chat_atom::value, chat_request{}))> handles;
+  for (uint64_t i = 0; i < 4; ++i) {
+    auto req = request(20 + i);
+    req.max_tokens = 96;
+    req.response_schema = schema;
+    if (i > 0) {
+      req.sampling.temperature = 1.0f;
+      req.sampling.seed = i;
+    }
+    handles.push_back(self->request(model, reply_timeout, chat_atom::value, req));
+  }
+  for (auto& h : handles) {
+    h.receive(
+        [&](assistant_turn& t) {
+          BOOST_TEST_MESSAGE("answer (" << t.usage.completion_tokens << " tokens): " << t.text);
+          BOOST_TEST_CONTEXT(t.text) {
+            BOOST_CHECK(t.finish == finish_reason::stop);
+            BOOST_CHECK(json::validate(json::parse(t.text), json::parse(schema)).empty());
+            BOOST_CHECK_LE(t.usage.completion_tokens, 96u);
+          }
+        },
+        [&](caf::error& e) { BOOST_FAIL("request failed: " << sys.render(e)); });
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_directory_without_config_is_a_clear_error) {

@@ -312,3 +312,48 @@ BOOST_AUTO_TEST_CASE(token_masks_equal_a_brute_force_check_of_every_token) {
                              << " tokens; " << allowed_total << " allowed in all");
   BOOST_CHECK_GT(checked, 100u);
 }
+
+BOOST_AUTO_TEST_CASE(a_masker_over_any_vocabulary_equals_a_brute_force_check) {
+  // The tiktoken path (Kimi models) builds the masker from token bytes and kinds directly: a
+  // small vocabulary with multi-byte, partial-UTF-8, quote-carrying, control and end tokens.
+  using kind = mask_vocabulary::kind;
+  mask_vocabulary v;
+  const std::vector<std::string> texts = {"{", "}", "\"", "\"path", "\":", " \"", "a", "é",
+                                           "\xC3", "\xA9\"", "1", "12", ",", "\"mode\": \"text\"",
+                                           "x<y", "", "\\\"", " ", "true", "\"text\"}"};
+  for (const auto& t : texts) {
+    v.bytes.push_back(t);
+    v.kinds.push_back(kind::text);
+  }
+  v.bytes.push_back("<|special|>");  // control: its text is ignored
+  v.kinds.push_back(kind::control);
+  v.bytes.emplace_back();
+  v.kinds.push_back(kind::end_of_generation);
+  const token_masker masker(v);
+  BOOST_REQUIRE_EQUAL(masker.vocab_size(), static_cast<int32_t>(v.kinds.size()));
+  const auto g = grammar::from_schema(
+      R"({"type":"object","properties":{"path":{"type":"string"},"mode":{"enum":["text","bytes"]}},)"
+      R"("required":["path","mode"],"additionalProperties":false})");
+  const std::string answer = "{\"path\": \"aé\\\"1\", \"mode\": \"text\"}";
+  size_t allowed_total = 0;
+  for (size_t i = 0; i <= answer.size(); ++i) {
+    grammar_matcher state(g);
+    BOOST_REQUIRE(state.feed(std::string_view(answer).substr(0, i)));
+    const auto mask = masker.allowed(state);
+    for (int32_t t = 0; t < masker.vocab_size(); ++t) {
+      bool expect = false;
+      const auto k = v.kinds[static_cast<size_t>(t)];
+      if (k == kind::end_of_generation) expect = state.can_end();
+      else if (k == kind::text && !v.bytes[static_cast<size_t>(t)].empty()) {
+        grammar_matcher s = state;
+        expect = s.feed(v.bytes[static_cast<size_t>(t)]);
+      }
+      BOOST_CHECK_MESSAGE(test_token(*mask, t) == expect,
+                          "prefix " << i << ": token " << t << " '" << v.bytes[size_t(t)] << "'");
+      allowed_total += expect ? 1 : 0;
+    }
+  }
+  BOOST_CHECK_GT(allowed_total, answer.size());  // the check saw allowed tokens, not only "no"
+  v.kinds.pop_back();
+  BOOST_CHECK_THROW(token_masker{v}, error);
+}

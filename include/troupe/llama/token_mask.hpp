@@ -52,10 +52,21 @@ class mask_cache {
   size_t max_entries_;
 };
 
+/// A vocabulary as the masker sees it, whatever tokenizer it comes from (GGUF byte-level BPE,
+/// tiktoken): token t's text bytes and its kind. Control tokens carry no text.
+struct mask_vocabulary {
+  enum class kind : uint8_t { text, control, end_of_generation };
+  std::vector<std::string> bytes;  ///< [vocab]; ignored for control and end-of-generation tokens
+  std::vector<kind> kinds;         ///< [vocab]
+};
+
 class token_masker {
  public:
   /// Precomputes the vocabulary's token classes (once per model).
   explicit token_masker(const tokenizer& tok);
+  /// The same from any vocabulary. Throws troupe::error(invalid_argument) when bytes and kinds
+  /// differ in size.
+  explicit token_masker(const mask_vocabulary& vocab);
 
   int32_t vocab_size() const noexcept { return vocab_; }
 
