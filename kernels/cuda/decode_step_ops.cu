@@ -1,0 +1,291 @@
+// Device code of the whole-model decode step's small ops (contracts: decode_step_ops.hpp).
+// UNVERIFIED on a GPU: compiled only where this was written.
+
+#include "cuda/common.cuh"
+#include "cuda/decode_step_ops.hpp"
+#include "cuda/ops.hpp"
+
+namespace troupe::kernels::cuda {
+
+using detail::bf16_to_f32;
+using detail::ceil_div;
+using detail::f32_to_bf16;
+using detail::launched;
+using detail::warp_sum;
+
+namespace {
+
+// ---- absorbed queries: one CTA per (head, 128 latent dims); the rows' q_nope staged in smem ----
+constexpr int absorb_rows = 8;  // accumulators per thread; rows run in chunks of 8
+
+__global__ void __launch_bounds__(128)
+    mla_absorb_q_kernel(const float* q, int64_t rows, int64_t heads, int64_t nope, int64_t rope,
+                        const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope) {
+  extern __shared__ float qs[];  // [rows, nope]
+  const int64_t h = blockIdx.x, qk = nope + rope;
+  for (int64_t i = threadIdx.x; i < rows * nope; i += 128)
+    qs[i] = q[((i / nope) * heads + h) * qk + i % nope];
+  if (blockIdx.y == 0)
+    for (int64_t i = threadIdx.x; i < rows * rope; i += 128) {
+      const int64_t b = i / rope, d = i % rope;
+      q_rope[(b * heads + h) * rope + d] = q[(b * heads + h) * qk + nope + d];
+    }
+  __syncthreads();
+  const int64_t r = int64_t{blockIdx.y} * 128 + threadIdx.x;
+  if (r >= kv_lora) return;
+  const uint16_t* w = w_uk + h * nope * kv_lora + r;
+  for (int64_t b0 = 0; b0 < rows; b0 += absorb_rows) {
+    float acc[absorb_rows];
+#pragma unroll
+    for (int j = 0; j < absorb_rows; ++j) acc[j] = 0;
+    for (int64_t d = 0; d < nope; ++d) {
+      const float wd = bf16_to_f32(w[d * kv_lora]);
+#pragma unroll
+      for (int j = 0; j < absorb_rows; ++j)
+        if (b0 + j < rows) acc[j] += qs[(b0 + j) * nope + d] * wd;
+    }
+#pragma unroll
+    for (int j = 0; j < absorb_rows; ++j)
+      if (b0 + j < rows) q_latent[((b0 + j) * heads + h) * kv_lora + r] = acc[j];
+  }
+}
+
+// ---- values out of the latent space: one warp per (head, value dim), looping over rows --------
+__global__ void __launch_bounds__(128)
+    mla_unabsorb_v_kernel(const float* o_latent, int64_t rows, int64_t heads, int64_t kv_lora,
+                          const uint16_t* w_uv, int64_t v, uint16_t* out, int64_t ldo) {
+  const int64_t row = int64_t{blockIdx.x} * 4 + threadIdx.x / 32;  // h·v + d
+  const int lane = threadIdx.x % 32;
+  if (row >= heads * v) return;
+  const int64_t h = row / v;
+  const uint16_t* w = w_uv + row * kv_lora;
+  for (int64_t b = 0; b < rows; ++b) {
+    const float* o = o_latent + (b * heads + h) * kv_lora;
+    float s = 0;
+    for (int64_t r = lane; r < kv_lora; r += 32) s += o[r] * bf16_to_f32(w[r]);
+    s = warp_sum(s);
+    if (lane == 0) out[b * ldo + row] = f32_to_bf16(s);
+  }
+}
+
+__global__ void latent_cache_write_kernel(const float* x, int64_t ldx, int64_t width,
+                                          const int32_t* slots, uint16_t* cache) {
+  const int64_t b = blockIdx.x;
+  uint16_t* dst = cache + int64_t{slots[b]} * width;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[i] = f32_to_bf16(x[b * ldx + i]);
+}
+
+// ---- MLA decode for any kv_lora: one CTA per (head, row), 128 threads ------------------------
+__global__ void __launch_bounds__(128) mla_decode_plain_kernel(mla_decode_args a) {
+  extern __shared__ float sm[];  // q [kv_lora + rope], acc [kv_lora]
+  __shared__ float p[mla_page_size];
+  float* qv = sm;
+  float* acc = sm + a.kv_lora + a.rope;
+  const int64_t h = blockIdx.x, b = blockIdx.y, width = a.kv_lora + a.rope;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  for (int64_t i = tid; i < a.kv_lora; i += 128) {
+    qv[i] = a.q_latent[(b * a.heads + h) * a.kv_lora + i];
+    acc[i] = 0;
+  }
+  for (int64_t i = tid; i < a.rope; i += 128) qv[a.kv_lora + i] = a.q_rope[(b * a.heads + h) * a.rope + i];
+  __syncthreads();
+  const int64_t len = a.seq_lens[b];
+  float m = -INFINITY, l = 0;
+  for (int64_t base = 0; base < len; base += mla_page_size) {
+    const int64_t page = a.block_table[b * a.max_pages + base / mla_page_size];
+    const uint16_t* c = a.cache + page * mla_page_size * width;
+    const int count = static_cast<int>(len - base < mla_page_size ? len - base : mla_page_size);
+    for (int j = warp; j < count; j += 4) {
+      float s = 0;
+      for (int64_t i = lane; i < width; i += 32) s += qv[i] * bf16_to_f32(c[j * width + i]);
+      s = warp_sum(s);
+      if (lane == 0) p[j] = s * a.scale;
+    }
+    __syncthreads();
+    float mc = -INFINITY;
+    for (int j = 0; j < count; ++j) mc = fmaxf(mc, p[j]);
+    const float mn = fmaxf(m, mc);
+    const float factor = expf(m - mn);  // 0 on the first page
+    __syncthreads();
+    if (tid < count) p[tid] = expf(p[tid] - mn);
+    __syncthreads();
+    float ps = 0;
+    for (int j = 0; j < count; ++j) ps += p[j];
+    l = l * factor + ps;
+    m = mn;
+    for (int64_t i = tid; i < a.kv_lora; i += 128) {
+      float v = acc[i] * factor;
+      for (int j = 0; j < count; ++j) v += p[j] * bf16_to_f32(c[j * width + i]);
+      acc[i] = v;
+    }
+    __syncthreads();
+  }
+  const float inv = l > 0 ? 1.0f / l : 0.0f;
+  for (int64_t i = tid; i < a.kv_lora; i += 128) a.out[(b * a.heads + h) * a.kv_lora + i] = acc[i] * inv;
+}
+
+// ---- router product: one warp per (row, token) -------------------------------------------------
+__global__ void __launch_bounds__(128)
+    gemv_bf16_f32_kernel(const uint16_t* w, int64_t rows, int64_t k, const float* x, int64_t ldx,
+                         float* y, int64_t ldy) {
+  const int64_t r = int64_t{blockIdx.x} * 4 + threadIdx.x / 32, t = blockIdx.y;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  const uint16_t* wr = w + r * k;
+  const float* xt = x + t * ldx;
+  float s = 0;
+  for (int64_t i = lane; i < k; i += 32) s += bf16_to_f32(wr[i]) * xt[i];
+  s = warp_sum(s);
+  if (lane == 0) y[t * ldy + r] = s;
+}
+
+__global__ void residual_combine_kernel(float* h, const float* add, const float* routed,
+                                        int64_t top_k, const int32_t* live, int64_t n) {
+  const int64_t t = blockIdx.y;
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float r = 0;
+  if (routed != nullptr && t < *live)
+    for (int64_t j = 0; j < top_k; ++j) r += routed[(t * top_k + j) * n + i];
+  h[t * n + i] += r + add[t * n + i];
+}
+
+__global__ void mask_padding_routes_kernel(int32_t* ids, int64_t rows, int64_t top_k,
+                                           int32_t experts, const int32_t* live) {
+  for (int64_t i = int64_t{*live} * top_k + threadIdx.x; i < rows * top_k; i += blockDim.x) ids[i] = experts;
+}
+
+__device__ __forceinline__ uint64_t mix(uint64_t z) {  // splitmix64's finaliser
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+__global__ void fill_random_bf16_kernel(uint16_t* p, int64_t n, uint64_t seed, float scale) {
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const uint64_t z = mix(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i));
+    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    p[i] = f32_to_bf16((2.0f * u - 1.0f) * scale);
+  }
+}
+
+__global__ void fill_random_u32_kernel(uint32_t* p, int64_t n, uint64_t seed) {
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+    p[i] = static_cast<uint32_t>(mix(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i)) >> 32);
+}
+
+__global__ void fill_f32_kernel(float* p, int64_t n, float value) {
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+    p[i] = value;
+}
+
+unsigned fill_grid(int64_t n) { return static_cast<unsigned>(ceil_div(n, 256) < 4096 ? ceil_div(n, 256) : 4096); }
+
+}  // namespace
+
+status launch_mla_absorb_q(const float* q, int64_t rows, int64_t heads, int64_t nope, int64_t rope,
+                           const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope,
+                           cudaStream_t stream) noexcept {
+  if (rows < 0 || heads < 0 || nope < 1 || rope < 0 || kv_lora < 1 || heads > INT32_MAX ||
+      ceil_div(kv_lora, 128) > 65535)
+    return status::bad_size;
+  if (rows * nope > 12288) return status::unsupported;
+  if (rows == 0 || heads == 0) return status::ok;
+  if (q == nullptr || w_uk == nullptr || q_latent == nullptr || (rope > 0 && q_rope == nullptr))
+    return status::null_pointer;
+  const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(ceil_div(kv_lora, 128)));
+  mla_absorb_q_kernel<<<grid, 128, static_cast<size_t>(rows * nope) * sizeof(float), stream>>>(
+      q, rows, heads, nope, rope, w_uk, kv_lora, q_latent, q_rope);
+  return launched();
+}
+
+status launch_mla_unabsorb_v(const float* o_latent, int64_t rows, int64_t heads, int64_t kv_lora,
+                             const uint16_t* w_uv, int64_t v, uint16_t* out, int64_t ldo,
+                             cudaStream_t stream) noexcept {
+  if (rows < 0 || heads < 0 || kv_lora < 1 || v < 1 || ldo < heads * v) return status::bad_size;
+  if (rows == 0 || heads == 0) return status::ok;
+  if (o_latent == nullptr || w_uv == nullptr || out == nullptr) return status::null_pointer;
+  mla_unabsorb_v_kernel<<<static_cast<unsigned>(ceil_div(heads * v, 4)), 128, 0, stream>>>(
+      o_latent, rows, heads, kv_lora, w_uv, v, out, ldo);
+  return launched();
+}
+
+status launch_latent_cache_write(const float* x, int64_t ldx, int64_t rows, int64_t width,
+                                 const int32_t* slots, uint16_t* cache, cudaStream_t stream) noexcept {
+  if (rows < 0 || width < 1 || ldx < width || rows > INT32_MAX) return status::bad_size;
+  if (rows == 0) return status::ok;
+  if (x == nullptr || slots == nullptr || cache == nullptr) return status::null_pointer;
+  latent_cache_write_kernel<<<static_cast<unsigned>(rows), 128, 0, stream>>>(x, ldx, width, slots, cache);
+  return launched();
+}
+
+status launch_mla_decode_plain(const mla_decode_args& a, cudaStream_t stream) noexcept {
+  if (a.batch < 0 || a.heads < 0 || a.max_pages < 0 || a.batch > 65535 || a.heads > INT32_MAX)
+    return status::bad_size;
+  if (a.kv_lora < 1 || a.kv_lora > 1024 || a.rope < 0 || a.rope > 128) return status::unsupported;
+  if (a.batch == 0 || a.heads == 0) return status::ok;
+  if (a.q_latent == nullptr || (a.rope > 0 && a.q_rope == nullptr) || a.cache == nullptr ||
+      a.block_table == nullptr || a.seq_lens == nullptr || a.out == nullptr)
+    return status::null_pointer;
+  const dim3 grid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+  const size_t smem = static_cast<size_t>(2 * a.kv_lora + a.rope) * sizeof(float);
+  mla_decode_plain_kernel<<<grid, 128, smem, stream>>>(a);
+  return launched();
+}
+
+status launch_gemv_bf16_f32(const uint16_t* w, int64_t rows, int64_t k, const float* x, int64_t ldx,
+                            int64_t tokens, float* y, int64_t ldy, cudaStream_t stream) noexcept {
+  if (rows < 0 || k < 1 || tokens < 0 || ldx < k || ldy < rows || tokens > 65535 ||
+      ceil_div(rows, 4) > INT32_MAX)
+    return status::bad_size;
+  if (rows == 0 || tokens == 0) return status::ok;
+  if (w == nullptr || x == nullptr || y == nullptr) return status::null_pointer;
+  const dim3 grid(static_cast<unsigned>(ceil_div(rows, 4)), static_cast<unsigned>(tokens));
+  gemv_bf16_f32_kernel<<<grid, 128, 0, stream>>>(w, rows, k, x, ldx, y, ldy);
+  return launched();
+}
+
+status launch_residual_combine(float* h, const float* add, const float* routed, int64_t top_k,
+                               const int32_t* live, int64_t rows, int64_t n, cudaStream_t stream) noexcept {
+  if (rows < 0 || n < 1 || rows > 65535 || (routed != nullptr && top_k < 1)) return status::bad_size;
+  if (rows == 0) return status::ok;
+  if (h == nullptr || add == nullptr || (routed != nullptr && live == nullptr)) return status::null_pointer;
+  const dim3 grid(static_cast<unsigned>(ceil_div(n, 256)), static_cast<unsigned>(rows));
+  residual_combine_kernel<<<grid, 256, 0, stream>>>(h, add, routed, top_k, live, n);
+  return launched();
+}
+
+status launch_mask_padding_routes(int32_t* ids, int64_t rows, int64_t top_k, int32_t experts,
+                                  const int32_t* live, cudaStream_t stream) noexcept {
+  if (rows < 0 || top_k < 1 || experts < 1) return status::bad_size;
+  if (rows == 0) return status::ok;
+  if (ids == nullptr || live == nullptr) return status::null_pointer;
+  mask_padding_routes_kernel<<<1, 256, 0, stream>>>(ids, rows, top_k, experts, live);
+  return launched();
+}
+
+status launch_fill_random_bf16(uint16_t* p, int64_t n, uint64_t seed, float scale, cudaStream_t stream) noexcept {
+  if (n < 0) return status::bad_size;
+  if (n == 0) return status::ok;
+  if (p == nullptr) return status::null_pointer;
+  fill_random_bf16_kernel<<<fill_grid(n), 256, 0, stream>>>(p, n, seed, scale);
+  return launched();
+}
+
+status launch_fill_random_u32(uint32_t* p, int64_t n, uint64_t seed, cudaStream_t stream) noexcept {
+  if (n < 0) return status::bad_size;
+  if (n == 0) return status::ok;
+  if (p == nullptr) return status::null_pointer;
+  fill_random_u32_kernel<<<fill_grid(n), 256, 0, stream>>>(p, n, seed);
+  return launched();
+}
+
+status launch_fill_f32(float* p, int64_t n, float value, cudaStream_t stream) noexcept {
+  if (n < 0) return status::bad_size;
+  if (n == 0) return status::ok;
+  if (p == nullptr) return status::null_pointer;
+  fill_f32_kernel<<<fill_grid(n), 256, 0, stream>>>(p, n, value);
+  return launched();
+}
+
+}  // namespace troupe::kernels::cuda

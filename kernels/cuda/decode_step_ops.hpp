@@ -1,0 +1,72 @@
+#pragma once
+/// The small ops gpu::cuda_decoder's whole-model decode step needs beyond ops.hpp: the absorbed-MLA
+/// projections in and out of the latent space (bf16 weights), the latent cache write at
+/// precomputed slots, an MLA decode for any kv_lora (the fixtures' tiny shapes; ops.hpp's kernel
+/// needs a multiple of 128), the router product with bf16 weights and fp32 activations, the
+/// residual / expert combine, the masking of padding rows' routes, and the random fills of the
+/// benchmark's synthetic weights. Contracts as ops.hpp: device pointers, sizes in elements,
+/// arguments checked before any launch, bf16 as raw uint16_t. UNVERIFIED on a GPU: compiled here,
+/// exercised by tests/gpu/test_cuda_decoder.cpp (whole-model logits against the CPU decoder).
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "cuda/ops.hpp"
+#include "cuda/status.hpp"
+
+namespace troupe::kernels::cuda {
+
+/// Absorbed queries: for row b < rows, head h, with q_b,h = q + (b·heads + h)·(nope + rope):
+///   q_latent[(b·heads + h)·kv_lora + r] = Σ_{d < nope} q_b,h[d] · w_uk[(h·nope + d)·kv_lora + r]
+///   q_rope[(b·heads + h)·rope + i]      = q_b,h[nope + i]
+/// q fp32, w_uk bf16 [heads, nope, kv_lora] (kv_b's key half, DeepSeek's W_UK), fp32 sums.
+/// unsupported: rows · nope above 12288 (the staged queries exceed 48 KiB of shared memory).
+status launch_mla_absorb_q(const float* q, int64_t rows, int64_t heads, int64_t nope, int64_t rope,
+                           const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope,
+                           cudaStream_t stream) noexcept;
+
+/// Values out of the latent space: out[b·ldo + h·v + d] = bf16(Σ_r o_latent[(b·heads + h)·kv_lora
+/// + r] · w_uv[(h·v + d)·kv_lora + r]); w_uv bf16 [heads, v, kv_lora] (DeepSeek's W_UV), fp32 sums,
+/// out bf16 (the o_proj GEMM's input), ldo >= heads·v.
+status launch_mla_unabsorb_v(const float* o_latent, int64_t rows, int64_t heads, int64_t kv_lora,
+                             const uint16_t* w_uv, int64_t v, uint16_t* out, int64_t ldo,
+                             cudaStream_t stream) noexcept;
+
+/// cache[slots[b]·width + i] = bf16(x[b·ldx + i]) for b < rows, i < width (the normalised latent
+/// and rotated rope key of each row's new position; padding rows name a scratch-page slot).
+status launch_latent_cache_write(const float* x, int64_t ldx, int64_t rows, int64_t width,
+                                 const int32_t* slots, uint16_t* cache, cudaStream_t stream) noexcept;
+
+/// launch_mla_decode's contract (ops.hpp, same arguments and paged layout, page size 64) for any
+/// kv_lora in [1, 1024] and rope in [0, 128]: a plain kernel (scores by warps, softmax over a page
+/// in shared memory, accumulators in shared memory) for the shapes the fast kernel refuses.
+status launch_mla_decode_plain(const mla_decode_args& args, cudaStream_t stream) noexcept;
+
+/// y[t·ldy + r] = Σ_i bf16 w[r·k + i] · x[t·ldx + i], fp32 activations and sums (router logits: HF
+/// routes in fp32 over the checkpoint's bf16 gate). One warp per (row, token); tokens <= 65535.
+status launch_gemv_bf16_f32(const uint16_t* w, int64_t rows, int64_t k, const float* x, int64_t ldx,
+                            int64_t tokens, float* y, int64_t ldy, cudaStream_t stream) noexcept;
+
+/// h[t·n + i] += (routed && t < *live ? Σ_{j<top_k} routed[(t·top_k + j)·n + i] : 0) + add[t·n + i]
+/// for t < rows: the residual add of an attention or dense block (routed null) or of a MoE block
+/// (add = shared experts' output, routed = the per-pair outputs already times their routing
+/// weights). live: device int32 (rows at and past it are padding whose pairs were not computed);
+/// may be null when routed is null. rows <= 65535.
+status launch_residual_combine(float* h, const float* add, const float* routed, int64_t top_k,
+                               const int32_t* live, int64_t rows, int64_t n,
+                               cudaStream_t stream) noexcept;
+
+/// ids[t·top_k + j] = experts for t in [*live, rows): padding rows' pairs point outside [0,
+/// experts), so moe_align drops them and no expert runs for them.
+status launch_mask_padding_routes(int32_t* ids, int64_t rows, int64_t top_k, int32_t experts,
+                                  const int32_t* live, cudaStream_t stream) noexcept;
+
+/// Synthetic weights for benchmarks: p[i] = bf16 of a uniform value in [−scale, scale) from a hash
+/// of (seed, i); random 32-bit words; a constant fp32 value.
+status launch_fill_random_bf16(uint16_t* p, int64_t n, uint64_t seed, float scale,
+                               cudaStream_t stream) noexcept;
+status launch_fill_random_u32(uint32_t* p, int64_t n, uint64_t seed, cudaStream_t stream) noexcept;
+status launch_fill_f32(float* p, int64_t n, float value, cudaStream_t stream) noexcept;
+
+}  // namespace troupe::kernels::cuda
