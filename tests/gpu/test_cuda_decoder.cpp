@@ -1,0 +1,269 @@
+// The whole decode step on one GPU (include/troupe/gpu/cuda_decoder.hpp) against the CPU decoder:
+// logits of the committed K2.5-like INT4 fixture (q_lora, YaRN, INT4 routed experts, a dense first
+// layer, a shared expert) per prompt position and per greedy decode step, greedy tokens equal to
+// HF's; several sequences of different lengths in one padded bucket; CUDA-graph replay
+// bit-identical to direct launches (fixture and a random Moonlight-shaped model: q_proj, kv_lora
+// 512, the fast MLA kernel); refusals (bf16 experts, context, cache pages).
+//
+// The moonlight fixture (bf16 experts) is only used for the refusal: the GPU decoder computes INT4
+// experts only, and quantising them here would compare two different models; its q_proj path is
+// covered by the random Moonlight-shaped model (replay vs direct, finite logits), not against a
+// reference.
+//
+// Tolerance: the GPU rounds activations to bf16 at the input of every GEMM (2^-9 relative each)
+// and keeps the latent cache in bf16, the CPU keeps fp32 throughout; through 4 layers of ~8
+// products each this gives a few 1e-3 of the largest logit, and 2e-2 (the GPU expert test's
+// bound) leaves room for the rare near-tie expert choice. Greedy tokens must match exactly (the
+// fixture's prompts have a top-1 margin).
+//
+// Without a CUDA device the program prints "SKIPPED: no CUDA device" and exits with 77.
+// UNVERIFIED so far: no GPU was available where this was written.
+
+#define BOOST_TEST_MODULE cuda_decoder
+#define BOOST_TEST_NO_MAIN
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "deepseek/deepseek_test_support.hpp"
+#include "troupe/gpu/cuda_decoder.hpp"
+
+using namespace troupe::deepseek;
+using namespace troupe::deepseek::test;
+using troupe::errc;
+using troupe::gpu::cuda_decoder;
+
+namespace {
+
+std::filesystem::path fixture(const char* name) {
+  const char* env = std::getenv("TROUPE_SOURCE_DIR");
+  return std::filesystem::path(env != nullptr ? env : TROUPE_SOURCE_DIR) / "tests/fixtures/deepseek" / name;
+}
+
+constexpr double gpu_tolerance = 2e-2;
+
+cuda_decoder::options small_options(bool graphs) {
+  cuda_decoder::options o;
+  o.buckets = {1, 2, 4, 8};
+  o.max_context = 256;
+  o.graphs = graphs;
+  return o;
+}
+
+int32_t argmax_row(const float* row, int64_t n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
+
+// A Moonlight-shaped model, small: q_proj (no q_lora), kv_lora 512 / rope 64 (the fast MLA
+// kernel), 16 experts top 6, 2 shared, a dense first layer.
+config small_moonlight() {
+  config c;
+  c.model_type = "deepseek_v3";
+  c.vocab_size = 4096;
+  c.hidden_size = 512;
+  c.intermediate_size = 1024;
+  c.moe_intermediate_size = 256;
+  c.num_hidden_layers = 3;
+  c.num_attention_heads = c.num_key_value_heads = 4;
+  c.kv_lora_rank = 512;
+  c.qk_nope_head_dim = 128;
+  c.qk_rope_head_dim = 64;
+  c.v_head_dim = 128;
+  c.n_routed_experts = 16;
+  c.n_shared_experts = 2;
+  c.num_experts_per_tok = 6;
+  c.first_k_dense_replace = 1;
+  c.norm_topk_prob = true;
+  c.routed_scaling_factor = 2.446;
+  c.rope_theta = 50000;
+  c.rms_norm_eps = 1e-5;
+  c.scoring_func = "sigmoid";
+  c.topk_method = "noaux_tc";
+  c.max_position_embeddings = 8192;
+  return c;
+}
+
+// Three sequences of different lengths stepped together: every step's logits, flattened.
+std::vector<float> batched_steps(cuda_decoder& d, int64_t vocab) {
+  const std::vector<std::vector<int32_t>> prompts{{1, 2, 3, 4, 5}, {7, 9}, {11, 13, 17, 19, 23, 29, 31}};
+  std::vector<float> all;
+  std::vector<uint32_t> seqs;
+  std::vector<int32_t> next;
+  for (const auto& p : prompts) {
+    seqs.push_back(d.open(64));
+    const batch_decoder::chunk ch{seqs.back(), p};
+    const auto out = d.decode({&ch, 1});
+    all.insert(all.end(), out.begin(), out.end());
+    next.push_back(argmax_row(out.data(), vocab));
+  }
+  for (int step = 0; step < 6; ++step) {
+    d.step(seqs, next);
+    const auto out = d.logits();
+    all.insert(all.end(), out.begin(), out.end());
+    for (size_t i = 0; i < seqs.size(); ++i) next[i] = argmax_row(out.data() + i * vocab, vocab);
+  }
+  for (uint32_t s : seqs) d.close(s);
+  return all;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(cuda_decoder_tests)
+
+BOOST_AUTO_TEST_CASE(k25_int4_logits_match_cpu_per_position_and_step) {
+  const auto m = model::load(fixture("k25_int4"));
+  const int64_t V = m->cfg().vocab_size;
+  batch_decoder cpu(m);
+  cuda_decoder gpu(m, small_options(true));
+  double worst_cpu = 0, worst_hf = 0, worst_step = 0;
+  for (const auto& c : load_expected(fixture("k25_int4") / "expected.safetensors")) {
+    // The prompt: every position's logits (the GPU runs it as successive decode steps).
+    const uint32_t sc = cpu.open(256), sg = gpu.open(256);
+    batch_decoder::chunk cc{sc, c.prompt}, cg{sg, c.prompt};
+    const auto want = cpu.decode({&cc, 1}, true);
+    const std::vector<float> want_prompt(want.begin(), want.end());
+    const auto got = gpu.decode({&cg, 1}, true);
+    BOOST_REQUIRE_EQUAL(got.size(), want_prompt.size());
+    for (size_t p = 0; p < c.prompt.size(); ++p) {
+      worst_cpu = std::max(worst_cpu, relative_error(got.data() + p * V, want_prompt.data() + p * V, V));
+      worst_hf = std::max(worst_hf, relative_error(got.data() + p * V, c.logits.data() + p * V, V));
+    }
+    // Greedy decode, one step at a time, both fed the GPU's token: logits per step and tokens.
+    std::vector<int32_t> tokens{argmax_row(got.data() + (c.prompt.size() - 1) * V, V)};
+    for (size_t i = 1; i < c.greedy.size(); ++i) {
+      const int32_t t = tokens.back();
+      cc.tokens = {&tokens.back(), 1};
+      const auto w = cpu.decode({&cc, 1});
+      const std::vector<float> want_step(w.begin(), w.end());
+      const uint32_t seqs[] = {sg};
+      const int32_t next = gpu.step(seqs, {&t, 1})[0];
+      worst_step = std::max(worst_step, relative_error(gpu.logits().data(), want_step.data(), V));
+      BOOST_CHECK_EQUAL(next, argmax_row(want_step.data(), V));
+      tokens.push_back(next);
+    }
+    BOOST_CHECK_EQUAL_COLLECTIONS(tokens.begin(), tokens.end(), c.greedy.begin(), c.greedy.end());
+    cpu.close(sc);
+    gpu.close(sg);
+  }
+  BOOST_TEST_MESSAGE("k25_int4 on the GPU: largest relative logit error against the CPU " << worst_cpu
+                     << " (prompt positions), " << worst_step << " (decode steps); against HF " << worst_hf);
+  BOOST_CHECK_LE(worst_cpu, gpu_tolerance);
+  BOOST_CHECK_LE(worst_step, gpu_tolerance);
+  BOOST_CHECK_LE(worst_hf, gpu_tolerance);
+}
+
+BOOST_AUTO_TEST_CASE(sequences_of_different_lengths_in_one_padded_bucket_match_cpu) {
+  const auto m = model::load(fixture("k25_int4"));
+  const int64_t V = m->cfg().vocab_size;
+  batch_decoder cpu(m);
+  cuda_decoder gpu(m, small_options(true));
+  const std::vector<std::vector<int32_t>> prompts{{1, 2, 3, 4, 5}, {7, 9}, {11, 13, 17, 19, 23, 29, 31}};
+  std::vector<uint32_t> sc, sg;
+  std::vector<batch_decoder::chunk> cc, cg;
+  for (const auto& p : prompts) {
+    sc.push_back(cpu.open(64));
+    sg.push_back(gpu.open(64));
+    cc.push_back({sc.back(), p});
+    cg.push_back({sg.back(), p});
+  }
+  // All three prompts in one call: steps of 3, 3, 2, 2, 2, 1, 1 rows (buckets 4, 4, 2, ..., 1).
+  const auto want = cpu.decode(cc);
+  const std::vector<float> w0(want.begin(), want.end());
+  const auto got = gpu.decode(cg);
+  double worst = 0;
+  std::vector<int32_t> next(3);
+  for (size_t i = 0; i < 3; ++i) {
+    worst = std::max(worst, relative_error(got.data() + i * V, w0.data() + i * V, V));
+    next[i] = argmax_row(w0.data() + i * V, V);
+  }
+  for (int step = 0; step < 5; ++step) {
+    for (size_t i = 0; i < 3; ++i) {
+      cc[i].tokens = {&next[i], 1};
+      cg[i].tokens = {&next[i], 1};
+    }
+    const auto w = cpu.decode(cc);
+    const std::vector<float> ws(w.begin(), w.end());
+    const auto g = gpu.decode(cg);
+    for (size_t i = 0; i < 3; ++i) {
+      worst = std::max(worst, relative_error(g.data() + i * V, ws.data() + i * V, V));
+      BOOST_CHECK_EQUAL(argmax_row(g.data() + i * V, V), argmax_row(ws.data() + i * V, V));
+      next[i] = argmax_row(ws.data() + i * V, V);
+    }
+  }
+  for (size_t i = 0; i < 3; ++i) BOOST_CHECK_EQUAL(gpu.position(sg[i]), cpu.position(sc[i]));
+  BOOST_TEST_MESSAGE("three sequences in a bucket of 4: largest relative logit error against the CPU " << worst);
+  BOOST_CHECK_LE(worst, gpu_tolerance);
+  // The routing of the last step: 3 live rows of bucket 4, padding routed nowhere.
+  const auto r = gpu.last_routing();
+  BOOST_CHECK_EQUAL(r.bucket, 4);
+  BOOST_CHECK_EQUAL(r.live, 3);
+  for (int64_t l = 0; l < r.moe_layers; ++l)
+    for (int64_t j = 0; j < r.top_k; ++j) {
+      BOOST_CHECK_EQUAL(r.ids[static_cast<size_t>((l * r.row_stride + 3) * r.top_k + j)], m->cfg().n_routed_experts);
+      const int32_t e = r.ids[static_cast<size_t>((l * r.row_stride + 0) * r.top_k + j)];
+      BOOST_CHECK(e >= 0 && e < m->cfg().n_routed_experts);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(graph_replay_is_bit_identical_to_direct_launches) {
+  const auto m = model::load(fixture("k25_int4"));
+  cuda_decoder with(m, small_options(true)), without(m, small_options(false));
+  const auto a = batched_steps(with, m->cfg().vocab_size);
+  const auto b = batched_steps(without, m->cfg().vocab_size);
+  BOOST_REQUIRE_EQUAL(a.size(), b.size());
+  BOOST_CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  // The random Moonlight-shaped model: q_proj, kv_lora 512 (fast MLA kernel), 2 shared experts.
+  const config c = small_moonlight();
+  cuda_decoder rw(c, 42, small_options(true)), rd(c, 42, small_options(false));
+  const auto x = batched_steps(rw, c.vocab_size);
+  const auto y = batched_steps(rd, c.vocab_size);
+  BOOST_REQUIRE_EQUAL(x.size(), y.size());
+  BOOST_CHECK(std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); }));
+  BOOST_CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+  BOOST_CHECK_GT(rw.last_step_device_ms(), 0.0f);
+}
+
+BOOST_AUTO_TEST_CASE(refusals) {
+  // bf16 experts: the W4A16 grouped GEMM computes INT4 experts only; the message names the tensor.
+  const auto moon = model::load(fixture("moonlight"));
+  const auto msg = error_of([&] { cuda_decoder d(moon, small_options(true)); }, errc::unsupported);
+  BOOST_CHECK_NE(msg.find("experts"), std::string::npos);
+  const auto m = model::load(fixture("k25_int4"));
+  auto o = small_options(true);
+  o.cache_pages = 3;  // scratch + 2 pages of 64
+  cuda_decoder d(m, o);
+  error_of([&] { (void)d.open(257); }, errc::budget_exceeded);  // beyond max_context
+  error_of([&] { (void)d.open(0); }, errc::invalid_argument);
+  const uint32_t a = d.open(256), b = d.open(256);
+  std::vector<int32_t> long_prompt(100, 5), short_prompt(40, 6);
+  const batch_decoder::chunk both[] = {{a, long_prompt}, {b, short_prompt}};  // 2 + 1 pages: 3 > 2
+  error_of([&] { (void)d.decode(both); }, errc::budget_exceeded);
+  BOOST_CHECK_EQUAL(d.position(a), 0);  // nothing ran
+  BOOST_CHECK_EQUAL(d.position(b), 0);
+  const batch_decoder::chunk one[] = {{a, long_prompt}};
+  (void)d.decode(one);
+  BOOST_CHECK_EQUAL(d.position(a), 100);
+  const int32_t bad = static_cast<int32_t>(m->cfg().vocab_size);
+  const uint32_t seqs[] = {a};
+  error_of([&] { (void)d.step(seqs, {&bad, 1}); }, errc::invalid_argument);
+  const uint32_t twice[] = {a, a};
+  const int32_t two[] = {1, 2};
+  error_of([&] { (void)d.step(twice, two); }, errc::invalid_argument);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+int main(int argc, char** argv) {
+  const bool listing = std::any_of(argv + 1, argv + argc, [](const char* a) {
+    return std::strncmp(a, "--list_content", 14) == 0;
+  });
+  if (!listing && troupe::gpu::cuda_device_count() == 0) {
+    std::printf("SKIPPED: no CUDA device\n");
+    return 77;
+  }
+  return boost::unit_test::unit_test_main(&init_unit_test, argc, argv);
+}
