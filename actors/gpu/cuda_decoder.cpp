@@ -166,6 +166,9 @@ struct cuda_decoder::impl {
       throw error(errc::unsupported, "gpu::cuda_decoder: hidden_size " + std::to_string(hidden) +
                                          " and moe_intermediate_size " + std::to_string(Im) +
                                          " must be multiples of 32 (INT4 group 32)");
+    if (opts.block != 16 && opts.block != 32 && opts.block != 64)
+      throw error(errc::invalid_argument, "gpu::cuda_decoder: grouped GEMM block " +
+                                              std::to_string(opts.block) + " (16, 32 or 64)");
     buckets = graph_buckets(opts.buckets);
     Bmax = buckets.largest();
     if (opts.max_context < 1)
@@ -270,7 +273,7 @@ struct cuda_decoder::impl {
     q_lat = alloc(n(B * H * R) * 4, "absorbed queries");
     q_rope = alloc(n(B * H * std::max<int64_t>(rope, 1)) * 4, "rope queries");
     o_lat = alloc(n(B * H * R) * 4, "latent attention output");
-    attn = alloc(n(B * H * vdim) * 2, "attention output (bf16)");
+    attn = alloc(n(B * std::max(H * vdim, ql)) * 2, "attention output (bf16), q_b input");
     proj = alloc(n(B * hidden) * 4, "projection output");
     const int64_t gu_rows_width = std::max({B * 2 * Id, B * 2 * S, pairs * 2 * Im});
     gu = alloc(n(gu_rows_width) * 4, "gate/up output");
