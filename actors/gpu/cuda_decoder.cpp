@@ -577,6 +577,10 @@ struct cuda_decoder::impl {
     check_cuda(cudaMemcpyAsync(inputs.as<void>(), inputs_host, static_cast<size_t>(input_ints) * 4,
                                cudaMemcpyHostToDevice, stream), dev, "step inputs to the device");
     if (opts.graphs && graphs[bi] == nullptr) {
+      // First use of the bucket: the same launches once directly (module loading and cuBLASLt's
+      // first-call set-up happen outside the capture; the step is deterministic, so the replay
+      // below rewrites the same cache values), then the capture.
+      issue_step(B);
       cudaGraph_t graph = nullptr;
       check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), dev, "cudaStreamBeginCapture");
       try {

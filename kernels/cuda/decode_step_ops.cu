@@ -15,38 +15,59 @@ using detail::warp_sum;
 
 namespace {
 
-// ---- absorbed queries: one CTA per (head, 128 latent dims); the rows' q_nope staged in smem ----
-constexpr int absorb_rows = 8;  // accumulators per thread; rows run in chunks of 8
+// ---- absorbed queries ----------------------------------------------------------------------
+// One CTA of 8 warps per (head, 64 latent dims): lane l owns dims r0 + l and r0 + 32 + l, warp w
+// the inputs d = w, w + 8, ... (so 256 threads share one head's W_UK slice and many loads are in
+// flight), rows in chunks of 4; the 8 warps' partial sums meet in shared memory in a fixed order
+// (no atomics: the result does not depend on scheduling). The rows' q_nope are staged once.
+constexpr int absorb_warps = 8, absorb_rows = 4, absorb_dims = 64;
 
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(absorb_warps * 32)
     mla_absorb_q_kernel(const float* q, int64_t rows, int64_t heads, int64_t nope, int64_t rope,
                         const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope) {
   extern __shared__ float qs[];  // [rows, nope]
-  const int64_t h = blockIdx.x, qk = nope + rope;
-  for (int64_t i = threadIdx.x; i < rows * nope; i += 128)
+  __shared__ float red[absorb_warps][absorb_rows][absorb_dims];
+  const int64_t h = blockIdx.x, qk = nope + rope, r0 = int64_t{blockIdx.y} * absorb_dims;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  for (int64_t i = tid; i < rows * nope; i += absorb_warps * 32)
     qs[i] = q[((i / nope) * heads + h) * qk + i % nope];
   if (blockIdx.y == 0)
-    for (int64_t i = threadIdx.x; i < rows * rope; i += 128) {
+    for (int64_t i = tid; i < rows * rope; i += absorb_warps * 32) {
       const int64_t b = i / rope, d = i % rope;
       q_rope[(b * heads + h) * rope + d] = q[(b * heads + h) * qk + nope + d];
     }
   __syncthreads();
-  const int64_t r = int64_t{blockIdx.y} * 128 + threadIdx.x;
-  if (r >= kv_lora) return;
-  const uint16_t* w = w_uk + h * nope * kv_lora + r;
+  const int64_t ra = r0 + lane, rb = r0 + 32 + lane;
+  const uint16_t* w = w_uk + h * nope * kv_lora;
   for (int64_t b0 = 0; b0 < rows; b0 += absorb_rows) {
-    float acc[absorb_rows];
+    float acc[absorb_rows][2];
 #pragma unroll
-    for (int j = 0; j < absorb_rows; ++j) acc[j] = 0;
-    for (int64_t d = 0; d < nope; ++d) {
-      const float wd = bf16_to_f32(w[d * kv_lora]);
+    for (int j = 0; j < absorb_rows; ++j) acc[j][0] = acc[j][1] = 0;
+    for (int64_t d = warp; d < nope; d += absorb_warps) {
+      const float wa = ra < kv_lora ? bf16_to_f32(w[d * kv_lora + ra]) : 0.0f;
+      const float wb = rb < kv_lora ? bf16_to_f32(w[d * kv_lora + rb]) : 0.0f;
 #pragma unroll
-      for (int j = 0; j < absorb_rows; ++j)
-        if (b0 + j < rows) acc[j] += qs[(b0 + j) * nope + d] * wd;
+      for (int j = 0; j < absorb_rows; ++j) {
+        const float x = b0 + j < rows ? qs[(b0 + j) * nope + d] : 0.0f;
+        acc[j][0] += x * wa;
+        acc[j][1] += x * wb;
+      }
     }
 #pragma unroll
-    for (int j = 0; j < absorb_rows; ++j)
-      if (b0 + j < rows) q_latent[((b0 + j) * heads + h) * kv_lora + r] = acc[j];
+    for (int j = 0; j < absorb_rows; ++j) {
+      red[warp][j][lane] = acc[j][0];
+      red[warp][j][32 + lane] = acc[j][1];
+    }
+    __syncthreads();
+    {  // 256 threads = absorb_rows x absorb_dims sums over the warps, in warp order
+      const int j = tid / absorb_dims, rr = tid % absorb_dims;
+      float s = 0;
+#pragma unroll
+      for (int v = 0; v < absorb_warps; ++v) s += red[v][j][rr];
+      const int64_t b = b0 + j, r = r0 + rr;
+      if (b < rows && r < kv_lora) q_latent[(b * heads + h) * kv_lora + r] = s;
+    }
+    __syncthreads();  // red is rewritten by the next chunk
   }
 }
 
@@ -187,14 +208,15 @@ status launch_mla_absorb_q(const float* q, int64_t rows, int64_t heads, int64_t 
                            const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope,
                            cudaStream_t stream) noexcept {
   if (rows < 0 || heads < 0 || nope < 1 || rope < 0 || kv_lora < 1 || heads > INT32_MAX ||
-      ceil_div(kv_lora, 128) > 65535)
+      ceil_div(kv_lora, absorb_dims) > 65535)
     return status::bad_size;
-  if (rows * nope > 12288) return status::unsupported;
+  if (rows * nope > 10240) return status::unsupported;
   if (rows == 0 || heads == 0) return status::ok;
   if (q == nullptr || w_uk == nullptr || q_latent == nullptr || (rope > 0 && q_rope == nullptr))
     return status::null_pointer;
-  const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(ceil_div(kv_lora, 128)));
-  mla_absorb_q_kernel<<<grid, 128, static_cast<size_t>(rows * nope) * sizeof(float), stream>>>(
+  static_assert(absorb_rows * absorb_dims == absorb_warps * 32, "one thread per (row, dim) of a chunk");
+  const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(ceil_div(kv_lora, absorb_dims)));
+  mla_absorb_q_kernel<<<grid, absorb_warps * 32, static_cast<size_t>(rows * nope) * sizeof(float), stream>>>(
       q, rows, heads, nope, rope, w_uk, kv_lora, q_latent, q_rope);
   return launched();
 }

@@ -21,7 +21,8 @@ namespace troupe::kernels::cuda {
 ///   q_latent[(b·heads + h)·kv_lora + r] = Σ_{d < nope} q_b,h[d] · w_uk[(h·nope + d)·kv_lora + r]
 ///   q_rope[(b·heads + h)·rope + i]      = q_b,h[nope + i]
 /// q fp32, w_uk bf16 [heads, nope, kv_lora] (kv_b's key half, DeepSeek's W_UK), fp32 sums.
-/// unsupported: rows · nope above 12288 (the staged queries exceed 48 KiB of shared memory).
+/// unsupported: rows · nope above 10240 (the staged queries and the partial sums exceed 48 KiB
+/// of shared memory; 64 rows of DeepSeek's nope 128 fit).
 status launch_mla_absorb_q(const float* q, int64_t rows, int64_t heads, int64_t nope, int64_t rope,
                            const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope,
                            cudaStream_t stream) noexcept;
