@@ -6,12 +6,16 @@
 #include "caf/all.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/error.hpp"
+#include "troupe/gpu/decoder_protocol.hpp"
 
 namespace troupe::gpu {
 
 void add_gpu_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<nccl_unique_id>("troupe.nccl_unique_id");
   cfg.add_message_type<nccl_bootstrap_actor>("troupe.nccl_bootstrap_actor");
+  cfg.add_message_type<decode_batch>("troupe.gpu_decode_batch");
+  cfg.add_message_type<decode_result>("troupe.gpu_decode_result");
+  cfg.add_message_type<decoder_actor>("troupe.gpu_decoder_actor");
 }
 
 namespace {

@@ -37,8 +37,9 @@ using nccl_join_atom = caf::atom_constant<caf::atom("nccljoin")>;
 using nccl_bootstrap_actor = caf::typed_actor<
     caf::replies_to<nccl_join_atom, int32_t, int32_t>::with<nccl_unique_id>>;
 
-/// Registers nccl_unique_id and nccl_bootstrap_actor with `cfg` (every node, before the
-/// actor_system is made). troupe::add_message_types does not include them.
+/// Registers the GPU backend's message types with `cfg` (every node, before the actor_system is
+/// made): nccl_unique_id, nccl_bootstrap_actor and the decoder actor's decode_batch and
+/// decode_result (decoder_protocol.hpp). troupe::add_message_types does not include them.
 void add_gpu_message_types(caf::actor_system_config& cfg);
 
 /// Spawns the bootstrap actor of a communicator of `ranks` ranks (>= 1) holding `id`. Throws
