@@ -196,19 +196,23 @@ struct device_state {
     const int d = opts.device;
     const auto row_bytes = static_cast<size_t>(hidden) * 2;
     if (ranks == 1) {
-      check_cuda(cudaMemcpyAsync(recv_x.as<void>(), s.send_x, static_cast<size_t>(s.rows) * row_bytes,
-                                 cudaMemcpyHostToDevice, stream), d, "rows to the device");
+      if (s.rows > 0)
+        check_cuda(cudaMemcpyAsync(recv_x.as<void>(), s.send_x, static_cast<size_t>(s.rows) * row_bytes,
+                                   cudaMemcpyHostToDevice, stream), d, "rows to the device");
       recv_counts.assign(1, s.rows);
       recv = plan_receive(recv_counts);
-      recv_experts.assign(s.send_experts, s.send_experts + s.rows);
+      if (s.rows > 0) recv_experts.assign(s.send_experts, s.send_experts + s.rows);
+      else recv_experts.clear();
       return;
     }
 #ifdef TROUPE_HAVE_NCCL
     const auto n = static_cast<size_t>(ranks);
-    check_cuda(cudaMemcpyAsync(send_x.as<void>(), s.send_x, static_cast<size_t>(s.rows) * row_bytes,
-                               cudaMemcpyHostToDevice, stream), d, "rows to send");
-    check_cuda(cudaMemcpyAsync(send_experts.as<void>(), s.send_experts, static_cast<size_t>(s.rows) * 4,
-                               cudaMemcpyHostToDevice, stream), d, "experts of the rows to send");
+    if (s.rows > 0) {  // a rank without tokens passes no arrays
+      check_cuda(cudaMemcpyAsync(send_x.as<void>(), s.send_x, static_cast<size_t>(s.rows) * row_bytes,
+                                 cudaMemcpyHostToDevice, stream), d, "rows to send");
+      check_cuda(cudaMemcpyAsync(send_experts.as<void>(), s.send_experts, static_cast<size_t>(s.rows) * 4,
+                                 cudaMemcpyHostToDevice, stream), d, "experts of the rows to send");
+    }
     check_cuda(cudaMemcpyAsync(counts.as<void>(), s.send_counts, n * 8, cudaMemcpyHostToDevice, stream), d,
                "send counts");
     auto* c = counts.as<int64_t>();
@@ -247,9 +251,10 @@ struct device_state {
     }
     check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (dispatch)");
     recv_experts.resize(static_cast<size_t>(recv.rows()));
-    check_cuda(cudaMemcpyAsync(recv_experts.data(), recv_experts_dev.as<void>(),
-                               recv_experts.size() * 4, cudaMemcpyDeviceToHost, stream), d,
-               "received experts");
+    if (!recv_experts.empty())
+      check_cuda(cudaMemcpyAsync(recv_experts.data(), recv_experts_dev.as<void>(),
+                                 recv_experts.size() * 4, cudaMemcpyDeviceToHost, stream), d,
+                 "received experts");
     check_cuda(cudaStreamSynchronize(stream), d, "dispatch (stream synchronisation)");
 #endif
   }
@@ -260,8 +265,9 @@ struct device_state {
     const int d = opts.device;
     const auto row_bytes = static_cast<size_t>(hidden) * 4;
     if (ranks == 1) {
-      check_cuda(cudaMemcpyAsync(s.back, y.as<void>(), static_cast<size_t>(s.rows) * row_bytes,
-                                 cudaMemcpyDeviceToHost, stream), d, "rows to the host");
+      if (s.rows > 0)
+        check_cuda(cudaMemcpyAsync(s.back, y.as<void>(), static_cast<size_t>(s.rows) * row_bytes,
+                                   cudaMemcpyDeviceToHost, stream), d, "rows to the host");
     } else {
 #ifdef TROUPE_HAVE_NCCL
       check_nccl(ncclGroupStart(), d, "ncclGroupStart");
@@ -275,8 +281,9 @@ struct device_state {
                               ncclFloat32, p, comm, stream), d, "ncclRecv (combine)");
       }
       check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (combine)");
-      check_cuda(cudaMemcpyAsync(s.back, back.as<void>(), static_cast<size_t>(s.rows) * row_bytes,
-                                 cudaMemcpyDeviceToHost, stream), d, "rows to the host");
+      if (s.rows > 0)
+        check_cuda(cudaMemcpyAsync(s.back, back.as<void>(), static_cast<size_t>(s.rows) * row_bytes,
+                                   cudaMemcpyDeviceToHost, stream), d, "rows to the host");
 #endif
     }
     check_cuda(cudaStreamSynchronize(stream), d, "combine (stream synchronisation)");
