@@ -303,11 +303,8 @@ struct device_state {
       // A captured size: padding rows point at row B (the GEMMs skip ids >= pairs = B).
       f.bucket_index = static_cast<int64_t>(buckets.index_for(rows));
       B = buckets.sizes()[static_cast<size_t>(f.bucket_index)];
-      cap = kc::moe_align_capacity(B, 1, E, opts.block);
-      for (auto& r : blocks.sorted_rows)
-        if (r >= rows) r = static_cast<int32_t>(B);
-      blocks.sorted_rows.resize(static_cast<size_t>(cap), static_cast<int32_t>(B));
-      blocks.expert_ids.resize(static_cast<size_t>(cap / opts.block), -1);
+      pad_to_bucket(blocks, rows, B, E);
+      cap = blocks.capacity;
     }
     f.rows = B;
     const int32_t used = static_cast<int32_t>(blocks.rows_post_padded);

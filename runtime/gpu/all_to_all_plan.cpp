@@ -105,6 +105,18 @@ expert_blocks align_received(const expert_placement& placement, int rank,
   return b;
 }
 
+void pad_to_bucket(expert_blocks& b, int64_t rows, int64_t bucket, int64_t experts) {
+  if (bucket < rows || rows < 0)
+    throw error(errc::invalid_argument, "gpu::pad_to_bucket: " + std::to_string(rows) +
+                                            " rows in a bucket of " + std::to_string(bucket));
+  const int64_t cap = kernels::cuda::moe_align_capacity(bucket, 1, experts, b.block);
+  for (auto& r : b.sorted_rows)
+    if (r >= rows) r = static_cast<int32_t>(bucket);
+  b.sorted_rows.resize(static_cast<size_t>(cap), static_cast<int32_t>(bucket));
+  b.expert_ids.resize(static_cast<size_t>(cap / b.block), -1);
+  b.capacity = cap;
+}
+
 void pack_dispatch(const dispatch_plan& plan, const void* x, size_t row_bytes, void* send) {
   const auto* src = static_cast<const std::byte*>(x);
   auto* dst = static_cast<std::byte*>(send);

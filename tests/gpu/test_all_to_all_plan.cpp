@@ -2,7 +2,8 @@
 // routings (odd sizes, ranks without tokens, experts without pairs): every expert receives exactly
 // the rows, in the order, that the single-device grouping (deepseek::expert_batch::group over all
 // ranks' tokens) gives it; the grouped GEMM's blocks (moe_align over the received rows) cover each
-// row once with its own expert; the combine restores token order bit for bit.
+// row once with its own expert, also padded to a graph bucket; the combine restores token order
+// bit for bit.
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/moe_align.hpp"
 #include "troupe/deepseek/experts.hpp"
 #include "troupe/error.hpp"
 #include "troupe/gpu/all_to_all_plan.hpp"
@@ -168,6 +170,50 @@ BOOST_AUTO_TEST_CASE(random_routings_match_the_single_device_path) {
       }
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(padding_to_a_graph_bucket_keeps_every_real_row) {
+  // The grouped GEMM's dispatch emulated over (pairs, capacity): which (row, expert) it computes.
+  auto dispatched = [](const gpu::expert_blocks& b, int64_t pairs, int32_t used) {
+    std::vector<std::pair<int32_t, int32_t>> out;
+    for (int64_t blk = 0; blk * b.block < used; ++blk) {
+      const int32_t e = b.expert_ids[static_cast<size_t>(blk)];
+      if (e < 0) continue;
+      for (int64_t j = 0; j < b.block; ++j) {
+        const int32_t r = b.sorted_rows[static_cast<size_t>(blk * b.block + j)];
+        if (r < pairs) out.emplace_back(r, e);
+      }
+    }
+    return out;
+  };
+  std::mt19937 rng(77);
+  auto uni = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  for (int trial = 0; trial < 200; ++trial) {
+    const int ranks = static_cast<int>(uni(1, 4));
+    const int64_t E = uni(ranks, 40), block = std::vector<int64_t>{1, 16, 32}[static_cast<size_t>(uni(0, 2))];
+    const gpu::expert_placement pl(E, ranks);
+    const int rank = static_cast<int>(uni(0, ranks - 1));
+    const int64_t rows = uni(0, 70), bucket = rows + uni(0, 50);
+    std::vector<int32_t> experts(static_cast<size_t>(rows));
+    for (auto& e : experts) e = static_cast<int32_t>(uni(pl.first(rank), pl.last(rank) - 1));
+    BOOST_TEST_CONTEXT("trial " << trial << ": " << rows << " rows in a bucket of " << bucket << ", block " << block) {
+      const auto exact = gpu::align_received(pl, rank, experts, block);
+      auto padded = exact;
+      gpu::pad_to_bucket(padded, rows, bucket, E);
+      BOOST_TEST(padded.capacity == troupe::kernels::cuda::moe_align_capacity(bucket, 1, E, block));
+      BOOST_TEST(padded.sorted_rows.size() == static_cast<size_t>(padded.capacity));
+      BOOST_TEST(padded.expert_ids.size() == static_cast<size_t>(padded.capacity / block));
+      BOOST_TEST(padded.rows_post_padded == exact.rows_post_padded);
+      const auto used = static_cast<int32_t>(exact.rows_post_padded);
+      const auto a = dispatched(exact, rows, used), b = dispatched(padded, bucket, used);
+      BOOST_TEST((a == b));
+      BOOST_TEST(a.size() == static_cast<size_t>(rows));  // every real row exactly once
+      for (size_t i = static_cast<size_t>(used); i < padded.sorted_rows.size(); ++i)
+        BOOST_TEST_REQUIRE(padded.sorted_rows[i] == bucket);
+    }
+  }
+  gpu::expert_blocks b = gpu::align_received(gpu::expert_placement(4, 1), 0, std::vector<int32_t>{1, 2}, 16);
+  BOOST_CHECK_THROW(gpu::pad_to_bucket(b, 2, 1, 4), troupe::error);
 }
 
 BOOST_AUTO_TEST_CASE(bad_routings_are_refused) {

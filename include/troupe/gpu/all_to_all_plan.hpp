@@ -71,6 +71,14 @@ struct expert_blocks {
 expert_blocks align_received(const expert_placement& placement, int rank,
                              std::span<const int32_t> recv_experts, int64_t block);
 
+/// Pads `blocks` (align_received over `rows` rows) to a captured graph size of `bucket` >= rows
+/// rows: every padding id (>= rows) becomes `bucket`, sorted_rows grows to
+/// moe_align_capacity(bucket, 1, experts, block) entries of `bucket`, expert_ids to capacity /
+/// block entries of −1, and capacity follows. The grouped GEMMs then run with pairs = bucket and
+/// that capacity, the shapes a graph captured at `bucket` replays, and touch exactly the real rows.
+/// Throws troupe::error(invalid_argument) when bucket < rows.
+void pad_to_bucket(expert_blocks& blocks, int64_t rows, int64_t bucket, int64_t experts);
+
 /// Host execution of the two permutations, row_bytes per row (what the device does with a gather
 /// and a scatter kernel). pack_dispatch: send[i] = x[plan.send_pairs[i] / plan.top_k].
 void pack_dispatch(const dispatch_plan& plan, const void* x, size_t row_bytes, void* send);
