@@ -18,7 +18,6 @@
 #include "cuda/int4_repack.hpp"
 #include "cuda/moe_align.hpp"
 #include "cuda/ops.hpp"
-#include "cuda/convert.hpp"
 #include "cuda_check.hpp"
 #include "troupe/error.hpp"
 #include "troupe/gpu/device_memory.hpp"
@@ -111,7 +110,7 @@ struct cuda_decoder::impl {
   std::vector<layer_buffers> layers;
   // cache and step buffers
   device_buffer cache, workspace, inputs, h, xn, xb, qa, q, kva, q_lat, q_rope, o_lat, attn, proj,
-      gu, act, act_bf, routed, router_logits, ids, route_w, sorted, expert_ids, post_padded, logits,
+      gu, act_bf, routed, router_logits, ids, route_w, sorted, expert_ids, post_padded, logits,
       next;
   int64_t capacity_max = 0;  // moe_align capacity of the largest bucket
   int32_t* inputs_host = nullptr;  // pinned [input_ints]
@@ -277,7 +276,6 @@ struct cuda_decoder::impl {
     proj = alloc(n(B * hidden) * 4, "projection output");
     const int64_t gu_rows_width = std::max({B * 2 * Id, B * 2 * S, pairs * 2 * Im});
     gu = alloc(n(gu_rows_width) * 4, "gate/up output");
-    act = alloc(n(gu_rows_width / 2) * 4, "SiLU output");
     act_bf = alloc(n(gu_rows_width / 2) * 2, "SiLU output (bf16)");
     routed = alloc(n(pairs * hidden) * 4, "routed expert outputs");
     router_logits = alloc(n(B * std::max<int64_t>(E, 1)) * 4, "router logits");
@@ -428,9 +426,6 @@ struct cuda_decoder::impl {
     launch(kc::launch_dense_bf16_gemm(lt, a, lda, w.as<uint16_t>(), kk, y, ldy, m, n, kk,
                                       workspace.as<void>(), workspace.bytes(), stream), what);
   }
-  void to_bf16(const float* x, int64_t ldx, uint16_t* y, int64_t rows, int64_t n) {
-    launch(kc::launch_f32_to_bf16(x, ldx, y, n, rows, n, stream), "f32_to_bf16");
-  }
 
   // Input layout in `inputs`: tokens [B], positions [B], seq_lens [B], slots [B], live [1],
   // block table [B, max_pages] (B = Bmax strides, the first `bucket` rows used).
@@ -447,32 +442,50 @@ struct cuda_decoder::impl {
     const int64_t layer_cache = pages * latent_page_table::page_size * width;
     launch(kc::launch_embedding_f32(embed.as<uint16_t>(), V, hidden, in_tokens(), B, h.as<float>(), stream),
            "embedding");
+    // Layer 0's attention norm here; every later norm (the next layer's attention norm, the final
+    // norm) is fused into the residual add before it.
+    launch(kc::launch_rms_norm_bf16(h.as<float>(), hidden, layers[0].attn_norm.as<float>(), nullptr, 0,
+                                    xb.as<uint16_t>(), hidden, B, hidden, eps, stream), "attn norm");
+    // The residual add of a block, then the norm that follows it into xb (and xn when given).
+    auto residual = [&](const float* add, const float* routed_rows, const device_buffer& norm_w, float* y,
+                        const char* what) {
+      kc::residual_args r;
+      r.h = h.as<float>();
+      r.add = add;
+      r.routed = routed_rows;
+      r.top_k = k;
+      r.live = in_live();
+      r.rows = B;
+      r.n = hidden;
+      r.norm_w = norm_w.as<float>();
+      r.eps = eps;
+      r.y = y;
+      r.ldy = hidden;
+      r.yb = xb.as<uint16_t>();
+      r.ldyb = hidden;
+      launch(kc::launch_residual(r, stream), what);
+    };
     int64_t moe_index = 0;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       auto& L = layers[static_cast<size_t>(l)];
-      launch(kc::launch_rms_norm(h.as<float>(), hidden, L.attn_norm.as<float>(), xn.as<float>(), hidden, B,
-                                 hidden, eps, stream), "attn norm");
-      to_bf16(xn.as<float>(), hidden, xb.as<uint16_t>(), B, hidden);
+      const device_buffer& next_norm =
+          l + 1 < c.num_hidden_layers ? layers[static_cast<size_t>(l + 1)].attn_norm : final_norm;
       if (ql > 0) {
         gemm(xb.as<uint16_t>(), hidden, L.q_a, ql, hidden, qa.as<float>(), ql, B, "q_a GEMM");
-        launch(kc::launch_rms_norm(qa.as<float>(), ql, L.q_a_norm.as<float>(), qa.as<float>(), ql, B, ql,
-                                   lora_eps, stream), "q_a norm");
-        // kv_a reads xb below: q_a's bf16 input goes to attn (free until the attention output).
-        to_bf16(qa.as<float>(), ql, attn.as<uint16_t>(), B, ql);
+        // kv_a reads xb below: q_b's bf16 input goes to attn (free until the attention output).
+        launch(kc::launch_rms_norm_bf16(qa.as<float>(), ql, L.q_a_norm.as<float>(), nullptr, 0,
+                                        attn.as<uint16_t>(), ql, B, ql, lora_eps, stream), "q_a norm");
         gemm(attn.as<uint16_t>(), ql, L.q_b, H * qk, ql, q.as<float>(), H * qk, B, "q_b GEMM");
       } else {
         gemm(xb.as<uint16_t>(), hidden, L.q, H * qk, hidden, q.as<float>(), H * qk, B, "q GEMM");
       }
       gemm(xb.as<uint16_t>(), hidden, L.kv_a, width, hidden, kva.as<float>(), width, B, "kv_a GEMM");
-      launch(kc::launch_rms_norm(kva.as<float>(), width, L.kv_a_norm.as<float>(), kva.as<float>(), width, B, R,
-                                 lora_eps, stream), "kv_a norm");
-      launch(kc::launch_rope_adjacent(kva.as<float>(), B, 1, width, width, R, rope, in_positions(),
-                                      inv_freq.as<float>(), amplitude, stream), "rope (k_pe)");
+      uint16_t* cache_l = cache.as<uint16_t>() + l * layer_cache;
+      launch(kc::launch_latent_norm_rope_write(kva.as<float>(), width, B, R, rope, L.kv_a_norm.as<float>(),
+                                               lora_eps, in_positions(), inv_freq.as<float>(), amplitude,
+                                               in_slots(), cache_l, stream), "latent norm, rope and cache write");
       launch(kc::launch_rope_adjacent(q.as<float>(), B, H, H * qk, qk, nope, rope, in_positions(),
                                       inv_freq.as<float>(), amplitude, stream), "rope (q_pe)");
-      uint16_t* cache_l = cache.as<uint16_t>() + l * layer_cache;
-      launch(kc::launch_latent_cache_write(kva.as<float>(), width, B, width, in_slots(), cache_l, stream),
-             "latent cache write");
       launch(kc::launch_mla_absorb_q(q.as<float>(), B, H, nope, rope, L.w_uk.as<uint16_t>(), R, q_lat.as<float>(),
                                      q_rope.as<float>(), stream), "absorbed queries");
       kc::mla_decode_args a;
@@ -492,23 +505,16 @@ struct cuda_decoder::impl {
       launch(kc::launch_mla_unabsorb_v(o_lat.as<float>(), B, H, R, L.w_uv.as<uint16_t>(), vdim,
                                        attn.as<uint16_t>(), H * vdim, stream), "W_UV");
       gemm(attn.as<uint16_t>(), H * vdim, L.o, hidden, H * vdim, proj.as<float>(), hidden, B, "o GEMM");
-      launch(kc::launch_residual_combine(h.as<float>(), proj.as<float>(), nullptr, 1, nullptr, B, hidden, stream),
-             "attention residual");
-
-      launch(kc::launch_rms_norm(h.as<float>(), hidden, L.ffn_norm.as<float>(), xn.as<float>(), hidden, B,
-                                 hidden, eps, stream), "ffn norm");
-      to_bf16(xn.as<float>(), hidden, xb.as<uint16_t>(), B, hidden);
+      residual(proj.as<float>(), nullptr, L.ffn_norm, xn.as<float>(), "attention residual and ffn norm");
       // SwiGLU over a fused [2I, hidden] weight: gate_up rows → silu·up → bf16 → down.
       auto mlp = [&](const device_buffer& w13, const device_buffer& w2, int64_t I, const char* what) {
         gemm(xb.as<uint16_t>(), hidden, w13, 2 * I, hidden, gu.as<float>(), 2 * I, B, what);
-        launch(kc::launch_silu_mul(gu.as<float>(), 2 * I, act.as<float>(), I, B, I, stream), "silu_mul");
-        to_bf16(act.as<float>(), I, act_bf.as<uint16_t>(), B, I);
+        launch(kc::launch_silu_mul_bf16(gu.as<float>(), 2 * I, act_bf.as<uint16_t>(), I, B, I, stream), "silu_mul");
         gemm(act_bf.as<uint16_t>(), I, w2, hidden, I, proj.as<float>(), hidden, B, what);
       };
       if (!L.moe) {
         mlp(L.gate_up, L.down, Id, "dense MLP GEMM");
-        launch(kc::launch_residual_combine(h.as<float>(), proj.as<float>(), nullptr, 1, nullptr, B, hidden, stream),
-               "MLP residual");
+        residual(proj.as<float>(), nullptr, next_norm, nullptr, "MLP residual and next norm");
         continue;
       }
       int32_t* ids_l = ids.as<int32_t>() + moe_index * Bmax * k;
@@ -542,8 +548,8 @@ struct cuda_decoder::impl {
       g.y = gu.as<float>();
       g.ldy = 2 * Im;
       launch(kc::launch_moe_w4a16_gemm(g, stream), "expert gate/up GEMM");
-      launch(kc::launch_silu_mul(gu.as<float>(), 2 * Im, act.as<float>(), Im, B * k, Im, stream), "expert silu_mul");
-      to_bf16(act.as<float>(), Im, act_bf.as<uint16_t>(), B * k, Im);
+      launch(kc::launch_silu_mul_bf16(gu.as<float>(), 2 * Im, act_bf.as<uint16_t>(), Im, B * k, Im, stream),
+             "expert silu_mul");
       kc::moe_gemm_args d = g;
       d.a = act_bf.as<uint16_t>();
       d.lda = Im;
@@ -561,12 +567,8 @@ struct cuda_decoder::impl {
       } else {
         launch(kc::launch_fill_f32(proj.as<float>(), B * hidden, 0.0f, stream), "zero shared output");
       }
-      launch(kc::launch_residual_combine(h.as<float>(), proj.as<float>(), routed.as<float>(), k, in_live(), B,
-                                         hidden, stream), "MoE combine");
+      residual(proj.as<float>(), routed.as<float>(), next_norm, nullptr, "MoE combine and next norm");
     }
-    launch(kc::launch_rms_norm(h.as<float>(), hidden, final_norm.as<float>(), xn.as<float>(), hidden, B, hidden,
-                               eps, stream), "final norm");
-    to_bf16(xn.as<float>(), hidden, xb.as<uint16_t>(), B, hidden);
     gemm(xb.as<uint16_t>(), hidden, lm_head, V, hidden, logits.as<float>(), V, B, "lm_head GEMM");
     launch(kc::launch_argmax(logits.as<float>(), V, B, V, next.as<int32_t>(), stream), "argmax");
   }

@@ -160,20 +160,85 @@ __global__ void __launch_bounds__(128)
   if (lane == 0) y[t * ldy + r] = s;
 }
 
-__global__ void residual_combine_kernel(float* h, const float* add, const float* routed,
-                                        int64_t top_k, const int32_t* live, int64_t n) {
-  const int64_t t = blockIdx.y;
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  float r = 0;
-  if (routed != nullptr && t < *live)
-    for (int64_t j = 0; j < top_k; ++j) r += routed[(t * top_k + j) * n + i];
-  h[t * n + i] += r + add[t * n + i];
+__global__ void __launch_bounds__(256) residual_kernel(residual_args a) {
+  const int64_t t = blockIdx.x;
+  float* ht = a.h + t * a.n;
+  const bool routed = a.routed != nullptr && t < *a.live;
+  float ss = 0;
+  for (int64_t i = threadIdx.x; i < a.n; i += 256) {
+    float r = 0;
+    if (routed)
+      for (int64_t j = 0; j < a.top_k; ++j) r += a.routed[(t * a.top_k + j) * a.n + i];
+    const float v = ht[i] + (r + a.add[t * a.n + i]);
+    ht[i] = v;
+    ss += v * v;
+  }
+  if (a.norm_w == nullptr) return;  // uniform over the block: no thread reaches block_sum
+  ss = detail::block_sum(ss);
+  const float inv = rsqrtf(ss / static_cast<float>(a.n) + a.eps);
+  for (int64_t i = threadIdx.x; i < a.n; i += 256) {  // the values this thread wrote
+    const float v = ht[i] * inv * a.norm_w[i];
+    if (a.y != nullptr) a.y[t * a.ldy + i] = v;
+    a.yb[t * a.ldyb + i] = f32_to_bf16(v);
+  }
 }
 
 __global__ void mask_padding_routes_kernel(int32_t* ids, int64_t rows, int64_t top_k,
                                            int32_t experts, const int32_t* live) {
   for (int64_t i = int64_t{*live} * top_k + threadIdx.x; i < rows * top_k; i += blockDim.x) ids[i] = experts;
+}
+
+// ---- RMSNorm with a bf16 copy; latent norm + rope + cache write; SiLU·mul to bf16 -------------
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
+    rms_norm_bf16_kernel(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy,
+                         uint16_t* yb, int64_t ldyb, int64_t n, float eps) {
+  const float* xr = x + blockIdx.x * ldx;
+  float ss = 0;
+  for (int64_t i = threadIdx.x; i < n; i += Threads) ss += xr[i] * xr[i];
+  ss = detail::block_sum(ss);
+  const float inv = rsqrtf(ss / static_cast<float>(n) + eps);
+  for (int64_t i = threadIdx.x; i < n; i += Threads) {
+    const float v = xr[i] * inv * w[i];
+    if (y != nullptr) y[blockIdx.x * ldy + i] = v;
+    yb[blockIdx.x * ldyb + i] = f32_to_bf16(v);
+  }
+}
+
+__global__ void __launch_bounds__(128)
+    latent_norm_rope_write_kernel(const float* kv, int64_t ldkv, int64_t kv_lora, int64_t rope,
+                                  const float* w, float eps, const int32_t* positions,
+                                  const float* inv_freq, float amplitude, const int32_t* slots,
+                                  uint16_t* cache) {
+  const int64_t b = blockIdx.x;
+  const float* x = kv + b * ldkv;
+  uint16_t* dst = cache + int64_t{slots[b]} * (kv_lora + rope);
+  float ss = 0;
+  for (int64_t i = threadIdx.x; i < kv_lora; i += 128) ss += x[i] * x[i];
+  ss = detail::block_sum(ss);
+  const float inv = rsqrtf(ss / static_cast<float>(kv_lora) + eps);
+  for (int64_t i = threadIdx.x; i < kv_lora; i += 128) dst[i] = f32_to_bf16(x[i] * inv * w[i]);
+  const float pos = static_cast<float>(positions[b]);
+  for (int64_t i = threadIdx.x; i < rope / 2; i += 128) {
+    float sn, cs;
+    sincosf(pos * inv_freq[i], &sn, &cs);
+    cs *= amplitude;
+    sn *= amplitude;
+    const float a = x[kv_lora + 2 * i], c = x[kv_lora + 2 * i + 1];
+    dst[kv_lora + 2 * i] = f32_to_bf16(a * cs - c * sn);
+    dst[kv_lora + 2 * i + 1] = f32_to_bf16(a * sn + c * cs);
+  }
+}
+
+__global__ void silu_mul_bf16_kernel(const float* gate_up, int64_t ld_in, uint16_t* out,
+                                     int64_t ld_out, int64_t inter) {
+  const float* g = gate_up + blockIdx.y * ld_in;
+  uint16_t* o = out + blockIdx.y * ld_out;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < inter;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const float a = g[i];
+    o[i] = f32_to_bf16(a / (1.0f + expf(-a)) * g[inter + i]);
+  }
 }
 
 __device__ __forceinline__ uint64_t mix(uint64_t z) {  // splitmix64's finaliser
@@ -267,13 +332,15 @@ status launch_gemv_bf16_f32(const uint16_t* w, int64_t rows, int64_t k, const fl
   return launched();
 }
 
-status launch_residual_combine(float* h, const float* add, const float* routed, int64_t top_k,
-                               const int32_t* live, int64_t rows, int64_t n, cudaStream_t stream) noexcept {
-  if (rows < 0 || n < 1 || rows > 65535 || (routed != nullptr && top_k < 1)) return status::bad_size;
-  if (rows == 0) return status::ok;
-  if (h == nullptr || add == nullptr || (routed != nullptr && live == nullptr)) return status::null_pointer;
-  const dim3 grid(static_cast<unsigned>(ceil_div(n, 256)), static_cast<unsigned>(rows));
-  residual_combine_kernel<<<grid, 256, 0, stream>>>(h, add, routed, top_k, live, n);
+status launch_residual(const residual_args& a, cudaStream_t stream) noexcept {
+  if (a.rows < 0 || a.n < 1 || a.rows > INT32_MAX || (a.routed != nullptr && a.top_k < 1) ||
+      (a.norm_w != nullptr && ((a.y != nullptr && a.ldy < a.n) || a.ldyb < a.n)))
+    return status::bad_size;
+  if (a.rows == 0) return status::ok;
+  if (a.h == nullptr || a.add == nullptr || (a.routed != nullptr && a.live == nullptr) ||
+      (a.norm_w != nullptr && a.yb == nullptr))
+    return status::null_pointer;
+  residual_kernel<<<static_cast<unsigned>(a.rows), 256, 0, stream>>>(a);
   return launched();
 }
 
@@ -283,6 +350,48 @@ status launch_mask_padding_routes(int32_t* ids, int64_t rows, int64_t top_k, int
   if (rows == 0) return status::ok;
   if (ids == nullptr || live == nullptr) return status::null_pointer;
   mask_padding_routes_kernel<<<1, 256, 0, stream>>>(ids, rows, top_k, experts, live);
+  return launched();
+}
+
+status launch_rms_norm_bf16(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy,
+                            uint16_t* yb, int64_t ldyb, int64_t rows, int64_t n, float eps,
+                            cudaStream_t stream) noexcept {
+  if (rows < 0 || n < 1 || ldx < n || (y != nullptr && ldy < n) || ldyb < n || rows > INT32_MAX)
+    return status::bad_size;
+  if (rows == 0) return status::ok;
+  if (x == nullptr || w == nullptr || yb == nullptr) return status::null_pointer;
+  if (n <= 1024)
+    rms_norm_bf16_kernel<128><<<static_cast<unsigned>(rows), 128, 0, stream>>>(x, ldx, w, y, ldy, yb, ldyb, n, eps);
+  else
+    rms_norm_bf16_kernel<512><<<static_cast<unsigned>(rows), 512, 0, stream>>>(x, ldx, w, y, ldy, yb, ldyb, n, eps);
+  return launched();
+}
+
+status launch_latent_norm_rope_write(const float* kv, int64_t ldkv, int64_t rows, int64_t kv_lora,
+                                     int64_t rope, const float* w, float eps,
+                                     const int32_t* positions, const float* inv_freq,
+                                     float amplitude, const int32_t* slots, uint16_t* cache,
+                                     cudaStream_t stream) noexcept {
+  if (rows < 0 || kv_lora < 1 || rope < 0 || rope % 2 != 0 || ldkv < kv_lora + rope || rows > INT32_MAX)
+    return status::bad_size;
+  if (rows == 0) return status::ok;
+  if (kv == nullptr || w == nullptr || slots == nullptr || cache == nullptr ||
+      (rope > 0 && (positions == nullptr || inv_freq == nullptr)))
+    return status::null_pointer;
+  latent_norm_rope_write_kernel<<<static_cast<unsigned>(rows), 128, 0, stream>>>(
+      kv, ldkv, kv_lora, rope, w, eps, positions, inv_freq, amplitude, slots, cache);
+  return launched();
+}
+
+status launch_silu_mul_bf16(const float* gate_up, int64_t ld_in, uint16_t* out, int64_t ld_out,
+                            int64_t tokens, int64_t inter, cudaStream_t stream) noexcept {
+  if (tokens < 0 || inter < 0 || tokens > 65535 || ld_in < 2 * inter || ld_out < inter)
+    return status::bad_size;
+  if (tokens == 0 || inter == 0) return status::ok;
+  if (gate_up == nullptr || out == nullptr) return status::null_pointer;
+  const dim3 grid(static_cast<unsigned>(ceil_div(inter, 256) < 64 ? ceil_div(inter, 256) : 64),
+                  static_cast<unsigned>(tokens));
+  silu_mul_bf16_kernel<<<grid, 256, 0, stream>>>(gate_up, ld_in, out, ld_out, inter);
   return launched();
 }
 

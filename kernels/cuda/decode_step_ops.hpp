@@ -49,19 +49,57 @@ status launch_mla_decode_plain(const mla_decode_args& args, cudaStream_t stream)
 status launch_gemv_bf16_f32(const uint16_t* w, int64_t rows, int64_t k, const float* x, int64_t ldx,
                             int64_t tokens, float* y, int64_t ldy, cudaStream_t stream) noexcept;
 
-/// h[t·n + i] += (routed && t < *live ? Σ_{j<top_k} routed[(t·top_k + j)·n + i] : 0) + add[t·n + i]
-/// for t < rows: the residual add of an attention or dense block (routed null) or of a MoE block
-/// (add = shared experts' output, routed = the per-pair outputs already times their routing
-/// weights). live: device int32 (rows at and past it are padding whose pairs were not computed);
-/// may be null when routed is null. rows <= 65535.
-status launch_residual_combine(float* h, const float* add, const float* routed, int64_t top_k,
-                               const int32_t* live, int64_t rows, int64_t n,
-                               cudaStream_t stream) noexcept;
+/// The residual add of a block, optionally followed by the next RMSNorm, one CTA per row:
+///   h[t·n + i] += (routed && t < *live ? Σ_{j<top_k} routed[(t·top_k + j)·n + i] : 0) + add[t·n + i]
+/// for t < rows: an attention or dense block (routed null) or a MoE block (add = the shared
+/// experts' output, routed = the per-pair outputs already times their routing weights; live:
+/// device int32, rows at and past it are padding whose pairs were not computed; may be null when
+/// routed is null). With norm_w not null, then as launch_rms_norm_bf16 on the updated row:
+/// y[t·ldy + i] = v (y may be null), yb[t·ldyb + i] = bf16(v), v = h·rsqrt(mean(h²) + eps)·norm_w.
+struct residual_args {
+  float* h = nullptr;
+  const float* add = nullptr;
+  const float* routed = nullptr;
+  int64_t top_k = 1;
+  const int32_t* live = nullptr;
+  int64_t rows = 0, n = 0;
+  const float* norm_w = nullptr;
+  float eps = 1e-6f;
+  float* y = nullptr;
+  int64_t ldy = 0;
+  uint16_t* yb = nullptr;
+  int64_t ldyb = 0;
+};
+status launch_residual(const residual_args& args, cudaStream_t stream) noexcept;
 
 /// ids[t·top_k + j] = experts for t in [*live, rows): padding rows' pairs point outside [0,
 /// experts), so moe_align drops them and no expert runs for them.
 status launch_mask_padding_routes(int32_t* ids, int64_t rows, int64_t top_k, int32_t experts,
                                   const int32_t* live, cudaStream_t stream) noexcept;
+
+/// RMSNorm with a bf16 copy (the next GEMM's input) in one pass: v = x[r, i] / sqrt(mean_i(x[r,
+/// :]²) + eps) · w[i]; y[r, i] = v (when y is not null), yb[r, i] = bf16(v); rows × n, strides
+/// ldx, ldy, ldyb >= n. Sum of squares in fp32 (tree order), as launch_rms_norm. rows <= 2^31 − 1.
+status launch_rms_norm_bf16(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy,
+                            uint16_t* yb, int64_t ldyb, int64_t rows, int64_t n, float eps,
+                            cudaStream_t stream) noexcept;
+
+/// The new latent of each row into the cache, in one pass: for row b < rows of kv [rows, ldkv]
+/// (kv_lora latent values then rope values, the kv_a output), the latent RMSNorm-ed with w (eps),
+/// the rope values rotated as launch_rope_adjacent (adjacent pairs, angle positions[b]·inv_freq[i],
+/// cos and sin times amplitude), both written as bf16 to cache[slots[b]·(kv_lora + rope) + ...].
+/// kv is not modified. rope even.
+status launch_latent_norm_rope_write(const float* kv, int64_t ldkv, int64_t rows, int64_t kv_lora,
+                                     int64_t rope, const float* w, float eps,
+                                     const int32_t* positions, const float* inv_freq,
+                                     float amplitude, const int32_t* slots, uint16_t* cache,
+                                     cudaStream_t stream) noexcept;
+
+/// out[t, i] = bf16(silu(g) · u), g = gate_up[t, i], u = gate_up[t, inter + i], silu(g) =
+/// g / (1 + e^-g) (launch_silu_mul's formula, then the bf16 rounding of the next GEMM's input);
+/// gate_up [tokens, ld_in >= 2·inter] fp32, out [tokens, ld_out >= inter] bf16. tokens <= 65535.
+status launch_silu_mul_bf16(const float* gate_up, int64_t ld_in, uint16_t* out, int64_t ld_out,
+                            int64_t tokens, int64_t inter, cudaStream_t stream) noexcept;
 
 /// Synthetic weights for benchmarks: p[i] = bf16 of a uniform value in [−scale, scale) from a hash
 /// of (seed, i); random 32-bit words; a constant fp32 value.
