@@ -89,13 +89,6 @@ __global__ void __launch_bounds__(128)
   }
 }
 
-__global__ void latent_cache_write_kernel(const float* x, int64_t ldx, int64_t width,
-                                          const int32_t* slots, uint16_t* cache) {
-  const int64_t b = blockIdx.x;
-  uint16_t* dst = cache + int64_t{slots[b]} * width;
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[i] = f32_to_bf16(x[b * ldx + i]);
-}
-
 // ---- MLA decode for any kv_lora: one CTA per (head, row), 128 threads ------------------------
 __global__ void __launch_bounds__(128) mla_decode_plain_kernel(mla_decode_args a) {
   extern __shared__ float sm[];  // q [kv_lora + rope], acc [kv_lora]
@@ -294,15 +287,6 @@ status launch_mla_unabsorb_v(const float* o_latent, int64_t rows, int64_t heads,
   if (o_latent == nullptr || w_uv == nullptr || out == nullptr) return status::null_pointer;
   mla_unabsorb_v_kernel<<<static_cast<unsigned>(ceil_div(heads * v, 4)), 128, 0, stream>>>(
       o_latent, rows, heads, kv_lora, w_uv, v, out, ldo);
-  return launched();
-}
-
-status launch_latent_cache_write(const float* x, int64_t ldx, int64_t rows, int64_t width,
-                                 const int32_t* slots, uint16_t* cache, cudaStream_t stream) noexcept {
-  if (rows < 0 || width < 1 || ldx < width || rows > INT32_MAX) return status::bad_size;
-  if (rows == 0) return status::ok;
-  if (x == nullptr || slots == nullptr || cache == nullptr) return status::null_pointer;
-  latent_cache_write_kernel<<<static_cast<unsigned>(rows), 128, 0, stream>>>(x, ldx, width, slots, cache);
   return launched();
 }
 

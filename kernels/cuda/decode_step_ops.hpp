@@ -1,12 +1,13 @@
 #pragma once
 /// The small ops gpu::cuda_decoder's whole-model decode step needs beyond ops.hpp: the absorbed-MLA
-/// projections in and out of the latent space (bf16 weights), the latent cache write at
-/// precomputed slots, an MLA decode for any kv_lora (the fixtures' tiny shapes; ops.hpp's kernel
-/// needs a multiple of 128), the router product with bf16 weights and fp32 activations, the
-/// residual / expert combine, the masking of padding rows' routes, and the random fills of the
-/// benchmark's synthetic weights. Contracts as ops.hpp: device pointers, sizes in elements,
-/// arguments checked before any launch, bf16 as raw uint16_t. UNVERIFIED on a GPU: compiled here,
-/// exercised by tests/gpu/test_cuda_decoder.cpp (whole-model logits against the CPU decoder).
+/// projections in and out of the latent space (bf16 weights), the latent's norm, rope and cache
+/// write at precomputed slots, an MLA decode for any kv_lora (the fixtures' tiny shapes; ops.hpp's
+/// kernel needs a multiple of 128), the router product with bf16 weights and fp32 activations,
+/// RMSNorm to bf16, residual adds fused with the norm that follows, SiLU·up to bf16, the masking of
+/// padding rows' routes, and the random fills of the benchmark's synthetic weights. Contracts as
+/// ops.hpp: device pointers, sizes in elements, arguments checked before any launch, bf16 as raw
+/// uint16_t. UNVERIFIED on a GPU: compiled here, exercised by tests/gpu/test_cuda_decoder.cpp
+/// (whole-model logits against the CPU decoder).
 
 #include <cuda_runtime_api.h>
 
@@ -33,11 +34,6 @@ status launch_mla_absorb_q(const float* q, int64_t rows, int64_t heads, int64_t 
 status launch_mla_unabsorb_v(const float* o_latent, int64_t rows, int64_t heads, int64_t kv_lora,
                              const uint16_t* w_uv, int64_t v, uint16_t* out, int64_t ldo,
                              cudaStream_t stream) noexcept;
-
-/// cache[slots[b]·width + i] = bf16(x[b·ldx + i]) for b < rows, i < width (the normalised latent
-/// and rotated rope key of each row's new position; padding rows name a scratch-page slot).
-status launch_latent_cache_write(const float* x, int64_t ldx, int64_t rows, int64_t width,
-                                 const int32_t* slots, uint16_t* cache, cudaStream_t stream) noexcept;
 
 /// launch_mla_decode's contract (ops.hpp, same arguments and paged layout, page size 64) for any
 /// kv_lora in [1, 1024] and rope in [0, 128]: a plain kernel (scores by warps, softmax over a page
