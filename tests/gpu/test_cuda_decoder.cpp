@@ -112,8 +112,6 @@ std::vector<float> batched_steps(cuda_decoder& d, int64_t vocab) {
 
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(cuda_decoder_tests)
-
 BOOST_AUTO_TEST_CASE(k25_int4_logits_match_cpu_per_position_and_step) {
   const auto m = model::load(fixture("k25_int4"));
   const int64_t V = m->cfg().vocab_size;
@@ -254,8 +252,6 @@ BOOST_AUTO_TEST_CASE(refusals) {
   const int32_t two[] = {1, 2};
   error_of([&] { (void)d.step(twice, two); }, errc::invalid_argument);
 }
-
-BOOST_AUTO_TEST_SUITE_END()
 
 int main(int argc, char** argv) {
   const bool listing = std::any_of(argv + 1, argv + argc, [](const char* a) {
