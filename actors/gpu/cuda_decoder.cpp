@@ -484,10 +484,9 @@ struct cuda_decoder::impl {
       launch(kc::launch_latent_norm_rope_write(kva.as<float>(), width, B, R, rope, L.kv_a_norm.as<float>(),
                                                lora_eps, in_positions(), inv_freq.as<float>(), amplitude,
                                                in_slots(), cache_l, stream), "latent norm, rope and cache write");
-      launch(kc::launch_rope_adjacent(q.as<float>(), B, H, H * qk, qk, nope, rope, in_positions(),
-                                      inv_freq.as<float>(), amplitude, stream), "rope (q_pe)");
       launch(kc::launch_mla_absorb_q(q.as<float>(), B, H, nope, rope, L.w_uk.as<uint16_t>(), R, q_lat.as<float>(),
-                                     q_rope.as<float>(), stream), "absorbed queries");
+                                     q_rope.as<float>(), in_positions(), inv_freq.as<float>(), amplitude, stream),
+             "absorbed queries and q_pe rope");
       kc::mla_decode_args a;
       a.q_latent = q_lat.as<float>();
       a.q_rope = q_rope.as<float>();

@@ -24,17 +24,31 @@ constexpr int absorb_warps = 8, absorb_rows = 4, absorb_dims = 64;
 
 __global__ void __launch_bounds__(absorb_warps * 32)
     mla_absorb_q_kernel(const float* q, int64_t rows, int64_t heads, int64_t nope, int64_t rope,
-                        const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope) {
+                        const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope,
+                        const int32_t* positions, const float* inv_freq, float amplitude) {
   extern __shared__ float qs[];  // [rows, nope]
   __shared__ float red[absorb_warps][absorb_rows][absorb_dims];
   const int64_t h = blockIdx.x, qk = nope + rope, r0 = int64_t{blockIdx.y} * absorb_dims;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   for (int64_t i = tid; i < rows * nope; i += absorb_warps * 32)
     qs[i] = q[((i / nope) * heads + h) * qk + i % nope];
-  if (blockIdx.y == 0)
+  if (blockIdx.y == 0 && positions == nullptr)
     for (int64_t i = tid; i < rows * rope; i += absorb_warps * 32) {
       const int64_t b = i / rope, d = i % rope;
       q_rope[(b * heads + h) * rope + d] = q[(b * heads + h) * qk + nope + d];
+    }
+  if (blockIdx.y == 0 && positions != nullptr)
+    for (int64_t i = tid; i < rows * (rope / 2); i += absorb_warps * 32) {
+      const int64_t b = i / (rope / 2), p = i % (rope / 2);
+      const float* src = q + (b * heads + h) * qk + nope + 2 * p;
+      float* dst = q_rope + (b * heads + h) * rope + 2 * p;
+      float sn, cs;  // as rope_adjacent_kernel (transformer_ops.cu)
+      sincosf(static_cast<float>(positions[b]) * inv_freq[p], &sn, &cs);
+      cs *= amplitude;
+      sn *= amplitude;
+      const float x0 = src[0], x1 = src[1];
+      dst[0] = x0 * cs - x1 * sn;
+      dst[1] = x0 * sn + x1 * cs;
     }
   __syncthreads();
   const int64_t ra = r0 + lane, rb = r0 + 32 + lane;
@@ -264,18 +278,21 @@ unsigned fill_grid(int64_t n) { return static_cast<unsigned>(ceil_div(n, 256) < 
 
 status launch_mla_absorb_q(const float* q, int64_t rows, int64_t heads, int64_t nope, int64_t rope,
                            const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope,
+                           const int32_t* positions, const float* inv_freq, float amplitude,
                            cudaStream_t stream) noexcept {
   if (rows < 0 || heads < 0 || nope < 1 || rope < 0 || kv_lora < 1 || heads > INT32_MAX ||
+      (positions != nullptr && rope % 2 != 0) ||
       ceil_div(kv_lora, absorb_dims) > 65535)
     return status::bad_size;
   if (rows * nope > 10240) return status::unsupported;
   if (rows == 0 || heads == 0) return status::ok;
-  if (q == nullptr || w_uk == nullptr || q_latent == nullptr || (rope > 0 && q_rope == nullptr))
+  if (q == nullptr || w_uk == nullptr || q_latent == nullptr || (rope > 0 && q_rope == nullptr) ||
+      (positions != nullptr && inv_freq == nullptr))
     return status::null_pointer;
   static_assert(absorb_rows * absorb_dims == absorb_warps * 32, "one thread per (row, dim) of a chunk");
   const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(ceil_div(kv_lora, absorb_dims)));
   mla_absorb_q_kernel<<<grid, absorb_warps * 32, static_cast<size_t>(rows * nope) * sizeof(float), stream>>>(
-      q, rows, heads, nope, rope, w_uk, kv_lora, q_latent, q_rope);
+      q, rows, heads, nope, rope, w_uk, kv_lora, q_latent, q_rope, positions, inv_freq, amplitude);
   return launched();
 }
 

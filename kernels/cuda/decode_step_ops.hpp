@@ -20,12 +20,16 @@ namespace troupe::kernels::cuda {
 
 /// Absorbed queries: for row b < rows, head h, with q_b,h = q + (b·heads + h)·(nope + rope):
 ///   q_latent[(b·heads + h)·kv_lora + r] = Σ_{d < nope} q_b,h[d] · w_uk[(h·nope + d)·kv_lora + r]
-///   q_rope[(b·heads + h)·rope + i]      = q_b,h[nope + i]
-/// q fp32, w_uk bf16 [heads, nope, kv_lora] (kv_b's key half, DeepSeek's W_UK), fp32 sums.
+///   q_rope[(b·heads + h)·rope + i]      = q_b,h[nope + i], rotated when positions is not null
+/// q fp32, w_uk bf16 [heads, nope, kv_lora] (kv_b's key half, DeepSeek's W_UK), fp32 sums. With
+/// positions (device int32 [rows]) and inv_freq ([rope/2]), the rope part is rotated on the way
+/// exactly as launch_rope_adjacent would (adjacent pairs, angle positions[b]·inv_freq[i], cos and
+/// sin times amplitude); q itself is not modified. rope even when rotating.
 /// unsupported: rows · nope above 10240 (the staged queries and the partial sums exceed 48 KiB
 /// of shared memory; 64 rows of DeepSeek's nope 128 fit).
 status launch_mla_absorb_q(const float* q, int64_t rows, int64_t heads, int64_t nope, int64_t rope,
                            const uint16_t* w_uk, int64_t kv_lora, float* q_latent, float* q_rope,
+                           const int32_t* positions, const float* inv_freq, float amplitude,
                            cudaStream_t stream) noexcept;
 
 /// Values out of the latent space: out[b·ldo + h·v + d] = bf16(Σ_r o_latent[(b·heads + h)·kv_lora

@@ -116,7 +116,8 @@ BOOST_AUTO_TEST_CASE(absorbed_queries_and_values) {
     const auto wuk = bf16s(rng, static_cast<size_t>(H * nope * R));
     dev<float> dq(q), dlat(static_cast<size_t>(rows * H * R)), drope(static_cast<size_t>(rows * H * rope));
     dev<uint16_t> dw(wuk);
-    BOOST_REQUIRE_EQUAL(kc::launch_mla_absorb_q(dq.p, rows, H, nope, rope, dw.p, R, dlat.p, drope.p, nullptr),
+    BOOST_REQUIRE_EQUAL(kc::launch_mla_absorb_q(dq.p, rows, H, nope, rope, dw.p, R, dlat.p, drope.p, nullptr,
+                                                nullptr, 1.0f, nullptr),
                         status::ok);
     std::vector<double> lat(static_cast<size_t>(rows * H * R)), rp(static_cast<size_t>(rows * H * rope));
     for (int64_t b = 0; b < rows; ++b)
@@ -130,6 +131,26 @@ BOOST_AUTO_TEST_CASE(absorbed_queries_and_values) {
       }
     check_close(dlat.get(), lat, 1e-5, "q_latent");
     check_close(drope.get(), rp, 0, "q_rope");
+    // The same with the rope part rotated on the way: launch_rope_adjacent's values (same
+    // expressions; within 1e-6 in case the two kernels contract their multiply-adds differently).
+    std::vector<int32_t> pos(static_cast<size_t>(rows));
+    for (int64_t b = 0; b < rows; ++b) pos[static_cast<size_t>(b)] = static_cast<int32_t>(b * 37 + 3);
+    std::vector<float> inv_freq(static_cast<size_t>(rope / 2));
+    for (int64_t i = 0; i < rope / 2; ++i) inv_freq[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rope);
+    dev<int32_t> dpos(pos);
+    dev<float> dfreq(inv_freq), drot(static_cast<size_t>(rows * H * rope)), dq2(q);
+    BOOST_REQUIRE_EQUAL(kc::launch_mla_absorb_q(dq.p, rows, H, nope, rope, dw.p, R, dlat.p, drot.p, dpos.p,
+                                                dfreq.p, 1.5f, nullptr),
+                        status::ok);
+    BOOST_REQUIRE_EQUAL(kc::launch_rope_adjacent(dq2.p, rows, H, H * qk, qk, nope, rope, dpos.p, dfreq.p, 1.5f,
+                                                 nullptr),
+                        status::ok);
+    const auto rotated = drot.get(), q2 = dq2.get();
+    for (int64_t b = 0; b < rows; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < rope; ++i)
+          BOOST_REQUIRE_SMALL(rotated[(b * H + h) * rope + i] - q2[(b * H + h) * qk + nope + i], 1e-6f);
+    BOOST_CHECK(dq.get() == q);  // q itself untouched
     // W_UV: bf16 output with row stride ldo > H·v (the gap must stay untouched).
     const int64_t ldo = H * v + 3;
     const auto olat = floats(rng, static_cast<size_t>(rows * H * R));
@@ -150,7 +171,8 @@ BOOST_AUTO_TEST_CASE(absorbed_queries_and_values) {
     }
   }
   // Too many staged queries for shared memory: refused, nothing launched.
-  BOOST_CHECK_EQUAL(kc::launch_mla_absorb_q(nullptr, 100, 1, 128, 64, nullptr, 512, nullptr, nullptr, nullptr),
+  BOOST_CHECK_EQUAL(kc::launch_mla_absorb_q(nullptr, 100, 1, 128, 64, nullptr, 512, nullptr, nullptr, nullptr,
+                                            nullptr, 1.0f, nullptr),
                     status::unsupported);
 }
 
