@@ -1,11 +1,12 @@
 // The two model families of the local engine: GGUF llama models (ChatML with Hermes tool calls,
 // grammar-constrained decoding) and DeepSeek-V3 / Kimi checkpoints (Kimi's template and tool-call
-// sections, tiktoken, response schemas constrained over its vocabulary, routed experts on
-// expert-shard actors).
+// sections, tiktoken, routed experts on expert-shard actors). Both decode under the same
+// grammars: response schemas and tool calls in the family's syntax.
 
 #include "engine_backend.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "caf/actor_system.hpp"
 #include "troupe/deepseek/batch_decoder.hpp"
@@ -14,6 +15,7 @@
 #include "troupe/formats/tiktoken.hpp"
 #include "troupe/llama/batch_decoder.hpp"
 #include "troupe/llama/chat_template.hpp"
+#include "troupe/llama/grammar.hpp"
 #include "troupe/llama/llama_model.hpp"
 #include "troupe/llama/token_mask.hpp"
 #include "troupe/llama/tokenizer.hpp"
@@ -69,7 +71,6 @@ class llama_backend final : public engine_backend {
   bool is_end_of_generation(int32_t t) const override { return tok_.is_end_of_generation(t); }
   std::string piece(int32_t t) const override { return tok_.token_to_piece(t); }
   const llama::token_masker* masker() const noexcept override { return &masker_; }
-  bool constrains_tool_calls() const noexcept override { return true; }
   uint32_t open(int64_t capacity) override { return decoder_.open(capacity); }
   void close(uint32_t seq) noexcept override { decoder_.close(seq); }
   std::span<const float> decode(std::span<const chunk> chunks) override {
@@ -135,8 +136,6 @@ class deepseek_backend final : public engine_backend {
     return tok_.token_to_piece(t);
   }
   const llama::token_masker* masker() const noexcept override { return masker_.get(); }
-  // Kimi writes tool calls between special tokens, which the byte grammars do not model yet.
-  bool constrains_tool_calls() const noexcept override { return false; }
   uint32_t open(int64_t capacity) override { return decoder_->open(capacity); }
   void close(uint32_t seq) noexcept override { decoder_->close(seq); }
   std::span<const float> decode(std::span<const chunk> chunks) override {
@@ -150,18 +149,45 @@ class deepseek_backend final : public engine_backend {
   tiktoken_tokenizer tok_;
   std::unique_ptr<deepseek::expert_shard_group> shards_;
   std::unique_ptr<deepseek::batch_decoder> decoder_;
-  /// The model's whole vocabulary (it may be larger than the tokenizer's: padding ids, which
-  /// end generation as is_end_of_generation says): special tokens carry no text.
+  /// The model's whole vocabulary as the grammars read it (it may be larger than the
+  /// tokenizer's: padding ids, which end generation as is_end_of_generation says). The five
+  /// tool-call markers are their llama::kimi_marker bytes; other special tokens carry no text;
+  /// raw-byte tokens holding a marker byte (never valid UTF-8) are kept out of constrained text.
   llama::mask_vocabulary mask_vocabulary() const {
+    using kind = llama::mask_vocabulary::kind;
+    using marker = llama::kimi_marker;
+    const std::pair<const char*, uint8_t> markers[] = {
+        {"<|tool_calls_section_begin|>", marker::section_begin},
+        {"<|tool_call_begin|>", marker::call_begin},
+        {"<|tool_call_argument_begin|>", marker::argument_begin},
+        {"<|tool_call_end|>", marker::call_end},
+        {"<|tool_calls_section_end|>", marker::section_end}};
     llama::mask_vocabulary v;
     const auto n = static_cast<size_t>(vocab());
     v.bytes.resize(n);
-    v.kinds.resize(n, llama::mask_vocabulary::kind::text);
+    v.kinds.resize(n, kind::text);
     for (int32_t t = 0; t < static_cast<int32_t>(n); ++t) {
       auto& k = v.kinds[static_cast<size_t>(t)];
-      if (is_end_of_generation(t)) k = llama::mask_vocabulary::kind::end_of_generation;
-      else if (tok_.is_special(t)) k = llama::mask_vocabulary::kind::control;
-      else v.bytes[static_cast<size_t>(t)] = tok_.token_to_piece(t);
+      if (is_end_of_generation(t)) {
+        k = kind::end_of_generation;
+      } else if (tok_.is_special(t)) {
+        k = kind::control;
+      } else {
+        std::string b = tok_.token_to_piece(t);
+        if (std::any_of(b.begin(), b.end(), [](char c) {
+              return static_cast<uint8_t>(c) >= marker::section_begin &&
+                     static_cast<uint8_t>(c) <= marker::section_end;
+            }))
+          k = kind::control;
+        else
+          v.bytes[static_cast<size_t>(t)] = std::move(b);
+      }
+    }
+    for (const auto& [text, byte] : markers) {
+      if (auto id = tok_.special_id(text)) {
+        v.kinds[static_cast<size_t>(*id)] = kind::text;
+        v.bytes[static_cast<size_t>(*id)] = std::string(1, static_cast<char>(byte));
+      }
     }
     return v;
   }

@@ -50,13 +50,11 @@ class engine_backend {
   virtual bool is_end_of_generation(int32_t token) const = 0;
   /// Bytes of a generated token (control tokens: none).
   virtual std::string piece(int32_t token) const = 0;
-  /// Grammar-constrained decoding over this vocabulary; nullptr when the family has none (then
-  /// tool calls are parsed, not constrained, and response schemas are refused).
+  /// Grammar-constrained decoding over this vocabulary (tool calls in syntax(), response
+  /// schemas); nullptr when the family has none (then tool calls are parsed, not constrained,
+  /// and response schemas are refused). The matcher is fed masker()->bytes(token), which for a
+  /// Kimi tool-call marker is its grammar byte (llama::kimi_marker), not piece().
   virtual const llama::token_masker* masker() const noexcept = 0;
-  /// Whether masker() also constrains tool calls (llama::grammar::for_tool_calls writes the
-  /// llama families' syntax); when not, tool calls are parsed and only response schemas are
-  /// constrained.
-  virtual bool constrains_tool_calls() const noexcept = 0;
 
   struct chunk {
     uint32_t seq = 0;

@@ -100,13 +100,12 @@ struct engine_state {
 };
 
 /// The grammar a request's output must follow, if any: its response schema, else its tool calls
-/// (when `tool_calls`: the backend's syntax is the one llama::grammar::for_tool_calls writes).
-std::optional<compiled_grammar> grammar_for(engine_core& core, const chat_request& req,
-                                            bool tool_calls) {
+/// in the model's syntax.
+std::optional<compiled_grammar> grammar_for(engine_core& core, const chat_request& req) {
   std::string key;
   if (!req.response_schema.empty()) {
     key = "schema:" + req.response_schema;
-  } else if (tool_calls && !req.tools.empty() && req.choice.mode != tool_choice_mode::none) {
+  } else if (!req.tools.empty() && req.choice.mode != tool_choice_mode::none) {
     key = "tools:" + std::to_string(static_cast<int>(req.choice.mode)) + ":" + req.choice.name;
     for (const auto& t : req.tools) key += "\n" + t.name + "\n" + t.parameters;
   } else {
@@ -114,8 +113,9 @@ std::optional<compiled_grammar> grammar_for(engine_core& core, const chat_reques
   }
   if (auto it = core.grammars.find(key); it != core.grammars.end()) return it->second;
   compiled_grammar g;
-  g.grammar = req.response_schema.empty() ? llama::grammar::for_tool_calls(req.tools, req.choice)
-                                          : llama::grammar::from_schema(req.response_schema);
+  g.grammar = req.response_schema.empty()
+                  ? llama::grammar::for_tool_calls(req.tools, req.choice, 8, core.backend->syntax())
+                  : llama::grammar::from_schema(req.response_schema);
   g.masks = std::make_shared<llama::mask_cache>();
   if (core.grammars.size() >= 256) core.grammars.clear();
   core.grammars.emplace(key, g);
@@ -150,7 +150,7 @@ sequence_ptr prepare(engine_core& core, const chat_request& req) {
                             model.family()));
   }
   if (model.masker() != nullptr) {
-    if (auto g = grammar_for(core, req, model.constrains_tool_calls())) {
+    if (auto g = grammar_for(core, req)) {
       s->matcher.emplace(g->grammar);
       s->masks = g->masks;
     }
@@ -375,7 +375,7 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
     s.sampler.accept(tok);
     ++s.generated;
     const std::string piece = core.backend->piece(tok);
-    if (s.matcher && !s.matcher->feed(piece)) {
+    if (s.matcher && !s.matcher->feed(core.backend->masker()->bytes(tok))) {
       failed.push_back(&s);
       failures.emplace_back(errc::internal, "local model: a masked token broke the grammar");
       continue;

@@ -24,9 +24,8 @@
 /// tool_choice required / named (the turn is calls only), automatic (text, or a conforming call
 /// once the model opens one), none (no tools shown). A `response_schema` constrains the whole
 /// answer to JSON of that schema instead. See troupe/llama/grammar.hpp for the schema subset.
-/// DeepSeek/Kimi models: tools are declared and calls parsed in Kimi K2's format (tool-call
-/// section tokens), unconstrained (the grammars work on bytes, Kimi's sections are special
-/// tokens); a response_schema constrains the answer over tiktoken's vocabulary as above.
+/// DeepSeek/Kimi models: the same, in Kimi K2's format (tool-call section tokens, which the
+/// grammar reads as marker bytes: llama::kimi_marker) over tiktoken's vocabulary.
 ///
 /// Cancel: (cancel, id) ends that request at the next step boundary with finish == cancelled and
 /// the text so far; a queued request is answered at once. The scheduler is a detached actor (the

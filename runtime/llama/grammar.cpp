@@ -41,16 +41,39 @@ enum : uint8_t { a_open, a_first, a_after, a_next, a_item, a_in };
 enum : uint8_t { s_open, s_body, s_escape, s_hex };
 // Number stages: the DFA of RFC 8259 numbers.
 enum : uint8_t { n_start, n_minus, n_int, n_zero, n_dot, n_frac, n_e, n_esign, n_exp };
-// Hermes tool-call stages.
-enum : uint8_t { h_free, h_lit, h_name, h_args, h_after };
+// Tool-call stages (the `hermes` node, either syntax). h_index: Kimi's call index after the name;
+// h_closed: Kimi's section closed (nothing but the end may follow).
+enum : uint8_t { h_free, h_lit, h_name, h_args, h_after, h_index, h_closed };
 
-constexpr std::string_view hermes_trigger = "<tool_call>";
-constexpr std::array<std::string_view, 4> hermes_literals = {
-  "<tool_call>\n{\"name\": ",  // 0: a call from the start, or after "\n" between calls
-  "\n{\"name\": ",              // 1: after the model opened <tool_call> itself (automatic)
-  ", \"arguments\": ",          // 2
-  "}\n</tool_call>",            // 3
+/// The fixed text of a tool-call syntax around the names and arguments the tools supply.
+struct call_syntax {
+  std::string_view trigger;                  ///< opens a call from free text (automatic choice)
+  std::array<std::string_view, 4> literals;  ///< 0: a call from the start or after `separator`;
+                                             ///< 1: after `trigger`; 2: name to arguments;
+                                             ///< 3: after the arguments
+  uint8_t separator;                         ///< after a call: another one follows
+  uint8_t closing;                           ///< after a call: the calls end (0: no such byte)
+  bool index;                                ///< digits follow the name (Kimi's call index)
+  bool quoted_names;                         ///< names as JSON strings (Hermes) or bare + ':'
 };
+
+constexpr call_syntax hermes_syntax{
+  "<tool_call>",
+  {"<tool_call>\n{\"name\": ", "\n{\"name\": ", ", \"arguments\": ", "}\n</tool_call>"},
+  '\n', 0, false, true};
+
+// Kimi K2's markers are special tokens; here each is one byte that valid UTF-8 never holds
+// (grammar.hpp: kimi_marker), as the Kimi engine's mask vocabulary spells those tokens.
+constexpr char k_section_begin = static_cast<char>(kimi_marker::section_begin),
+               k_call_begin = static_cast<char>(kimi_marker::call_begin),
+               k_argument_begin = static_cast<char>(kimi_marker::argument_begin),
+               k_call_end = static_cast<char>(kimi_marker::call_end);
+constexpr char kimi_open[] = {k_section_begin, k_call_begin, 'f', 'u', 'n', 'c', 't', 'i', 'o', 'n', 's', '.'};
+constexpr call_syntax kimi_syntax{
+  std::string_view(kimi_open, 1),
+  {std::string_view(kimi_open, sizeof kimi_open), std::string_view(kimi_open + 1, sizeof kimi_open - 1),
+   std::string_view(&k_argument_begin, 1), std::string_view(&k_call_end, 1)},
+  kimi_marker::call_begin, kimi_marker::section_end, true, false};
 
 /// Whether some value of this sign with a magnitude in [mlo, mhi] lies in [lo, hi].
 bool meets(bool neg, unsigned __int128 mlo, unsigned __int128 mhi, int64_t lo, int64_t hi) {
@@ -101,7 +124,8 @@ struct grammar::node {
   std::vector<std::string> texts;
   // alternatives: the node to use for each first byte
   std::array<uint16_t, 256> dispatch{};
-  // hermes: the tool-name literals node and each tool's argument node
+  // hermes (tool calls, in `syntax`): the tool-name literals node and each tool's argument node
+  const call_syntax* syntax = &hermes_syntax;
   uint16_t names = no_node;
   std::vector<uint16_t> tool_args;
   bool automatic = false;
@@ -436,7 +460,7 @@ std::shared_ptr<const grammar> grammar::from_schema(std::string_view schema) {
 
 std::shared_ptr<const grammar> grammar::for_tool_calls(std::span<const tool_spec> tools,
                                                       const tool_choice& choice,
-                                                      uint32_t max_calls) {
+                                                      uint32_t max_calls, tool_call_syntax syntax) {
   if (tools.empty()) {
     throw error(errc::invalid_argument, "tool-call grammar: the request declares no tools");
   }
@@ -448,6 +472,7 @@ std::shared_ptr<const grammar> grammar::for_tool_calls(std::span<const tool_spec
   im.builtins();
   node h;
   h.k = kind::hermes;
+  h.syntax = syntax == tool_call_syntax::kimi_k2 ? &kimi_syntax : &hermes_syntax;
   h.automatic = choice.mode == tool_choice_mode::automatic;
   // A named tool_choice asks for that one call (OpenAI's meaning); the others allow several.
   h.max_calls = choice.mode == tool_choice_mode::named ? 1 : std::max<uint32_t>(max_calls, 1);
@@ -455,7 +480,7 @@ std::shared_ptr<const grammar> grammar::for_tool_calls(std::span<const tool_spec
   for (const auto& t : tools) {
     if (choice.mode == tool_choice_mode::named && t.name != choice.name) continue;
     if (names.size() >= max_literals) break;
-    names.push_back(json::quote(t.name));
+    names.push_back(h.syntax->quoted_names ? json::quote(t.name) : t.name + ":");
     json::value params;
     try {
       params = json::parse(t.parameters, "parameters of tool '" + t.name + "'");
@@ -511,7 +536,7 @@ bool grammar_matcher::child_done(uint32_t value) noexcept {
     case kind::hermes:
       if (f.stage == h_name) {
         f.aux = static_cast<uint8_t>(value);
-        f.stage = h_lit;
+        f.stage = n.syntax->index ? h_index : h_lit;
         f.a = 2;
         f.b = 0;
       } else {
@@ -821,20 +846,22 @@ bool grammar_matcher::step(uint8_t c) noexcept {
     }
     case kind::hermes:
       switch (f.stage) {
-        case h_free:
-          if (c == static_cast<uint8_t>(hermes_trigger[f.aux])) {
-            if (++f.aux == hermes_trigger.size()) {
+        case h_free: {
+          const std::string_view trigger = n.syntax->trigger;
+          if (c == static_cast<uint8_t>(trigger[f.aux])) {
+            if (++f.aux == trigger.size()) {
               f.aux = 0;
               f.stage = h_lit;
               f.a = 1;
               f.b = 0;
             }
           } else {
-            f.aux = c == '<' ? 1 : 0;
+            f.aux = c == static_cast<uint8_t>(trigger[0]) ? 1 : 0;
           }
           return true;
+        }
         case h_lit: {
-          const std::string_view lit = hermes_literals[f.a];
+          const std::string_view lit = n.syntax->literals[f.a];
           if (c != static_cast<uint8_t>(lit[f.b])) return false;
           if (++f.b < lit.size()) return true;
           f.b = 0;
@@ -853,12 +880,31 @@ bool grammar_matcher::step(uint8_t c) noexcept {
           return true;
         }
         case h_after:
-          if (c != '\n' || f.c >= n.max_calls) return false;
+          if (n.syntax->closing != 0 && c == n.syntax->closing) {
+            f.stage = h_closed;
+            return true;
+          }
+          if (c != n.syntax->separator || f.c >= n.max_calls) return false;
           f.stage = h_lit;
-          f.a = 0;
           f.b = 0;
-          // The separator is this "\n"; the call literal follows.
+          f.a = 0;
+          // Hermes: the separator is this "\n" and the whole call literal follows. Kimi: the
+          // separator is the next call's first marker, the rest of literal 1 follows.
+          if (n.syntax->index) {
+            f.a = 1;
+            f.b = 1;
+          }
           return true;
+        case h_index:
+          if (is_digit(c) && f.b < 9) {
+            ++f.b;
+            return true;
+          }
+          if (f.b == 0) return false;
+          f.stage = h_lit;
+          f.a = 2;
+          f.b = 0;
+          return step(c);
         default: return false;
       }
   }
@@ -880,7 +926,9 @@ bool grammar_matcher::can_end() const noexcept {
   for (int d = depth_ - 1; d >= 0; --d) {
     const frame& f = stack_[static_cast<size_t>(d)];
     const auto& n = g_->nodes[f.node];
-    if (n.k == kind::hermes) return f.stage == h_free || f.stage == h_after;
+    if (n.k == kind::hermes)
+      return f.stage == h_free || f.stage == h_closed ||
+             (f.stage == h_after && n.syntax->closing == 0);
     if (d != depth_ - 1) return false;  // A container below a finished number is not done.
     if (n.k == kind::number || n.k == kind::integer) {
       if (f.stage != n_int && f.stage != n_zero && f.stage != n_frac && f.stage != n_exp)
@@ -906,7 +954,9 @@ bool grammar_matcher::done() const noexcept {
   if (depth_ == 0) return true;
   const frame& f = stack_[static_cast<size_t>(depth_ - 1)];
   const auto& n = g_->nodes[f.node];
-  return n.k == kind::hermes && f.stage == h_after && f.c >= n.max_calls;
+  if (n.k != kind::hermes) return false;
+  if (n.syntax->closing != 0) return f.stage == h_closed;
+  return f.stage == h_after && f.c >= n.max_calls;
 }
 
 uint32_t grammar_matcher::min_completion() const noexcept {
@@ -1007,17 +1057,24 @@ uint32_t grammar_matcher::min_completion() const noexcept {
         uint64_t call = uint32_t{1} << 30;
         for (size_t i = 0; i < n.tool_args.size(); ++i)
           call = std::min<uint64_t>(call, names[i].size() + sh[n.tool_args[i]]);
-        const uint64_t close = hermes_literals[3].size();
+        const call_syntax& syn = *n.syntax;
+        // After the arguments: literal 3, then the closing byte where the syntax has one.
+        const uint64_t close = syn.literals[3].size() + (syn.closing != 0 ? 1 : 0);
+        const uint64_t index = syn.index ? 1 : 0;  // one digit at least
         switch (f.stage) {
           case h_free:
-          case h_after: r = 0; break;
-          case h_name: r = hermes_literals[2].size() + close; break;  // the name frame adds the rest
+          case h_closed: r = 0; break;
+          case h_after: r = syn.closing != 0 ? 1 : 0; break;
+          case h_name: r = index + syn.literals[2].size() + close; break;  // the name frame adds the rest
+          case h_index:
+            r = (f.b == 0 ? 1 : 0) + syn.literals[2].size() + sh[n.tool_args[f.aux]] + close;
+            break;
           case h_args: r = close; break;
           case h_lit: {
-            const uint64_t left = hermes_literals[f.a].size() - f.b;
-            if (f.a <= 1) r = left + call + hermes_literals[2].size() + close;
+            const uint64_t left = syn.literals[f.a].size() - f.b;
+            if (f.a <= 1) r = left + call + index + syn.literals[2].size() + close;
             else if (f.a == 2) r = left + sh[n.tool_args[f.aux]] + close;
-            else r = left;
+            else r = left + (close - syn.literals[3].size());
             break;
           }
         }

@@ -1,12 +1,14 @@
 // The local engine actor serving a Kimi-format checkpoint (tests/fixtures/deepseek/kimi_chat):
 // the reply to a chat request equals the bytes HF transformers + tiktoken + Kimi's real chat
 // template produced, alone and with concurrent requests batched together, with the routed experts
-// on expert-shard actors or on the kernel threads; a response schema constrains the answer over
-// tiktoken's vocabulary; requests it cannot serve are refused clearly.
+// on expert-shard actors or on the kernel threads; a response schema or the tools constrain the
+// answer over tiktoken's vocabulary (Kimi's tool-call tokens included); requests it cannot serve
+// are refused clearly.
 
 #define BOOST_TEST_MODULE deepseek_engine
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -46,11 +48,11 @@ struct engine_fixture {
   ~engine_fixture() {
     if (model) caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
   }
-  void start(int shards) {
+  void start(int shards, int64_t context = 256) {
     local_model_config c;
     c.model = fixture.string();
     c.expert_shards = shards;
-    c.context = 256;
+    c.context = context;
     model = spawn_local_model(sys, c);
   }
   chat_request request(uint64_t id) const {
@@ -124,6 +126,59 @@ BOOST_FIXTURE_TEST_CASE(a_response_schema_shapes_the_answer, engine_fixture) {
         },
         [&](caf::error& e) { BOOST_FAIL("request failed: " << sys.render(e)); });
   }
+}
+
+BOOST_FIXTURE_TEST_CASE(tool_calls_follow_kimi_syntax_and_the_schemas, engine_fixture) {
+  // The random model, constrained to Kimi K2's tool-call sections (special tokens included):
+  // every turn parses into calls of declared tools whose arguments validate, under required,
+  // named and automatic tool choice, greedy and sampled.
+  start(0, 1024);  // the tool declarations make a prompt of ~400 tokens
+  const std::vector<tool_spec> tools = {
+      {"get_weather", "Weather for a city",
+       R"({"type":"object","properties":{"city":{"type":"string","maxLength":16},)"
+       R"("days":{"type":"integer","minimum":1,"maximum":7}},"required":["city","days"]})"},
+      {"get_time", "The time in a zone",
+       R"({"type":"object","properties":{"zone":{"enum":["UTC","CET"]}},"required":["zone"]})"}};
+  const tool_choice choices[] = {{tool_choice_mode::required, ""},
+                                 {tool_choice_mode::required, ""},
+                                 {tool_choice_mode::named, "get_time"},
+                                 {tool_choice_mode::automatic, ""}};
+  int calls_seen = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto req = request(40 + static_cast<uint64_t>(i));
+    req.max_tokens = 128;
+    req.tools = tools;
+    req.choice = choices[i];
+    if (i % 2 == 1) {
+      req.sampling.temperature = 1.0f;
+      req.sampling.seed = static_cast<uint64_t>(i);
+    }
+    self->request(model, reply_timeout, chat_atom::value, req)
+        .receive(
+            [&](assistant_turn& t) {
+              BOOST_TEST_MESSAGE("turn " << i << ": " << t.tool_calls.size() << " calls, text '"
+                                         << t.text << "', " << t.usage.completion_tokens
+                                         << " tokens");
+              BOOST_TEST_CONTEXT("turn " << i) {
+                if (req.choice.mode != tool_choice_mode::automatic) {
+                  BOOST_CHECK(!t.tool_calls.empty());
+                  BOOST_CHECK(t.finish == finish_reason::tool_calls);
+                }
+                if (req.choice.mode == tool_choice_mode::named) BOOST_CHECK_EQUAL(t.tool_calls.size(), 1u);
+                for (const auto& c : t.tool_calls) {
+                  BOOST_TEST_MESSAGE("  " << c.id << " " << c.name << " " << c.arguments);
+                  const auto spec = std::find_if(tools.begin(), tools.end(),
+                                                 [&](const tool_spec& s) { return s.name == c.name; });
+                  BOOST_REQUIRE(spec != tools.end());
+                  if (req.choice.mode == tool_choice_mode::named) BOOST_CHECK_EQUAL(c.name, "get_time");
+                  BOOST_CHECK(json::validate(json::parse(c.arguments), json::parse(spec->parameters)).empty());
+                  ++calls_seen;
+                }
+              }
+            },
+            [&](caf::error& e) { BOOST_FAIL("turn " << i << " failed: " << sys.render(e)); });
+  }
+  BOOST_CHECK_GE(calls_seen, 3);
 }
 
 BOOST_AUTO_TEST_CASE(a_directory_without_config_is_a_clear_error) {

@@ -1,5 +1,5 @@
-// Grammars for constrained decoding (troupe/llama/grammar.hpp, token_mask.hpp): schemas accept
-// what they should and nothing else, everything a grammar lets through validates against its
+// Grammars for constrained decoding (troupe/llama/grammar.hpp, token_mask.hpp): schemas and
+// tool-call grammars (Hermes, Kimi K2) accept what they should and nothing else, everything a grammar lets through validates against its
 // schema, and token masks equal a brute-force check of every token of SmolLM2's vocabulary.
 
 #define BOOST_TEST_MODULE grammar
@@ -162,7 +162,9 @@ BOOST_AUTO_TEST_CASE(min_completion_is_exact_and_reachable_from_every_state) {
     grammar::from_schema(R"({})"),
     grammar::from_schema(R"({"type":"array","items":{"type":"integer","minimum":250,"maximum":4000}})"),
     grammar::for_tool_calls(tools, {tool_choice_mode::required, ""}),
-    grammar::for_tool_calls(tools, {tool_choice_mode::automatic, ""})};
+    grammar::for_tool_calls(tools, {tool_choice_mode::automatic, ""}),
+    grammar::for_tool_calls(tools, {tool_choice_mode::required, ""}, 3, tool_call_syntax::kimi_k2),
+    grammar::for_tool_calls(tools, {tool_choice_mode::automatic, ""}, 8, tool_call_syntax::kimi_k2)};
   int states = 0;
   for (const auto& g : grammars) {
     std::string walk;
@@ -262,6 +264,52 @@ BOOST_AUTO_TEST_CASE(tool_call_grammars_force_a_conforming_hermes_call) {
   grammar_matcher m(automatic);
   BOOST_CHECK(m.feed("text <tool_call>"));
   BOOST_CHECK(!m.can_end());  // a call was opened: it must be finished
+}
+
+BOOST_AUTO_TEST_CASE(kimi_tool_call_grammars_force_a_conforming_section) {
+  // Kimi K2's markers are special tokens, read by the grammar as kimi_marker bytes.
+  const auto tools = sample_tools();
+  auto marker = [](uint8_t b) { return std::string(1, static_cast<char>(b)); };
+  const std::string sb = marker(kimi_marker::section_begin), cb = marker(kimi_marker::call_begin),
+                    ab = marker(kimi_marker::argument_begin), ce = marker(kimi_marker::call_end),
+                    se = marker(kimi_marker::section_end);
+  const std::string call = cb + "functions.read_file:0" + ab + R"({"path":"a","mode":"text"})" + ce;
+  const std::string call2 = cb + "functions.list_dir:17" + ab + R"({"path": "/"})" + ce;
+  const auto required =
+      grammar::for_tool_calls(tools, {tool_choice_mode::required, ""}, 8, tool_call_syntax::kimi_k2);
+  BOOST_CHECK(accepts(required, sb + call + se));
+  BOOST_CHECK(accepts(required, sb + call + call2 + se));
+  BOOST_CHECK(!accepts(required, sb + call));                 // the section must close
+  BOOST_CHECK(!accepts(required, "Sure. " + sb + call + se));  // required: no text first
+  BOOST_CHECK(!accepts(required, sb + cb + "functions.read_file:" + ab + "{}" + ce + se));  // no index
+  BOOST_CHECK(!accepts(required, sb + cb + "functions.write_file:0" + ab + "{}" + ce + se));
+  BOOST_CHECK(!accepts(required, sb + cb + "functions.read_file:0" + ab + R"({"path":"a"})" + ce + se));
+  BOOST_CHECK(!accepts(required, "<|tool_calls_section_begin|>"));  // the markers are not text
+  grammar_matcher done(required);
+  BOOST_CHECK(done.feed(sb + call + se));
+  BOOST_CHECK(done.done());
+  // Rendered with the real marker texts, the parser reads the same calls back.
+  const std::string rendered =
+      "<|tool_calls_section_begin|><|tool_call_begin|>functions.read_file:0<|tool_call_argument_begin|>"
+      R"({"path":"a","mode":"text"})"
+      "<|tool_call_end|><|tool_calls_section_end|>";
+  const auto parsed = parse_tool_calls(tool_call_syntax::kimi_k2, rendered);
+  BOOST_REQUIRE_EQUAL(parsed.calls.size(), 1u);
+  BOOST_CHECK_EQUAL(parsed.calls[0].name, "read_file");
+
+  const auto named = grammar::for_tool_calls(tools, {tool_choice_mode::named, "list_dir"}, 8,
+                                             tool_call_syntax::kimi_k2);
+  BOOST_CHECK(accepts(named, sb + call2 + se));
+  BOOST_CHECK(!accepts(named, sb + call + se));
+  BOOST_CHECK(!accepts(named, sb + call2 + call2 + se));  // named: one call
+
+  const auto automatic = grammar::for_tool_calls(tools, {tool_choice_mode::automatic, ""}, 8,
+                                                 tool_call_syntax::kimi_k2);
+  BOOST_CHECK(accepts(automatic, "Plain text <|with|> brackets."));
+  BOOST_CHECK(accepts(automatic, "Let me look." + sb + call + se));
+  grammar_matcher m(automatic);
+  BOOST_CHECK(m.feed("text" + sb));
+  BOOST_CHECK(!m.can_end());  // a section was opened: it must be finished
 }
 
 BOOST_AUTO_TEST_CASE(token_masks_equal_a_brute_force_check_of_every_token) {

@@ -1,7 +1,7 @@
 #pragma once
 /// Output grammars for constrained decoding: a JSON Schema (response_format), or the tool calls
-/// of a turn in Hermes syntax whose arguments follow each tool's schema (tool_choice required,
-/// named or auto). A grammar is compiled once and shared; a grammar_matcher is the state of one
+/// of a turn in Hermes or Kimi K2 syntax whose arguments follow each tool's schema (tool_choice
+/// required, named or auto). A grammar is compiled once and shared; a grammar_matcher is the state of one
 /// generation, fed byte by byte; token_masker (token_mask.hpp) turns a state into a token mask.
 ///
 /// JSON Schema support: type (one type, or several with distinct first characters), object with
@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "troupe/formats/tool_calls.hpp"
 #include "troupe/model.hpp"
 #include "troupe/tool_call.hpp"
 
@@ -31,19 +32,33 @@ namespace troupe::llama {
 
 class grammar_matcher;
 
+/// Kimi K2's tool-call markers are special tokens, not text; the kimi_k2 grammar reads each as
+/// one byte that never occurs in valid UTF-8, and a Kimi vocabulary given to token_masker spells
+/// those five tokens with these bytes (and keeps raw-byte tokens holding them out of text).
+struct kimi_marker {
+  static constexpr uint8_t section_begin = 0xF8;  ///< <|tool_calls_section_begin|>
+  static constexpr uint8_t call_begin = 0xF9;     ///< <|tool_call_begin|>
+  static constexpr uint8_t argument_begin = 0xFA; ///< <|tool_call_argument_begin|>
+  static constexpr uint8_t call_end = 0xFB;       ///< <|tool_call_end|>
+  static constexpr uint8_t section_end = 0xFC;    ///< <|tool_calls_section_end|>
+};
+
 class grammar {
  public:
   /// Output must be one JSON value conforming to `schema` (JSON Schema text). Throws
   /// troupe::error invalid_argument naming the schema path of what cannot be used.
   static std::shared_ptr<const grammar> from_schema(std::string_view schema);
-  /// Output is Hermes tool calls (`<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>`,
-  /// up to `max_calls`, newline-separated) for `tools` under `choice`: required or named (the
-  /// output starts with a call), automatic (free text until the model opens `<tool_call>`, then a
-  /// conforming call). Throws invalid_argument for no tools, an unknown named tool or a schema
-  /// that cannot be used (naming the tool).
-  static std::shared_ptr<const grammar> for_tool_calls(std::span<const tool_spec> tools,
-                                                       const tool_choice& choice,
-                                                       uint32_t max_calls = 8);
+  /// Output is tool calls for `tools` under `choice`, up to `max_calls`: required or named (the
+  /// output starts with a call), automatic (free text until the model opens a call, then a
+  /// conforming call). Syntax (troupe/formats/tool_calls.hpp):
+  /// - hermes: `<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>`, newline-separated;
+  /// - kimi_k2: section begin, per call `call begin` `functions.NAME:IDX` `argument begin` ARGS
+  ///   `call end`, then section end, the markers (special tokens) read as the kimi_marker bytes.
+  /// Throws invalid_argument for no tools, an unknown named tool or a schema that cannot be used
+  /// (naming the tool).
+  static std::shared_ptr<const grammar> for_tool_calls(
+      std::span<const tool_spec> tools, const tool_choice& choice, uint32_t max_calls = 8,
+      tool_call_syntax syntax = tool_call_syntax::hermes);
 
   struct node;  // compiled schema nodes (grammar.cpp)
   struct impl;
@@ -54,6 +69,17 @@ class grammar {
   grammar();
   std::unique_ptr<impl> impl_;
   friend class grammar_matcher;
+
+/// Kimi K2's tool-call markers are special tokens, not text; the kimi_k2 grammar reads each as
+/// one byte that never occurs in valid UTF-8, and a Kimi vocabulary given to token_masker spells
+/// those five tokens with these bytes (and keeps raw-byte tokens holding them out of text).
+struct kimi_marker {
+  static constexpr uint8_t section_begin = 0xF8;  ///< <|tool_calls_section_begin|>
+  static constexpr uint8_t call_begin = 0xF9;     ///< <|tool_call_begin|>
+  static constexpr uint8_t argument_begin = 0xFA; ///< <|tool_call_argument_begin|>
+  static constexpr uint8_t call_end = 0xFB;       ///< <|tool_call_end|>
+  static constexpr uint8_t section_end = 0xFC;    ///< <|tool_calls_section_end|>
+};
 };
 
 /// The state of one generation under a grammar: a bounded stack of small frames, so copying it
