@@ -130,11 +130,32 @@ struct cuda_decoder::impl {
     if (inputs_host != nullptr) cudaFreeHost(inputs_host);
     if (ev0 != nullptr) cudaEventDestroy(ev0);
     if (ev1 != nullptr) cudaEventDestroy(ev1);
+    for (auto e : prof_events) cudaEventDestroy(e);
     if (lt != nullptr) cublasLtDestroy(lt);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
 
-  void launch(kc::status s, const char* what) const { detail::check_launch(s, dev, what); }
+  void launch(kc::status s, const char* what) {
+    detail::check_launch(s, dev, what);
+    mark(what);
+  }
+
+  // profile_step: an event after every launch of a direct step, named by the launch.
+  bool profiling = false;
+  std::vector<cudaEvent_t> prof_events;
+  std::vector<const char*> prof_names;
+  size_t prof_used = 0;
+  void mark(const char* what) {
+    if (!profiling) return;
+    if (prof_used == prof_events.size()) {
+      cudaEvent_t e = nullptr;
+      check_cuda(cudaEventCreate(&e), dev, "cudaEventCreate (profile)");
+      prof_events.push_back(e);
+      prof_names.push_back(nullptr);
+    }
+    check_cuda(cudaEventRecord(prof_events[prof_used], stream), dev, "cudaEventRecord (profile)");
+    prof_names[prof_used++] = what;
+  }
 
   // ---- set-up ----------------------------------------------------------------------------------
 
@@ -577,7 +598,8 @@ struct cuda_decoder::impl {
     const int64_t B = buckets.sizes()[bi];
     check_cuda(cudaMemcpyAsync(inputs.as<void>(), inputs_host, static_cast<size_t>(input_ints) * 4,
                                cudaMemcpyHostToDevice, stream), dev, "step inputs to the device");
-    if (opts.graphs && graphs[bi] == nullptr) {
+    const bool graph = opts.graphs && !profiling;  // a profiled step runs its launches directly
+    if (graph && graphs[bi] == nullptr) {
       // First use of the bucket: the same launches once directly (module loading and cuBLASLt's
       // first-call set-up happen outside the capture; the step is deterministic, so the replay
       // below rewrites the same cache values), then the capture.
@@ -597,9 +619,10 @@ struct cuda_decoder::impl {
       check_cuda(e, dev, "cudaGraphInstantiate");
     }
     check_cuda(cudaEventRecord(ev0, stream), dev, "cudaEventRecord");
-    if (opts.graphs) {
+    if (graph) {
       check_cuda(cudaGraphLaunch(graphs[bi], stream), dev, "cudaGraphLaunch");
     } else {
+      mark("start");
       issue_step(B);
     }
     check_cuda(cudaEventRecord(ev1, stream), dev, "cudaEventRecord");
@@ -791,6 +814,31 @@ std::span<const float> cuda_decoder::decode(std::span<const deepseek::batch_deco
   }
   I.logits_host = std::move(out);
   return I.logits_host;
+}
+
+std::vector<std::pair<std::string, double>> cuda_decoder::profile_step(std::span<const uint32_t> s,
+                                                                      std::span<const int32_t> tokens) {
+  auto& I = *impl_;
+  I.profiling = true;
+  I.prof_used = 0;
+  try {
+    step(s, tokens, false);
+  } catch (...) {
+    I.profiling = false;
+    throw;
+  }
+  I.profiling = false;
+  std::vector<std::pair<std::string, double>> out;
+  for (size_t i = 1; i < I.prof_used; ++i) {
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, I.prof_events[i - 1], I.prof_events[i]), I.dev, "cudaEventElapsedTime");
+    const std::string name = I.prof_names[i];
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == name; });
+    if (it == out.end()) out.emplace_back(name, ms);
+    else it->second += ms;
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return out;
 }
 
 cuda_decoder::routing cuda_decoder::last_routing() const {

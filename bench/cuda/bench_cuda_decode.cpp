@@ -233,6 +233,15 @@ int main(int argc, char** argv) {
         for (int64_t x : t) sum += static_cast<double>(x);
         touched.push_back(t.empty() ? 0 : sum / static_cast<double>(t.size()));
       }
+      // Where the step's device time goes (one more step, launched directly with an event after
+      // each kernel: slower than the graph, but the shares are what matter).
+      const auto prof = d.profile_step(seqs, tok);
+      double total = 0;
+      for (const auto& p : prof) total += p.second;
+      std::printf("batch %lld, direct launches %.3f ms:", static_cast<long long>(B), total);
+      for (size_t i = 0; i < prof.size() && i < 8; ++i)
+        std::printf(" %s %.0f%%%s", prof[i].first.c_str(), 100 * prof[i].second / total, i + 1 < 8 ? "," : "");
+      std::printf("\n");
       for (uint32_t s : seqs) d.close(s);
       row r;
       r.batch = B;

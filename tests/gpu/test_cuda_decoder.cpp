@@ -223,6 +223,17 @@ BOOST_AUTO_TEST_CASE(graph_replay_is_bit_identical_to_direct_launches) {
   BOOST_CHECK(std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); }));
   BOOST_CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
   BOOST_CHECK_GT(rw.last_step_device_ms(), 0.0f);
+  // A profiled step names its launches; MLA decode and the expert GEMMs are among them.
+  const uint32_t s = rw.open(16);
+  const int32_t t = 3;
+  const auto prof = rw.profile_step({&s, 1}, {&t, 1});
+  auto has = [&](const char* name) {
+    return std::any_of(prof.begin(), prof.end(), [&](const auto& p) { return p.first == name && p.second > 0; });
+  };
+  BOOST_CHECK(has("MLA decode"));
+  BOOST_CHECK(has("expert gate/up GEMM"));
+  BOOST_CHECK(has("lm_head GEMM"));
+  BOOST_CHECK_EQUAL(rw.position(s), 1);
 }
 
 BOOST_AUTO_TEST_CASE(refusals) {

@@ -29,6 +29,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "troupe/deepseek/batch_decoder.hpp"
@@ -100,6 +102,13 @@ class cuda_decoder {
   /// Device time of the last step's graph replay (or direct launches), in milliseconds (CUDA
   /// events around the launch, inputs copy excluded).
   float last_step_device_ms() const;
+
+  /// step(seqs, tokens, false) run with its launches issued directly (no graph) and a CUDA event
+  /// after each: the device time of every kind of launch ("q GEMM", "MLA decode", ...) summed over
+  /// the layers, in milliseconds, largest first. Gaps between launches count towards the next one.
+  /// For finding where a step's time goes; the step is a real one (positions advance).
+  std::vector<std::pair<std::string, double>> profile_step(std::span<const uint32_t> seqs,
+                                                           std::span<const int32_t> tokens);
 
   /// Bytes of device memory the weights take (what upload wrote; excludes cache and buffers).
   int64_t weight_bytes() const noexcept;
