@@ -8,7 +8,10 @@
 // device-to-device of 2 GiB, bytes read + written per second, as
 // tools/reference/hf_eager_decode_bench.py measures it). Roofline time = weight bytes / copy
 // bandwidth (the read+write figure, the strict one; the HF script divides by half of it).
-// Goals (issue 8): >= 80 % of roofline at batch 1, batch-64 tokens/s >= 30x batch 1.
+// Goals (issue 8): >= 80 % of roofline at batch 1, batch-64 tokens/s >= 30x batch 1. (For this
+// shape the two conflict: batch 64 touches nearly every expert, 10.54 GB against 3.22 GB at batch
+// 1, so at equal fractions of the roofline the ratio is 64 · 3.22 / 10.54 = 19.5x; 30x needs batch
+// 1 at under 65 % of batch 64's fraction. The program prints both figures.)
 //
 // The model: moonshotai/Moonlight-16B-A3B-Instruct's shape (hidden 2048, 27 layers, 16 heads,
 // kv_lora 512, nope 128, rope 64, v 128, no q_lora, 64 routed experts top 6 INT4 group 32, 2 shared,
@@ -278,7 +281,10 @@ int main(int argc, char** argv) {
     if (b1 != nullptr)
       std::printf("\nbatch 1: %.1f%% of roofline (goal >= 80%%)\n", 100 * b1->fraction);
     if (b1 != nullptr && b64 != nullptr)
-      std::printf("batch 64 / batch 1 tokens/s: %.1fx (goal >= 30x)\n", b64->tokens_per_s / b1->tokens_per_s);
+      std::printf("batch 64 / batch 1 tokens/s: %.1fx (goal >= 30x; at equal fractions of the roofline the "
+                  "weight bytes allow 64 x %.3f / %.3f GB = %.1fx)\n",
+                  b64->tokens_per_s / b1->tokens_per_s, b1->bytes / 1e9, b64->bytes / 1e9,
+                  64.0 * b1->bytes / b64->bytes);
     if (!json.empty()) {
       std::ofstream f(json);
       f << "{\"generator\": \"bench/cuda/bench_cuda_decode\", \"shape\": \"" << (quick ? "quick" : "moonlight")
