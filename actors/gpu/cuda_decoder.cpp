@@ -313,6 +313,10 @@ struct cuda_decoder::impl {
 
   template <class T>
   void put(device_buffer& dst, const std::vector<T>& src, const char* what) {
+    if (src.size() * sizeof(T) > dst.bytes())
+      throw error(errc::internal, std::string("gpu::cuda_decoder: ") + what + ": " +
+                                      std::to_string(src.size() * sizeof(T)) + " bytes for a buffer of " +
+                                      std::to_string(dst.bytes()));
     check_cuda(cudaMemcpy(dst.as<void>(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice), dev, what);
   }
 
