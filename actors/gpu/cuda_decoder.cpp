@@ -99,6 +99,8 @@ struct cuda_decoder::impl {
           Im = 0, S = 0, Id = 0, V = 0, ql = 0;
   float softmax_scale = 1, amplitude = 1;
   bool fast_mla = true;
+  int sms = 1;                           // the device's multiprocessors
+  std::vector<int64_t> mla_pages_per_split;  // per bucket index; 0: not split
 
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
@@ -110,7 +112,7 @@ struct cuda_decoder::impl {
   std::vector<layer_buffers> layers;
   // cache and step buffers
   device_buffer cache, workspace, inputs, h, xn, xb, qa, q, kva, q_lat, q_rope, o_lat, attn, proj,
-      gu, act_bf, routed, router_logits, ids, route_w, sorted, expert_ids, post_padded, logits,
+      gu, act_bf, routed, mla_ws, router_logits, ids, route_w, sorted, expert_ids, post_padded, logits,
       next;
   int64_t capacity_max = 0;  // moe_align capacity of the largest bucket
   int32_t* inputs_host = nullptr;  // pinned [input_ints]
@@ -223,6 +225,18 @@ struct cuda_decoder::impl {
     check_cuda(cudaEventCreate(&ev0), dev, "cudaEventCreate");
     check_cuda(cudaEventCreate(&ev1), dev, "cudaEventCreate");
     graphs.assign(buckets.sizes().size(), nullptr);
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), dev, "cudaDeviceGetAttribute");
+    // Attention of a bucket with fewer (row, head) pairs than two waves of CTAs is split over the
+    // pages (flash-decoding) so that the device fills; larger buckets run one CTA per pair.
+    for (int64_t B : buckets.sizes()) {
+      int64_t pps = 0;
+      if (opts.split_attention && B * H < 2 * sms) {
+        const int64_t want = (2 * sms + B * H - 1) / (B * H);  // splits for two waves
+        pps = std::max<int64_t>(1, (max_pages + want - 1) / want);
+        if (kc::mla_split_count(max_pages, pps) == 1) pps = 0;
+      }
+      mla_pages_per_split.push_back(pps);
+    }
   }
 
   device_buffer alloc(size_t bytes, const char* what, bool weight = false) {
@@ -299,6 +313,11 @@ struct cuda_decoder::impl {
     gu = alloc(n(gu_rows_width) * 4, "gate/up output");
     act_bf = alloc(n(gu_rows_width / 2) * 2, "SiLU output (bf16)");
     routed = alloc(n(pairs * hidden) * 4, "routed expert outputs");
+    int64_t ws = 1;
+    for (size_t i = 0; i < buckets.sizes().size(); ++i)
+      if (mla_pages_per_split[i] > 0)
+        ws = std::max(ws, kc::mla_split_workspace_floats(buckets.sizes()[i], H, R, max_pages, mla_pages_per_split[i]));
+    mla_ws = alloc(n(ws) * 4, "split attention partials");
     router_logits = alloc(n(B * std::max<int64_t>(E, 1)) * 4, "router logits");
     ids = alloc(n(std::max<int64_t>(moe_layers, 1) * pairs) * 4, "routing ids");
     route_w = alloc(n(pairs) * 4, "routing weights");
@@ -461,7 +480,7 @@ struct cuda_decoder::impl {
   const int32_t* in_live() const { return inputs.as<int32_t>() + 4 * Bmax; }
   const int32_t* in_table() const { return inputs.as<int32_t>() + 4 * Bmax + 1; }
 
-  void issue_step(int64_t B) {
+  void issue_step(int64_t B, size_t bi) {
     const float eps = static_cast<float>(c.rms_norm_eps);
     constexpr float lora_eps = 1e-6f;  // HF's q_a / kv_a layernorms (no eps argument)
     const int64_t layer_cache = pages * latent_page_table::page_size * width;
@@ -525,7 +544,12 @@ struct cuda_decoder::impl {
       a.max_pages = max_pages;
       a.scale = softmax_scale;
       a.out = o_lat.as<float>();
-      launch(fast_mla ? kc::launch_mla_decode(a, stream) : kc::launch_mla_decode_plain(a, stream), "MLA decode");
+      const int64_t pps = mla_pages_per_split[bi];
+      launch(pps > 0    ? kc::launch_mla_decode_split(a, pps, mla_ws.as<float>(),
+                                                      static_cast<int64_t>(mla_ws.bytes() / 4), stream)
+             : fast_mla ? kc::launch_mla_decode(a, stream)
+                        : kc::launch_mla_decode_plain(a, stream),
+             "MLA decode");
       launch(kc::launch_mla_unabsorb_v(o_lat.as<float>(), B, H, R, L.w_uv.as<uint16_t>(), vdim,
                                        attn.as<uint16_t>(), H * vdim, stream), "W_UV");
       gemm(attn.as<uint16_t>(), H * vdim, L.o, hidden, H * vdim, proj.as<float>(), hidden, B, "o GEMM");
@@ -607,11 +631,11 @@ struct cuda_decoder::impl {
       // First use of the bucket: the same launches once directly (module loading and cuBLASLt's
       // first-call set-up happen outside the capture; the step is deterministic, so the replay
       // below rewrites the same cache values), then the capture.
-      issue_step(B);
+      issue_step(B, bi);
       cudaGraph_t graph = nullptr;
       check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), dev, "cudaStreamBeginCapture");
       try {
-        issue_step(B);
+        issue_step(B, bi);
       } catch (...) {
         cudaStreamEndCapture(stream, &graph);
         if (graph != nullptr) cudaGraphDestroy(graph);
@@ -627,7 +651,7 @@ struct cuda_decoder::impl {
       check_cuda(cudaGraphLaunch(graphs[bi], stream), dev, "cudaGraphLaunch");
     } else {
       mark("start");
-      issue_step(B);
+      issue_step(B, bi);
     }
     check_cuda(cudaEventRecord(ev1, stream), dev, "cudaEventRecord");
   }

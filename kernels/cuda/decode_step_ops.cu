@@ -103,13 +103,19 @@ __global__ void __launch_bounds__(128)
   }
 }
 
-// ---- MLA decode for any kv_lora: one CTA per (head, row), 128 threads ------------------------
-__global__ void __launch_bounds__(128) mla_decode_plain_kernel(mla_decode_args a) {
+// ---- MLA decode for any kv_lora: one CTA per (head, row, split of the pages), 128 threads -----
+// Scores by warps (one position each), softmax over a page in shared memory with a running max,
+// the latent accumulators in shared memory. Partial: the split writes its running max, its sum of
+// exponentials and its unnormalised accumulators (mla_combine_kernel merges the splits); else the
+// only split writes the normalised output.
+template <bool Partial>
+__global__ void __launch_bounds__(128)
+    mla_decode_plain_kernel(mla_decode_args a, int64_t pages_per_split, float* partial) {
   extern __shared__ float sm[];  // q [kv_lora + rope], acc [kv_lora]
   __shared__ float p[mla_page_size];
   float* qv = sm;
   float* acc = sm + a.kv_lora + a.rope;
-  const int64_t h = blockIdx.x, b = blockIdx.y, width = a.kv_lora + a.rope;
+  const int64_t h = blockIdx.x, b = blockIdx.y, split = blockIdx.z, width = a.kv_lora + a.rope;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   for (int64_t i = tid; i < a.kv_lora; i += 128) {
     qv[i] = a.q_latent[(b * a.heads + h) * a.kv_lora + i];
@@ -118,11 +124,13 @@ __global__ void __launch_bounds__(128) mla_decode_plain_kernel(mla_decode_args a
   for (int64_t i = tid; i < a.rope; i += 128) qv[a.kv_lora + i] = a.q_rope[(b * a.heads + h) * a.rope + i];
   __syncthreads();
   const int64_t len = a.seq_lens[b];
+  const int64_t first = split * pages_per_split * mla_page_size;
+  const int64_t last = min(len, first + pages_per_split * mla_page_size);
   float m = -INFINITY, l = 0;
-  for (int64_t base = 0; base < len; base += mla_page_size) {
+  for (int64_t base = first; base < last; base += mla_page_size) {
     const int64_t page = a.block_table[b * a.max_pages + base / mla_page_size];
     const uint16_t* c = a.cache + page * mla_page_size * width;
-    const int count = static_cast<int>(len - base < mla_page_size ? len - base : mla_page_size);
+    const int count = static_cast<int>(last - base < mla_page_size ? last - base : mla_page_size);
     for (int j = warp; j < count; j += 4) {
       float s = 0;
       for (int64_t i = lane; i < width; i += 32) s += qv[i] * bf16_to_f32(c[j * width + i]);
@@ -148,8 +156,44 @@ __global__ void __launch_bounds__(128) mla_decode_plain_kernel(mla_decode_args a
     }
     __syncthreads();
   }
-  const float inv = l > 0 ? 1.0f / l : 0.0f;
-  for (int64_t i = tid; i < a.kv_lora; i += 128) a.out[(b * a.heads + h) * a.kv_lora + i] = acc[i] * inv;
+  if constexpr (Partial) {
+    float* part = partial + ((b * a.heads + h) * gridDim.z + split) * (a.kv_lora + 2);
+    if (tid == 0) {
+      part[0] = m;  // -inf and 0 for a split past the sequence's end
+      part[1] = l;
+    }
+    for (int64_t i = tid; i < a.kv_lora; i += 128) part[2 + i] = acc[i];
+  } else {
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
+    for (int64_t i = tid; i < a.kv_lora; i += 128) a.out[(b * a.heads + h) * a.kv_lora + i] = acc[i] * inv;
+  }
+}
+
+// Merges the splits of one (head, row): out = Σ_s e^(m_s − M)·acc_s / Σ_s e^(m_s − M)·l_s, splits
+// with l_s = 0 (no position) left out; zeros when every split is empty.
+__global__ void __launch_bounds__(128)
+    mla_combine_kernel(const float* partial, int64_t splits, int64_t heads, int64_t kv_lora, float* out) {
+  extern __shared__ float weight[];  // [splits]
+  const int64_t h = blockIdx.x, b = blockIdx.y;
+  const float* part = partial + (b * heads + h) * splits * (kv_lora + 2);
+  float mx = -INFINITY;
+  for (int64_t s = 0; s < splits; ++s)
+    if (part[s * (kv_lora + 2) + 1] > 0) mx = fmaxf(mx, part[s * (kv_lora + 2)]);
+  float total = 0;
+  for (int64_t s = 0; s < splits; ++s) {
+    const float ls = part[s * (kv_lora + 2) + 1];
+    const float w = ls > 0 ? expf(part[s * (kv_lora + 2)] - mx) : 0.0f;
+    if (threadIdx.x == 0) weight[s] = w;
+    total += w * ls;
+  }
+  __syncthreads();
+  const float inv = total > 0 ? 1.0f / total : 0.0f;
+  for (int64_t i = threadIdx.x; i < kv_lora; i += 128) {
+    float v = 0;
+    for (int64_t s = 0; s < splits; ++s)
+      if (weight[s] != 0) v += weight[s] * part[s * (kv_lora + 2) + 2 + i];
+    out[(b * heads + h) * kv_lora + i] = v * inv;
+  }
 }
 
 // ---- router product: one warp per (row, token) -------------------------------------------------
@@ -307,7 +351,8 @@ status launch_mla_unabsorb_v(const float* o_latent, int64_t rows, int64_t heads,
   return launched();
 }
 
-status launch_mla_decode_plain(const mla_decode_args& a, cudaStream_t stream) noexcept {
+namespace {
+status check_mla(const mla_decode_args& a) noexcept {
   if (a.batch < 0 || a.heads < 0 || a.max_pages < 0 || a.batch > 65535 || a.heads > INT32_MAX)
     return status::bad_size;
   if (a.kv_lora < 1 || a.kv_lora > 1024 || a.rope < 0 || a.rope > 128) return status::unsupported;
@@ -315,9 +360,46 @@ status launch_mla_decode_plain(const mla_decode_args& a, cudaStream_t stream) no
   if (a.q_latent == nullptr || (a.rope > 0 && a.q_rope == nullptr) || a.cache == nullptr ||
       a.block_table == nullptr || a.seq_lens == nullptr || a.out == nullptr)
     return status::null_pointer;
-  const dim3 grid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+  return status::ok;
+}
+}  // namespace
+
+status launch_mla_decode_plain(const mla_decode_args& a, cudaStream_t stream) noexcept {
+  if (const status s = check_mla(a); s != status::ok) return s;
+  if (a.batch == 0 || a.heads == 0) return status::ok;
+  const dim3 grid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch), 1);
   const size_t smem = static_cast<size_t>(2 * a.kv_lora + a.rope) * sizeof(float);
-  mla_decode_plain_kernel<<<grid, 128, smem, stream>>>(a);
+  mla_decode_plain_kernel<false><<<grid, 128, smem, stream>>>(a, a.max_pages > 0 ? a.max_pages : 1, nullptr);
+  return launched();
+}
+
+int64_t mla_split_count(int64_t max_pages, int64_t pages_per_split) noexcept {
+  return max_pages < 1 || pages_per_split < 1 ? 1 : ceil_div(max_pages, pages_per_split);
+}
+
+int64_t mla_split_workspace_floats(int64_t batch, int64_t heads, int64_t kv_lora, int64_t max_pages,
+                                   int64_t pages_per_split) noexcept {
+  return batch * heads * mla_split_count(max_pages, pages_per_split) * (kv_lora + 2);
+}
+
+status launch_mla_decode_split(const mla_decode_args& a, int64_t pages_per_split, float* workspace,
+                               int64_t workspace_floats, cudaStream_t stream) noexcept {
+  if (pages_per_split < 1) return status::bad_size;
+  if (const status s = check_mla(a); s != status::ok) return s;
+  if (a.batch == 0 || a.heads == 0) return status::ok;
+  const int64_t splits = mla_split_count(a.max_pages, pages_per_split);
+  if (splits > 65535) return status::bad_size;
+  if (splits == 1) return launch_mla_decode_plain(a, stream);
+  if (workspace == nullptr) return status::null_pointer;
+  if (workspace_floats < mla_split_workspace_floats(a.batch, a.heads, a.kv_lora, a.max_pages, pages_per_split))
+    return status::bad_size;
+  const dim3 grid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch), static_cast<unsigned>(splits));
+  const size_t smem = static_cast<size_t>(2 * a.kv_lora + a.rope) * sizeof(float);
+  mla_decode_plain_kernel<true><<<grid, 128, smem, stream>>>(a, pages_per_split, workspace);
+  if (const status s = launched(); s != status::ok) return s;
+  const dim3 cgrid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+  mla_combine_kernel<<<cgrid, 128, static_cast<size_t>(splits) * sizeof(float), stream>>>(
+      workspace, splits, a.heads, a.kv_lora, a.out);
   return launched();
 }
 

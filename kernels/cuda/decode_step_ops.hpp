@@ -44,6 +44,18 @@ status launch_mla_unabsorb_v(const float* o_latent, int64_t rows, int64_t heads,
 /// in shared memory, accumulators in shared memory) for the shapes the fast kernel refuses.
 status launch_mla_decode_plain(const mla_decode_args& args, cudaStream_t stream) noexcept;
 
+/// The same split over the positions (flash-decoding), for few rows × heads: CTA (head, row, s)
+/// covers pages [s·pages_per_split, (s+1)·pages_per_split) of the block table, then a second
+/// kernel merges the splits' softmax statistics and sums. splits = mla_split_count(max_pages,
+/// pages_per_split) (one split: launch_mla_decode_plain, no workspace used); workspace: device
+/// fp32, at least mla_split_workspace_floats(...) of them. Results equal the unsplit kernel's
+/// within fp32 rounding.
+int64_t mla_split_count(int64_t max_pages, int64_t pages_per_split) noexcept;
+int64_t mla_split_workspace_floats(int64_t batch, int64_t heads, int64_t kv_lora, int64_t max_pages,
+                                   int64_t pages_per_split) noexcept;
+status launch_mla_decode_split(const mla_decode_args& args, int64_t pages_per_split, float* workspace,
+                               int64_t workspace_floats, cudaStream_t stream) noexcept;
+
 /// y[t·ldy + r] = Σ_i bf16 w[r·k + i] · x[t·ldx + i], fp32 activations and sums (router logits: HF
 /// routes in fp32 over the checkpoint's bf16 gate). One warp per (row, token); tokens <= 65535.
 status launch_gemv_bf16_f32(const uint16_t* w, int64_t rows, int64_t k, const float* x, int64_t ldx,

@@ -3,7 +3,8 @@
 // layer, a shared expert) per prompt position and per greedy decode step, greedy tokens equal to
 // HF's; several sequences of different lengths in one padded bucket; CUDA-graph replay
 // bit-identical to direct launches (fixture and a random Moonlight-shaped model: q_proj, kv_lora
-// 512, the fast MLA kernel); refusals (bf16 experts, context, cache pages).
+// 512); attention split over the cache pages against one CTA per head; refusals (bf16 experts,
+// context, cache pages).
 //
 // The moonlight fixture (bf16 experts) is only used for the refusal: the GPU decoder computes INT4
 // experts only, and quantising them here would compare two different models; its q_proj path is
@@ -234,6 +235,26 @@ BOOST_AUTO_TEST_CASE(graph_replay_is_bit_identical_to_direct_launches) {
   BOOST_CHECK(has("expert gate/up GEMM"));
   BOOST_CHECK(has("lm_head GEMM"));
   BOOST_CHECK_EQUAL(rw.position(s), 1);
+}
+
+BOOST_AUTO_TEST_CASE(split_attention_matches_one_cta_per_head) {
+  // The fixture's buckets all split their attention over the pages (few rows × heads); the same
+  // steps with one CTA per (row, head) agree within rounding, greedy tokens equal.
+  const auto m = model::load(fixture("k25_int4"));
+  const int64_t V = m->cfg().vocab_size;
+  auto whole = small_options(true);
+  whole.split_attention = false;
+  cuda_decoder split(m, small_options(true)), unsplit(m, whole);
+  const auto a = batched_steps(split, V);
+  const auto b = batched_steps(unsplit, V);
+  BOOST_REQUIRE_EQUAL(a.size(), b.size());
+  double worst = 0;
+  for (size_t r = 0; r < a.size() / static_cast<size_t>(V); ++r) {
+    worst = std::max(worst, relative_error(a.data() + r * V, b.data() + r * V, V));
+    BOOST_CHECK_EQUAL(argmax_row(a.data() + r * V, V), argmax_row(b.data() + r * V, V));
+  }
+  BOOST_TEST_MESSAGE("split vs unsplit attention: largest relative logit difference " << worst);
+  BOOST_CHECK_LE(worst, gpu_tolerance);  // a broken split gives O(1) differences
 }
 
 BOOST_AUTO_TEST_CASE(refusals) {

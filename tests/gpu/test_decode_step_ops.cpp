@@ -176,7 +176,7 @@ BOOST_AUTO_TEST_CASE(absorbed_queries_and_values) {
                     status::unsupported);
 }
 
-BOOST_AUTO_TEST_CASE(mla_decode_plain_matches_reference_and_fast_kernel) {
+BOOST_AUTO_TEST_CASE(mla_decode_plain_and_split_match_reference_and_fast_kernel) {
   std::mt19937 rng(2);
   for (const int64_t R : {32, 128, 512}) {
     const int64_t B = 3, H = 2, rope = 16, width = R + rope, max_pages = 3, pages = 8;
@@ -228,6 +228,16 @@ BOOST_AUTO_TEST_CASE(mla_decode_plain_matches_reference_and_fast_kernel) {
       }
     const auto got = dout.get();
     check_close(got, want, 1e-4, "mla_decode_plain");
+    for (const int64_t pps : {1, 2, 3}) {  // split over the pages: 3, 2 and 1 splits
+      const int64_t floats_needed = kc::mla_split_workspace_floats(B, H, R, max_pages, pps);
+      dev<float> ws(static_cast<size_t>(floats_needed)), dsplit(static_cast<size_t>(B * H * R));
+      a.out = dsplit.p;
+      BOOST_REQUIRE_EQUAL(kc::launch_mla_decode_split(a, pps, ws.p, floats_needed, nullptr), status::ok);
+      check_close(dsplit.get(), want, 1e-4, "mla_decode_split");
+      BOOST_CHECK_EQUAL(kc::launch_mla_decode_split(a, pps, ws.p, pps == 3 ? 0 : floats_needed - 1, nullptr),
+                        pps == 3 ? status::ok : status::bad_size);  // one split needs no workspace
+      a.out = dout.p;
+    }
     if (R % 128 == 0) {  // the fast kernel takes this shape too: same values within rounding
       a.out = dfast.p;
       BOOST_REQUIRE_EQUAL(kc::launch_mla_decode(a, nullptr), status::ok);

@@ -48,6 +48,9 @@ class cuda_decoder {
                                  ///< row of the largest bucket at max_context
     bool graphs = true;          ///< false: issue the step's launches directly (same results)
     int64_t block = 16;          ///< grouped GEMM rows per block: 16, 32 or 64
+    /// Buckets with fewer (row, head) pairs than two waves of CTAs split their attention over
+    /// the cache pages (flash-decoding); false: one CTA per pair always.
+    bool split_attention = true;
   };
 
   /// Uploads `m` to the device. Throws troupe::error: unsupported (no CUDA device; routed
