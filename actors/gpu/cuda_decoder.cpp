@@ -595,7 +595,12 @@ struct cuda_decoder::impl {
       g.pairs = B * k;
       g.y = gu.as<float>();
       g.ldy = 2 * Im;
-      launch(kc::launch_moe_w4a16_gemm(g, stream), "expert gate/up GEMM");
+      // Decode-sized steps (a block of 16 rows holds few real ones): the GEMV-shaped kernel.
+      const bool gemv = opts.moe_gemv && opts.block == 16;
+      auto moe = [&](const kc::moe_gemm_args& args) {
+        return gemv ? kc::launch_moe_w4a16_gemv(args, stream) : kc::launch_moe_w4a16_gemm(args, stream);
+      };
+      launch(moe(g), "expert gate/up GEMM");
       launch(kc::launch_silu_mul_bf16(gu.as<float>(), 2 * Im, act_bf.as<uint16_t>(), Im, B * k, Im, stream),
              "expert silu_mul");
       kc::moe_gemm_args d = g;
@@ -609,7 +614,7 @@ struct cuda_decoder::impl {
       d.route_weights = route_w.as<float>();
       d.y = routed.as<float>();
       d.ldy = hidden;
-      launch(kc::launch_moe_w4a16_gemm(d, stream), "expert down GEMM");
+      launch(moe(d), "expert down GEMM");
       if (S > 0) {
         mlp(L.shared_gate_up, L.shared_down, S, "shared expert GEMM");
       } else {

@@ -3,6 +3,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/decode_step_ops.hpp"
+#include "cuda/int4_repack.hpp"
 #include "cuda/ops.hpp"
 
 namespace troupe::kernels::cuda {
@@ -193,6 +194,76 @@ __global__ void __launch_bounds__(128)
     for (int64_t s = 0; s < splits; ++s)
       if (weight[s] != 0) v += weight[s] * part[s * (kv_lora + 2) + 2 + i];
     out[(b * heads + h) * kv_lora + i] = v * inv;
+  }
+}
+
+// ---- W4A16 grouped GEMM for few rows per expert (decode) ---------------------------------------
+// CTA (32 output columns, one moe-aligned block of 16 rows): lane l owns column n0 + l, warp w the
+// K groups g = w, w + 8, ...; per group the warp stages the block's real rows of A (32 values
+// each) in its own shared slice, loads its column's 16-byte tile and scale, dequantises and
+// accumulates only the real rows (sentinel rows cost nothing). The 8 warps' partial sums are added
+// in warp order through shared memory. Many more loads in flight than launch_moe_w4a16_gemm's one
+// group per CTA step when a block holds one or two real rows.
+constexpr int gv_warps = 8, gv_rows = 16;
+
+__global__ void __launch_bounds__(gv_warps * 32) moe_w4a16_gemv_kernel(moe_gemm_args a) {
+  __shared__ float xs[gv_warps][gv_rows][33];
+  __shared__ float red[gv_warps][gv_rows][32];
+  __shared__ int32_t rows[gv_rows];
+  const int64_t blk = blockIdx.y;
+  if (blk * gv_rows >= *a.num_tokens_post_padded) return;
+  const int32_t e = a.expert_ids[blk];
+  if (e < 0 || e >= a.experts) return;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  if (tid < gv_rows) rows[tid] = a.sorted_token_ids[blk * gv_rows + tid];
+  __syncthreads();
+  bool real[gv_rows];
+#pragma unroll
+  for (int m = 0; m < gv_rows; ++m) real[m] = rows[m] < a.pairs;
+  const int64_t n = int64_t{blockIdx.x} * 32 + lane;
+  const int64_t groups = a.k / int4_tile_group;
+  const uint32_t* tiles = a.tiles + e * int4_tile_words(a.n, a.k);
+  const uint16_t* scales = a.scales + e * int4_tile_scales(a.n, a.k);
+  float acc[gv_rows];
+#pragma unroll
+  for (int m = 0; m < gv_rows; ++m) acc[m] = 0;
+  for (int64_t g = warp; g < groups; g += gv_warps) {
+#pragma unroll
+    for (int m = 0; m < gv_rows; ++m)
+      if (real[m]) xs[warp][m][lane] = bf16_to_f32(a.a[(rows[m] / a.a_div) * a.lda + g * 32 + lane]);
+    __syncwarp();
+    if (n < a.n) {
+      const uint4 t = *reinterpret_cast<const uint4*>(tiles + (g * a.n + n) * 4);
+      const float scale = bf16_to_f32(scales[g * a.n + n]);
+      float w[32];
+      const uint32_t words[4] = {t.x, t.y, t.z, t.w};
+#pragma unroll
+      for (int i = 0; i < 32; ++i)
+        w[i] = static_cast<float>(static_cast<int>((words[i / 8] >> (4 * (i % 8))) & 0xFu) - 8);
+#pragma unroll
+      for (int m = 0; m < gv_rows; ++m) {
+        if (!real[m]) continue;
+        float part = 0;
+#pragma unroll
+        for (int i = 0; i < 32; ++i) part += w[i] * xs[warp][m][i];
+        acc[m] += part * scale;
+      }
+    }
+    __syncwarp();  // the slice is rewritten by the next group
+  }
+#pragma unroll
+  for (int m = 0; m < gv_rows; ++m)
+    if (real[m]) red[warp][m][lane] = acc[m];
+  __syncthreads();
+  for (int idx = tid; idx < gv_rows * 32; idx += gv_warps * 32) {
+    const int m = idx / 32, c = idx % 32;
+    const int64_t col = int64_t{blockIdx.x} * 32 + c;
+    const int32_t p = rows[m];
+    if (p >= a.pairs || col >= a.n) continue;
+    float sum = 0;
+#pragma unroll
+    for (int v = 0; v < gv_warps; ++v) sum += red[v][m][c];
+    a.y[p * a.ldy + col] = sum * (a.route_weights != nullptr ? a.route_weights[p] : 1.0f);
   }
 }
 
@@ -400,6 +471,22 @@ status launch_mla_decode_split(const mla_decode_args& a, int64_t pages_per_split
   const dim3 cgrid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
   mla_combine_kernel<<<cgrid, 128, static_cast<size_t>(splits) * sizeof(float), stream>>>(
       workspace, splits, a.heads, a.kv_lora, a.out);
+  return launched();
+}
+
+status launch_moe_w4a16_gemv(const moe_gemm_args& a, cudaStream_t stream) noexcept {
+  if (a.block != gv_rows) return status::unsupported;
+  if (a.experts < 1 || a.n < 1 || a.k < 32 || a.k % 32 != 0 || a.pairs < 0 || a.a_div < 1 ||
+      a.capacity < 0 || a.capacity % a.block != 0 || a.lda < a.k || a.ldy < a.n ||
+      a.pairs > INT32_MAX - 1 || a.capacity / a.block > 65535 || ceil_div(a.n, 32) > INT32_MAX)
+    return status::bad_size;
+  if (a.capacity == 0 || a.pairs == 0) return status::ok;
+  if (a.a == nullptr || a.tiles == nullptr || a.scales == nullptr || a.sorted_token_ids == nullptr ||
+      a.expert_ids == nullptr || a.num_tokens_post_padded == nullptr || a.y == nullptr)
+    return status::null_pointer;
+  if (reinterpret_cast<uintptr_t>(a.tiles) % 16 != 0) return status::bad_size;  // 128-bit loads
+  const dim3 grid(static_cast<unsigned>(ceil_div(a.n, 32)), static_cast<unsigned>(a.capacity / a.block));
+  moe_w4a16_gemv_kernel<<<grid, gv_warps * 32, 0, stream>>>(a);
   return launched();
 }
 

@@ -56,6 +56,12 @@ int64_t mla_split_workspace_floats(int64_t batch, int64_t heads, int64_t kv_lora
 status launch_mla_decode_split(const mla_decode_args& args, int64_t pages_per_split, float* workspace,
                                int64_t workspace_floats, cudaStream_t stream) noexcept;
 
+/// launch_moe_w4a16_gemm's contract (ops.hpp, same arguments) for decode-sized steps, where a
+/// moe-aligned block holds one or a few real rows: each CTA owns 32 output columns of one block,
+/// its 8 warps split the K groups, and only real rows are computed. Same values up to the order
+/// of the fp32 group sums. unsupported: block other than 16.
+status launch_moe_w4a16_gemv(const moe_gemm_args& args, cudaStream_t stream) noexcept;
+
 /// y[t·ldy + r] = Σ_i bf16 w[r·k + i] · x[t·ldx + i], fp32 activations and sums (router logits: HF
 /// routes in fp32 over the checkpoint's bf16 gate). One warp per (row, token); tokens <= 65535.
 status launch_gemv_bf16_f32(const uint16_t* w, int64_t rows, int64_t k, const float* x, int64_t ldx,

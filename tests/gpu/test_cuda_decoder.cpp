@@ -3,8 +3,8 @@
 // layer, a shared expert) per prompt position and per greedy decode step, greedy tokens equal to
 // HF's; several sequences of different lengths in one padded bucket; CUDA-graph replay
 // bit-identical to direct launches (fixture and a random Moonlight-shaped model: q_proj, kv_lora
-// 512); attention split over the cache pages against one CTA per head; refusals (bf16 experts,
-// context, cache pages).
+// 512); the decode-shaped kernels (attention split over the cache pages, expert GEMV) against the
+// general ones; refusals (bf16 experts, context, cache pages).
 //
 // The moonlight fixture (bf16 experts) is only used for the refusal: the GPU decoder computes INT4
 // experts only, and quantising them here would compare two different models; its q_proj path is
@@ -237,13 +237,15 @@ BOOST_AUTO_TEST_CASE(graph_replay_is_bit_identical_to_direct_launches) {
   BOOST_CHECK_EQUAL(rw.position(s), 1);
 }
 
-BOOST_AUTO_TEST_CASE(split_attention_matches_one_cta_per_head) {
-  // The fixture's buckets all split their attention over the pages (few rows × heads); the same
-  // steps with one CTA per (row, head) agree within rounding, greedy tokens equal.
+BOOST_AUTO_TEST_CASE(decode_shaped_kernels_match_the_general_ones) {
+  // The fixture's buckets all split their attention over the pages (few rows × heads) and run
+  // the experts through the GEMV-shaped kernel; the same steps with one CTA per (row, head) and
+  // the general grouped GEMM agree within rounding, greedy tokens equal.
   const auto m = model::load(fixture("k25_int4"));
   const int64_t V = m->cfg().vocab_size;
   auto whole = small_options(true);
   whole.split_attention = false;
+  whole.moe_gemv = false;
   cuda_decoder split(m, small_options(true)), unsplit(m, whole);
   const auto a = batched_steps(split, V);
   const auto b = batched_steps(unsplit, V);
@@ -253,7 +255,7 @@ BOOST_AUTO_TEST_CASE(split_attention_matches_one_cta_per_head) {
     worst = std::max(worst, relative_error(a.data() + r * V, b.data() + r * V, V));
     BOOST_CHECK_EQUAL(argmax_row(a.data() + r * V, V), argmax_row(b.data() + r * V, V));
   }
-  BOOST_TEST_MESSAGE("split vs unsplit attention: largest relative logit difference " << worst);
+  BOOST_TEST_MESSAGE("decode-shaped vs general kernels: largest relative logit difference " << worst);
   BOOST_CHECK_LE(worst, gpu_tolerance);  // a broken split gives O(1) differences
 }
 

@@ -24,6 +24,8 @@
 
 #include "cpu/quant.hpp"
 #include "cuda/decode_step_ops.hpp"
+#include "cuda/int4_repack.hpp"
+#include "cuda/moe_align.hpp"
 #include "cuda/ops.hpp"
 
 namespace kc = troupe::kernels::cuda;
@@ -390,6 +392,59 @@ BOOST_AUTO_TEST_CASE(latent_norm_rope_cache_write_and_padding_routes) {
   const std::vector<int32_t> want{1, 2, 3, 4, 64, 64, 64, 64};
   const auto got = di.get();
   BOOST_CHECK_EQUAL_COLLECTIONS(got.begin(), got.end(), want.begin(), want.end());
+}
+
+BOOST_AUTO_TEST_CASE(moe_gemv_matches_the_grouped_gemm) {
+  std::mt19937 rng(5);
+  for (const int64_t tokens : {1, 3, 8}) {
+    const int64_t top_k = 4, E = 8, n = 70, k = 96, block = 16, pairs = tokens * top_k;
+    std::vector<int32_t> ids(static_cast<size_t>(pairs));
+    for (int64_t t = 0; t < tokens; ++t)  // distinct experts per token, as a router picks them
+      for (int64_t j = 0; j < top_k; ++j) ids[static_cast<size_t>(t * top_k + j)] = static_cast<int32_t>((t + 3 * j) % E);
+    const int64_t cap = kc::moe_align_capacity(tokens, top_k, E, block);
+    std::vector<int32_t> sorted(static_cast<size_t>(cap)), blocks(static_cast<size_t>(cap / block));
+    int32_t post = 0;
+    BOOST_REQUIRE_EQUAL(kc::moe_align_block_size(ids.data(), tokens, top_k, E, block, nullptr, sorted.data(),
+                                                 blocks.data(), cap, &post),
+                        status::ok);
+    std::vector<uint32_t> tiles(static_cast<size_t>(E * kc::int4_tile_words(n, k)));
+    for (auto& w : tiles) w = static_cast<uint32_t>(rng());
+    const auto scales = bf16s(rng, static_cast<size_t>(E * kc::int4_tile_scales(n, k)), 0.01f, 0.1f);
+    for (const int64_t a_div : {top_k, int64_t{1}}) {  // gate/up (A = tokens) and down (A = pairs)
+      const auto a = bf16s(rng, static_cast<size_t>(pairs / a_div * k));
+      const auto weights = floats(rng, static_cast<size_t>(pairs), 0.1f, 1.0f);
+      dev<uint16_t> da(a), ds(scales);
+      dev<uint32_t> dt(tiles);
+      dev<int32_t> dsorted(sorted), dblocks(blocks), dpost(std::vector<int32_t>{post});
+      dev<float> dw(weights), y1(static_cast<size_t>(pairs * n)), y2(static_cast<size_t>(pairs * n));
+      kc::moe_gemm_args g;
+      g.a = da.p;
+      g.lda = k;
+      g.a_div = a_div;
+      g.tiles = dt.p;
+      g.scales = ds.p;
+      g.experts = E;
+      g.n = n;
+      g.k = k;
+      g.sorted_token_ids = dsorted.p;
+      g.expert_ids = dblocks.p;
+      g.num_tokens_post_padded = dpost.p;
+      g.capacity = cap;
+      g.block = block;
+      g.pairs = pairs;
+      g.route_weights = a_div == 1 ? dw.p : nullptr;
+      g.y = y1.p;
+      g.ldy = n;
+      BOOST_REQUIRE_EQUAL(kc::launch_moe_w4a16_gemm(g, nullptr), status::ok);
+      g.y = y2.p;
+      BOOST_REQUIRE_EQUAL(kc::launch_moe_w4a16_gemv(g, nullptr), status::ok);
+      const auto want = y1.get();
+      check_close(y2.get(), std::vector<double>(want.begin(), want.end()), 1e-5, "moe_w4a16_gemv");
+    }
+  }
+  kc::moe_gemm_args wrong;
+  wrong.block = 32;
+  BOOST_CHECK_EQUAL(kc::launch_moe_w4a16_gemv(wrong, nullptr), status::unsupported);
 }
 
 BOOST_AUTO_TEST_CASE(random_fills_are_in_range_and_repeatable) {
