@@ -33,11 +33,40 @@ using detail::check_cuda;
 using detail::device_buffer;
 
 #ifdef TROUPE_HAVE_NCCL
-void check_nccl(ncclResult_t r, int device, const char* what) {
-  if (r != ncclSuccess)
-    throw error(errc::model_failed, "gpu device " + std::to_string(device) + ": " + what + ": " +
-                                        ncclGetErrorString(r));
+void check_nccl(ncclResult_t r, int device, const char* what, ncclComm_t comm = nullptr) {
+  if (r != ncclSuccess) {
+    std::string detail = ncclGetErrorString(r);
+    if (const char* last = ncclGetLastError(comm); last != nullptr && *last != '\0')
+      detail += std::string(" (") + last + ")";
+    throw error(errc::model_failed, "gpu device " + std::to_string(device) + ": " + what + ": " + detail);
+  }
 }
+
+// One ncclGroupStart/ncclGroupEnd bracket. A failing ncclSend/ncclRecv inside it throws; the
+// destructor then still closes the group, so that this thread's next NCCL call does not land in a
+// group that was never ended (NCCL groups nest per thread: one left open swallows every later
+// call of the actor until the process exits).
+class nccl_group {
+ public:
+  nccl_group(int device, const char* what) : device_(device), what_(what) {
+    check_nccl(ncclGroupStart(), device_, "ncclGroupStart");
+    open_ = true;
+  }
+  ~nccl_group() {
+    if (open_) ncclGroupEnd();
+  }
+  nccl_group(const nccl_group&) = delete;
+  nccl_group& operator=(const nccl_group&) = delete;
+  void end(ncclComm_t comm) {
+    open_ = false;
+    check_nccl(ncclGroupEnd(), device_, what_, comm);
+  }
+
+ private:
+  int device_;
+  const char* what_;
+  bool open_ = false;
+};
 #endif
 
 // The repacked INT4 experts of one MoE layer held by this rank.
@@ -216,12 +245,14 @@ struct device_state {
     check_cuda(cudaMemcpyAsync(counts.as<void>(), s.send_counts, n * 8, cudaMemcpyHostToDevice, stream), d,
                "send counts");
     auto* c = counts.as<int64_t>();
-    check_nccl(ncclGroupStart(), d, "ncclGroupStart");
-    for (int p = 0; p < ranks; ++p) {
-      check_nccl(ncclSend(c + p, 1, ncclInt64, p, comm, stream), d, "ncclSend (counts)");
-      check_nccl(ncclRecv(c + ranks + p, 1, ncclInt64, p, comm, stream), d, "ncclRecv (counts)");
+    {
+      nccl_group group(d, "ncclGroupEnd (counts)");
+      for (int p = 0; p < ranks; ++p) {
+        check_nccl(ncclSend(c + p, 1, ncclInt64, p, comm, stream), d, "ncclSend (counts)", comm);
+        check_nccl(ncclRecv(c + ranks + p, 1, ncclInt64, p, comm, stream), d, "ncclRecv (counts)", comm);
+      }
+      group.end(comm);
     }
-    check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (counts)");
     recv_counts.resize(n);
     check_cuda(cudaMemcpyAsync(recv_counts.data(), c + ranks, n * 8, cudaMemcpyDeviceToHost, stream), d,
                "receive counts");
@@ -233,23 +264,25 @@ struct device_state {
                       std::to_string(recv.rows()) + " expert rows, more than the " +
                       std::to_string(opts.max_rows) + " it was sized for; the other ranks of this step "
                       "will time out. Bound every rank's batch so that rows · ranks <= max_rows");
-    check_nccl(ncclGroupStart(), d, "ncclGroupStart");
-    for (int p = 0; p < ranks; ++p) {
-      const auto P = static_cast<size_t>(p);
-      if (const int64_t k = s.send_counts[P]; k > 0) {
-        check_nccl(ncclSend(send_x.as<uint16_t>() + s.send_offsets[P] * hidden, static_cast<size_t>(k * hidden),
-                            ncclBfloat16, p, comm, stream), d, "ncclSend (dispatch rows)");
-        check_nccl(ncclSend(send_experts.as<int32_t>() + s.send_offsets[P], static_cast<size_t>(k), ncclInt32,
-                            p, comm, stream), d, "ncclSend (dispatch experts)");
+    {
+      nccl_group group(d, "ncclGroupEnd (dispatch)");
+      for (int p = 0; p < ranks; ++p) {
+        const auto P = static_cast<size_t>(p);
+        if (const int64_t k = s.send_counts[P]; k > 0) {
+          check_nccl(ncclSend(send_x.as<uint16_t>() + s.send_offsets[P] * hidden, static_cast<size_t>(k * hidden),
+                              ncclBfloat16, p, comm, stream), d, "ncclSend (dispatch rows)", comm);
+          check_nccl(ncclSend(send_experts.as<int32_t>() + s.send_offsets[P], static_cast<size_t>(k), ncclInt32,
+                              p, comm, stream), d, "ncclSend (dispatch experts)", comm);
+        }
+        if (const int64_t k = recv.counts[P]; k > 0) {
+          check_nccl(ncclRecv(recv_x.as<uint16_t>() + recv.offsets[P] * hidden, static_cast<size_t>(k * hidden),
+                              ncclBfloat16, p, comm, stream), d, "ncclRecv (dispatch rows)", comm);
+          check_nccl(ncclRecv(recv_experts_dev.as<int32_t>() + recv.offsets[P], static_cast<size_t>(k), ncclInt32,
+                              p, comm, stream), d, "ncclRecv (dispatch experts)", comm);
+        }
       }
-      if (const int64_t k = recv.counts[P]; k > 0) {
-        check_nccl(ncclRecv(recv_x.as<uint16_t>() + recv.offsets[P] * hidden, static_cast<size_t>(k * hidden),
-                            ncclBfloat16, p, comm, stream), d, "ncclRecv (dispatch rows)");
-        check_nccl(ncclRecv(recv_experts_dev.as<int32_t>() + recv.offsets[P], static_cast<size_t>(k), ncclInt32,
-                            p, comm, stream), d, "ncclRecv (dispatch experts)");
-      }
+      group.end(comm);
     }
-    check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (dispatch)");
     recv_experts.resize(static_cast<size_t>(recv.rows()));
     if (!recv_experts.empty())
       check_cuda(cudaMemcpyAsync(recv_experts.data(), recv_experts_dev.as<void>(),
@@ -270,17 +303,19 @@ struct device_state {
                                    cudaMemcpyDeviceToHost, stream), d, "rows to the host");
     } else {
 #ifdef TROUPE_HAVE_NCCL
-      check_nccl(ncclGroupStart(), d, "ncclGroupStart");
-      for (int p = 0; p < ranks; ++p) {
-        const auto P = static_cast<size_t>(p);
-        if (const int64_t k = recv.counts[P]; k > 0)
-          check_nccl(ncclSend(y.as<float>() + recv.offsets[P] * hidden, static_cast<size_t>(k * hidden),
-                              ncclFloat32, p, comm, stream), d, "ncclSend (combine)");
-        if (const int64_t k = s.send_counts[P]; k > 0)
-          check_nccl(ncclRecv(back.as<float>() + s.send_offsets[P] * hidden, static_cast<size_t>(k * hidden),
-                              ncclFloat32, p, comm, stream), d, "ncclRecv (combine)");
+      {
+        nccl_group group(d, "ncclGroupEnd (combine)");
+        for (int p = 0; p < ranks; ++p) {
+          const auto P = static_cast<size_t>(p);
+          if (const int64_t k = recv.counts[P]; k > 0)
+            check_nccl(ncclSend(y.as<float>() + recv.offsets[P] * hidden, static_cast<size_t>(k * hidden),
+                                ncclFloat32, p, comm, stream), d, "ncclSend (combine)", comm);
+          if (const int64_t k = s.send_counts[P]; k > 0)
+            check_nccl(ncclRecv(back.as<float>() + s.send_offsets[P] * hidden, static_cast<size_t>(k * hidden),
+                                ncclFloat32, p, comm, stream), d, "ncclRecv (combine)", comm);
+        }
+        group.end(comm);
       }
-      check_nccl(ncclGroupEnd(), d, "ncclGroupEnd (combine)");
       if (s.rows > 0)
         check_cuda(cudaMemcpyAsync(s.back, back.as<void>(), static_cast<size_t>(s.rows) * row_bytes,
                                    cudaMemcpyDeviceToHost, stream), d, "rows to the host");
