@@ -149,6 +149,9 @@ struct device_state {
       throw error(errc::unsupported, "gpu experts: hidden_size " + std::to_string(hidden) +
                                          " and moe_intermediate_size " + std::to_string(inter) +
                                          " must be multiples of 32 (INT4 group 32)");
+    if (opts.block != 16 && opts.block != 32 && opts.block != 64)  // before capacity / block
+      throw error(errc::invalid_argument, "gpu experts: grouped GEMM block " + std::to_string(opts.block) +
+                                              " (16, 32 or 64)");
     buckets = graph_buckets(opts.buckets);
     if (buckets.largest() > opts.max_rows || opts.max_rows < 1)
       throw error(errc::invalid_argument, "gpu experts: captured row counts up to " +
@@ -167,6 +170,12 @@ struct device_state {
     size_t free_bytes = 0, total_bytes = 0;
     check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), d, "cudaMemGetInfo");
     check_fits(plan, static_cast<int64_t>(free_bytes), "the routed experts of " + m->path().string());
+    // The step kernels put rows on grid.y (launch_silu_mul, launch_f32_to_bf16: at most 65535):
+    // refused at load (after the budget, which names the sizes of a max_rows that could never
+    // fit), not at the first step.
+    if (opts.max_rows > 65535)
+      throw error(errc::invalid_argument, "gpu experts: max_rows " + std::to_string(opts.max_rows) +
+                                              " is above 65535, the most rows the step kernels launch");
 
     check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), d, "cudaStreamCreate");
     layers.resize(static_cast<size_t>(c.num_hidden_layers));
