@@ -22,9 +22,14 @@
 /// and the grouped GEMM read bf16) and in the latent cache; the CPU decoder keeps fp32 throughout,
 /// so logits agree within a relative ~1e-2 (tests/gpu/test_cuda_decoder.cpp states the bound).
 ///
+/// Kernels per MoE layer (a graph node each): residual + norm, q (or q_a, norm, q_b), kv_a, the
+/// latent's norm + rope + cache write, absorbed queries + q rope, MLA decode (split over the pages
+/// for small buckets, + merge), W_UV, o, residual + norm, router, top-k, padding mask, moe_align,
+/// expert gate/up, SiLU, expert down, shared gate/up, SiLU, shared down: about 20.
+///
 /// Only where troupe was built with CUDA (library troupe_cuda_decoder). Not thread-safe: one
-/// caller at a time (wrap it in an actor to share it). UNVERIFIED on a GPU
-/// until tests/gpu/test_cuda_decoder.cpp has run on one.
+/// caller at a time (gpu::decoder_actor serves one through messages). UNVERIFIED on a GPU until
+/// tests/gpu/test_cuda_decoder.cpp has run on one.
 
 #include <cstdint>
 #include <memory>
