@@ -228,13 +228,18 @@ __global__ void __launch_bounds__(gv_warps * 32) moe_w4a16_gemv_kernel(moe_gemm_
 #pragma unroll
   for (int m = 0; m < gv_rows; ++m) acc[m] = 0;
   for (int64_t g = warp; g < groups; g += gv_warps) {
+    // The column's tile and scale first, so that their loads overlap the staging of A.
+    uint4 t{};
+    float scale = 0;
+    if (n < a.n) {
+      t = *reinterpret_cast<const uint4*>(tiles + (g * a.n + n) * 4);
+      scale = bf16_to_f32(scales[g * a.n + n]);
+    }
 #pragma unroll
     for (int m = 0; m < gv_rows; ++m)
       if (real[m]) xs[warp][m][lane] = bf16_to_f32(a.a[(rows[m] / a.a_div) * a.lda + g * 32 + lane]);
     __syncwarp();
     if (n < a.n) {
-      const uint4 t = *reinterpret_cast<const uint4*>(tiles + (g * a.n + n) * 4);
-      const float scale = bf16_to_f32(scales[g * a.n + n]);
       float w[32];
       const uint32_t words[4] = {t.x, t.y, t.z, t.w};
 #pragma unroll
