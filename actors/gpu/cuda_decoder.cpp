@@ -756,6 +756,8 @@ void cuda_decoder::close(uint32_t seq) noexcept {
 }
 
 int64_t cuda_decoder::position(uint32_t seq) const { return impl_->find(seq, "position").pos; }
+int64_t cuda_decoder::capacity(uint32_t seq) const { return impl_->find(seq, "capacity").capacity; }
+void cuda_decoder::reset(uint32_t seq) { impl_->find(seq, "reset").pos = 0; }
 
 std::span<const int32_t> cuda_decoder::step(std::span<const uint32_t> s, std::span<const int32_t> tokens,
                                             bool want_logits) {

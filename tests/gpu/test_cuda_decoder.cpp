@@ -277,8 +277,14 @@ BOOST_AUTO_TEST_CASE(refusals) {
   BOOST_CHECK_EQUAL(d.position(a), 0);  // nothing ran
   BOOST_CHECK_EQUAL(d.position(b), 0);
   const batch_decoder::chunk one[] = {{a, long_prompt}};
-  (void)d.decode(one);
+  const auto first = d.decode(one);
+  const std::vector<float> first_logits(first.begin(), first.end());
   BOOST_CHECK_EQUAL(d.position(a), 100);
+  BOOST_CHECK_EQUAL(d.capacity(a), 256);
+  d.reset(a);  // the same prompt again over the same pages: the same logits
+  BOOST_CHECK_EQUAL(d.position(a), 0);
+  const auto again = d.decode(one);
+  BOOST_CHECK(std::equal(again.begin(), again.end(), first_logits.begin(), first_logits.end()));
   const int32_t bad = static_cast<int32_t>(m->cfg().vocab_size);
   const uint32_t seqs[] = {a};
   error_of([&] { (void)d.step(seqs, {&bad, 1}); }, errc::invalid_argument);

@@ -83,7 +83,10 @@ class cuda_decoder {
   /// (capacity > max_context).
   uint32_t open(int64_t capacity);
   void close(uint32_t seq) noexcept;
+  /// Back to position 0, keeping its pages. Throws invalid_argument for an unknown sequence.
+  void reset(uint32_t seq);
   int64_t position(uint32_t seq) const;
+  int64_t capacity(uint32_t seq) const;
 
   /// batch_decoder::decode's contract (same chunks, same errors, nothing changes on error;
   /// budget_exceeded also when the cache's pages run out), computed as successive decode steps:
