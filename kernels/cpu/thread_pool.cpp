@@ -63,7 +63,6 @@ void thread_pool::worker(int index) {
   for (;;) {
     uint32_t g = wake_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < spin_iterations; ++spin) {
-      if (park_.load(std::memory_order_relaxed)) break;
       cpu_relax();
       g = wake_.load(std::memory_order_acquire);
     }
@@ -91,7 +90,6 @@ void thread_pool::run(int64_t n, chunk_fn call, void* fn) {
   }
   const auto chunks = static_cast<int>(std::min<int64_t>(n, int64_t{threads_} * chunks_per_thread));
   const uint32_t gen = wake_.load(std::memory_order_relaxed) + 1;
-  park_.store(false, std::memory_order_relaxed);
   call_ = call;
   fn_ = fn;
   n_ = n;

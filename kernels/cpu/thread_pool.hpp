@@ -25,13 +25,6 @@ class thread_pool {
 
   int size() const noexcept { return threads_; }
 
-  /// Tells the workers to stop spinning and sleep until the next parallel_for: for a caller about
-  /// to hand work to other threads (expert-shard actors) and wait, whose cores the spinning workers
-  /// would otherwise hold for up to 20,000 pause instructions after every parallel_for. Call it from
-  /// the thread that calls parallel_for, between calls; the next parallel_for wakes them (a futex
-  /// wake, a few microseconds). Never needed for correctness.
-  void park() noexcept { park_.store(true, std::memory_order_relaxed); }
-
   /// Calls fn(begin, end, thread_index) on disjoint contiguous chunks covering [0, n) (at most
   /// 4·size() nearly equal chunks, empty ones skipped), each on whichever thread claims it;
   /// thread_index (in [0, size()), 0 = the caller) names the thread, so per-thread scratch may
@@ -66,7 +59,6 @@ class thread_pool {
   std::atomic<uint32_t> wake_{0};
   std::atomic<int> sleeping_workers_{0};
   std::atomic<bool> stop_{false};
-  std::atomic<bool> park_{false};  // set by park(), cleared by the next parallel_for
   // The workers' line: chunks the workers have finished, and whether the caller sleeps on it.
   alignas(64) std::atomic<int> done_{0};
   std::atomic<bool> caller_sleeping_{false};

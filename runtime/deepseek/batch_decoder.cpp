@@ -356,7 +356,6 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
     grow(s.moe_out, T * k * hidden);
     b.out = s.moe_out.data();
     if (opts_.experts != nullptr) {
-      s.pool.park();  // the shard actors need these cores; the pool's workers would spin on them
       opts_.experts->run(b);
     } else {
       local_runner runner(m, s.pool, s.expert_buffers);

@@ -1,6 +1,6 @@
 // thread_pool: every index of every parallel_for runs exactly once, on a thread index in range,
 // and a parallel_for returns only when all of it is done, across many back-to-back calls (the
-// pattern of a decode step), after the workers have fallen asleep and after park().
+// pattern of a decode step) and after the workers have fallen asleep.
 
 #define BOOST_TEST_MODULE thread_pool
 #include <boost/test/unit_test.hpp>
@@ -83,32 +83,4 @@ BOOST_AUTO_TEST_CASE(sleeping_workers_are_woken) {
   });
   BOOST_TEST(other_ran.load());
   check_once(pool, 64);
-}
-
-BOOST_AUTO_TEST_CASE(parked_workers_wake_for_the_next_call) {
-  // park() between calls (what the DeepSeek decoder does before handing a layer to its shard
-  // actors), with and without time for the workers to actually fall asleep: every later call
-  // still runs every index once, and a parked worker still takes part (as in the test above).
-  for (int threads : {2, 3}) {
-    kc::thread_pool pool(threads);
-    for (int round = 0; round < 2000; ++round) {
-      check_once(pool, 37);
-      pool.park();
-      if (round % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    pool.park();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    std::atomic<int> started{0};
-    std::atomic<bool> other_ran{false};
-    pool.parallel_for(2, [&](int64_t, int64_t, int) {
-      if (started.fetch_add(1) == 0) {
-        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (!other_ran.load() && std::chrono::steady_clock::now() < give_up)
-          std::this_thread::yield();
-      } else {
-        other_ran = true;
-      }
-    });
-    BOOST_TEST(other_ran.load(), "threads=" << threads);
-  }
 }
