@@ -306,33 +306,6 @@ void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
     for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]);
 }
 
-using tile_fn = void (*)(int64_t, const unsigned char*, size_t, const unsigned char*, size_t,
-                         float*, int64_t);
-
-/// Walks tokens in groups of T (then singly) and, for each group, rows in groups of 4: the
-/// caller's weight tile stays in L1 while the tokens pass over it.
-template <template <int, int> class Tile, int T>
-void mat_mat_tiles(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                   int64_t tokens, float* y, int64_t ys) {
-  const int64_t nb = n / 32;
-  const auto* wp = static_cast<const unsigned char*>(w);
-  const auto* ap = static_cast<const unsigned char*>(a);
-  auto pass = [&](int64_t t, auto tiles) {
-    const unsigned char* at = ap + static_cast<size_t>(t) * as;
-    float* yt = y + t * ys;
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) tiles[3](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
-    if (r < rows) tiles[rows - r - 1](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
-  };
-  static constexpr tile_fn group[4] = {Tile<1, T>::run, Tile<2, T>::run, Tile<3, T>::run,
-                                       Tile<4, T>::run};
-  static constexpr tile_fn single[4] = {Tile<1, 1>::run, Tile<2, 1>::run, Tile<3, 1>::run,
-                                        Tile<4, 1>::run};
-  int64_t t = 0;
-  for (; t + T <= tokens; t += T) pass(t, group);
-  for (; t < tokens; ++t) pass(t, single);
-}
-
 template <int R, int T>
 struct q4_1_tile {
   static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
@@ -351,12 +324,12 @@ struct q8_0_tile {
 
 void mat_mat_q4_1(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<q4_1_tile, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<q4_1_tile, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q8_0(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<q8_0_tile, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<q8_0_tile, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 // ---- activation quantisers (bit-identical to the scalar ones) --------------------------------

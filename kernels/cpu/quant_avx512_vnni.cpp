@@ -15,8 +15,6 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
-#include <utility>
-
 #include "cpu/quant_impl.hpp"
 
 namespace troupe::kernels::cpu::detail {
@@ -183,39 +181,6 @@ void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
         y[t * ys + 2 * p + 1] = hsum(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3));
     }
   }
-}
-
-using tile_fn = void (*)(int64_t, const unsigned char*, size_t, const unsigned char*, size_t,
-                         float*, int64_t);
-
-template <template <int, int> class Tile, int T, int... R>
-constexpr auto tiles_of(std::integer_sequence<int, R...>) {
-  struct table {
-    tile_fn fn[sizeof...(R)];
-  };
-  return table{{Tile<R + 1, T>::run...}};
-}
-
-/// Walks tokens in groups of T (then singly) and, for each group, rows in groups of G (then
-/// the rest in one tile): the tile's weights stay in L1 while the tokens pass over it.
-template <template <int, int> class Tile, int G, int T>
-void mat_mat_tiles(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                   int64_t tokens, float* y, int64_t ys) {
-  static constexpr auto group = tiles_of<Tile, T>(std::make_integer_sequence<int, G>());
-  static constexpr auto single = tiles_of<Tile, 1>(std::make_integer_sequence<int, G>());
-  const int64_t nb = n / 32;
-  const auto* wp = static_cast<const unsigned char*>(w);
-  const auto* ap = static_cast<const unsigned char*>(a);
-  auto pass = [&](int64_t t, const tile_fn* tiles) {
-    const unsigned char* at = ap + static_cast<size_t>(t) * as;
-    float* yt = y + t * ys;
-    int64_t r = 0;
-    for (; r + G <= rows; r += G) tiles[G - 1](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
-    if (r < rows) tiles[rows - r - 1](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
-  };
-  int64_t t = 0;
-  for (; t + T <= tokens; t += T) pass(t, group.fn);
-  for (; t < tokens; ++t) pass(t, single.fn);
 }
 
 template <int R, int T>

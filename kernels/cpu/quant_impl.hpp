@@ -1,7 +1,10 @@
 #pragma once
 /// Private to the CPU quant kernels: the per-ISA function tables that quant.cpp dispatches to.
 
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "cpu/quant.hpp"
 
@@ -46,6 +49,41 @@ static inline void q4_k_scale_min(int j, const uint8_t* q, uint8_t* sc, uint8_t*
     *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
     *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
   }
+}
+
+/// One multi-row kernel: R rows × T tokens over nb blocks, y[t·ys + r] (the tile_* functions of
+/// the ISA files, wrapped as Tile<R, T>::run).
+using tile_fn = void (*)(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
+                         size_t as, float* y, int64_t ys);
+
+/// A mat_mat_fn made of tiles: tokens in groups of T (then singly) and, for each group, rows in
+/// groups of G (then the rest in one tile), so a tile's weights stay in L1 while the tokens pass
+/// over it. Tile<R, T>::run must exist for R in 1..G and for T and 1. Each ISA file instantiates
+/// it with its own (internal-linkage) tiles.
+template <template <int, int> class Tile, int G, int T>
+void mat_mat_tiles(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                   int64_t tokens, float* y, int64_t ys) {
+  static constexpr auto table = []<int... R>(std::integer_sequence<int, R...>, auto tokens_c) {
+    struct pair {
+      tile_fn group[sizeof...(R)];
+      tile_fn single[sizeof...(R)];
+    };
+    return pair{{Tile<R + 1, decltype(tokens_c)::value>::run...}, {Tile<R + 1, 1>::run...}};
+  }(std::make_integer_sequence<int, G>(), std::integral_constant<int, T>());
+  const int64_t nb = n / 32;
+  const auto* wp = static_cast<const unsigned char*>(w);
+  const auto* ap = static_cast<const unsigned char*>(a);
+  auto pass = [&](int64_t t, const tile_fn* tiles) {
+    const unsigned char* at = ap + static_cast<size_t>(t) * as;
+    float* yt = y + t * ys;
+    int64_t r = 0;
+    for (; r + G <= rows; r += G)
+      tiles[G - 1](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
+    if (r < rows) tiles[rows - r - 1](nb, wp + static_cast<size_t>(r) * ws, ws, at, as, yt + r, ys);
+  };
+  int64_t t = 0;
+  for (; t + T <= tokens; t += T) pass(t, table.group);
+  for (; t < tokens; ++t) pass(t, table.single);
 }
 
 const kernel_table& scalar_kernels() noexcept;

@@ -69,17 +69,6 @@ class grammar {
   grammar();
   std::unique_ptr<impl> impl_;
   friend class grammar_matcher;
-
-/// Kimi K2's tool-call markers are special tokens, not text; the kimi_k2 grammar reads each as
-/// one byte that never occurs in valid UTF-8, and a Kimi vocabulary given to token_masker spells
-/// those five tokens with these bytes (and keeps raw-byte tokens holding them out of text).
-struct kimi_marker {
-  static constexpr uint8_t section_begin = 0xF8;  ///< <|tool_calls_section_begin|>
-  static constexpr uint8_t call_begin = 0xF9;     ///< <|tool_call_begin|>
-  static constexpr uint8_t argument_begin = 0xFA; ///< <|tool_call_argument_begin|>
-  static constexpr uint8_t call_end = 0xFB;       ///< <|tool_call_end|>
-  static constexpr uint8_t section_end = 0xFC;    ///< <|tool_calls_section_end|>
-};
 };
 
 /// The state of one generation under a grammar: a bounded stack of small frames, so copying it
