@@ -68,11 +68,14 @@ constexpr char k_section_begin = static_cast<char>(kimi_marker::section_begin),
                k_call_begin = static_cast<char>(kimi_marker::call_begin),
                k_argument_begin = static_cast<char>(kimi_marker::argument_begin),
                k_call_end = static_cast<char>(kimi_marker::call_end);
-constexpr char kimi_open[] = {k_section_begin, k_call_begin, 'f', 'u', 'n', 'c', 't', 'i', 'o', 'n', 's', '.'};
+// Section begin, call begin, "functions." (a call from the start; literal 1 is its tail).
+constexpr char kimi_open[] = {k_section_begin, k_call_begin, 'f', 'u', 'n', 'c',
+                              't',             'i',          'o', 'n', 's', '.'};
 constexpr call_syntax kimi_syntax{
   std::string_view(kimi_open, 1),
-  {std::string_view(kimi_open, sizeof kimi_open), std::string_view(kimi_open + 1, sizeof kimi_open - 1),
-   std::string_view(&k_argument_begin, 1), std::string_view(&k_call_end, 1)},
+  {std::string_view(kimi_open, sizeof kimi_open),
+   std::string_view(kimi_open + 1, sizeof kimi_open - 1), std::string_view(&k_argument_begin, 1),
+   std::string_view(&k_call_end, 1)},
   kimi_marker::call_begin, kimi_marker::section_end, true, false};
 
 /// Whether some value of this sign with a magnitude in [mlo, mhi] lies in [lo, hi].
@@ -1065,7 +1068,9 @@ uint32_t grammar_matcher::min_completion() const noexcept {
           case h_free:
           case h_closed: r = 0; break;
           case h_after: r = syn.closing != 0 ? 1 : 0; break;
-          case h_name: r = index + syn.literals[2].size() + close; break;  // the name frame adds the rest
+          case h_name:  // the name frame adds the rest of the name and the arguments
+            r = index + syn.literals[2].size() + close;
+            break;
           case h_index:
             r = (f.b == 0 ? 1 : 0) + syn.literals[2].size() + sh[n.tool_args[f.aux]] + close;
             break;
