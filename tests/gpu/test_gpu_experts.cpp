@@ -1,6 +1,7 @@
 // The routed experts on GPUs (include/troupe/gpu/gpu_experts.hpp) inside the whole model: the
 // logits of the committed K2.5-like INT4 fixture with every MoE layer's experts on the GPU(s)
-// against the CPU decoder and HF transformers, greedy tokens equal, on one GPU and on all visible
+// against a CPU reference with the GPU's bf16 roundings (prompts and HF's greedy continuations
+// teacher-forced), the plain CPU decoder and HF transformers (prompts), on one GPU and on all visible
 // GPUs with expert parallelism over NCCL, and over two processes (one GPU each, the NCCL id sent to
 // the second through CAF's middleman); graph replay equal to direct launches; refusals.
 // The attention, dense layers and shared experts stay on the CPU in this configuration.
@@ -22,7 +23,10 @@
 
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
+#include "cpu/quant.hpp"
+#include "cpu/transformer_ops.hpp"
 #include "deepseek/deepseek_test_support.hpp"
+#include "deepseek/linear.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/gpu/gpu_experts.hpp"
 #include "troupe/gpu/nccl_id.hpp"
@@ -47,31 +51,111 @@ struct gpu_config : troupe::actor_system_config {
   gpu_config() { troupe::gpu::add_gpu_message_types(*this); }
 };
 
-// Every prompt of the fixture through `d`: worst relative error against the CPU decoder's and
-// HF's logits, greedy tokens equal to HF's.
-void check_against_cpu_and_hf(batch_decoder& d, batch_decoder& cpu, const std::string& what) {
+// The CPU reference of the GPU's numerics: the routed experts computed as the device computes them,
+// the layer's input rounded to bf16 before gate/up and the SiLU·up product rounded to bf16 before
+// down (device_actor: rows sent as bf16; stream_actor: f32_to_bf16 of the SiLU output), fp32
+// otherwise. The fixture is a tiny random model in which bf16-sized perturbations can swap a
+// near-tie among the routed experts: against the plain CPU decoder these roundings alone move some
+// teacher-forced greedy steps' logits by 0.43 of their largest and swap HF's greedy choice at 4 of
+// the 128 steps (the HF continuations' top-2 gaps go down to 0.0025 of logits ~6), while against this
+// reference a perturbation of 1e-5 of every expert input moves them by 0.004 at most. So the GPU is
+// held to this reference (gpu_tolerance), and to the plain CPU and HF only at the prompts' positions
+// (0.0097 for the emulation); its greedy agreement with HF is reported, not required.
+class bf16_expert_runner final : public expert_runner {
+ public:
+  explicit bf16_expert_runner(std::shared_ptr<const model> m) : m_(std::move(m)) {}
+  void run(const expert_batch& b) override {
+    namespace kcpu = troupe::kernels::cpu;
+    auto round = [](float v) { return kcpu::bf16_to_fp32(kcpu::fp32_to_bf16(v)); };
+    const auto& L = m_->layer(b.layer);
+    const int64_t inter = m_->cfg().moe_intermediate_size;
+    for (int64_t e = 0; e + 1 < static_cast<int64_t>(b.offsets.size()); ++e) {
+      const int32_t begin = b.offsets[e], end = b.offsets[e + 1];
+      const int64_t n = end - begin;
+      if (n == 0) continue;
+      const auto& w = L.experts[static_cast<size_t>(e)];
+      in_.resize(static_cast<size_t>(n * b.hidden));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t d = 0; d < b.hidden; ++d)
+          in_[i * b.hidden + d] = round(b.x[(b.pairs[begin + i] / b.top_k) * b.hidden + d]);
+      gate_.resize(static_cast<size_t>(n * inter));
+      up_.resize(static_cast<size_t>(n * inter));
+      down_.resize(static_cast<size_t>(n * b.hidden));
+      linear_rows(w.gate, 0, inter, in_.data(), n, gate_.data(), act_);
+      linear_rows(w.up, 0, inter, in_.data(), n, up_.data(), act_);
+      kcpu::silu_mul(gate_.data(), up_.data(), n * inter);
+      for (auto& v : gate_) v = round(v);
+      linear_rows(w.down, 0, b.hidden, gate_.data(), n, down_.data(), act_);
+      for (int64_t i = 0; i < n; ++i)
+        std::copy_n(down_.data() + i * b.hidden, b.hidden, b.out + static_cast<int64_t>(b.pairs[begin + i]) * b.hidden);
+    }
+  }
+
+ private:
+  std::shared_ptr<const model> m_;
+  std::vector<float> in_, gate_, up_, down_;
+  std::vector<std::byte> act_;
+};
+
+// Greedy decoding cannot be compared token for token (see above), so both decoders are
+// teacher-forced along HF's tokens: returns the worst relative logit error of d against ref over
+// the steps, and adds to `exact` the steps at which d's largest logit is HF's token.
+double forced_greedy_steps(batch_decoder& d, batch_decoder& ref, const std::vector<int32_t>& prompt,
+                           const std::vector<int32_t>& hf_tokens, int& exact) {
+  const uint32_t sd = d.open(256), sr = ref.open(256);
+  batch_decoder::chunk cd{sd, prompt}, cr{sr, prompt};
+  double worst = 0;
+  for (size_t i = 0; i < hf_tokens.size(); ++i) {
+    const auto got_span = d.decode({&cd, 1});
+    const std::vector<float> got(got_span.begin(), got_span.end());
+    const auto want = ref.decode({&cr, 1});
+    BOOST_REQUIRE_EQUAL(got.size(), want.size());
+    worst = std::max(worst, relative_error(got.data(), want.data(), static_cast<int64_t>(got.size())));
+    exact += argmax(got) == hf_tokens[i];
+    cd.tokens = {&hf_tokens[i], 1};
+    cr.tokens = {&hf_tokens[i], 1};
+  }
+  d.close(sd);
+  ref.close(sr);
+  return worst;
+}
+
+// Every prompt of the fixture through `d` (the GPU experts): every position's logits against the
+// bf16 reference (`ref`), the plain CPU decoder and HF; HF's greedy continuations teacher-forced
+// against the reference.
+void check_against_cpu_and_hf(batch_decoder& d, batch_decoder& ref, batch_decoder& cpu, const std::string& what) {
   const int64_t V = d.get_model().cfg().vocab_size;
-  double worst_cpu = 0, worst_hf = 0;
+  double worst_ref = 0, worst_cpu = 0, worst_hf = 0, worst_step = 0;
+  int exact = 0, steps = 0;
   for (const auto& c : load_expected(fixture("k25_int4") / "expected.safetensors")) {
     const auto got = run_prompt(d, c.prompt);
+    const auto want_ref = run_prompt(ref, c.prompt);
     const auto want = run_prompt(cpu, c.prompt);
     BOOST_REQUIRE_EQUAL(got.size(), want.size());
     for (size_t p = 0; p < c.prompt.size(); ++p) {
+      worst_ref = std::max(worst_ref, relative_error(got.data() + p * V, want_ref.data() + p * V, V));
       worst_cpu = std::max(worst_cpu, relative_error(got.data() + p * V, want.data() + p * V, V));
       worst_hf = std::max(worst_hf, relative_error(got.data() + p * V, c.logits.data() + p * V, V));
     }
-    const auto tokens = greedy(d, c.prompt);
-    BOOST_CHECK_EQUAL_COLLECTIONS(tokens.begin(), tokens.end(), c.greedy.begin(), c.greedy.end());
+    worst_step = std::max(worst_step, forced_greedy_steps(d, ref, c.prompt, c.greedy, exact));
+    steps += static_cast<int>(c.greedy.size());
   }
-  BOOST_TEST_MESSAGE(what << ": largest relative logit error against the CPU " << worst_cpu
-                          << ", against HF " << worst_hf);
+  BOOST_TEST_MESSAGE(what << ": largest relative logit error against the bf16 reference " << worst_ref
+                          << " (prompts), " << worst_step << " (HF's greedy steps, forced); against the CPU "
+                          << worst_cpu << ", against HF " << worst_hf << " (prompts); largest logit on HF's "
+                          << "greedy token at " << exact << " of " << steps << " steps");
+  BOOST_CHECK_LE(worst_ref, gpu_tolerance);
+  BOOST_CHECK_LE(worst_step, gpu_tolerance);
   BOOST_CHECK_LE(worst_cpu, gpu_tolerance);
   BOOST_CHECK_LE(worst_hf, gpu_tolerance);
 }
 
-// Three sequences decoded together for a few steps: logits of every step, flattened.
+// Three sequences decoded together for a few steps: logits of every step, flattened. The tokens
+// after the prompts are fixed, not each decoder's own argmax: a near-tie swapped by bf16 rounding
+// would otherwise send the GPU and the CPU down different continuations.
 std::vector<float> batched_steps(batch_decoder& d) {
   const std::vector<std::vector<int32_t>> prompts{{1, 2, 3, 4, 5}, {7, 9}, {11, 13, 17, 19, 23, 29, 31}};
+  const auto V = static_cast<int32_t>(d.get_model().cfg().vocab_size);
   std::vector<uint32_t> seqs;
   std::vector<int32_t> next(prompts.size());
   std::vector<float> all;
@@ -79,15 +163,14 @@ std::vector<float> batched_steps(batch_decoder& d) {
     seqs.push_back(d.open(64));
     const batch_decoder::chunk ch{seqs.back(), prompts[i]};
     const auto out = d.decode({&ch, 1});
-    next[i] = argmax(out);
+    all.insert(all.end(), out.begin(), out.end());
   }
   for (int step = 0; step < 6; ++step) {
+    for (size_t i = 0; i < seqs.size(); ++i) next[i] = (37 * step + 101 * static_cast<int32_t>(i) + 5) % V;
     std::vector<batch_decoder::chunk> chunks;
     for (size_t i = 0; i < seqs.size(); ++i) chunks.push_back({seqs[i], {&next[i], 1}});
     const auto out = d.decode(chunks);
     all.insert(all.end(), out.begin(), out.end());
-    const auto V = out.size() / seqs.size();
-    for (size_t i = 0; i < seqs.size(); ++i) next[i] = argmax(out.subspan(i * V, V));
   }
   for (auto s : seqs) d.close(s);
   return all;
@@ -109,10 +192,11 @@ int rank1_main(uint16_t port) {
     auto m = model::load(fixture("k25_int4"));
     gpu_expert_group g(sys, m, {.devices = 1, .world = 2, .first_rank = 1, .bootstrap = *boot});
     batch_decoder d(m, {.threads = 2, .experts = &g});
-    batch_decoder cpu(m, {.threads = 2});
-    const auto a = batched_steps(d), b = batched_steps(cpu);
+    bf16_expert_runner emulated(m);
+    batch_decoder ref(m, {.threads = 2, .experts = &emulated});
+    const auto a = batched_steps(d), b = batched_steps(ref);
     const double err = relative_error(a.data(), b.data(), static_cast<int64_t>(a.size()));
-    std::fprintf(stderr, "rank 1: largest relative logit error against the CPU %g\n", err);
+    std::fprintf(stderr, "rank 1: largest relative logit error against the bf16 reference %g\n", err);
     return err <= gpu_tolerance ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rank 1: %s\n", e.what());
@@ -129,9 +213,11 @@ BOOST_AUTO_TEST_CASE(experts_on_one_gpu_match_the_cpu) {
   gpu_expert_group g(sys, m, {.devices = 1});
   BOOST_TEST(g.devices() == 1);
   batch_decoder cpu(m, {.threads = 2});
+  bf16_expert_runner emulated(m);
+  batch_decoder ref(m, {.threads = 2, .experts = &emulated});
   batch_decoder d(m, {.threads = 2, .experts = &g});
-  check_against_cpu_and_hf(d, cpu, "1 GPU");
-  const auto a = batched_steps(d), b = batched_steps(cpu);
+  check_against_cpu_and_hf(d, ref, cpu, "1 GPU");
+  const auto a = batched_steps(d), b = batched_steps(ref);
   BOOST_REQUIRE_EQUAL(a.size(), b.size());
   BOOST_CHECK_LE(relative_error(a.data(), b.data(), static_cast<int64_t>(a.size())), gpu_tolerance);
 }
@@ -148,8 +234,10 @@ BOOST_AUTO_TEST_CASE(expert_parallelism_over_all_visible_gpus) {
   for (int r = 0; r < n; ++r) covered += g.placement().last(r) - g.placement().first(r);
   BOOST_TEST(covered == m->cfg().n_routed_experts);
   batch_decoder cpu(m, {.threads = 2});
+  bf16_expert_runner emulated(m);
+  batch_decoder ref(m, {.threads = 2, .experts = &emulated});
   batch_decoder d(m, {.threads = 2, .experts = &g});
-  check_against_cpu_and_hf(d, cpu, std::to_string(n) + " GPUs");
+  check_against_cpu_and_hf(d, ref, cpu, std::to_string(n) + " GPUs");
   // Each expert's rows are computed by one device whatever N is: the same logits as one GPU.
   gpu_expert_group one(sys, m, {.devices = 1});
   batch_decoder d1(m, {.threads = 2, .experts = &one});
@@ -192,10 +280,11 @@ BOOST_AUTO_TEST_CASE(expert_parallelism_across_two_processes) {
     gpu_expert_group g(sys, m, {.devices = 1, .world = 2, .on_bootstrap = start_rank1});
     BOOST_TEST(g.placement().devices() == 2);
     batch_decoder d(m, {.threads = 2, .experts = &g});
-    batch_decoder cpu(m, {.threads = 2});
-    const auto a = batched_steps(d), b = batched_steps(cpu);
+    bf16_expert_runner emulated(m);
+    batch_decoder ref(m, {.threads = 2, .experts = &emulated});
+    const auto a = batched_steps(d), b = batched_steps(ref);
     const double err = relative_error(a.data(), b.data(), static_cast<int64_t>(a.size()));
-    BOOST_TEST_MESSAGE("2 processes, rank 0: largest relative logit error against the CPU " << err);
+    BOOST_TEST_MESSAGE("2 processes, rank 0: largest relative logit error against the bf16 reference " << err);
     BOOST_CHECK_LE(err, gpu_tolerance);
   }
   int status = 0;
