@@ -100,7 +100,9 @@ struct cuda_decoder::impl {
   float softmax_scale = 1, amplitude = 1;
   bool fast_mla = true;
   int sms = 1;                           // the device's multiprocessors
-  std::vector<int64_t> mla_pages_per_split;  // per bucket index; 0: not split
+  enum class attention_kernel : uint8_t { split, shared_read, fast, plain };
+  std::vector<attention_kernel> mla_kernel;  // per bucket index
+  std::vector<int64_t> mla_pages_per_split;  // per bucket index (split and shared_read)
 
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
@@ -226,15 +228,25 @@ struct cuda_decoder::impl {
     check_cuda(cudaEventCreate(&ev1), dev, "cudaEventCreate");
     graphs.assign(buckets.sizes().size(), nullptr);
     check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), dev, "cudaDeviceGetAttribute");
-    // Attention of a bucket with fewer (row, head) pairs than two waves of CTAs is split over the
-    // pages (flash-decoding) so that the device fills; larger buckets run one CTA per pair.
+    // Attention per bucket: with fewer (row, head) pairs than two waves of CTAs, one CTA per pair
+    // and split over the pages (flash-decoding) so that the device fills; with more, the heads of
+    // a row share each read of the cache (split over the pages for two waves of rows) where the
+    // shape allows, else one CTA per pair.
+    const auto pages_for = [&](int64_t ctas) {  // pages per split for two waves of `ctas` CTAs
+      const int64_t want = (2 * sms + ctas - 1) / ctas;
+      return std::max<int64_t>(1, (max_pages + want - 1) / want);
+    };
     for (int64_t B : buckets.sizes()) {
+      attention_kernel kind = fast_mla ? attention_kernel::fast : attention_kernel::plain;
       int64_t pps = 0;
       if (opts.split_attention && B * H < 2 * sms) {
-        const int64_t want = (2 * sms + B * H - 1) / (B * H);  // splits for two waves
-        pps = std::max<int64_t>(1, (max_pages + want - 1) / want);
-        if (kc::mla_split_count(max_pages, pps) == 1) pps = 0;
+        pps = pages_for(B * H);
+        if (kc::mla_split_count(max_pages, pps) > 1) kind = attention_kernel::split;
+      } else if (opts.shared_read_attention && kc::mla_decode_heads_supported(H, R, rope)) {
+        kind = attention_kernel::shared_read;
+        pps = pages_for(B);
       }
+      mla_kernel.push_back(kind);
       mla_pages_per_split.push_back(pps);
     }
   }
@@ -315,7 +327,7 @@ struct cuda_decoder::impl {
     routed = alloc(n(pairs * hidden) * 4, "routed expert outputs");
     int64_t ws = 1;
     for (size_t i = 0; i < buckets.sizes().size(); ++i)
-      if (mla_pages_per_split[i] > 0)
+      if (mla_kernel[i] == attention_kernel::split || mla_kernel[i] == attention_kernel::shared_read)
         ws = std::max(ws, kc::mla_split_workspace_floats(buckets.sizes()[i], H, R, max_pages, mla_pages_per_split[i]));
     mla_ws = alloc(n(ws) * 4, "split attention partials");
     router_logits = alloc(n(B * std::max<int64_t>(E, 1)) * 4, "router logits");
@@ -544,12 +556,21 @@ struct cuda_decoder::impl {
       a.max_pages = max_pages;
       a.scale = softmax_scale;
       a.out = o_lat.as<float>();
-      const int64_t pps = mla_pages_per_split[bi];
-      launch(pps > 0    ? kc::launch_mla_decode_split(a, pps, mla_ws.as<float>(),
-                                                      static_cast<int64_t>(mla_ws.bytes() / 4), stream)
-             : fast_mla ? kc::launch_mla_decode(a, stream)
-                        : kc::launch_mla_decode_plain(a, stream),
-             "MLA decode");
+      const int64_t pps = mla_pages_per_split[bi], ws_floats = static_cast<int64_t>(mla_ws.bytes() / 4);
+      switch (mla_kernel[bi]) {
+        case attention_kernel::split:
+          launch(kc::launch_mla_decode_split(a, pps, mla_ws.as<float>(), ws_floats, stream), "MLA decode");
+          break;
+        case attention_kernel::shared_read:
+          launch(kc::launch_mla_decode_heads(a, pps, mla_ws.as<float>(), ws_floats, stream), "MLA decode");
+          break;
+        case attention_kernel::fast:
+          launch(kc::launch_mla_decode(a, stream), "MLA decode");
+          break;
+        case attention_kernel::plain:
+          launch(kc::launch_mla_decode_plain(a, stream), "MLA decode");
+          break;
+      }
       launch(kc::launch_mla_unabsorb_v(o_lat.as<float>(), B, H, R, L.w_uv.as<uint16_t>(), vdim,
                                        attn.as<uint16_t>(), H * vdim, stream), "W_UV");
       gemm(attn.as<uint16_t>(), H * vdim, L.o, hidden, H * vdim, proj.as<float>(), hidden, B, "o GEMM");

@@ -272,6 +272,102 @@ __global__ void __launch_bounds__(gv_warps * 32) moe_w4a16_gemv_kernel(moe_gemm_
   }
 }
 
+// ---- MLA decode with the heads of a row sharing each cache read ----------------------------------
+// CTA (split of the pages, row), one warp per head (two heads a warp above 16 heads; more would
+// spill the query and accumulator registers at 512 threads, so 32 heads at most): chunks
+// of 32 positions are staged in shared memory once for all heads; a warp scores its head on them
+// (query in registers: lane l holds elements l, l + 32, ...; one warp sum per position, lane j
+// keeps score j), updates the running softmax, and adds the weighted latents to its accumulators
+// (lane l owns dims l, l + 32, ...). The cache is read once per row instead of once per head.
+constexpr int mh_chunk = 32, mh_q_regs = 18, mh_dims = 16;  // width <= 576, kv_lora <= 512
+
+template <int HPW>
+__global__ void __launch_bounds__(512)
+    mla_decode_heads_kernel(mla_decode_args a, int64_t pages_per_split, float* partial) {
+  extern __shared__ uint16_t chunk[];  // [mh_chunk, width]
+  const int64_t split = blockIdx.x, b = blockIdx.y, splits = gridDim.x;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int64_t R = a.kv_lora, width = R + a.rope;
+  float q[HPW][mh_q_regs], acc[HPW][mh_dims], m[HPW], l[HPW];
+#pragma unroll
+  for (int k = 0; k < HPW; ++k) {
+    const int64_t h = warp + int64_t{k} * warps;
+#pragma unroll
+    for (int i = 0; i < mh_q_regs; ++i) {
+      const int64_t idx = lane + 32 * i;
+      float v = 0;
+      if (h < a.heads && idx < width)
+        v = idx < R ? a.q_latent[(b * a.heads + h) * R + idx] : a.q_rope[(b * a.heads + h) * a.rope + idx - R];
+      q[k][i] = v;
+    }
+#pragma unroll
+    for (int t = 0; t < mh_dims; ++t) acc[k][t] = 0;
+    m[k] = -INFINITY;
+    l[k] = 0;
+  }
+  const int64_t len = a.seq_lens[b];
+  const int64_t first = split * pages_per_split * mla_page_size;
+  const int64_t last = min(len, first + pages_per_split * mla_page_size);
+  for (int64_t base = first; base < last; base += mh_chunk) {
+    const int count = static_cast<int>(last - base < mh_chunk ? last - base : mh_chunk);
+    const int64_t page = a.block_table[b * a.max_pages + base / mla_page_size];
+    const uint16_t* src = a.cache + (page * mla_page_size + base % mla_page_size) * width;
+    __syncthreads();  // the previous chunk is consumed
+    for (int64_t i = threadIdx.x; i < count * width; i += blockDim.x) chunk[i] = src[i];
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < HPW; ++k) {
+      if (warp + int64_t{k} * warps >= a.heads) continue;  // uniform over the warp
+      float mine = -INFINITY;  // lane j: score of position base + j
+      for (int j = 0; j < count; ++j) {
+        float d = 0;
+#pragma unroll
+        for (int i = 0; i < mh_q_regs; ++i) {
+          const int64_t idx = lane + 32 * i;
+          if (idx < width) d += q[k][i] * bf16_to_f32(chunk[j * width + idx]);
+        }
+        d = warp_sum(d);
+        if (lane == j) mine = d * a.scale;
+      }
+      const float mn = fmaxf(m[k], detail::warp_max(mine));
+      const float factor = expf(m[k] - mn);  // 0 on the first chunk
+      const float p = lane < count ? expf(mine - mn) : 0.0f;
+      l[k] = l[k] * factor + warp_sum(p);
+      m[k] = mn;
+#pragma unroll
+      for (int t = 0; t < mh_dims; ++t) acc[k][t] *= factor;
+      for (int j = 0; j < count; ++j) {
+        const float pj = __shfl_sync(0xFFFFFFFFu, p, j);
+#pragma unroll
+        for (int t = 0; t < mh_dims; ++t) {
+          const int64_t dim = lane + 32 * t;
+          if (dim < R) acc[k][t] += pj * bf16_to_f32(chunk[j * width + dim]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < HPW; ++k) {
+    const int64_t h = warp + int64_t{k} * warps;
+    if (h >= a.heads) continue;
+    if (partial == nullptr) {
+      const float inv = l[k] > 0 ? 1.0f / l[k] : 0.0f;
+#pragma unroll
+      for (int t = 0; t < mh_dims; ++t)
+        if (lane + 32 * t < R) a.out[(b * a.heads + h) * R + lane + 32 * t] = acc[k][t] * inv;
+    } else {
+      float* part = partial + ((b * a.heads + h) * splits + split) * (R + 2);
+      if (lane == 0) {
+        part[0] = m[k];
+        part[1] = l[k];
+      }
+#pragma unroll
+      for (int t = 0; t < mh_dims; ++t)
+        if (lane + 32 * t < R) part[2 + lane + 32 * t] = acc[k][t];
+    }
+  }
+}
+
 // ---- router product: one warp per (row, token) -------------------------------------------------
 __global__ void __launch_bounds__(128)
     gemv_bf16_f32_kernel(const uint16_t* w, int64_t rows, int64_t k, const float* x, int64_t ldx,
@@ -492,6 +588,41 @@ status launch_moe_w4a16_gemv(const moe_gemm_args& a, cudaStream_t stream) noexce
   if (reinterpret_cast<uintptr_t>(a.tiles) % 16 != 0) return status::bad_size;  // 128-bit loads
   const dim3 grid(static_cast<unsigned>(ceil_div(a.n, 32)), static_cast<unsigned>(a.capacity / a.block));
   moe_w4a16_gemv_kernel<<<grid, gv_warps * 32, 0, stream>>>(a);
+  return launched();
+}
+
+bool mla_decode_heads_supported(int64_t heads, int64_t kv_lora, int64_t rope) noexcept {
+  return heads >= 1 && heads <= 32 && kv_lora >= 32 && kv_lora % 32 == 0 && kv_lora <= 32 * mh_dims &&
+         rope >= 0 && kv_lora + rope <= 32 * mh_q_regs;
+}
+
+status launch_mla_decode_heads(const mla_decode_args& a, int64_t pages_per_split, float* workspace,
+                               int64_t workspace_floats, cudaStream_t stream) noexcept {
+  if (pages_per_split < 1) return status::bad_size;
+  if (const status s = check_mla(a); s != status::ok) return s;
+  if (!mla_decode_heads_supported(a.heads, a.kv_lora, a.rope)) return status::unsupported;
+  if (a.batch == 0) return status::ok;
+  const int64_t splits = mla_split_count(a.max_pages, pages_per_split);
+  if (splits > INT32_MAX) return status::bad_size;
+  float* partial = nullptr;
+  if (splits > 1) {
+    if (workspace == nullptr) return status::null_pointer;
+    if (workspace_floats < mla_split_workspace_floats(a.batch, a.heads, a.kv_lora, a.max_pages, pages_per_split))
+      return status::bad_size;
+    partial = workspace;
+  }
+  const int hpw = a.heads <= 16 ? 1 : 2;
+  const auto warps = static_cast<unsigned>((a.heads + hpw - 1) / hpw);
+  const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(a.batch));
+  const size_t smem = static_cast<size_t>(mh_chunk * (a.kv_lora + a.rope)) * sizeof(uint16_t);
+  if (hpw == 1)
+    mla_decode_heads_kernel<1><<<grid, warps * 32, smem, stream>>>(a, pages_per_split, partial);
+  else
+    mla_decode_heads_kernel<2><<<grid, warps * 32, smem, stream>>>(a, pages_per_split, partial);
+  if (const status s = launched(); s != status::ok || splits == 1) return s;
+  const dim3 cgrid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+  mla_combine_kernel<<<cgrid, 128, static_cast<size_t>(splits) * sizeof(float), stream>>>(
+      workspace, splits, a.heads, a.kv_lora, a.out);
   return launched();
 }
 

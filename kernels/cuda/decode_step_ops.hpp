@@ -56,6 +56,15 @@ int64_t mla_split_workspace_floats(int64_t batch, int64_t heads, int64_t kv_lora
 status launch_mla_decode_split(const mla_decode_args& args, int64_t pages_per_split, float* workspace,
                                int64_t workspace_floats, cudaStream_t stream) noexcept;
 
+/// The same (split or not: splits = mla_split_count(max_pages, pages_per_split), workspace as
+/// launch_mla_decode_split when splits > 1) with all heads of a row in one CTA sharing each read of
+/// the cache (FlashMLA's arrangement, plain CUDA cores): the cache is read once per row instead of
+/// once per head, for buckets with many rows. Supported (mla_decode_heads_supported): heads <= 32,
+/// kv_lora a multiple of 32 up to 512, kv_lora + rope <= 576; unsupported otherwise.
+bool mla_decode_heads_supported(int64_t heads, int64_t kv_lora, int64_t rope) noexcept;
+status launch_mla_decode_heads(const mla_decode_args& args, int64_t pages_per_split, float* workspace,
+                               int64_t workspace_floats, cudaStream_t stream) noexcept;
+
 /// launch_moe_w4a16_gemm's contract (ops.hpp, same arguments) for decode-sized steps, where a
 /// moe-aligned block holds one or a few real rows: each CTA owns 32 output columns of one block,
 /// its 8 warps split the K groups, and only real rows are computed. Same values up to the order

@@ -240,20 +240,29 @@ BOOST_AUTO_TEST_CASE(graph_replay_is_bit_identical_to_direct_launches) {
 BOOST_AUTO_TEST_CASE(decode_shaped_kernels_match_the_general_ones) {
   // The fixture's buckets all split their attention over the pages (few rows × heads) and run
   // the experts through the GEMV-shaped kernel; the same steps with one CTA per (row, head) and
-  // the general grouped GEMM agree within rounding, greedy tokens equal.
+  // the general grouped GEMM agree within rounding, greedy tokens equal. A third decoder without
+  // the per-head split takes the shared-read attention kernel for every bucket.
   const auto m = model::load(fixture("k25_int4"));
   const int64_t V = m->cfg().vocab_size;
   auto whole = small_options(true);
   whole.split_attention = false;
+  whole.shared_read_attention = false;
   whole.moe_gemv = false;
   cuda_decoder split(m, small_options(true)), unsplit(m, whole);
   const auto a = batched_steps(split, V);
   const auto b = batched_steps(unsplit, V);
+  auto shared = small_options(true);
+  shared.split_attention = false;
+  cuda_decoder shared_read(m, shared);
+  const auto c = batched_steps(shared_read, V);
   BOOST_REQUIRE_EQUAL(a.size(), b.size());
+  BOOST_REQUIRE_EQUAL(c.size(), b.size());
   double worst = 0;
   for (size_t r = 0; r < a.size() / static_cast<size_t>(V); ++r) {
     worst = std::max(worst, relative_error(a.data() + r * V, b.data() + r * V, V));
+    worst = std::max(worst, relative_error(c.data() + r * V, b.data() + r * V, V));
     BOOST_CHECK_EQUAL(argmax_row(a.data() + r * V, V), argmax_row(b.data() + r * V, V));
+    BOOST_CHECK_EQUAL(argmax_row(c.data() + r * V, V), argmax_row(b.data() + r * V, V));
   }
   BOOST_TEST_MESSAGE("decode-shaped vs general kernels: largest relative logit difference " << worst);
   BOOST_CHECK_LE(worst, gpu_tolerance);  // a broken split gives O(1) differences

@@ -178,10 +178,11 @@ BOOST_AUTO_TEST_CASE(absorbed_queries_and_values) {
                     status::unsupported);
 }
 
-BOOST_AUTO_TEST_CASE(mla_decode_plain_and_split_match_reference_and_fast_kernel) {
+BOOST_AUTO_TEST_CASE(mla_decode_plain_split_and_shared_read_match_reference_and_fast_kernel) {
   std::mt19937 rng(2);
-  for (const int64_t R : {32, 128, 512}) {
-    const int64_t B = 3, H = 2, rope = 16, width = R + rope, max_pages = 3, pages = 8;
+  for (const int64_t R : {32, 128, 512})
+  for (const int64_t H : {2, 20}) {  // 20 heads: two heads per warp in the shared-read kernel
+    const int64_t B = 3, rope = 16, width = R + rope, max_pages = 3, pages = 8;
     const std::vector<int32_t> lens{0, 5, 130};
     std::vector<int32_t> table(static_cast<size_t>(B * max_pages));
     std::vector<int32_t> perm(pages - 1);
@@ -230,6 +231,15 @@ BOOST_AUTO_TEST_CASE(mla_decode_plain_and_split_match_reference_and_fast_kernel)
       }
     const auto got = dout.get();
     check_close(got, want, 1e-4, "mla_decode_plain");
+    for (const int64_t pps : {1, 2, 3}) {  // heads sharing each cache read, 3, 2 and 1 splits
+      BOOST_REQUIRE(kc::mla_decode_heads_supported(H, R, rope));
+      const int64_t floats_needed = kc::mla_split_workspace_floats(B, H, R, max_pages, pps);
+      dev<float> ws(static_cast<size_t>(floats_needed)), dheads(static_cast<size_t>(B * H * R));
+      a.out = dheads.p;
+      BOOST_REQUIRE_EQUAL(kc::launch_mla_decode_heads(a, pps, ws.p, floats_needed, nullptr), status::ok);
+      check_close(dheads.get(), want, 1e-4, "mla_decode_heads");
+      a.out = dout.p;
+    }
     for (const int64_t pps : {1, 2, 3}) {  // split over the pages: 3, 2 and 1 splits
       const int64_t floats_needed = kc::mla_split_workspace_floats(B, H, R, max_pages, pps);
       dev<float> ws(static_cast<size_t>(floats_needed)), dsplit(static_cast<size_t>(B * H * R));
@@ -392,6 +402,19 @@ BOOST_AUTO_TEST_CASE(latent_norm_rope_cache_write_and_padding_routes) {
   const std::vector<int32_t> want{1, 2, 3, 4, 64, 64, 64, 64};
   const auto got = di.get();
   BOOST_CHECK_EQUAL_COLLECTIONS(got.begin(), got.end(), want.begin(), want.end());
+}
+
+BOOST_AUTO_TEST_CASE(shared_read_mla_shapes) {
+  BOOST_CHECK(kc::mla_decode_heads_supported(16, 512, 64));  // Moonlight, DeepSeek-V3 per 8 GPUs
+  BOOST_CHECK(kc::mla_decode_heads_supported(4, 32, 16));    // the fixtures
+  BOOST_CHECK(!kc::mla_decode_heads_supported(64, 512, 64));  // Kimi K2's 64 heads on one GPU
+  BOOST_CHECK(!kc::mla_decode_heads_supported(4, 48, 16));
+  BOOST_CHECK(!kc::mla_decode_heads_supported(4, 512, 128));
+  kc::mla_decode_args a;
+  a.heads = 64;
+  a.kv_lora = 512;
+  a.rope = 64;
+  BOOST_CHECK_EQUAL(kc::launch_mla_decode_heads(a, 1, nullptr, 0, nullptr), status::unsupported);
 }
 
 BOOST_AUTO_TEST_CASE(moe_gemv_matches_the_grouped_gemm) {

@@ -56,6 +56,9 @@ class cuda_decoder {
     /// Buckets with fewer (row, head) pairs than two waves of CTAs split their attention over
     /// the cache pages (flash-decoding); false: one CTA per pair always.
     bool split_attention = true;
+    /// Larger buckets: all heads of a row share each read of the cache (launch_mla_decode_heads,
+    /// up to 32 heads); false: one CTA per (row, head).
+    bool shared_read_attention = true;
     /// Routed experts through launch_moe_w4a16_gemv (8 warps split K, only real rows computed:
     /// meant for decode steps) when block is 16; false: launch_moe_w4a16_gemm.
     bool moe_gemv = true;
