@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 
+#include "cpu/quant.hpp"
 #include "cpu/thread_pool.hpp"
 #include "cpu/transformer_ops.hpp"
 #include "deepseek/linear.hpp"
@@ -47,7 +48,7 @@ struct batch_decoder::state {
 
   // step buffers
   std::vector<float> h, xn, qa, q, kva, attn, proj, gate, up, logits, router_logits, moe_out, lat, kvd;
-  std::vector<float> rope_cos, rope_sin;
+  std::vector<float> rope_cos, rope_sin, bf16_in;
   std::vector<std::byte> act;
   std::vector<attention_scratch> att;
   std::vector<expert_scratch> expert_buffers;
@@ -169,6 +170,15 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
   auto grow = [](std::vector<float>& v, int64_t n) {
     if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
   };
+  // y = W·x for `rows` rows; with bf16_activations the GEMM reads x rounded to bf16 (x untouched).
+  const bool bf16 = opts_.bf16_activations;
+  auto round_bf16 = [](float v) { return kc::bf16_to_fp32(kc::fp32_to_bf16(v)); };
+  auto lin = [&](const linear_weight& w, const float* x, int64_t rows, float* y) {
+    if (!bf16) return linear(s.pool, w, x, rows, y, s.act);
+    grow(s.bf16_in, rows * w.cols);
+    std::transform(x, x + rows * w.cols, s.bf16_in.begin(), round_bf16);
+    linear(s.pool, w, s.bf16_in.data(), rows, y, s.act);
+  };
   grow(s.h, T * hidden);
   grow(s.xn, T * hidden);
   grow(s.q, T * H * qk);
@@ -217,23 +227,24 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
     // Queries.
     if (c.q_lora_rank > 0) {
       grow(s.qa, T * c.q_lora_rank);
-      linear(s.pool, L.q_a, s.xn.data(), T, s.qa.data(), s.act);
+      lin(L.q_a, s.xn.data(), T, s.qa.data());
       for (int64_t t = 0; t < T; ++t) {
         float* r = s.qa.data() + t * c.q_lora_rank;
         kc::rms_norm(r, L.q_a_norm.data(), r, c.q_lora_rank, lora_eps);
       }
-      linear(s.pool, L.q_b, s.qa.data(), T, s.q.data(), s.act);
+      lin(L.q_b, s.qa.data(), T, s.q.data());
     } else {
-      linear(s.pool, L.q, s.xn.data(), T, s.q.data(), s.act);
+      lin(L.q, s.xn.data(), T, s.q.data());
     }
     // Latent and shared rope key, written to each sequence's cache.
-    linear(s.pool, L.kv_a, s.xn.data(), T, s.kva.data(), s.act);
+    lin(L.kv_a, s.xn.data(), T, s.kva.data());
     for (int64_t t = 0; t < T; ++t) {
       float* kv = s.kva.data() + t * lat_w;
       kc::rms_norm(kv, L.kv_a_norm.data(), kv, R, lora_eps);
       rotate(kv + R, t);
       for (int64_t h = 0; h < H; ++h) rotate(s.q.data() + (t * H + h) * qk + nope, t);
       sequence& sq = *seq_of[static_cast<size_t>(tok_chunk[t])];
+      if (bf16) std::transform(kv, kv + lat_w, kv, round_bf16);  // the GPU's cache is bf16
       std::memcpy(sq.cache.get() + (l * sq.capacity + tok_pos[t]) * lat_w, kv,
                   static_cast<size_t>(lat_w) * sizeof(float));
     }
@@ -253,7 +264,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
         for (int64_t p = 0; p < P; ++p)
           std::memcpy(s.lat.data() + p * R, cache + p * lat_w, static_cast<size_t>(R) * sizeof(float));
         grow(s.kvd, P * H * (nope + vdim));
-        linear(s.pool, L.kv_b, s.lat.data(), P, s.kvd.data(), s.act);
+        lin(L.kv_b, s.lat.data(), P, s.kvd.data());
       }
       s.pool.parallel_for(n * H, [&](int64_t begin, int64_t end, int thread) {
         attention_scratch& a = s.att[static_cast<size_t>(thread)];
@@ -314,7 +325,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
       });
       t0 += n;
     }
-    linear(s.pool, L.o, s.attn.data(), T, s.proj.data(), s.act);
+    lin(L.o, s.attn.data(), T, s.proj.data());
     for (int64_t i = 0; i < T * hidden; ++i) s.h[i] += s.proj[i];
 
     // Feed-forward.
@@ -324,10 +335,10 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
       const int64_t inter = w.gate.rows;
       grow(s.gate, T * inter);
       grow(s.up, T * inter);
-      linear(s.pool, w.gate, s.xn.data(), T, s.gate.data(), s.act);
-      linear(s.pool, w.up, s.xn.data(), T, s.up.data(), s.act);
+      lin(w.gate, s.xn.data(), T, s.gate.data());
+      lin(w.up, s.xn.data(), T, s.up.data());
       kc::silu_mul(s.gate.data(), s.up.data(), T * inter);
-      linear(s.pool, w.down, s.gate.data(), T, out, s.act);
+      lin(w.down, s.gate.data(), T, out);
     };
     if (!L.moe) {
       mlp(L.dense, s.proj.data());
@@ -355,6 +366,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
     b.group(E);
     grow(s.moe_out, T * k * hidden);
     b.out = s.moe_out.data();
+    b.bf16 = bf16;
     if (opts_.experts != nullptr) {
       opts_.experts->run(b);
     } else {
@@ -389,7 +401,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks, bool
   for (int64_t i = 0; i < R_out; ++i)
     kc::rms_norm(s.h.data() + rows[i] * hidden, m.final_norm().data(), s.xn.data() + i * hidden, hidden, eps);
   grow(s.logits, R_out * c.vocab_size);
-  linear(s.pool, m.lm_head(), s.xn.data(), R_out, s.logits.data(), s.act);
+  lin(m.lm_head(), s.xn.data(), R_out, s.logits.data());
 
   for (size_t i = 0; i < chunks.size(); ++i) seq_of[i]->pos += static_cast<int64_t>(chunks[i].tokens.size());
   return {s.logits.data(), static_cast<size_t>(R_out * c.vocab_size)};

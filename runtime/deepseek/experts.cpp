@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "cpu/quant.hpp"
 #include "cpu/transformer_ops.hpp"
 #include "deepseek/linear.hpp"
 
@@ -108,9 +109,14 @@ void compute_experts(const model& m, const expert_batch& b, int64_t first, int64
     s.gate.resize(static_cast<size_t>(n * inter));
     s.up.resize(static_cast<size_t>(n * inter));
     s.down.resize(static_cast<size_t>(n * b.hidden));
+    if (b.bf16)
+      for (auto& v : s.in) v = kc::bf16_to_fp32(kc::fp32_to_bf16(v));
     linear_rows(w.gate, 0, inter, s.in.data(), n, s.gate.data(), s.act);
     linear_rows(w.up, 0, inter, s.in.data(), n, s.up.data(), s.act);
     kc::silu_mul(s.gate.data(), s.up.data(), n * inter);
+    if (b.bf16)
+      for (int64_t i = 0; i < n * inter; ++i)
+        s.gate[i] = kc::bf16_to_fp32(kc::fp32_to_bf16(s.gate[i]));
     linear_rows(w.down, 0, b.hidden, s.gate.data(), n, s.down.data(), s.act);
     for (int64_t i = 0; i < n; ++i)
       std::copy_n(s.down.data() + i * b.hidden, b.hidden, b.out + static_cast<int64_t>(b.pairs[begin + i]) * b.hidden);

@@ -33,6 +33,12 @@ class batch_decoder {
     /// Computes the routed experts; nullptr: the decoder's threads. Not owned; must outlive the
     /// decoder's decode() calls.
     expert_runner* experts = nullptr;
+    /// Rounds to bf16 where gpu::cuda_decoder does: the input of every dense GEMM (q_a, q_b or q,
+    /// kv_a, kv_b, o, the dense and shared MLPs, lm_head), the latent cache, and the routed
+    /// experts' input and SiLU·up output (expert_batch::bf16; runners other than the decoder's own
+    /// do their own rounding). With attention_form::absorbed this is a CPU reference of the GPU
+    /// decoder's numerics for its tests; off: fp32 throughout.
+    bool bf16_activations = false;
   };
 
   batch_decoder(std::shared_ptr<const model> m, options opts);

@@ -36,6 +36,9 @@ struct expert_batch {
   std::vector<int32_t> offsets;  ///< [experts + 1] start of each expert's pairs in `pairs`
   std::vector<int32_t> pairs;    ///< token·top_k + slot, grouped by expert, ascending within one
   float* out = nullptr;          ///< [tokens·top_k, hidden] unweighted expert outputs
+  /// compute_experts rounds each expert's input rows and its SiLU·up output to bf16, as the GPU
+  /// grouped GEMMs read them (batch_decoder::options::bf16_activations); false: fp32.
+  bool bf16 = false;
 
   /// Fills offsets/pairs from ids (counting sort by expert).
   void group(int64_t experts);
