@@ -23,10 +23,8 @@
 
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
-#include "cpu/quant.hpp"
-#include "cpu/transformer_ops.hpp"
 #include "deepseek/deepseek_test_support.hpp"
-#include "deepseek/linear.hpp"
+#include "troupe/deepseek/experts.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/gpu/gpu_experts.hpp"
 #include "troupe/gpu/nccl_id.hpp"
@@ -65,36 +63,14 @@ class bf16_expert_runner final : public expert_runner {
  public:
   explicit bf16_expert_runner(std::shared_ptr<const model> m) : m_(std::move(m)) {}
   void run(const expert_batch& b) override {
-    namespace kcpu = troupe::kernels::cpu;
-    auto round = [](float v) { return kcpu::bf16_to_fp32(kcpu::fp32_to_bf16(v)); };
-    const auto& L = m_->layer(b.layer);
-    const int64_t inter = m_->cfg().moe_intermediate_size;
-    for (int64_t e = 0; e + 1 < static_cast<int64_t>(b.offsets.size()); ++e) {
-      const int32_t begin = b.offsets[e], end = b.offsets[e + 1];
-      const int64_t n = end - begin;
-      if (n == 0) continue;
-      const auto& w = L.experts[static_cast<size_t>(e)];
-      in_.resize(static_cast<size_t>(n * b.hidden));
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t d = 0; d < b.hidden; ++d)
-          in_[i * b.hidden + d] = round(b.x[(b.pairs[begin + i] / b.top_k) * b.hidden + d]);
-      gate_.resize(static_cast<size_t>(n * inter));
-      up_.resize(static_cast<size_t>(n * inter));
-      down_.resize(static_cast<size_t>(n * b.hidden));
-      linear_rows(w.gate, 0, inter, in_.data(), n, gate_.data(), act_);
-      linear_rows(w.up, 0, inter, in_.data(), n, up_.data(), act_);
-      kcpu::silu_mul(gate_.data(), up_.data(), n * inter);
-      for (auto& v : gate_) v = round(v);
-      linear_rows(w.down, 0, b.hidden, gate_.data(), n, down_.data(), act_);
-      for (int64_t i = 0; i < n; ++i)
-        std::copy_n(down_.data() + i * b.hidden, b.hidden, b.out + static_cast<int64_t>(b.pairs[begin + i]) * b.hidden);
-    }
+    expert_batch c = b;
+    c.bf16 = true;  // compute_experts rounds each expert's input and SiLU output to bf16
+    compute_experts(*m_, c, 0, m_->cfg().n_routed_experts, scratch_);
   }
 
  private:
   std::shared_ptr<const model> m_;
-  std::vector<float> in_, gate_, up_, down_;
-  std::vector<std::byte> act_;
+  expert_scratch scratch_;
 };
 
 // Greedy decoding cannot be compared token for token (see above), so both decoders are
