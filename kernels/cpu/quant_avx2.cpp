@@ -123,7 +123,10 @@ float dot_q4_1(int64_t n, const void* w, const void* a) {
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t i = 0; i < n / qk4_1; ++i) {
     const __m256 d = _mm256_set1_ps(fp16(x[i].d) * y[i].d);
-    summs += fp16(x[i].m) * y[i].s;
+    // Fused, as GCC contracts ggml's `summs += m·s` at -O2/-O3 (an explicit FMA keeps it so at
+    // -O0 too, where GCC contracts nothing; the multi-row kernels fuse it the same way).
+    summs = _mm_cvtss_f32(
+        _mm_fmadd_ss(_mm_set_ss(fp16(x[i].m)), _mm_set_ss(y[i].s), _mm_set_ss(summs)));
     const __m256i p =
         _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(x[i].qs), load256(y[i].qs)), ones);
     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
