@@ -86,21 +86,34 @@ __global__ void __launch_bounds__(absorb_warps * 32)
   }
 }
 
-// ---- values out of the latent space: one warp per (head, value dim), looping over rows --------
+// ---- values out of the latent space: a warp per RowsPerWarp value dims of one head -------------
+// The warp reads each row's latent output once for its RowsPerWarp dims (4 when v allows), so the
+// latents are read v / 4 times per head instead of v times; each dim's sum is the same lane-strided
+// sum and warp reduction either way.
+template <int RowsPerWarp>
 __global__ void __launch_bounds__(128)
     mla_unabsorb_v_kernel(const float* o_latent, int64_t rows, int64_t heads, int64_t kv_lora,
                           const uint16_t* w_uv, int64_t v, uint16_t* out, int64_t ldo) {
-  const int64_t row = int64_t{blockIdx.x} * 4 + threadIdx.x / 32;  // h·v + d
+  const int64_t row0 = (int64_t{blockIdx.x} * 4 + threadIdx.x / 32) * RowsPerWarp;  // h·v + d
   const int lane = threadIdx.x % 32;
-  if (row >= heads * v) return;
-  const int64_t h = row / v;
-  const uint16_t* w = w_uv + row * kv_lora;
+  if (row0 >= heads * v) return;
+  const int64_t h = row0 / v;  // RowsPerWarp divides v: the warp's dims share the head
+  const uint16_t* w = w_uv + row0 * kv_lora;
   for (int64_t b = 0; b < rows; ++b) {
     const float* o = o_latent + (b * heads + h) * kv_lora;
-    float s = 0;
-    for (int64_t r = lane; r < kv_lora; r += 32) s += o[r] * bf16_to_f32(w[r]);
-    s = warp_sum(s);
-    if (lane == 0) out[b * ldo + row] = f32_to_bf16(s);
+    float s[RowsPerWarp];
+#pragma unroll
+    for (int j = 0; j < RowsPerWarp; ++j) s[j] = 0;
+    for (int64_t r = lane; r < kv_lora; r += 32) {
+      const float x = o[r];
+#pragma unroll
+      for (int j = 0; j < RowsPerWarp; ++j) s[j] += x * bf16_to_f32(w[j * kv_lora + r]);
+    }
+#pragma unroll
+    for (int j = 0; j < RowsPerWarp; ++j) {
+      const float t = warp_sum(s[j]);
+      if (lane == 0) out[b * ldo + row0 + j] = f32_to_bf16(t);
+    }
   }
 }
 
@@ -518,8 +531,12 @@ status launch_mla_unabsorb_v(const float* o_latent, int64_t rows, int64_t heads,
   if (rows < 0 || heads < 0 || kv_lora < 1 || v < 1 || ldo < heads * v) return status::bad_size;
   if (rows == 0 || heads == 0) return status::ok;
   if (o_latent == nullptr || w_uv == nullptr || out == nullptr) return status::null_pointer;
-  mla_unabsorb_v_kernel<<<static_cast<unsigned>(ceil_div(heads * v, 4)), 128, 0, stream>>>(
-      o_latent, rows, heads, kv_lora, w_uv, v, out, ldo);
+  if (v % 4 == 0)
+    mla_unabsorb_v_kernel<4><<<static_cast<unsigned>(ceil_div(heads * v, 16)), 128, 0, stream>>>(
+        o_latent, rows, heads, kv_lora, w_uv, v, out, ldo);
+  else
+    mla_unabsorb_v_kernel<1><<<static_cast<unsigned>(ceil_div(heads * v, 4)), 128, 0, stream>>>(
+        o_latent, rows, heads, kv_lora, w_uv, v, out, ldo);
   return launched();
 }
 
