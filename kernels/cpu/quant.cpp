@@ -47,6 +47,8 @@ const char* type_name(quant_type t) noexcept {
     case quant_type::f16: return "f16";
     case quant_type::q4_0: return "q4_0";
     case quant_type::q4_1: return "q4_1";
+    case quant_type::q5_0: return "q5_0";
+    case quant_type::q5_1: return "q5_1";
     case quant_type::q8_0: return "q8_0";
     case quant_type::q8_1: return "q8_1";
     case quant_type::q4_k: return "q4_K";
@@ -64,6 +66,8 @@ int64_t block_elements(quant_type t) noexcept {
     case quant_type::bf16: return 1;
     case quant_type::q4_0:
     case quant_type::q4_1:
+    case quant_type::q5_0:
+    case quant_type::q5_1:
     case quant_type::q8_0:
     case quant_type::q8_1: return 32;
     case quant_type::q4_k:
@@ -80,6 +84,8 @@ int64_t block_bytes(quant_type t) noexcept {
     case quant_type::bf16: return 2;
     case quant_type::q4_0: return sizeof(block_q4_0);
     case quant_type::q4_1: return sizeof(block_q4_1);
+    case quant_type::q5_0: return sizeof(block_q5_0);
+    case quant_type::q5_1: return sizeof(block_q5_1);
     case quant_type::q8_0: return sizeof(block_q8_0);
     case quant_type::q8_1: return sizeof(block_q8_1);
     case quant_type::q4_k: return sizeof(block_q4_k);
@@ -102,8 +108,10 @@ bool activation_type(quant_type weight, quant_type* out) noexcept {
     case quant_type::f16:
     case quant_type::bf16: a = quant_type::f32; break;
     case quant_type::q8_0:
-    case quant_type::q4_0: a = quant_type::q8_0; break;
-    case quant_type::q4_1: a = quant_type::q8_1; break;
+    case quant_type::q4_0:
+    case quant_type::q5_0: a = quant_type::q8_0; break;
+    case quant_type::q4_1:
+    case quant_type::q5_1: a = quant_type::q8_1; break;
     case quant_type::q4_k:
     case quant_type::q6_k: a = quant_type::q8_k; break;
     default: return false;
@@ -182,6 +190,29 @@ void dequantize_q4_1(const block_q4_1* x, float* y, int64_t nb) {
       y[i * qk4_1 + j] = (x[i].qs[j] & 0x0F) * d + m;
       y[i * qk4_1 + j + qk4_1 / 2] = (x[i].qs[j] >> 4) * d + m;
     }
+  }
+}
+
+/// The 5-bit value of element j (0..31) of a Q5 block: its nibble and bit j of qh.
+inline int q5_value(const uint8_t* qs, const uint8_t* qh, int j) {
+  uint32_t h;
+  std::memcpy(&h, qh, sizeof h);
+  const int nibble = j < 16 ? (qs[j] & 0x0F) : (qs[j - 16] >> 4);
+  return nibble | static_cast<int>(((h >> j) & 1u) << 4);
+}
+
+void dequantize_q5_0(const block_q5_0* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < qk5_0; ++j) y[i * qk5_0 + j] = (q5_value(x[i].qs, x[i].qh, j) - 16) * d;
+  }
+}
+
+void dequantize_q5_1(const block_q5_1* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    const float m = fp16_to_fp32(x[i].m);
+    for (int j = 0; j < qk5_1; ++j) y[i * qk5_1 + j] = q5_value(x[i].qs, x[i].qh, j) * d + m;
   }
 }
 
@@ -349,6 +380,31 @@ float dot_q4_1(int64_t n, const void* w, const void* a) {
   return s;
 }
 
+float dot_q5_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q5_0*>(w);
+  const auto* y = static_cast<const block_q8_0*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / qk5_0; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < qk5_0; ++j) sumi += (q5_value(x[i].qs, x[i].qh, j) - 16) * y[i].qs[j];
+    s += static_cast<float>(sumi) * (fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+  }
+  return s;
+}
+
+float dot_q5_1(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q5_1*>(w);
+  const auto* y = static_cast<const block_q8_1*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / qk5_1; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < qk5_1; ++j) sumi += q5_value(x[i].qs, x[i].qh, j) * y[i].qs[j];
+    s += static_cast<float>(sumi) * (fp16_to_fp32(x[i].d) * y[i].d) +
+         fp16_to_fp32(x[i].m) * y[i].s;
+  }
+  return s;
+}
+
 float dot_q4_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const block_q4_k*>(w);
   const auto* y = static_cast<const block_q8_k*>(a);
@@ -418,6 +474,7 @@ const kernel_table& scalar_kernels() noexcept {
   static const kernel_table table{dot_f32,       dot_f16,       dot_bf16,     dot_q8_0,
                                   dot_q4_0,      dot_q4_1,      dot_q4_k,     dot_q6_k,
                                   quantize_q8_0, quantize_q8_1, quantize_q8_k,
+                                  nullptr,       nullptr,       dot_q5_0,     dot_q5_1,
                                   nullptr,       nullptr};
   return table;
 }
@@ -501,6 +558,8 @@ detail::dot_fn dot_for(const detail::kernel_table& t, quant_type weight) noexcep
     case quant_type::q8_0: return t.dot_q8_0;
     case quant_type::q4_0: return t.dot_q4_0;
     case quant_type::q4_1: return t.dot_q4_1;
+    case quant_type::q5_0: return t.dot_q5_0;
+    case quant_type::q5_1: return t.dot_q5_1;
     case quant_type::q4_k: return t.dot_q4_k;
     case quant_type::q6_k: return t.dot_q6_k;
     default: return nullptr;
@@ -552,6 +611,8 @@ status dequantize_row(quant_type t, const void* x, float* y, int64_t n, isa leve
     case quant_type::q8_0: detail::dequantize_q8_0(static_cast<const block_q8_0*>(x), y, nb); break;
     case quant_type::q4_0: detail::dequantize_q4_0(static_cast<const block_q4_0*>(x), y, nb); break;
     case quant_type::q4_1: detail::dequantize_q4_1(static_cast<const block_q4_1*>(x), y, nb); break;
+    case quant_type::q5_0: detail::dequantize_q5_0(static_cast<const block_q5_0*>(x), y, nb); break;
+    case quant_type::q5_1: detail::dequantize_q5_1(static_cast<const block_q5_1*>(x), y, nb); break;
     case quant_type::q4_k: detail::dequantize_q4_k(static_cast<const block_q4_k*>(x), y, nb); break;
     case quant_type::q6_k: detail::dequantize_q6_k(static_cast<const block_q6_k*>(x), y, nb); break;
     default: return status::unsupported_type;
@@ -612,6 +673,8 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
   const detail::kernel_table& table = *table_for(level);
   detail::mat_mat_fn multi = weight == quant_type::q4_1   ? table.mat_mat_q4_1
                              : weight == quant_type::q8_0 ? table.mat_mat_q8_0
+                             : weight == quant_type::q5_0 ? table.mat_mat_q5_0
+                             : weight == quant_type::q5_1 ? table.mat_mat_q5_1
                                                           : nullptr;
   if (multi != nullptr) {
     multi(rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);

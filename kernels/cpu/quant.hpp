@@ -14,6 +14,8 @@ enum class quant_type : uint32_t {
   f16 = 1,
   q4_0 = 2,
   q4_1 = 3,
+  q5_0 = 6,
+  q5_1 = 7,
   q8_0 = 8,
   q8_1 = 9,
   q4_k = 12,
@@ -38,6 +40,8 @@ const char* type_name(quant_type t) noexcept;
 
 inline constexpr int qk4_0 = 32;
 inline constexpr int qk4_1 = 32;
+inline constexpr int qk5_0 = 32;
+inline constexpr int qk5_1 = 32;
 inline constexpr int qk8_0 = 32;
 inline constexpr int qk8_1 = 32;
 inline constexpr int qk_k = 256;
@@ -56,6 +60,21 @@ struct block_q4_1 {
   uint8_t qs[qk4_1 / 2];
 };
 static_assert(sizeof(block_q4_1) == 20, "block_q4_1 must match ggml's 20-byte layout");
+
+struct block_q5_0 {
+  uint16_t d;             // fp16 scale
+  uint8_t qh[4];          // bit j: the fifth (high) bit of element j
+  uint8_t qs[qk5_0 / 2];  // low 4 bits: element j in the low nibble of qs[j], j+16 in the high one
+};
+static_assert(sizeof(block_q5_0) == 22, "block_q5_0 must match ggml's 22-byte layout");
+
+struct block_q5_1 {
+  uint16_t d;  // fp16 scale
+  uint16_t m;  // fp16 minimum
+  uint8_t qh[4];
+  uint8_t qs[qk5_1 / 2];
+};
+static_assert(sizeof(block_q5_1) == 24, "block_q5_1 must match ggml's 24-byte layout");
 
 struct block_q8_0 {
   uint16_t d;  // fp16 scale
@@ -103,7 +122,8 @@ int64_t block_bytes(quant_type t) noexcept;
 int64_t row_bytes(quant_type t, int64_t n) noexcept;
 
 /// The activation format a weight type is multiplied with: f32 for f32/f16/bf16 weights,
-/// q8_0 for q8_0/q4_0, q8_1 for q4_1, q8_k for q4_K/q6_K. Returns false for other types.
+/// q8_0 for q8_0/q4_0/q5_0, q8_1 for q4_1/q5_1, q8_k for q4_K/q6_K. Returns false for other
+/// types.
 bool activation_type(quant_type weight, quant_type* out) noexcept;
 
 // ---- scalar conversions (exact, round-to-nearest-even; NaN stays NaN) -----------------------

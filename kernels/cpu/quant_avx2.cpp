@@ -134,6 +134,53 @@ float dot_q4_1(int64_t n, const void* w, const void* a) {
   return hsum(acc) + summs;
 }
 
+/// 32 bytes from the 32 bits at p: byte j is 0xFF when bit j is set, else 0.
+inline __m256i bytes_from_bits(const uint8_t* p) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, p, sizeof bits);
+  // Byte j takes source byte j / 8, then keeps only its bit j % 8.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
+                         0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+
+float dot_q5_0(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q5_0*>(w);
+  const auto* y = static_cast<const block_q8_0*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / qk5_0; ++i) {
+    const __m256 d = _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d));
+    // nibble + 16·bit − 16 as int8: the nibble when the bit is set, else the nibble | 0xF0.
+    const __m256i high =
+        _mm256_andnot_si256(bytes_from_bits(x[i].qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
+    const __m256i qx = _mm256_or_si256(unpack_nibbles(x[i].qs), high);
+    const __m256i p = dot_i8_pairs(qx, load256(y[i].qs));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum(acc);
+}
+
+float dot_q5_1(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q5_1*>(w);
+  const auto* y = static_cast<const block_q8_1*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  float summs = 0.0f;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < n / qk5_1; ++i) {
+    const __m256 d = _mm256_set1_ps(fp16(x[i].d) * y[i].d);
+    summs = _mm_cvtss_f32(  // fused, as in dot_q4_1
+        _mm_fmadd_ss(_mm_set_ss(fp16(x[i].m)), _mm_set_ss(y[i].s), _mm_set_ss(summs)));
+    const __m256i high = _mm256_and_si256(bytes_from_bits(x[i].qh), _mm256_set1_epi8(0x10));
+    const __m256i qx = _mm256_or_si256(unpack_nibbles(x[i].qs), high);
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, load256(y[i].qs)), ones);
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum(acc) + summs;
+}
+
 float dot_q4_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const block_q4_k*>(w);
   const auto* y = static_cast<const block_q8_k*>(a);
@@ -232,12 +279,40 @@ inline float lane_value(__m256 x, int lane) {
   return v[lane];
 }
 
-/// R Q4_1 rows (1..4) × T Q8_1 tokens over nb blocks: y[t·ys + r] = dot_q4_1(row r, token t).
-template <int R, int T>
-void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+// Block layouts the tiles read. Unsigned (Q4_1, Q5_1: [fp16 d][fp16 m] first, Q8_1 activations)
+// and signed (Q8_0, Q5_0: [fp16 d] first, Q8_0 activations) weights; `values` gives a block's 32
+// quants as bytes in element order, exactly as the one-row dot products form them.
+struct q4_1_layout {
+  static constexpr size_t bytes = sizeof(block_q4_1);
+  static __m256i values(const unsigned char* b) { return unpack_nibbles(b + 4); }
+};
+struct q5_1_layout {
+  static constexpr size_t bytes = sizeof(block_q5_1);
+  static __m256i values(const unsigned char* b) {
+    return _mm256_or_si256(unpack_nibbles(b + 8),
+                           _mm256_and_si256(bytes_from_bits(b + 4), _mm256_set1_epi8(0x10)));
+  }
+};
+struct q8_0_layout {
+  static constexpr size_t bytes = sizeof(block_q8_0);
+  static __m256i values(const unsigned char* b) { return load256(b + 2); }
+};
+struct q5_0_layout {
+  static constexpr size_t bytes = sizeof(block_q5_0);
+  static __m256i values(const unsigned char* b) {
+    return _mm256_or_si256(
+        unpack_nibbles(b + 6),
+        _mm256_andnot_si256(bytes_from_bits(b + 2), _mm256_set1_epi8(static_cast<char>(0xF0))));
+  }
+};
+
+/// R rows (1..4) of unsigned-quant weights (Q4_1 or Q5_1, by L) × T Q8_1 tokens over nb blocks:
+/// y[t·ys + r] = dot_q4_1 / dot_q5_1 (row r, token t).
+template <class L, int R, int T>
+void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
                float* y, int64_t ys) {
-  static_assert(R >= 1 && R <= 4 && T >= 1, "tile_q4_1 takes 1-4 rows");
-  static_assert(sizeof(block_q4_1) == 20 && sizeof(block_q8_1) == 40, "block offsets below");
+  static_assert(R >= 1 && R <= 4 && T >= 1, "tile_unsigned takes 1-4 rows");
+  static_assert(sizeof(block_q8_1) == 40, "block offsets below");
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R][T];
   __m256 summs[T];  // lane 2r+1: Σ m·s of row r (fused, as dot_q4_1's scalar loop contracts it)
@@ -246,7 +321,7 @@ void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
     for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
   }
   for (int64_t i = 0; i < nb; ++i) {
-    const unsigned char* wb = w + i * 20;
+    const unsigned char* wb = w + i * L::bytes;
     const unsigned char* ab = a + i * 40;
     // [d0, m0, d1, m1, ...]: each row's fp16 (d, m) pair as one 32-bit word.
     const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(
@@ -264,7 +339,7 @@ void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
       qa[t] = load256(ab + t * as + 8);
     }
     for (int r = 0; r < R; ++r) {
-      const __m256i qw = unpack_nibbles(wb + r * ws + 4);
+      const __m256i qw = L::values(wb + r * ws);
       for (int t = 0; t < T; ++t) {
         const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa[t]), ones);
         acc[r][t] = _mm256_fmadd_ps(lane_of(dd[t], 2 * r), _mm256_cvtepi32_ps(p), acc[r][t]);
@@ -275,17 +350,18 @@ void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
     for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]) + lane_value(summs[t], 2 * r + 1);
 }
 
-/// R Q8_0 rows (1..4) × T Q8_0 tokens over nb blocks: y[t·ys + r] = dot_q8_0(row r, token t).
-template <int R, int T>
-void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+/// R rows (1..4) of signed-quant weights (Q8_0 or Q5_0, by L) × T Q8_0 tokens over nb blocks:
+/// y[t·ys + r] = dot_q8_0 / dot_q5_0 (row r, token t).
+template <class L, int R, int T>
+void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
                float* y, int64_t ys) {
-  static_assert(R >= 1 && R <= 4 && T >= 1, "tile_q8_0 takes 1-4 rows");
-  static_assert(sizeof(block_q8_0) == 34, "block offsets below");
+  static_assert(R >= 1 && R <= 4 && T >= 1, "tile_signed takes 1-4 rows");
+  static_assert(sizeof(block_q8_0) == 34, "activation block offsets below");
   __m256 acc[R][T];
   for (int t = 0; t < T; ++t)
     for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    const unsigned char* wb = w + i * 34;
+    const unsigned char* wb = w + i * L::bytes;
     const unsigned char* ab = a + i * 34;
     const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
         static_cast<short>(load_u16(wb)), R > 1 ? static_cast<short>(load_u16(wb + ws)) : 0,
@@ -298,7 +374,7 @@ void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
       qa[t] = load256(ab + t * as + 2);
     }
     for (int r = 0; r < R; ++r) {
-      const __m256i qw = load256(wb + r * ws + 2);
+      const __m256i qw = L::values(wb + r * ws);
       for (int t = 0; t < T; ++t) {
         const __m256i p = dot_i8_pairs(qw, qa[t]);
         acc[r][t] = _mm256_fmadd_ps(lane_of(dd[t], r), _mm256_cvtepi32_ps(p), acc[r][t]);
@@ -309,30 +385,46 @@ void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
     for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]);
 }
 
-template <int R, int T>
-struct q4_1_tile {
-  static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
-                  float* y, int64_t ys) {
-    tile_q4_1<R, T>(nb, w, ws, a, as, y, ys);
-  }
+template <class L>
+struct unsigned_tile {
+  template <int R, int T>
+  struct of {
+    static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
+                    size_t as, float* y, int64_t ys) {
+      tile_unsigned<L, R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
 };
 
-template <int R, int T>
-struct q8_0_tile {
-  static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
-                  float* y, int64_t ys) {
-    tile_q8_0<R, T>(nb, w, ws, a, as, y, ys);
-  }
+template <class L>
+struct signed_tile {
+  template <int R, int T>
+  struct of {
+    static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
+                    size_t as, float* y, int64_t ys) {
+      tile_signed<L, R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
 };
 
 void mat_mat_q4_1(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<q4_1_tile, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<unsigned_tile<q4_1_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q8_0(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<q8_0_tile, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<signed_tile<q8_0_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q5_0(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<signed_tile<q5_0_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q5_1(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<unsigned_tile<q5_1_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 // ---- activation quantisers (bit-identical to the scalar ones) --------------------------------
@@ -426,7 +518,11 @@ const kernel_table& avx2_kernels() noexcept {
                                   quantize_q8_1,
                                   quantize_q8_k,
                                   mat_mat_q8_0,
-                                  mat_mat_q4_1};
+                                  mat_mat_q4_1,
+                                  dot_q5_0,
+                                  dot_q5_1,
+                                  mat_mat_q5_0,
+                                  mat_mat_q5_1};
   return table;
 }
 

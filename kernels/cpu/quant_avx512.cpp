@@ -148,13 +148,15 @@ const kernel_table& avx512_kernels() noexcept {
     t.dot_f32 = dot_f32;
     t.dot_f16 = dot_half<load_f16x16>;
     t.dot_bf16 = dot_half<load_bf16x16>;
-    // Q8_0, Q4_0 and Q4_1 keep the AVX2 dot products: two-blocks-per-zmm versions measured
-    // 1.4-1.9x slower than AVX2 on the dev VM (bench_quant, mat_vec 256x4096), and only the
-    // order of the AVX2 one matches ggml. Their multi-row kernels take two rows per zmm with
-    // VNNI where the CPU has it (quant_avx512_vnni.cpp), else the AVX2 ones.
+    // Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 keep the AVX2 dot products: two-blocks-per-zmm versions
+    // measured 1.4-1.9x slower than AVX2 on the dev VM (bench_quant, mat_vec 256x4096), and only
+    // the order of the AVX2 one matches ggml. Their multi-row kernels (Q4_0's excepted) take two
+    // rows per zmm with VNNI where the CPU has it (quant_avx512_vnni.cpp), else the AVX2 ones.
     if (__builtin_cpu_supports("avx512vnni")) {
       t.mat_mat_q4_1 = mat_mat_q4_1_avx512_vnni;
       t.mat_mat_q8_0 = mat_mat_q8_0_avx512_vnni;
+      t.mat_mat_q5_0 = mat_mat_q5_0_avx512_vnni;
+      t.mat_mat_q5_1 = mat_mat_q5_1_avx512_vnni;
     }
     t.dot_q4_k = dot_q4_k;
     t.dot_q6_k = dot_q6_k;

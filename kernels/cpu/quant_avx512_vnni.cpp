@@ -1,8 +1,8 @@
-// AVX-512 VNNI multi-row kernels for Q4_1 and Q8_0 weights (the decode and prefill mat-muls of
-// GGUF models). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c;
+// AVX-512 VNNI multi-row kernels for Q4_1, Q5_1, Q8_0 and Q5_0 weights (the decode and prefill
+// mat-muls of GGUF models). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c;
 // reached only through avx512_kernels() after the CPU reported avx512vnni.
 //
-// Bit-identical to dot_q4_1 / dot_q8_0 of quant_avx2.cpp (and so to ggml's AVX2 vec_dot): each
+// Bit-identical to dot_q4_1 / dot_q5_1 / dot_q8_0 / dot_q5_0 of quant_avx2.cpp (and so to ggml's AVX2 vec_dot): each
 // row keeps its own 8 fp32 lanes, each lane the same 4-product integer sum, scaled and
 // accumulated block after block by the same FMA, and reduced by the same horizontal sum. What
 // changes is only the packing: two rows share one zmm register (one row per 128-bit chunk pair),
@@ -66,20 +66,69 @@ inline __m512i spread_q8_0(int a, int b) {
   return _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(a), _mm512_set1_epi32(b));
 }
 
-/// R Q4_1 rows (1..8) × T Q8_1 tokens over nb blocks: y[t·ys + r] = dot_q4_1(row r, token t).
+inline uint32_t high_bits(const unsigned char* p) { return load_u32(p); }
+
+/// Two rows' 16 packed bytes (quants j and j+16 in byte j) as unsigned nibbles in the chunk order
+/// of tile_unsigned: [a: elements 0-15, b: 0-15, a: 16-31, b: 16-31].
+inline __m512i nibble_pair(const unsigned char* a, const unsigned char* b) {
+  const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b),
+                                             reinterpret_cast<const __m128i*>(a));
+  return _mm512_and_si512(
+      _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1),
+      _mm512_set1_epi8(0x0F));
+}
+
+// Block layouts (see quant_avx2.cpp): each gives a row pair's 64 quant bytes in its tile's order.
+struct q4_1_layout {  // [fp16 d][fp16 m][16 nibble pairs]
+  static constexpr size_t bytes = sizeof(block_q4_1);
+  static __m512i pair(const unsigned char* a, const unsigned char* b) {
+    return nibble_pair(a + 4, b + 4);
+  }
+};
+struct q5_1_layout {  // [fp16 d][fp16 m][32 high bits][16 nibble pairs]: nibble + 16·bit
+  static constexpr size_t bytes = sizeof(block_q5_1);
+  static __m512i pair(const unsigned char* a, const unsigned char* b) {
+    const uint64_t ha = high_bits(a + 4), hb = high_bits(b + 4);
+    const __mmask64 set = (ha & 0xFFFF) | (hb & 0xFFFF) << 16 | (ha >> 16) << 32 | (hb >> 16) << 48;
+    return _mm512_or_si512(nibble_pair(a + 8, b + 8),
+                           _mm512_maskz_mov_epi8(set, _mm512_set1_epi8(0x10)));
+  }
+};
+struct q8_0_layout {  // [fp16 d][32 int8]; tile_signed's order: [a: 0-31, b: 0-31]
+  static constexpr size_t bytes = sizeof(block_q8_0);
+  static __m512i pair(const unsigned char* a, const unsigned char* b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load256(a + 2)), load256(b + 2), 1);
+  }
+};
+struct q5_0_layout {  // [fp16 d][32 high bits][16 nibble pairs]: nibble + 16·bit − 16 as int8
+  static constexpr size_t bytes = sizeof(block_q5_0);
+  static __m256i row(const unsigned char* p) {  // elements 0-15 then 16-31, as unsigned nibbles
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed),
+                            _mm256_set1_epi8(0x0F));
+  }
+  static __m512i pair(const unsigned char* a, const unsigned char* b) {
+    const __mmask64 set = uint64_t{high_bits(a + 2)} | uint64_t{high_bits(b + 2)} << 32;
+    const __m512i nibbles = _mm512_inserti64x4(_mm512_castsi256_si512(row(a + 6)), row(b + 6), 1);
+    return _mm512_or_si512(nibbles,
+                           _mm512_maskz_mov_epi8(~set, _mm512_set1_epi8(static_cast<char>(0xF0))));
+  }
+};
+
+/// R rows (1..8) of unsigned-quant weights (Q4_1 or Q5_1, by L) × T Q8_1 tokens over nb blocks:
+/// y[t·ys + r] = dot_q4_1 / dot_q5_1 (row r, token t).
 ///
 /// Row pair p (rows 2p and 2p+1; an odd last row is paired with itself and its twin discarded)
 /// lives in one zmm as 128-bit chunks [2p: elements 0-15, 2p+1: 0-15, 2p: 16-31, 2p+1: 16-31]:
 /// exactly the AVX2 kernel's two 128-bit halves per row, so int32 lane k of each chunk is the
 /// same 4-product sum as there. The activations are laid out to match once per block and token.
-template <int R, int T>
-void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+template <class L, int R, int T>
+void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
                float* y, int64_t ys) {
-  static_assert(R >= 1 && R <= 8 && T >= 1, "tile_q4_1 takes 1-8 rows");
+  static_assert(R >= 1 && R <= 8 && T >= 1, "tile_unsigned takes 1-8 rows");
   constexpr int P = (R + 1) / 2;
   const unsigned char* row[2 * P];
   for (int j = 0; j < 2 * P; ++j) row[j] = w + static_cast<size_t>(j < R ? j : R - 1) * ws;
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512i scale_of[P];  // lanes of dd (below) for each pair, in the pair's chunk order
   for (int p = 0; p < P; ++p) scale_of[p] = spread_q4_1(4 * p, 4 * p + 2);
   __m512 acc[P][T];
@@ -89,7 +138,7 @@ void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
     for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
   }
   for (int64_t i = 0; i < nb; ++i) {
-    const size_t wo = static_cast<size_t>(i) * 20;
+    const size_t wo = static_cast<size_t>(i) * L::bytes;
     // [d0, m0, d1, m1, ...]: each row's fp16 (d, m) pair as one 32-bit word.
     // (Built in registers: a store of 8 words and a reload would stall store forwarding.)
     auto word = [&](int j) { return j < R ? static_cast<int>(load_u32(row[j] + wo)) : 0; };
@@ -108,10 +157,7 @@ void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
       qa[t] = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(1, 1, 0, 0));
     }
     for (int p = 0; p < P; ++p) {
-      const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(row[2 * p + 1] + wo + 4),
-                                                 reinterpret_cast<const __m128i*>(row[2 * p] + wo + 4));
-      const __m512i qw = _mm512_and_si512(
-          _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1), low4);
+      const __m512i qw = L::pair(row[2 * p] + wo, row[2 * p + 1] + wo);
       for (int t = 0; t < T; ++t) {
         const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qw, qa[t]);
         acc[p][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(scale_of[p], dd[t]),
@@ -133,12 +179,13 @@ void tile_q4_1(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
   }
 }
 
-/// R Q8_0 rows (1..8) × T Q8_0 tokens over nb blocks: y[t·ys + r] = dot_q8_0(row r, token t).
-/// Row pair p is one zmm [row 2p's 32 bytes | row 2p+1's]; the activations are broadcast to both.
-template <int R, int T>
-void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+/// R rows (1..8) of signed-quant weights (Q8_0 or Q5_0, by L) × T Q8_0 tokens over nb blocks:
+/// y[t·ys + r] = dot_q8_0 / dot_q5_0 (row r, token t). Row pair p is one zmm [row 2p's 32
+/// quants | row 2p+1's], in element order; the activations are broadcast to both halves.
+template <class L, int R, int T>
+void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
                float* y, int64_t ys) {
-  static_assert(R >= 1 && R <= 8 && T >= 1, "tile_q8_0 takes 1-8 rows");
+  static_assert(R >= 1 && R <= 8 && T >= 1, "tile_signed takes 1-8 rows");
   constexpr int P = (R + 1) / 2;
   const unsigned char* row[2 * P];
   for (int j = 0; j < 2 * P; ++j) row[j] = w + static_cast<size_t>(j < R ? j : R - 1) * ws;
@@ -148,7 +195,7 @@ void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
   for (int t = 0; t < T; ++t)
     for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    const size_t wo = static_cast<size_t>(i) * 34;
+    const size_t wo = static_cast<size_t>(i) * L::bytes;
     auto half = [&](int j) { return j < R ? static_cast<short>(load_u16(row[j] + wo)) : short{0}; };
     const __m256 dw = _mm256_cvtph_ps(
         _mm_setr_epi16(half(0), half(1), half(2), half(3), half(4), half(5), half(6), half(7)));
@@ -160,8 +207,7 @@ void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
       qa[t] = _mm512_broadcast_i64x4(load256(ab + 2));
     }
     for (int p = 0; p < P; ++p) {
-      const __m512i qw = _mm512_inserti64x4(_mm512_castsi256_si512(load256(row[2 * p] + wo + 2)),
-                                            load256(row[2 * p + 1] + wo + 2), 1);
+      const __m512i qw = L::pair(row[2 * p] + wo, row[2 * p + 1] + wo);
       // dot_i8_pairs: |w| · (a with w's sign), unsigned × signed.
       const __m512i aw = _mm512_abs_epi8(qw);
       const __mmask64 negative = _mm512_movepi8_mask(qw);
@@ -183,32 +229,48 @@ void tile_q8_0(int64_t nb, const unsigned char* w, size_t ws, const unsigned cha
   }
 }
 
-template <int R, int T>
-struct q4_1_tile {
-  static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
-                  float* y, int64_t ys) {
-    tile_q4_1<R, T>(nb, w, ws, a, as, y, ys);
-  }
+template <class L>
+struct unsigned_tile {
+  template <int R, int T>
+  struct of {
+    static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
+                    size_t as, float* y, int64_t ys) {
+      tile_unsigned<L, R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
 };
 
-template <int R, int T>
-struct q8_0_tile {
-  static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
-                  float* y, int64_t ys) {
-    tile_q8_0<R, T>(nb, w, ws, a, as, y, ys);
-  }
+template <class L>
+struct signed_tile {
+  template <int R, int T>
+  struct of {
+    static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
+                    size_t as, float* y, int64_t ys) {
+      tile_signed<L, R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
 };
 
 }  // namespace
 
 void mat_mat_q4_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                               size_t as, int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<q4_1_tile, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<unsigned_tile<q4_1_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q5_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
+                              size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<unsigned_tile<q5_1_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                               size_t as, int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<q8_0_tile, 8, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<signed_tile<q8_0_layout>::of, 8, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q5_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
+                              size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<signed_tile<q5_0_layout>::of, 8, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 }  // namespace troupe::kernels::cpu::detail

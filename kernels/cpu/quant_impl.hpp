@@ -36,6 +36,10 @@ struct kernel_table {
   /// Multi-row kernels; nullptr where the level has none (the dispatch loops over the dot).
   mat_mat_fn mat_mat_q8_0;
   mat_mat_fn mat_mat_q4_1;
+  dot_fn dot_q5_0;  // (after the multi-row kernels: the tables list their entries in order)
+  dot_fn dot_q5_1;
+  mat_mat_fn mat_mat_q5_0;
+  mat_mat_fn mat_mat_q5_1;
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).
@@ -96,6 +100,12 @@ void mat_mat_q4_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row
                               const void* a, size_t act_stride, int64_t tokens, float* y,
                               int64_t y_stride);
 void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                              const void* a, size_t act_stride, int64_t tokens, float* y,
+                              int64_t y_stride);
+void mat_mat_q5_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                              const void* a, size_t act_stride, int64_t tokens, float* y,
+                              int64_t y_stride);
+void mat_mat_q5_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                               const void* a, size_t act_stride, int64_t tokens, float* y,
                               int64_t y_stride);
 

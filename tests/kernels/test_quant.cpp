@@ -52,7 +52,8 @@ std::vector<isa> levels() {
 
 const quant_type weight_types[] = {quant_type::f32,  quant_type::f16,  quant_type::bf16,
                                    quant_type::q8_0, quant_type::q4_0, quant_type::q4_1,
-                                   quant_type::q4_k, quant_type::q6_k};
+                                   quant_type::q5_0, quant_type::q5_1, quant_type::q4_k,
+                                   quant_type::q6_k};
 
 // ---- independent references, written from the layout table ---------------------------------
 
@@ -104,6 +105,22 @@ std::vector<float> ref_dequant(quant_type t, const unsigned char* p, int64_t n) 
         }
       }
       break;
+    case quant_type::q5_0:
+    case quant_type::q5_1: {
+      // [d][m (q5_1)][qh: 4 bytes, bit j = high bit of element j][qs: 16 nibble pairs]
+      const int head = t == quant_type::q5_0 ? 2 : 4, size = head + 20;
+      for (int64_t b = 0; b < n / 32; ++b, p += size) {
+        float d = float(ref_fp16(rd16(p))), m = t == quant_type::q5_1 ? float(ref_fp16(rd16(p + 2))) : 0;
+        const uint32_t qh = uint32_t(p[head]) | uint32_t(p[head + 1]) << 8 | uint32_t(p[head + 2]) << 16 |
+                            uint32_t(p[head + 3]) << 24;
+        for (int j = 0; j < 32; ++j) {
+          const int nib = j < 16 ? (p[head + 4 + j] & 0xF) : (p[head + 4 + j - 16] >> 4);
+          const int v = nib + 16 * int((qh >> j) & 1);
+          y[b * 32 + j] = t == quant_type::q5_0 ? (v - 16) * d : v * d + m;
+        }
+      }
+      break;
+    }
     case quant_type::q4_k:
       for (int64_t b = 0; b < n / 256; ++b, p += 144) {
         float d = float(ref_fp16(rd16(p))), dmin = float(ref_fp16(rd16(p + 2)));
@@ -209,6 +226,15 @@ std::vector<unsigned char> random_weights(rng& r, quant_type t, int64_t n, bool 
         put16(&w[20 * b + 2], exact ? q::fp32_to_fp16(float(r.integer(-3, 3))) : q::fp32_to_fp16(r.real(-0.3f, 0.1f)));
       }
       break;
+    case quant_type::q5_0:
+      for (int64_t b = 0; b < n / 32; ++b) put16(&w[22 * b], scale(0.001f, 0.05f));
+      break;
+    case quant_type::q5_1:
+      for (int64_t b = 0; b < n / 32; ++b) {
+        put16(&w[24 * b], scale(0.001f, 0.05f));
+        put16(&w[24 * b + 2], exact ? q::fp32_to_fp16(float(r.integer(-3, 3))) : q::fp32_to_fp16(r.real(-0.3f, 0.1f)));
+      }
+      break;
     case quant_type::q4_k:
       for (int64_t b = 0; b < n / 256; ++b) {
         put16(&w[144 * b], scale(0.0005f, 0.005f));
@@ -277,6 +303,8 @@ std::vector<int64_t> sizes_for(quant_type t) {
 
 BOOST_AUTO_TEST_CASE(block_layouts_and_sizes) {
   BOOST_TEST(q::block_bytes(quant_type::q4_0) == 18);
+  BOOST_TEST(q::block_bytes(quant_type::q5_0) == 22);
+  BOOST_TEST(q::block_bytes(quant_type::q5_1) == 24);
   BOOST_TEST(q::block_bytes(quant_type::q4_k) == 144);
   BOOST_TEST(q::block_bytes(quant_type::q6_k) == 210);
   BOOST_TEST(q::row_bytes(quant_type::q4_1, 576) == 18 * 20);
