@@ -1,0 +1,108 @@
+// troupe's quantised mat-mul against ggml's own dot products, bit for bit, for the weight types
+// that no committed model exercises end to end (Q5_0, Q5_1) and those the SmolLM2 fixture does
+// (Q4_1, Q8_0) or does not (Q4_0): tests/fixtures/llama/ggml_dots.json holds random weight rows,
+// fp32 activations and the floats ggml's from_float + vec_dot produced for them
+// (tools/reference/make_ggml_dot_fixture.py). troupe quantises the activations itself.
+
+#define BOOST_TEST_MODULE ggml_dots
+#include <boost/test/unit_test.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cpu/quant.hpp"
+#include "cpu/thread_pool.hpp"
+#include "cpu/transformer_ops.hpp"
+#include "troupe/json.hpp"
+
+using namespace troupe;
+namespace kc = troupe::kernels::cpu;
+
+namespace {
+
+json::value fixture() {
+  const auto p = std::filesystem::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama/ggml_dots.json";
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return json::parse(ss.str(), p.string());
+}
+
+std::vector<unsigned char> unhex(const std::string& h) {
+  BOOST_REQUIRE(h.size() % 2 == 0);
+  std::vector<unsigned char> out(h.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<unsigned char>(std::stoi(h.substr(2 * i, 2), nullptr, 16));
+  return out;
+}
+
+const json::value& get(const json::value& v, const char* key) {
+  const json::value* p = v.find(key);
+  BOOST_REQUIRE_MESSAGE(p != nullptr, "the fixture has no \"" << key << "\"");
+  return *p;
+}
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(mat_mul_equals_ggml_vec_dot_bit_for_bit) {
+  // ggml ran its AVX2 kernels (x86-64 with AVX2, as every machine here): troupe's scalar
+  // kernels sum in another order, so there is nothing to compare on a CPU without AVX2.
+  if (kc::best_isa() == kc::isa::scalar) {
+    BOOST_TEST_MESSAGE("SKIPPED: no AVX2 on this CPU (or TROUPE_KERNELS_ISA=scalar)");
+    return;
+  }
+  const json::value f = fixture();
+  kc::thread_pool pool(2);
+  std::vector<std::byte> scratch;
+  int checked = 0;
+  for (const json::value& c : get(f, "cases").as_array()) {
+    const auto type = static_cast<kc::quant_type>(get(c, "ggml_type").as_int());
+    const int64_t n = get(c, "n").as_int();
+    const auto& rows = get(c, "rows").as_array();
+    const auto& acts = get(c, "activations").as_array();
+    std::vector<unsigned char> w;
+    for (const auto& r : rows) {
+      const auto b = unhex(r.as_string());
+      BOOST_REQUIRE_EQUAL(static_cast<int64_t>(b.size()), kc::row_bytes(type, n));
+      w.insert(w.end(), b.begin(), b.end());
+    }
+    std::vector<float> x;
+    for (const auto& a : acts) {
+      const auto b = unhex(a.as_string());
+      BOOST_REQUIRE_EQUAL(b.size(), static_cast<size_t>(n) * sizeof(float));
+      const size_t at = x.size();
+      x.resize(at + static_cast<size_t>(n));
+      std::memcpy(x.data() + at, b.data(), b.size());
+    }
+    const auto R = static_cast<int64_t>(rows.size()), T = static_cast<int64_t>(acts.size());
+    std::vector<float> y(static_cast<size_t>(R * T));
+    const auto stride = static_cast<size_t>(kc::row_bytes(type, n));
+    BOOST_REQUIRE(kc::mat_mul(pool, type, R, n, w.data(), stride, x.data(), T, y.data(), scratch) ==
+                  kc::status::ok);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t r = 0; r < R; ++r) {
+        const auto& dots = get(c, "dots").as_array()[static_cast<size_t>(t)].as_array();
+        const auto want = unhex(dots[static_cast<size_t>(r)].as_string());
+        float ggml;
+        std::memcpy(&ggml, want.data(), sizeof ggml);
+        BOOST_TEST_CONTEXT(get(c, "type").as_string() << " token " << t << " row " << r) {
+          BOOST_TEST(bits_of(y[static_cast<size_t>(t * R + r)]) == bits_of(ggml),
+                     y[static_cast<size_t>(t * R + r)] << " vs ggml " << ggml);
+        }
+        ++checked;
+      }
+    }
+  }
+  BOOST_TEST(checked == 5 * 5 * 3);
+}
