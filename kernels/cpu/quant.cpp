@@ -293,23 +293,7 @@ void quantize_q8_1(const float* x, void* vy, int64_t n) {
   }
 }
 
-void quantize_q8_k(const float* x, void* vy, int64_t n) {
-  auto* y = static_cast<block_q8_k*>(vy);
-  for (int64_t i = 0; i < n / qk_k; ++i) {
-    const float* xb = x + i * qk_k;
-    float amax = 0.0f;
-    for (int j = 0; j < qk_k; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int j = 0; j < qk_k; ++j) y[i].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
-    for (int g = 0; g < qk_k / 16; ++g) {
-      int s = 0;
-      for (int l = 0; l < 16; ++l) s += y[i].qs[16 * g + l];
-      y[i].bsums[g] = static_cast<int16_t>(s);
-    }
-    y[i].d = d;
-  }
-}
+void quantize_q8_k(const float* x, void* vy, int64_t n) { quantize_q8_k_ggml(x, vy, n); }
 
 // ---- scalar dot products -------------------------------------------------------------------
 

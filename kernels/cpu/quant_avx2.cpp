@@ -182,16 +182,24 @@ float dot_q5_1(int64_t n, const void* w, const void* a) {
 }
 
 float dot_q4_k(int64_t n, const void* w, const void* a) {
+  // ggml's AVX2 arithmetic, lane for lane: the scaled quants in 8 int32 lanes times d, and the
+  // mins against the 8 sub-block sums of the activations in 4 int32 lanes (pairs of sub-blocks)
+  // times -dmin, each in its own fp32 accumulator, added at the end.
   const auto* x = static_cast<const block_q4_k*>(w);
   const auto* y = static_cast<const block_q8_k*>(a);
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps();
-  float accm = 0.0f;
+  __m128 acc_m = _mm_setzero_ps();
   for (int64_t i = 0; i < n / qk_k; ++i) {
     uint8_t sc[8], m[8];
     for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
-    int summ = 0;
-    for (int j = 0; j < 8; ++j) summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    // Σ of each sub-block's 32 activations (int16, as two of the block's 16-element sums).
+    const __m256i bsums = load256(y[i].bsums);
+    const __m128i sub_sums =
+        _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    const float dmin = -y[i].d * fp16(x[i].dmin);
+    acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, sub_sums)), acc_m);
     __m256i sumi = _mm256_setzero_si256();
     for (int j = 0; j < 4; ++j) {
       const __m256i q4 = load256(x[i].qs + 32 * j);
@@ -203,11 +211,12 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
       p_hi = _mm256_madd_epi16(p_hi, _mm256_set1_epi16(sc[2 * j + 1]));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
     }
-    const float d = fp16(x[i].d) * y[i].d;
+    const float d = y[i].d * fp16(x[i].d);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    accm += fp16(x[i].dmin) * y[i].d * static_cast<float>(summ);
   }
-  return hsum(acc) - accm;
+  acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+  acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+  return hsum(acc) + _mm_cvtss_f32(acc_m);
 }
 
 float dot_q6_k(int64_t n, const void* w, const void* a) {
@@ -218,8 +227,11 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / qk_k; ++i) {
     __m256i sumi = _mm256_setzero_si256();
-    int corr = 0;
-    for (int j = 0; j < 16; ++j) corr += x[i].scales[j] * y[i].bsums[j];
+    // The quants are stored +32: per lane pair of 16-element groups, 32·Σ scale·(their sum),
+    // subtracted lane by lane as ggml's AVX2 kernel does.
+    const __m256i scales16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
+    const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), scales16), 5);
     for (int h = 0; h < 2; ++h) {
       const uint8_t* ql = x[i].ql + 64 * h;
       const int8_t* sc = x[i].scales + 8 * h;
@@ -243,9 +255,8 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
       }
     }
-    // The quants are stored +32; subtract 32·Σ scale·(sum of the 16 activations it covers).
-    sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * corr, 0, 0, 0, 0, 0, 0, 0));
-    const float d = fp16(x[i].d) * y[i].d;
+    sumi = _mm256_sub_epi32(sumi, corr);
+    const float d = y[i].d * fp16(x[i].d);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(acc);
@@ -477,31 +488,7 @@ void quantize_q8_1(const float* x, void* vy, int64_t n) {
   }
 }
 
-void quantize_q8_k(const float* x, void* vy, int64_t n) {
-  auto* y = static_cast<block_q8_k*>(vy);
-  for (int64_t i = 0; i < n / qk_k; ++i) {
-    const float* xb = x + i * qk_k;
-    float amax = 0.0f;
-    for (int k = 0; k < qk_k; k += 32) {
-      const float m = amax32(xb + k);
-      amax = m > amax ? m : amax;
-    }
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int k = 0; k < qk_k; k += 32) {
-      const __m256i q = round32(xb + k, id);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + k), q);
-      // Sums of 16 consecutive int8: pairs -> int16, then pairs of pairs ... -> 2 sums per 32.
-      const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);  // 16 x int16
-      const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));  // 8 x int32 (4 per lane)
-      alignas(32) int32_t t[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(t), s32);
-      y[i].bsums[k / 16] = static_cast<int16_t>(t[0] + t[1] + t[2] + t[3]);
-      y[i].bsums[k / 16 + 1] = static_cast<int16_t>(t[4] + t[5] + t[6] + t[7]);
-    }
-    y[i].d = d;
-  }
-}
+void quantize_q8_k(const float* x, void* vy, int64_t n) { quantize_q8_k_ggml(x, vy, n); }
 
 }  // namespace
 

@@ -90,6 +90,43 @@ void mat_mat_tiles(int64_t rows, int64_t n, const void* w, size_t ws, const void
   for (; t < tokens; ++t) pass(t, table.single);
 }
 
+/// Q8_K activations exactly as ggml quantises them for the K-quant dot products (its x86 build
+/// uses this reference code too): the element of largest magnitude (the first, on ties) maps to
+/// −127, so d = 1 / (−127 / max) may be negative; others round to nearest even, at most 127.
+/// `static`: one copy per ISA file, compiled with that file's flags (no shared inline symbol).
+static inline void quantize_q8_k_ggml(const float* x, void* vy, int64_t n) noexcept {
+  auto* y = static_cast<block_q8_k*>(vy);
+  for (int64_t i = 0; i < n / qk_k; ++i, x += qk_k) {
+    float max = 0.0f, amax = 0.0f;
+    for (int j = 0; j < qk_k; ++j) {
+      const float ax = x[j] < 0 ? -x[j] : x[j];
+      if (ax > amax) {
+        amax = ax;
+        max = x[j];
+      }
+    }
+    if (amax == 0.0f) {
+      y[i] = block_q8_k{};
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < qk_k; ++j) {
+      // Round to nearest even by the fp32 adder (ggml's nearest_int): |iscale·x| <= 127.
+      const float v = iscale * x[j] + 12582912.0f;
+      int32_t bits;
+      __builtin_memcpy(&bits, &v, sizeof bits);
+      const int q = (bits & 0x007FFFFF) - 0x00400000;
+      y[i].qs[j] = static_cast<int8_t>(q < 127 ? q : 127);
+    }
+    for (int g = 0; g < qk_k / 16; ++g) {
+      int sum = 0;
+      for (int l = 0; l < 16; ++l) sum += y[i].qs[16 * g + l];
+      y[i].bsums[g] = static_cast<int16_t>(sum);
+    }
+    y[i].d = 1.0f / iscale;
+  }
+}
+
 const kernel_table& scalar_kernels() noexcept;
 /// Defined in quant_avx2.cpp / quant_avx512.cpp; only call after the CPU check passed.
 const kernel_table& avx2_kernels() noexcept;

@@ -104,5 +104,5 @@ BOOST_AUTO_TEST_CASE(mat_mul_equals_ggml_vec_dot_bit_for_bit) {
       }
     }
   }
-  BOOST_TEST(checked == 5 * 5 * 3);
+  BOOST_TEST(checked == 7 * 5 * 3);
 }

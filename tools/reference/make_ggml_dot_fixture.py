@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """ggml's own row dot products on random GGUF-format weight rows: the fixture that pins troupe's CPU
 kernels to ggml bit for bit for the weight types no committed model file exercises (the SmolLM2
-file in CI is Q4_1 + Q8_0; Q5_0 and Q5_1 come from llama.cpp's K-quant mixes on rows that are not a
+file in CI is Q4_1 + Q8_0; Q4_K_M files hold Q4_K, Q6_K, and Q5_0 / Q5_1 on rows that are not a
 multiple of 256).
 
-For each weight type, ROWS random rows of N elements (random quant bytes, sane fp16 scales) are
+For each weight type, ROWS random rows of N elements (288; 768 for the K-quants) (random quant bytes, sane fp16 scales) are
 multiplied by ACT random fp32 activation rows the way llama.cpp's mul_mat does on the CPU: the
 activations quantised by ggml's from_float for the type's vec_dot_type (q8_0 or q8_1), then
 ggml's vec_dot. The weights (raw block bytes, hex), the fp32 activations and ggml's results (float bits, hex) go
@@ -26,7 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "tests/fixtures/llama/ggml_dots.json"
-N = 288          # 9 blocks of 32 (an odd count)
+N_BLOCKS = 9     # per row of the 32-element block types (288 elements): an odd count
+N_K = 768        # the K-quants: 3 super-blocks of 256 (an odd count) keep the fixture small
 ROWS = 5         # an odd count: every multi-row kernel's remainder path
 ACT = 3          # a pair of tokens and a single one
 # ggml type id -> (name, block bytes, offsets of fp16 scale fields)
@@ -36,6 +37,8 @@ TYPES = {
     3: ("q4_1", 20, [0, 2]),
     8: ("q8_0", 34, [0]),
     2: ("q4_0", 18, [0]),
+    12: ("q4_K", 144, [0, 2]),   # d, dmin
+    14: ("q6_K", 210, [208]),    # d at the end
 }
 
 
@@ -55,7 +58,7 @@ FROM_FLOAT = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_float), ctypes.c_voi
 VEC_DOT = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t,
                            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
                            ctypes.c_int)
-ACT_BLOCK_BYTES = {8: 34, 9: 36}  # ggml's q8_0 and q8_1 (fp16 d and s)
+ACT_BLOCK_BYTES = {8: 34, 9: 36, 15: 292}  # ggml's q8_0, q8_1 (fp16 d and s) and q8_K
 
 
 def fp16(x):
@@ -72,6 +75,7 @@ def main():
     rnd = random.Random(20261202)
     cases = []
     for type_id, (name, block, scales) in TYPES.items():
+        N = N_K if type_id in (12, 14) else 32 * N_BLOCKS
         traits = cpu.ggml_get_type_traits_cpu(type_id).contents
         vec_dot = VEC_DOT(traits.vec_dot)
         act_type = traits.vec_dot_type
@@ -79,10 +83,14 @@ def main():
         rows = []
         for _ in range(ROWS):
             row = bytearray()
-            for _ in range(N // 32):
+            per_block = 256 if type_id in (12, 14) else 32
+            for _ in range(N // per_block):
                 b = bytearray(rnd.getrandbits(8) for _ in range(block))
                 for off in scales:
-                    lo, hi = (0.001, 0.05) if off == 0 else (-0.3, 0.1)
+                    if type_id in (12, 14):
+                        lo, hi = 0.0005, 0.005
+                    else:
+                        lo, hi = (0.001, 0.05) if off == 0 else (-0.3, 0.1)
                     b[off:off + 2] = fp16(rnd.uniform(lo, hi))
                 if type_id == 8:  # q8_0 quants in [-127, 127], as quantisers write them
                     for j in range(2, 34):
@@ -94,7 +102,8 @@ def main():
         results = []
         for a in acts:
             xa = (ctypes.c_float * N)(*a)
-            qa = ctypes.create_string_buffer(N // 32 * ACT_BLOCK_BYTES[act_type])
+            act_block = 256 if act_type == 15 else 32
+            qa = ctypes.create_string_buffer(N // act_block * ACT_BLOCK_BYTES[act_type])
             from_float(xa, qa, N)
             out = []
             for row in rows:
