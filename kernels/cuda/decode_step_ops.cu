@@ -381,19 +381,31 @@ __global__ void __launch_bounds__(512)
   }
 }
 
-// ---- router product: one warp per (row, token) -------------------------------------------------
+// ---- router product: a warp per RowsPerWarp rows of one token -------------------------------
+// The token's activations are read once for the warp's rows (4 when they divide the row count);
+// each row's sum is the same lane-strided sum and warp reduction either way.
+template <int RowsPerWarp>
 __global__ void __launch_bounds__(128)
     gemv_bf16_f32_kernel(const uint16_t* w, int64_t rows, int64_t k, const float* x, int64_t ldx,
                          float* y, int64_t ldy) {
-  const int64_t r = int64_t{blockIdx.x} * 4 + threadIdx.x / 32, t = blockIdx.y;
+  const int64_t r0 = (int64_t{blockIdx.x} * 4 + threadIdx.x / 32) * RowsPerWarp, t = blockIdx.y;
   const int lane = threadIdx.x % 32;
-  if (r >= rows) return;
-  const uint16_t* wr = w + r * k;
+  if (r0 >= rows) return;
+  const uint16_t* wr = w + r0 * k;
   const float* xt = x + t * ldx;
-  float s = 0;
-  for (int64_t i = lane; i < k; i += 32) s += bf16_to_f32(wr[i]) * xt[i];
-  s = warp_sum(s);
-  if (lane == 0) y[t * ldy + r] = s;
+  float s[RowsPerWarp];
+#pragma unroll
+  for (int j = 0; j < RowsPerWarp; ++j) s[j] = 0;
+  for (int64_t i = lane; i < k; i += 32) {
+    const float xi = xt[i];
+#pragma unroll
+    for (int j = 0; j < RowsPerWarp; ++j) s[j] += bf16_to_f32(wr[j * k + i]) * xi;
+  }
+#pragma unroll
+  for (int j = 0; j < RowsPerWarp; ++j) {
+    const float sum = warp_sum(s[j]);
+    if (lane == 0) y[t * ldy + r0 + j] = sum;
+  }
 }
 
 __global__ void __launch_bounds__(256) residual_kernel(residual_args a) {
@@ -650,8 +662,13 @@ status launch_gemv_bf16_f32(const uint16_t* w, int64_t rows, int64_t k, const fl
     return status::bad_size;
   if (rows == 0 || tokens == 0) return status::ok;
   if (w == nullptr || x == nullptr || y == nullptr) return status::null_pointer;
-  const dim3 grid(static_cast<unsigned>(ceil_div(rows, 4)), static_cast<unsigned>(tokens));
-  gemv_bf16_f32_kernel<<<grid, 128, 0, stream>>>(w, rows, k, x, ldx, y, ldy);
+  if (rows % 4 == 0) {
+    const dim3 grid(static_cast<unsigned>(ceil_div(rows, 16)), static_cast<unsigned>(tokens));
+    gemv_bf16_f32_kernel<4><<<grid, 128, 0, stream>>>(w, rows, k, x, ldx, y, ldy);
+  } else {
+    const dim3 grid(static_cast<unsigned>(ceil_div(rows, 4)), static_cast<unsigned>(tokens));
+    gemv_bf16_f32_kernel<1><<<grid, 128, 0, stream>>>(w, rows, k, x, ldx, y, ldy);
+  }
   return launched();
 }
 

@@ -261,8 +261,8 @@ BOOST_AUTO_TEST_CASE(mla_decode_plain_split_and_shared_read_match_reference_and_
 
 BOOST_AUTO_TEST_CASE(router_product_norms_residuals_and_silu) {
   std::mt19937 rng(3);
-  {  // router: bf16 weights, fp32 activations
-    const int64_t rows = 37, k = 70, tokens = 3, ldx = 75, ldy = 40;
+  for (const int64_t rows : {37, 64}) {  // router: bf16 weights, fp32 activations (64: 4 rows a warp)
+    const int64_t k = 70, tokens = 3, ldx = 75, ldy = 70;
     const auto w = bf16s(rng, static_cast<size_t>(rows * k));
     const auto x = floats(rng, static_cast<size_t>(tokens * ldx));
     dev<uint16_t> dw(w);
