@@ -35,7 +35,9 @@ using troupe::llama::llama_session;
 
 constexpr int decode_tokens = 64;
 
+/// $TROUPE_BENCH_MODEL (any llama-architecture GGUF file), else the embedded SmolLM2 Q4_1 file.
 std::filesystem::path model_path() {
+  if (const char* m = std::getenv("TROUPE_BENCH_MODEL"); m != nullptr && *m != 0) return m;
   std::filesystem::path dir;
   if (const char* d = std::getenv("TROUPE_MODEL_DIR"); d != nullptr && *d != 0) {
     dir = d;

@@ -15,6 +15,7 @@ after the prompt.
 
 Usage:
   python3 tools/reference/bench_vs_llama_cpp.py --bench BUILD/bench/llama/bench_llama [--reps 5]
+      [--model FILE.gguf]   (default: the embedded SmolLM2 Q4_1 file; both sides run FILE)
 """
 
 import argparse
@@ -50,11 +51,12 @@ def llama_cpp_run(llm, tokens):
     return len(tokens) / (t1 - t0), DECODE / (t2 - t1)
 
 
-def troupe_run(bench):
+def troupe_run(bench, model):
     # Only the two benchmarks compared here (the batched and engine ones take minutes).
     out = subprocess.run([str(bench), "--benchmark_format=json", "--benchmark_min_time=0.001",
                           "--benchmark_filter=^bm_(prefill|decode)/"],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True,
+                         env=dict(os.environ, TROUPE_BENCH_MODEL=str(model))).stdout
     rates = {}
     for b in json.loads(out)["benchmarks"]:
         if b.get("error_occurred"):
@@ -96,7 +98,7 @@ def main():
             p, d = llama_cpp_run(llm, tokens)
             results[name][0].append(p)
             results[name][1].append(d)
-        p, d, troupe_prompt_tokens = troupe_run(args.bench)
+        p, d, troupe_prompt_tokens = troupe_run(args.bench, args.model)
         results["troupe"][0].append(p)
         results["troupe"][1].append(d)
     if troupe_prompt_tokens is not None and int(troupe_prompt_tokens) != len(tokens):
