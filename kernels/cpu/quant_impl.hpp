@@ -111,8 +111,12 @@ static inline void quantize_q8_k_ggml(const float* x, void* vy, int64_t n) noexc
     }
     const float iscale = -127.0f / max;
     for (int j = 0; j < qk_k; ++j) {
-      // Round to nearest even by the fp32 adder (ggml's nearest_int): |iscale·x| <= 127.
-      const float v = iscale * x[j] + 12582912.0f;
+      // Round to nearest even by the fp32 adder (ggml's nearest_int): |iscale·x| <= 127. The
+      // product is rounded to fp32 first, as ggml's (compiled without FMA contraction there) is:
+      // the empty asm keeps GCC from fusing it into the add where -mfma allows it.
+      float p = iscale * x[j];
+      __asm__("" : "+x"(p));
+      const float v = p + 12582912.0f;
       int32_t bits;
       __builtin_memcpy(&bits, &v, sizeof bits);
       const int q = (bits & 0x007FFFFF) - 0x00400000;
