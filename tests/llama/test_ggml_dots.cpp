@@ -1,6 +1,7 @@
 // troupe's quantised mat-mul against ggml's own dot products, bit for bit, for the weight types
-// that no committed model exercises end to end (Q5_0, Q5_1) and those the SmolLM2 fixture does
-// (Q4_1, Q8_0) or does not (Q4_0): tests/fixtures/llama/ggml_dots.json holds random weight rows,
+// that no committed model exercises end to end (Q5_0, Q5_1, Q4_K, Q6_K: llama.cpp's K-quant mixes)
+// and those the SmolLM2 fixture does (Q4_1, Q8_0) or does not (Q4_0): the Q8_K activation
+// rounding included. tests/fixtures/llama/ggml_dots.json holds random weight rows,
 // fp32 activations and the floats ggml's from_float + vec_dot produced for them
 // (tools/reference/make_ggml_dot_fixture.py). troupe quantises the activations itself.
 
