@@ -52,6 +52,7 @@ const char* type_name(quant_type t) noexcept {
     case quant_type::q8_0: return "q8_0";
     case quant_type::q8_1: return "q8_1";
     case quant_type::q4_k: return "q4_K";
+    case quant_type::q5_k: return "q5_K";
     case quant_type::q6_k: return "q6_K";
     case quant_type::q8_k: return "q8_K";
     case quant_type::bf16: return "bf16";
@@ -71,6 +72,7 @@ int64_t block_elements(quant_type t) noexcept {
     case quant_type::q8_0:
     case quant_type::q8_1: return 32;
     case quant_type::q4_k:
+    case quant_type::q5_k:
     case quant_type::q6_k:
     case quant_type::q8_k: return qk_k;
   }
@@ -89,6 +91,7 @@ int64_t block_bytes(quant_type t) noexcept {
     case quant_type::q8_0: return sizeof(block_q8_0);
     case quant_type::q8_1: return sizeof(block_q8_1);
     case quant_type::q4_k: return sizeof(block_q4_k);
+    case quant_type::q5_k: return sizeof(block_q5_k);
     case quant_type::q6_k: return sizeof(block_q6_k);
     case quant_type::q8_k: return sizeof(block_q8_k);
   }
@@ -113,6 +116,7 @@ bool activation_type(quant_type weight, quant_type* out) noexcept {
     case quant_type::q4_1:
     case quant_type::q5_1: a = quant_type::q8_1; break;
     case quant_type::q4_k:
+    case quant_type::q5_k:
     case quant_type::q6_k: a = quant_type::q8_k; break;
     default: return false;
   }
@@ -213,6 +217,24 @@ void dequantize_q5_1(const block_q5_1* x, float* y, int64_t nb) {
     const float d = fp16_to_fp32(x[i].d);
     const float m = fp16_to_fp32(x[i].m);
     for (int j = 0; j < qk5_1; ++j) y[i * qk5_1 + j] = q5_value(x[i].qs, x[i].qh, j) * d + m;
+  }
+}
+
+void dequantize_q5_k(const block_q5_k* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    const float dmin = fp16_to_fp32(x[i].dmin);
+    const uint8_t* q = x[i].qs;
+    for (int j = 0; j < qk_k / 64; ++j, q += 32) {
+      uint8_t sc, m;
+      q4_k_scale_min(2 * j, x[i].scales, &sc, &m);
+      const float d1 = d * sc, m1 = dmin * m;
+      q4_k_scale_min(2 * j + 1, x[i].scales, &sc, &m);
+      const float d2 = d * sc, m2 = dmin * m;
+      const int u1 = 1 << (2 * j), u2 = 2 << (2 * j);
+      for (int l = 0; l < 32; ++l) *y++ = d1 * ((q[l] & 0xF) + (x[i].qh[l] & u1 ? 16 : 0)) - m1;
+      for (int l = 0; l < 32; ++l) *y++ = d2 * ((q[l] >> 4) + (x[i].qh[l] & u2 ? 16 : 0)) - m2;
+    }
   }
 }
 
@@ -418,6 +440,35 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
   return s;
 }
 
+float dot_q5_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q5_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    const uint8_t* q5 = x[i].qs;
+    const int8_t* q8 = y[i].qs;
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < qk_k / 64; ++j) {
+      uint8_t sc1, m1, sc2, m2;
+      q4_k_scale_min(2 * j, x[i].scales, &sc1, &m1);
+      q4_k_scale_min(2 * j + 1, x[i].scales, &sc2, &m2);
+      int s1 = 0, s2 = 0;
+      for (int l = 0; l < 32; ++l) {
+        s1 += ((q5[l] & 0xF) + ((x[i].qh[l] >> (2 * j)) & 1) * 16) * q8[l];
+        s2 += ((q5[l] >> 4) + ((x[i].qh[l] >> (2 * j + 1)) & 1) * 16) * q8[l + 32];
+      }
+      sumi += sc1 * s1 + sc2 * s2;
+      summ += m1 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
+              m2 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+      q5 += 32;
+      q8 += 64;
+    }
+    s += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(sumi) -
+         fp16_to_fp32(x[i].dmin) * y[i].d * static_cast<float>(summ);
+  }
+  return s;
+}
+
 float dot_q6_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const block_q6_k*>(w);
   const auto* y = static_cast<const block_q8_k*>(a);
@@ -459,7 +510,7 @@ const kernel_table& scalar_kernels() noexcept {
                                   dot_q4_0,      dot_q4_1,      dot_q4_k,     dot_q6_k,
                                   quantize_q8_0, quantize_q8_1, quantize_q8_k,
                                   nullptr,       nullptr,       dot_q5_0,     dot_q5_1,
-                                  nullptr,       nullptr};
+                                  nullptr,       nullptr,       dot_q5_k};
   return table;
 }
 
@@ -545,6 +596,7 @@ detail::dot_fn dot_for(const detail::kernel_table& t, quant_type weight) noexcep
     case quant_type::q5_0: return t.dot_q5_0;
     case quant_type::q5_1: return t.dot_q5_1;
     case quant_type::q4_k: return t.dot_q4_k;
+    case quant_type::q5_k: return t.dot_q5_k;
     case quant_type::q6_k: return t.dot_q6_k;
     default: return nullptr;
   }
@@ -598,6 +650,7 @@ status dequantize_row(quant_type t, const void* x, float* y, int64_t n, isa leve
     case quant_type::q5_0: detail::dequantize_q5_0(static_cast<const block_q5_0*>(x), y, nb); break;
     case quant_type::q5_1: detail::dequantize_q5_1(static_cast<const block_q5_1*>(x), y, nb); break;
     case quant_type::q4_k: detail::dequantize_q4_k(static_cast<const block_q4_k*>(x), y, nb); break;
+    case quant_type::q5_k: detail::dequantize_q5_k(static_cast<const block_q5_k*>(x), y, nb); break;
     case quant_type::q6_k: detail::dequantize_q6_k(static_cast<const block_q6_k*>(x), y, nb); break;
     default: return status::unsupported_type;
   }

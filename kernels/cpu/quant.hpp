@@ -19,6 +19,7 @@ enum class quant_type : uint32_t {
   q8_0 = 8,
   q8_1 = 9,
   q4_k = 12,
+  q5_k = 13,
   q6_k = 14,
   q8_k = 15,
   bf16 = 30,
@@ -99,6 +100,15 @@ struct block_q4_k {
 };
 static_assert(sizeof(block_q4_k) == 144, "block_q4_K must match ggml's 144-byte layout");
 
+struct block_q5_k {
+  uint16_t d;                    // fp16 super-block scale for the 6-bit scales
+  uint16_t dmin;                 // fp16 super-block scale for the 6-bit mins
+  uint8_t scales[k_scale_size];  // 8 scales and 8 mins, 6 bits each (as Q4_K)
+  uint8_t qh[qk_k / 8];          // fifth bits: bit 2j / 2j+1 of qh[l] for element l of sub-block 2j / 2j+1
+  uint8_t qs[qk_k / 2];          // low 4 bits, 64 elements per 32 bytes (low nibbles first)
+};
+static_assert(sizeof(block_q5_k) == 176, "block_q5_K must match ggml's 176-byte layout");
+
 struct block_q6_k {
   uint8_t ql[qk_k / 2];      // low 4 bits
   uint8_t qh[qk_k / 4];      // high 2 bits
@@ -122,7 +132,7 @@ int64_t block_bytes(quant_type t) noexcept;
 int64_t row_bytes(quant_type t, int64_t n) noexcept;
 
 /// The activation format a weight type is multiplied with: f32 for f32/f16/bf16 weights,
-/// q8_0 for q8_0/q4_0/q5_0, q8_1 for q4_1/q5_1, q8_k for q4_K/q6_K. Returns false for other
+/// q8_0 for q8_0/q4_0/q5_0, q8_1 for q4_1/q5_1, q8_k for q4_K/q5_K/q6_K. Returns false for other
 /// types.
 bool activation_type(quant_type weight, quant_type* out) noexcept;
 

@@ -219,6 +219,51 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
   return hsum(acc) + _mm_cvtss_f32(acc_m);
 }
 
+float dot_q5_k(int64_t n, const void* w, const void* a) {
+  // ggml's AVX2 arithmetic: the scaled quants in 8 int32 lanes times d; the mins summed as one
+  // integer per block, times -dmin into a scalar sum (fused, as GCC contracts ggml's).
+  const auto* x = static_cast<const block_q5_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps();
+  float summs = 0.0f;
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
+    const __m256i bsums = load256(y[i].bsums);
+    const __m128i sub_sums =
+        _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    __m128i prod = _mm_madd_epi16(mins, sub_sums);
+    prod = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+    const int mins_sum = _mm_cvtsi128_si32(_mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0x55)));
+    const float dmin = -y[i].d * fp16(x[i].dmin);
+    summs = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(dmin), _mm_set_ss(static_cast<float>(mins_sum)),
+                                       _mm_set_ss(summs)));
+    const __m256i hbits = load256(x[i].qh);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      const __m256i q5 = load256(x[i].qs + 32 * j);
+      // Fifth bits 2j and 2j+1 of each qh byte, moved to 16 (bytewise: masked before the shift).
+      const __m256i h_lo =
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4);
+      const __m256i h_hi =
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4);
+      const __m256i lo = _mm256_add_epi8(_mm256_and_si256(q5, low4), h_lo);
+      const __m256i hi = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5, 4), low4), h_hi);
+      __m256i p_lo = _mm256_maddubs_epi16(lo, load256(y[i].qs + 64 * j));
+      __m256i p_hi = _mm256_maddubs_epi16(hi, load256(y[i].qs + 64 * j + 32));
+      p_lo = _mm256_madd_epi16(p_lo, _mm256_set1_epi16(sc[2 * j]));
+      p_hi = _mm256_madd_epi16(p_hi, _mm256_set1_epi16(sc[2 * j + 1]));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+    }
+    const float d = y[i].d * fp16(x[i].d);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc) + summs;
+}
+
 float dot_q6_k(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const block_q6_k*>(w);
   const auto* y = static_cast<const block_q8_k*>(a);
@@ -509,7 +554,8 @@ const kernel_table& avx2_kernels() noexcept {
                                   dot_q5_0,
                                   dot_q5_1,
                                   mat_mat_q5_0,
-                                  mat_mat_q5_1};
+                                  mat_mat_q5_1,
+                                  dot_q5_k};
   return table;
 }
 

@@ -40,6 +40,7 @@ struct kernel_table {
   dot_fn dot_q5_1;
   mat_mat_fn mat_mat_q5_0;
   mat_mat_fn mat_mat_q5_1;
+  dot_fn dot_q5_k;
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).

@@ -87,6 +87,7 @@ bool computable(uint32_t type) {
     case kc::quant_type::q5_0:
     case kc::quant_type::q5_1:
     case kc::quant_type::q4_k:
+    case kc::quant_type::q5_k:
     case kc::quant_type::q6_k:
       return true;
     default:
@@ -120,7 +121,7 @@ class gguf_loader {
       throw error(errc::unsupported,
                   "gguf " + f_.path().string() + ": tensor '" + t.name + "' is of ggml type " +
                       (name.empty() ? "#" + std::to_string(t.type) : std::string(name)) +
-                      "; troupe computes F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K only "
+                      "; troupe computes F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K only "
                       "(requantize the file, e.g. with llama-quantize)");
     }
     return static_cast<kc::quant_type>(t.type);

@@ -41,7 +41,7 @@ matrix load_matrix(const gguf_file& f, const std::string& name, int64_t n, int64
     fail(errc::unsupported, f,
          "tensor " + name + " has type " + std::string(ggml_type_name(t.type)) +
              ", which the CPU kernels do not multiply (supported: F32, F16, BF16, Q4_0, Q4_1, "
-             "Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)");
+             "Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)");
   }
   m.rows = rows;
   m.n = n;

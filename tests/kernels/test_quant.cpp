@@ -53,7 +53,7 @@ std::vector<isa> levels() {
 const quant_type weight_types[] = {quant_type::f32,  quant_type::f16,  quant_type::bf16,
                                    quant_type::q8_0, quant_type::q4_0, quant_type::q4_1,
                                    quant_type::q5_0, quant_type::q5_1, quant_type::q4_k,
-                                   quant_type::q6_k};
+                                   quant_type::q5_k, quant_type::q6_k};
 
 // ---- independent references, written from the layout table ---------------------------------
 
@@ -139,6 +139,30 @@ std::vector<float> ref_dequant(quant_type t, const unsigned char* p, int64_t n) 
           for (int l = 0; l < 32; ++l) {
             out[l] = d1 * (qs[l] & 0xF) - mm1;
             out[l + 32] = d2 * (qs[l] >> 4) - mm2;
+          }
+        }
+      }
+      break;
+    case quant_type::q5_k:
+      for (int64_t b = 0; b < n / 256; ++b, p += 176) {
+        // [d][dmin][12 bytes of 6-bit scales/mins, as Q4_K][qh: 32][qs: 128]
+        float d = float(ref_fp16(rd16(p))), dmin = float(ref_fp16(rd16(p + 2)));
+        const unsigned char* sc = p + 4;
+        const unsigned char* qh = p + 16;
+        const unsigned char* qs = p + 48;
+        auto get = [&](int j, int* s, int* m) {
+          if (j < 4) { *s = sc[j] & 63; *m = sc[j + 4] & 63; }
+          else { *s = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4); *m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4); }
+        };
+        float* out = y.data() + b * 256;
+        for (int j = 0; j < 4; ++j, qs += 32, out += 64) {
+          int s1, m1, s2, m2;
+          get(2 * j, &s1, &m1);
+          get(2 * j + 1, &s2, &m2);
+          const float d1 = d * s1, mm1 = dmin * m1, d2 = d * s2, mm2 = dmin * m2;
+          for (int l = 0; l < 32; ++l) {
+            out[l] = d1 * ((qs[l] & 0xF) + 16 * ((qh[l] >> (2 * j)) & 1)) - mm1;
+            out[l + 32] = d2 * ((qs[l] >> 4) + 16 * ((qh[l] >> (2 * j + 1)) & 1)) - mm2;
           }
         }
       }
@@ -239,6 +263,12 @@ std::vector<unsigned char> random_weights(rng& r, quant_type t, int64_t n, bool 
       for (int64_t b = 0; b < n / 256; ++b) {
         put16(&w[144 * b], scale(0.0005f, 0.005f));
         put16(&w[144 * b + 2], scale(0.0005f, 0.005f));
+      }
+      break;
+    case quant_type::q5_k:
+      for (int64_t b = 0; b < n / 256; ++b) {
+        put16(&w[176 * b], scale(0.0005f, 0.005f));
+        put16(&w[176 * b + 2], scale(0.0005f, 0.005f));
       }
       break;
     case quant_type::q6_k:
@@ -567,7 +597,7 @@ BOOST_AUTO_TEST_CASE(bad_arguments_give_a_status) {
   BOOST_TEST(q::vec_dot(quant_type::q4_0, 33, buf, buf, &out) == status::bad_size);
   BOOST_TEST(q::vec_dot(quant_type::q4_k, 32, buf, buf, &out) == status::bad_size);
   BOOST_TEST(q::vec_dot(quant_type::q8_k, 256, buf, buf, &out) == status::unsupported_type);
-  BOOST_TEST(q::vec_dot(static_cast<quant_type>(13), 256, buf, buf, &out) == status::unsupported_type);
+  BOOST_TEST(q::vec_dot(static_cast<quant_type>(11), 256, buf, buf, &out) == status::unsupported_type);  // Q3_K
   BOOST_TEST(q::vec_dot(quant_type::q4_0, 32, nullptr, buf, &out) == status::null_pointer);
   BOOST_TEST(q::dequantize_row(quant_type::q8_k, buf, y, 256) == status::unsupported_type);
   BOOST_TEST(q::dequantize_row(quant_type::q6_k, buf, y, 64) == status::bad_size);

@@ -91,7 +91,7 @@ class model {
   /// for DeepSeek-V2/V3, Kimi K2 and Moonlight): config from the `deepseek2.*` metadata
   /// (config::from_gguf), tensors by llama.cpp's names (token_embd, blk.N.attn_q / attn_q_a,
   /// attn_kv_a_mqa, attn_kv_b or the split attn_k_b + attn_v_b, ffn_*_exps stacked per expert,
-  /// ...), each of a type the CPU kernels compute (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K)
+  /// ...), each of a type the CPU kernels compute (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
   /// and left in the mapped file; only kv_b is rebuilt in fp32 from k_b/v_b. Throws troupe::error:
   /// the errors of gguf_file::open and config::from_gguf, not_found (a missing tensor, named),
   /// parse_error (a tensor whose shape disagrees with the metadata, naming tensor, shape in ggml's
