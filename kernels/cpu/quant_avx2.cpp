@@ -371,7 +371,7 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
   static_assert(sizeof(block_q8_1) == 40, "block offsets below");
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R][T];
-  __m256 summs[T];  // lane 2r+1: Σ m·s of row r (fused, as dot_q4_1's scalar loop contracts it)
+  __m256 summs[T];  // lane 2r+1: Σ m·s of row r (fused, as in dot_q4_1 / dot_q5_1)
   for (int t = 0; t < T; ++t) {
     summs[t] = _mm256_setzero_ps();
     for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();

@@ -1,13 +1,13 @@
 // AVX-512 VNNI multi-row kernels for Q4_1, Q5_1, Q8_0 and Q5_0 weights (the decode and prefill
-// mat-muls of GGUF models). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c;
-// reached only through avx512_kernels() after the CPU reported avx512vnni.
+// mat-muls of GGUF models). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2
+// -mfma -mf16c; reached only through avx512_kernels() after the CPU reported avx512vnni.
 //
-// Bit-identical to dot_q4_1 / dot_q5_1 / dot_q8_0 / dot_q5_0 of quant_avx2.cpp (and so to ggml's AVX2 vec_dot): each
-// row keeps its own 8 fp32 lanes, each lane the same 4-product integer sum, scaled and
+// Bit-identical to dot_q4_1 / dot_q5_1 / dot_q8_0 / dot_q5_0 of quant_avx2.cpp (and so to ggml's
+// AVX2 vec_dot): each row keeps its own 8 fp32 lanes, each lane the same 4-product integer sum, scaled and
 // accumulated block after block by the same FMA, and reduced by the same horizontal sum. What
 // changes is only the packing: two rows share one zmm register (one row per 128-bit chunk pair),
 // and vpdpbusd does maddubs + madd in one instruction (exact here: no pair sum can saturate,
-// |nibble·q8| <= 15·127 and |q8·q8| <= 128·128).
+// |q5·q8| <= 31·127 and |q8·q8| <= 128·128).
 
 // GCC 12 warns about the deliberate `__Y = __Y` self-initialisation inside its own AVX-512
 // intrinsics headers (GCC bug 105593); the warning is about the header, not this code.
@@ -55,13 +55,13 @@ inline float hsum(__m128 lo, __m128 hi) {
 }
 
 /// Index vector that spreads lanes `a` and `b` of a __m512 over four 128-bit chunks as
-/// [a a a a, b b b b, a a a a, b b b b] (Q4_1's chunk order, see tile_q4_1).
+/// [a a a a, b b b b, a a a a, b b b b] (the chunk order of tile_unsigned).
 inline __m512i spread_q4_1(int a, int b) {
   const __m512i va = _mm512_set1_epi32(a), vb = _mm512_set1_epi32(b);
   return _mm512_mask_blend_epi32(0xF0F0, va, vb);
 }
 
-/// [a × 8, b × 8] (Q8_0's chunk order, see tile_q8_0).
+/// [a × 8, b × 8] (the chunk order of tile_signed).
 inline __m512i spread_q8_0(int a, int b) {
   return _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(a), _mm512_set1_epi32(b));
 }
@@ -132,7 +132,7 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
   __m512i scale_of[P];  // lanes of dd (below) for each pair, in the pair's chunk order
   for (int p = 0; p < P; ++p) scale_of[p] = spread_q4_1(4 * p, 4 * p + 2);
   __m512 acc[P][T];
-  __m512 summs[T];  // lane 2j+1: Σ m·s of row j, fused as dot_q4_1's scalar loop contracts it
+  __m512 summs[T];  // lane 2j+1: Σ m·s of row j, fused as in dot_q4_1 / dot_q5_1
   for (int t = 0; t < T; ++t) {
     summs[t] = _mm512_setzero_ps();
     for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
