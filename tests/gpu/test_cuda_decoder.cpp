@@ -1,21 +1,20 @@
-// The whole decode step on one GPU (include/troupe/gpu/cuda_decoder.hpp) against the CPU decoder:
+// The whole decode step on one GPU (include/troupe/gpu/cuda_decoder.hpp) against the CPU decoder
+// with the GPU's bf16 roundings (batch_decoder::options::bf16_activations, absorbed attention):
 // logits of the committed K2.5-like INT4 fixture (q_lora, YaRN, INT4 routed experts, a dense first
-// layer, a shared expert) per prompt position and per greedy decode step, greedy tokens equal to
-// HF's; several sequences of different lengths in one padded bucket; CUDA-graph replay
+// layer, a shared expert) per prompt position and per step of HF's greedy continuation
+// (teacher-forced); several sequences of different lengths in one padded bucket; CUDA-graph replay
 // bit-identical to direct launches (fixture and a random Moonlight-shaped model: q_proj, kv_lora
-// 512); the decode-shaped kernels (attention split over the cache pages, expert GEMV) against the
-// general ones; refusals (bf16 experts, context, cache pages).
+// 512); the decode-shaped kernels against the general ones; refusals (bf16 experts, context, cache
+// pages).
 //
 // The moonlight fixture (bf16 experts) is only used for the refusal: the GPU decoder computes INT4
 // experts only, and quantising them here would compare two different models; its q_proj path is
 // covered by the random Moonlight-shaped model (replay vs direct, finite logits), not against a
 // reference.
 //
-// Tolerance: the GPU rounds activations to bf16 at the input of every GEMM (2^-9 relative each)
-// and keeps the latent cache in bf16, the CPU keeps fp32 throughout; through 4 layers of ~8
-// products each this gives a few 1e-3 of the largest logit, and 2e-2 (the GPU expert test's
-// bound) leaves room for the rare near-tie expert choice. Greedy tokens must match exactly (the
-// fixture's prompts have a top-1 margin).
+// Tolerance: see reference_options and row_errors below. Against the fp32 CPU decoder and HF the
+// errors and the greedy agreement are reported, not bounded: on this fixture the bf16 roundings
+// alone swap near-tie expert choices (measured with an exact CPU emulation of them).
 //
 // Without a CUDA device the program prints "SKIPPED: no CUDA device" and exits with 77.
 // UNVERIFIED so far: no GPU was available where this was written.
@@ -29,6 +28,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "deepseek/deepseek_test_support.hpp"
 #include "troupe/gpu/cuda_decoder.hpp"
@@ -99,103 +100,150 @@ std::vector<float> batched_steps(cuda_decoder& d, int64_t vocab) {
     const batch_decoder::chunk ch{seqs.back(), p};
     const auto out = d.decode({&ch, 1});
     all.insert(all.end(), out.begin(), out.end());
-    next.push_back(argmax_row(out.data(), vocab));
+    // Fixed tokens after the prompts, not each decoder's own argmax: two decoders whose logits
+    // differ in the last bits (other kernels) could resolve a near-tie differently and part.
+    next.push_back(static_cast<int32_t>((101 * next.size() + 5) % vocab));
   }
   for (int step = 0; step < 6; ++step) {
     d.step(seqs, next);
     const auto out = d.logits();
     all.insert(all.end(), out.begin(), out.end());
-    for (size_t i = 0; i < seqs.size(); ++i) next[i] = argmax_row(out.data() + i * vocab, vocab);
+    for (size_t i = 0; i < seqs.size(); ++i) next[i] = static_cast<int32_t>((37 * (step + 1) + 101 * i + 5) % vocab);
   }
   for (uint32_t s : seqs) d.close(s);
   return all;
 }
 
+// The CPU reference of the GPU's numerics: batch_decoder with the same bf16 roundings (every GEMM
+// input, the latent cache, the experts' input and SiLU output) and the absorbed attention the GPU
+// runs for every position. The fp32 CPU decoder is no reference for a bf16 decoder on this
+// fixture: it is a tiny random model whose routed-expert choices have near-ties that bf16-sized
+// perturbations swap, so an exact CPU emulation of the GPU's roundings differs from the fp32
+// decoder by up to 0.59 of the largest logit at a prompt position (median 0.017) and by up to 0.97
+// on HF's teacher-forced greedy steps, and parts from HF's greedy continuations within 0-10 steps
+// (their top-2 gaps go down to 0.0025 of logits ~6).
+batch_decoder::options reference_options() {
+  return {.threads = 2, .attention = attention_form::absorbed, .bf16_activations = true};
+}
+
+// Relative logit errors of many rows. Even against the reference a rare near-tie can flip: with
+// every GEMM input perturbed by 1e-6 (the order of fp32 summation differences) the emulation's
+// teacher-forced steps differ by median 0.0048, 90th percentile 0.010 and at most 0.30 (4 rows
+// of 124 above 2e-2), by 1e-7 at most 0.0037. So the bound is on the median and the 90th
+// percentile (a wrong kernel moves most rows by O(1)); the largest is reported.
+struct row_errors {
+  std::vector<double> e;
+  void add(double x) { e.push_back(x); }
+  double quantile(double q) const {
+    if (e.empty()) return 0;
+    std::vector<double> v = e;
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+  }
+  double largest() const { return e.empty() ? 0 : *std::max_element(e.begin(), e.end()); }
+};
+
+void check_rows(const row_errors& r, const std::string& what) {
+  BOOST_TEST_MESSAGE(what << ": largest relative logit error against the bf16 reference " << r.largest()
+                          << " (median " << r.quantile(0.5) << ", 90th percentile " << r.quantile(0.9)
+                          << ", " << r.e.size() << " rows)");
+  BOOST_CHECK_LE(r.quantile(0.5), gpu_tolerance / 2);
+  BOOST_CHECK_LE(r.quantile(0.9), gpu_tolerance);
+}
+
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(k25_int4_logits_match_cpu_per_position_and_step) {
+BOOST_AUTO_TEST_CASE(k25_int4_logits_match_the_bf16_reference_per_position_and_step) {
   const auto m = model::load(fixture("k25_int4"));
   const int64_t V = m->cfg().vocab_size;
-  batch_decoder cpu(m);
+  batch_decoder ref(m, reference_options()), cpu(m);
   cuda_decoder gpu(m, small_options(true));
-  double worst_cpu = 0, worst_hf = 0, worst_step = 0;
+  row_errors against_ref, against_cpu, against_hf;
+  int exact = 0, steps = 0;
   for (const auto& c : load_expected(fixture("k25_int4") / "expected.safetensors")) {
     // The prompt: every position's logits (the GPU runs it as successive decode steps).
-    const uint32_t sc = cpu.open(256), sg = gpu.open(256);
-    batch_decoder::chunk cc{sc, c.prompt}, cg{sg, c.prompt};
-    const auto want = cpu.decode({&cc, 1}, true);
-    const std::vector<float> want_prompt(want.begin(), want.end());
+    const uint32_t sr = ref.open(256), sc = cpu.open(256), sg = gpu.open(256);
+    batch_decoder::chunk cr{sr, c.prompt}, cc{sc, c.prompt}, cg{sg, c.prompt};
+    const auto r0 = ref.decode({&cr, 1}, true);
+    const std::vector<float> want_ref(r0.begin(), r0.end());
+    const auto c0 = cpu.decode({&cc, 1}, true);
+    const std::vector<float> want_cpu(c0.begin(), c0.end());
     const auto got = gpu.decode({&cg, 1}, true);
-    BOOST_REQUIRE_EQUAL(got.size(), want_prompt.size());
+    BOOST_REQUIRE_EQUAL(got.size(), want_ref.size());
     for (size_t p = 0; p < c.prompt.size(); ++p) {
-      worst_cpu = std::max(worst_cpu, relative_error(got.data() + p * V, want_prompt.data() + p * V, V));
-      worst_hf = std::max(worst_hf, relative_error(got.data() + p * V, c.logits.data() + p * V, V));
+      against_ref.add(relative_error(got.data() + p * V, want_ref.data() + p * V, V));
+      against_cpu.add(relative_error(got.data() + p * V, want_cpu.data() + p * V, V));
+      against_hf.add(relative_error(got.data() + p * V, c.logits.data() + p * V, V));
     }
-    // Greedy decode, one step at a time, both fed the GPU's token: logits per step and tokens.
-    std::vector<int32_t> tokens{argmax_row(got.data() + (c.prompt.size() - 1) * V, V)};
-    for (size_t i = 1; i < c.greedy.size(); ++i) {
-      const int32_t t = tokens.back();
-      cc.tokens = {&tokens.back(), 1};
-      const auto w = cpu.decode({&cc, 1});
+    // HF's greedy continuation, teacher-forced into both (each decoder's own argmax would part
+    // the continuations at the first near-tie): the GPU's decode steps against the reference's.
+    for (size_t i = 0; i + 1 < c.greedy.size(); ++i) {
+      cr.tokens = {&c.greedy[i], 1};
+      const auto w = ref.decode({&cr, 1});
       const std::vector<float> want_step(w.begin(), w.end());
       const uint32_t seqs[] = {sg};
-      const int32_t next = gpu.step(seqs, {&t, 1})[0];
-      worst_step = std::max(worst_step, relative_error(gpu.logits().data(), want_step.data(), V));
-      BOOST_CHECK_EQUAL(next, argmax_row(want_step.data(), V));
-      tokens.push_back(next);
+      const int32_t next = gpu.step(seqs, {&c.greedy[i], 1})[0];
+      BOOST_CHECK_EQUAL(next, argmax_row(gpu.logits().data(), V));  // the step's greedy token
+      against_ref.add(relative_error(gpu.logits().data(), want_step.data(), V));
+      exact += next == c.greedy[i + 1];
+      ++steps;
     }
-    BOOST_CHECK_EQUAL_COLLECTIONS(tokens.begin(), tokens.end(), c.greedy.begin(), c.greedy.end());
+    ref.close(sr);
     cpu.close(sc);
     gpu.close(sg);
   }
-  BOOST_TEST_MESSAGE("k25_int4 on the GPU: largest relative logit error against the CPU " << worst_cpu
-                     << " (prompt positions), " << worst_step << " (decode steps); against HF " << worst_hf);
-  BOOST_CHECK_LE(worst_cpu, gpu_tolerance);
-  BOOST_CHECK_LE(worst_step, gpu_tolerance);
-  BOOST_CHECK_LE(worst_hf, gpu_tolerance);
+  check_rows(against_ref, "k25_int4 on the GPU (prompt positions and HF's greedy steps)");
+  BOOST_TEST_MESSAGE("k25_int4 on the GPU, prompt positions: largest relative logit error against the fp32 CPU "
+                     << against_cpu.largest() << " (median " << against_cpu.quantile(0.5) << "), against HF "
+                     << against_hf.largest() << "; greedy token equal to HF's at " << exact << " of " << steps
+                     << " steps (not required: see the header)");
 }
 
-BOOST_AUTO_TEST_CASE(sequences_of_different_lengths_in_one_padded_bucket_match_cpu) {
+BOOST_AUTO_TEST_CASE(sequences_of_different_lengths_in_one_padded_bucket_match_the_reference) {
   const auto m = model::load(fixture("k25_int4"));
   const int64_t V = m->cfg().vocab_size;
-  batch_decoder cpu(m);
+  batch_decoder ref(m, reference_options());
   cuda_decoder gpu(m, small_options(true));
   const std::vector<std::vector<int32_t>> prompts{{1, 2, 3, 4, 5}, {7, 9}, {11, 13, 17, 19, 23, 29, 31}};
-  std::vector<uint32_t> sc, sg;
-  std::vector<batch_decoder::chunk> cc, cg;
+  std::vector<uint32_t> sr, sg;
+  std::vector<batch_decoder::chunk> cr, cg;
   for (const auto& p : prompts) {
-    sc.push_back(cpu.open(64));
+    sr.push_back(ref.open(64));
     sg.push_back(gpu.open(64));
-    cc.push_back({sc.back(), p});
+    cr.push_back({sr.back(), p});
     cg.push_back({sg.back(), p});
   }
   // All three prompts in one call: steps of 3, 3, 2, 2, 2, 1, 1 rows (buckets 4, 4, 2, ..., 1).
-  const auto want = cpu.decode(cc);
+  const auto want = ref.decode(cr);
   const std::vector<float> w0(want.begin(), want.end());
   const auto got = gpu.decode(cg);
-  double worst = 0;
+  row_errors errors;
+  int same = 0, rows = 0;
   std::vector<int32_t> next(3);
   for (size_t i = 0; i < 3; ++i) {
-    worst = std::max(worst, relative_error(got.data() + i * V, w0.data() + i * V, V));
+    errors.add(relative_error(got.data() + i * V, w0.data() + i * V, V));
     next[i] = argmax_row(w0.data() + i * V, V);
   }
+  // Then five steps of the three, both fed the reference's greedy tokens.
   for (int step = 0; step < 5; ++step) {
     for (size_t i = 0; i < 3; ++i) {
-      cc[i].tokens = {&next[i], 1};
+      cr[i].tokens = {&next[i], 1};
       cg[i].tokens = {&next[i], 1};
     }
-    const auto w = cpu.decode(cc);
+    const auto w = ref.decode(cr);
     const std::vector<float> ws(w.begin(), w.end());
     const auto g = gpu.decode(cg);
     for (size_t i = 0; i < 3; ++i) {
-      worst = std::max(worst, relative_error(g.data() + i * V, ws.data() + i * V, V));
-      BOOST_CHECK_EQUAL(argmax_row(g.data() + i * V, V), argmax_row(ws.data() + i * V, V));
+      errors.add(relative_error(g.data() + i * V, ws.data() + i * V, V));
+      same += argmax_row(g.data() + i * V, V) == argmax_row(ws.data() + i * V, V);
+      ++rows;
       next[i] = argmax_row(ws.data() + i * V, V);
     }
   }
-  for (size_t i = 0; i < 3; ++i) BOOST_CHECK_EQUAL(gpu.position(sg[i]), cpu.position(sc[i]));
-  BOOST_TEST_MESSAGE("three sequences in a bucket of 4: largest relative logit error against the CPU " << worst);
-  BOOST_CHECK_LE(worst, gpu_tolerance);
+  for (size_t i = 0; i < 3; ++i) BOOST_CHECK_EQUAL(gpu.position(sg[i]), ref.position(sr[i]));
+  check_rows(errors, "three sequences in a bucket of 4");
+  BOOST_TEST_MESSAGE("three sequences in a bucket of 4: greedy token equal to the reference's at " << same << " of "
+                     << rows << " steps");
   // The routing of the last step: 3 live rows of bucket 4, padding routed nowhere.
   const auto r = gpu.last_routing();
   BOOST_CHECK_EQUAL(r.bucket, 4);
