@@ -684,6 +684,9 @@ struct cuda_decoder::impl {
 
   // One step of rows (seq, token) at each sequence's position; reserves pages first.
   void step_rows(std::span<const uint32_t> s, std::span<const int32_t> tokens, bool want_logits) {
+    // The decoder's device, whatever the calling thread last selected (shape() set it only on the
+    // constructing thread).
+    check_cuda(cudaSetDevice(dev), dev, "cudaSetDevice");
     const auto b = static_cast<int64_t>(s.size());
     std::vector<int32_t> positions(s.size());
     std::vector<int64_t> lengths(s.size());
@@ -899,6 +902,7 @@ std::vector<std::pair<std::string, double>> cuda_decoder::profile_step(std::span
 
 cuda_decoder::routing cuda_decoder::last_routing() const {
   const auto& I = *impl_;
+  check_cuda(cudaSetDevice(I.dev), I.dev, "cudaSetDevice");
   routing r;
   r.bucket = I.last_bucket;
   r.live = I.last_live;
