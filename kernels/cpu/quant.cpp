@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <type_traits>
 
 #include "cpu/quant_impl.hpp"
 
@@ -411,12 +412,16 @@ float dot_q5_1(int64_t n, const void* w, const void* a) {
   return s;
 }
 
-float dot_q4_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const block_q4_k*>(w);
+/// A Q4_K or Q5_K row against Q8_K: per 32 elements a 6-bit scale and min; Q5_K adds bit 2j /
+/// 2j+1 of qh[l] as 16 to the low / high nibble of sub-block pair j.
+template <class Block>
+float dot_k_with_mins(int64_t n, const void* w, const void* a) {
+  constexpr bool fifth_bit = std::is_same_v<Block, block_q5_k>;
+  const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const block_q8_k*>(a);
   float s = 0.0f;
   for (int64_t i = 0; i < n / qk_k; ++i) {
-    const uint8_t* q4 = x[i].qs;
+    const uint8_t* q = x[i].qs;
     const int8_t* q8 = y[i].qs;
     int sumi = 0, summ = 0;
     for (int j = 0; j < qk_k / 64; ++j) {
@@ -425,13 +430,18 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
       q4_k_scale_min(2 * j + 1, x[i].scales, &sc2, &m2);
       int s1 = 0, s2 = 0;
       for (int l = 0; l < 32; ++l) {
-        s1 += (q4[l] & 0xF) * q8[l];
-        s2 += (q4[l] >> 4) * q8[l + 32];
+        int lo = q[l] & 0xF, hi = q[l] >> 4;
+        if constexpr (fifth_bit) {
+          lo += ((x[i].qh[l] >> (2 * j)) & 1) * 16;
+          hi += ((x[i].qh[l] >> (2 * j + 1)) & 1) * 16;
+        }
+        s1 += lo * q8[l];
+        s2 += hi * q8[l + 32];
       }
       sumi += sc1 * s1 + sc2 * s2;
       summ += m1 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
               m2 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
-      q4 += 32;
+      q += 32;
       q8 += 64;
     }
     s += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(sumi) -
@@ -440,33 +450,12 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
   return s;
 }
 
+float dot_q4_k(int64_t n, const void* w, const void* a) {
+  return dot_k_with_mins<block_q4_k>(n, w, a);
+}
+
 float dot_q5_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const block_q5_k*>(w);
-  const auto* y = static_cast<const block_q8_k*>(a);
-  float s = 0.0f;
-  for (int64_t i = 0; i < n / qk_k; ++i) {
-    const uint8_t* q5 = x[i].qs;
-    const int8_t* q8 = y[i].qs;
-    int sumi = 0, summ = 0;
-    for (int j = 0; j < qk_k / 64; ++j) {
-      uint8_t sc1, m1, sc2, m2;
-      q4_k_scale_min(2 * j, x[i].scales, &sc1, &m1);
-      q4_k_scale_min(2 * j + 1, x[i].scales, &sc2, &m2);
-      int s1 = 0, s2 = 0;
-      for (int l = 0; l < 32; ++l) {
-        s1 += ((q5[l] & 0xF) + ((x[i].qh[l] >> (2 * j)) & 1) * 16) * q8[l];
-        s2 += ((q5[l] >> 4) + ((x[i].qh[l] >> (2 * j + 1)) & 1) * 16) * q8[l + 32];
-      }
-      sumi += sc1 * s1 + sc2 * s2;
-      summ += m1 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
-              m2 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
-      q5 += 32;
-      q8 += 64;
-    }
-    s += fp16_to_fp32(x[i].d) * y[i].d * static_cast<float>(sumi) -
-         fp16_to_fp32(x[i].dmin) * y[i].d * static_cast<float>(summ);
-  }
-  return s;
+  return dot_k_with_mins<block_q5_k>(n, w, a);
 }
 
 float dot_q6_k(int64_t n, const void* w, const void* a) {
