@@ -1,9 +1,13 @@
 // The device actor: one GPU's experts, buffers and NCCL communicator (protocol:
 // device_actors.hpp). UNVERIFIED on a GPU: compiled only (no device in CI); the host decisions it
-// executes (placement, plan, alignment, buckets, budget) are tested in tests/gpu/test_gpu_host.
+// executes (placement, plan, alignment, buckets, budget, the deadline wait on NCCL exchanges) are
+// tested in tests/gpu/test_gpu_host. The failure path (timeout, NCCL async error, ncclCommAbort)
+// has never run against a dead peer.
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +19,7 @@
 #include "device_actors.hpp"
 #include "troupe/caf_types.hpp"
 #include "troupe/gpu/all_to_all_plan.hpp"
+#include "troupe/gpu/completion_wait.hpp"
 #include "troupe/gpu/device_memory.hpp"
 #include "troupe/gpu/graph_buckets.hpp"
 
@@ -128,16 +133,62 @@ struct device_state {
   device_buffer send_x, send_experts, recv_experts_dev, counts, back;  // several ranks only
   int64_t capacity = 0;
 #ifdef TROUPE_HAVE_NCCL
-  ncclComm_t comm = nullptr;
+  ncclComm_t comm = nullptr;  // null again once aborted
 #endif
+  cudaEvent_t exchanged = nullptr;  // several ranks only: recorded after each NCCL exchange
+  // Non-empty once a step failed with several ranks: why. The communicator is aborted by then,
+  // and every later message is refused with this reason.
+  std::string broken;
   static inline const char* name = "troupe.gpu_device";
 
   ~device_state() {
     cudaSetDevice(opts.device);
 #ifdef TROUPE_HAVE_NCCL
+    // An aborted communicator is null here. ncclCommDestroy would wait for queued NCCL work, and
+    // every failure that can leave some queued aborts first (fail_group).
     if (comm != nullptr) ncclCommDestroy(comm);
 #endif
+    if (exchanged != nullptr) cudaEventDestroy(exchanged);
     if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+
+  std::string where() const {
+    return "gpu device " + std::to_string(opts.device) + " (rank " + std::to_string(rank) + " of " +
+           std::to_string(ranks) + ")";
+  }
+
+  // After a failure that leaves this rank's NCCL calls unpaired with its peers' (a step failed
+  // or skipped in part): aborts the communicator, which also ends any of its kernels still
+  // waiting on a peer, and refuses every later message with `reason`. Keeps the first reason.
+  void fail_group(const std::string& reason) {
+    if (ranks == 1 || !broken.empty()) return;
+    broken = reason;
+#ifdef TROUPE_HAVE_NCCL
+    if (comm != nullptr) {
+      ncclCommAbort(comm);
+      comm = nullptr;
+    }
+#endif
+  }
+
+  // The error to reply for a step that failed: with several ranks, also breaks this actor and
+  // says so (unless wait_exchange, which says it itself, already did).
+  error fail_step(const error& e) {
+    if (ranks == 1 || !broken.empty()) return e;
+    error t(e.code(), e.message() + ". " + where() + " skips the rest of this step and aborts its "
+                      "NCCL communicator: its peers time out after nccl_timeout (" +
+                      std::to_string(opts.nccl_timeout.count()) + " ms) and the expert group "
+                      "must be rebuilt, as every rank's communicator is gone");
+    fail_group(t.message());
+    return t;
+  }
+
+  // The answer to any message once broken; none otherwise.
+  caf::error refusal() const {
+    if (broken.empty()) return caf::none;
+    return to_caf_error(error(errc::model_failed,
+                              where() + " is out of service: an earlier step failed and its NCCL "
+                              "communicator was aborted. First failure: " + broken));
   }
 
   void load(caf::actor_system& sys) {
@@ -149,6 +200,10 @@ struct device_state {
       throw error(errc::unsupported, "gpu experts: hidden_size " + std::to_string(hidden) +
                                          " and moe_intermediate_size " + std::to_string(inter) +
                                          " must be multiples of 32 (INT4 group 32)");
+    if (opts.nccl_timeout.count() < 0)
+      throw error(errc::invalid_argument, "gpu experts: nccl_timeout " +
+                                              std::to_string(opts.nccl_timeout.count()) +
+                                              " ms is negative (0: no deadline)");
     if (opts.block != 16 && opts.block != 32 && opts.block != 64)  // before capacity / block
       throw error(errc::invalid_argument, "gpu experts: grouped GEMM block " + std::to_string(opts.block) +
                                               " (16, 32 or 64)");
@@ -178,6 +233,9 @@ struct device_state {
                                               " is above 65535, the most rows the step kernels launch");
 
     check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), d, "cudaStreamCreate");
+    if (ranks > 1)
+      check_cuda(cudaEventCreateWithFlags(&exchanged, cudaEventDisableTiming), d,
+                 "cudaEventCreate");
     layers.resize(static_cast<size_t>(c.num_hidden_layers));
     std::vector<uint32_t> tiles;
     std::vector<uint16_t> scales;
@@ -227,6 +285,54 @@ struct device_state {
   receive_layout recv;
   std::vector<int32_t> recv_experts;  // [recv.rows()] global expert of each received row
 
+#ifdef TROUPE_HAVE_NCCL
+  // Waits for everything queued on `stream` (one NCCL exchange and its copies) with the deadline
+  // opts.nccl_timeout, instead of cudaStreamSynchronize, which blocks forever when a peer never
+  // sends its half. On a timeout or an error: fail_group, then troupe::error(model_failed).
+  // UNVERIFIED on a GPU (see the top of this file).
+  void wait_exchange(const char* exchange, int64_t layer) {
+    const int d = opts.device;
+    check_cuda(cudaEventRecord(exchanged, stream), d, "cudaEventRecord (exchange)");
+    completion_wait_options w;
+    w.timeout = opts.nccl_timeout;
+    const auto r = wait_for_completion(
+        [this] {
+          const cudaError_t e = cudaEventQuery(exchanged);
+          if (e == cudaSuccess) return poll_result::done();
+          if (e == cudaErrorNotReady) return poll_result::pending();
+          return poll_result::failed(std::string("CUDA error ") + cudaGetErrorString(e));
+        },
+        [this]() -> std::optional<std::string> {
+          ncclResult_t async = ncclSuccess;
+          const ncclResult_t q = ncclCommGetAsyncError(comm, &async);
+          if (q != ncclSuccess)
+            return std::string("ncclCommGetAsyncError: ") + ncclGetErrorString(q);
+          if (async == ncclSuccess || async == ncclInProgress) return std::nullopt;
+          std::string m = std::string("NCCL async error: ") + ncclGetErrorString(async);
+          if (const char* last = ncclGetLastError(comm); last != nullptr && *last != '\0')
+            m += std::string(" (") + last + ")";
+          return m;
+        },
+        w);
+    if (r.done()) return;
+    const std::string what =
+        r.result == completion_wait_result::outcome::timed_out
+            ? "timed out after " +
+                  std::to_string(
+                      std::chrono::duration_cast<std::chrono::milliseconds>(r.elapsed).count()) +
+                  " ms (nccl_timeout " + std::to_string(opts.nccl_timeout.count()) +
+                  " ms): a peer did not do its half"
+            : "failed: " + r.message;
+    const std::string msg =
+        where() + ": the " + exchange + " exchange of layer " + std::to_string(layer) + " " + what +
+        ". This rank's NCCL communicator is aborted; the expert group must be rebuilt, as every "
+        "rank's communicator is gone (the peers time out or fail the same way). Check the other "
+        "ranks' logs for the first failure: a rank that died, threw, or missed this step";
+    fail_group(msg);
+    throw error(errc::model_failed, msg);
+  }
+#endif
+
   // Moves the rows this rank computes onto its device: its own rows by H2D for one rank; for
   // several, the counts first (one int64 per peer each way), then rows and their experts by
   // ncclSend/ncclRecv along every rank's plan.
@@ -265,14 +371,14 @@ struct device_state {
     recv_counts.resize(n);
     check_cuda(cudaMemcpyAsync(recv_counts.data(), c + ranks, n * 8, cudaMemcpyDeviceToHost, stream), d,
                "receive counts");
-    check_cuda(cudaStreamSynchronize(stream), d, "count exchange (stream synchronisation)");
+    wait_exchange("counts", s.layer);
     recv = plan_receive(recv_counts);
     if (recv.rows() > opts.max_rows)
       throw error(errc::budget_exceeded,
-                  "gpu device " + std::to_string(d) + " (rank " + std::to_string(rank) + "): peers send " +
+                  where() + ": layer " + std::to_string(s.layer) + ": peers send " +
                       std::to_string(recv.rows()) + " expert rows, more than the " +
-                      std::to_string(opts.max_rows) + " it was sized for; the other ranks of this step "
-                      "will time out. Bound every rank's batch so that rows · ranks <= max_rows");
+                      std::to_string(opts.max_rows) + " it was sized for (bound every rank's "
+                      "batch so that rows · ranks <= max_rows)");
     {
       nccl_group group(d, "ncclGroupEnd (dispatch)");
       for (int p = 0; p < ranks; ++p) {
@@ -297,7 +403,7 @@ struct device_state {
       check_cuda(cudaMemcpyAsync(recv_experts.data(), recv_experts_dev.as<void>(),
                                  recv_experts.size() * 4, cudaMemcpyDeviceToHost, stream), d,
                  "received experts");
-    check_cuda(cudaStreamSynchronize(stream), d, "dispatch (stream synchronisation)");
+    wait_exchange("dispatch", s.layer);
 #endif
   }
 
@@ -328,6 +434,8 @@ struct device_state {
       if (s.rows > 0)
         check_cuda(cudaMemcpyAsync(s.back, back.as<void>(), static_cast<size_t>(s.rows) * row_bytes,
                                    cudaMemcpyDeviceToHost, stream), d, "rows to the host");
+      wait_exchange("combine", s.layer);
+      return;
 #endif
     }
     check_cuda(cudaStreamSynchronize(stream), d, "combine (stream synchronisation)");
@@ -407,6 +515,7 @@ device_actor::behavior_type device_behavior(device_actor::stateful_pointer<devic
   st.opts = std::move(opts);
   return {
       [self](gpu_load_atom) -> caf::result<bool> {
+        if (auto refused = self->state.refusal()) return refused;
         try {
           self->state.load(self->system());
           // The stream actor dies with its device actor (an unlinked one would keep
@@ -420,6 +529,7 @@ device_actor::behavior_type device_behavior(device_actor::stateful_pointer<devic
         }
       },
       [self](nccl_id_atom) -> caf::result<nccl_unique_id> {
+        if (auto refused = self->state.refusal()) return refused;
 #ifdef TROUPE_HAVE_NCCL
         try {
           check_cuda(cudaSetDevice(self->state.opts.device), self->state.opts.device, "cudaSetDevice");
@@ -437,6 +547,7 @@ device_actor::behavior_type device_behavior(device_actor::stateful_pointer<devic
       },
       [self](nccl_init_atom, nccl_bootstrap_actor boot, nccl_unique_id id, int32_t rank,
              int32_t ranks) -> caf::result<bool> {
+        if (auto refused = self->state.refusal()) return refused;
 #ifdef TROUPE_HAVE_NCCL
         auto init = [self, rank, ranks](const nccl_unique_id& uid) -> caf::error {
           auto& st = self->state;
@@ -444,6 +555,9 @@ device_actor::behavior_type device_behavior(device_actor::stateful_pointer<devic
             check_cuda(cudaSetDevice(st.opts.device), st.opts.device, "cudaSetDevice");
             ncclUniqueId raw;
             std::memcpy(&raw, uid.bytes.data(), sizeof raw);
+            // Blocking init (NCCL's default config): nccl.h (2.28) asks for no non-blocking
+            // communicator for ncclCommGetAsyncError/ncclCommAbort, which wait_exchange calls
+            // after ncclGroupEnd has returned. This call itself has no deadline.
             check_nccl(ncclCommInitRank(&st.comm, ranks, raw, rank), st.opts.device, "ncclCommInitRank");
             return caf::none;
           } catch (const error& e) {
@@ -470,6 +584,9 @@ device_actor::behavior_type device_behavior(device_actor::stateful_pointer<devic
       },
       [self](expert_step_atom, const device_step& s) -> caf::result<bool> {
         auto& st = self->state;
+        if (auto refused = st.refusal()) return refused;
+        // With several ranks, any failure of a step leaves the peers' NCCL calls unpaired (they
+        // wait for this rank's half): fail_group aborts the communicator and breaks this actor.
         try {
           if (s.rows > st.opts.max_rows)
             throw error(errc::budget_exceeded,
@@ -490,13 +607,19 @@ device_actor::behavior_type device_behavior(device_actor::stateful_pointer<devic
                         self->state.combine(s);
                         rp.deliver(true);
                       } catch (const error& e) {
-                        rp.deliver(to_caf_error(e));
+                        rp.deliver(to_caf_error(self->state.fail_step(e)));
                       }
                     },
-                    [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+                    [self, rp, s](caf::error& e) mutable {
+                      // The FFN failed: this rank skips the combine its peers wait for.
+                      const error t = from_caf_error(e, "expert FFN");
+                      rp.deliver(to_caf_error(self->state.fail_step(
+                          error(t.code(), self->state.where() + ": layer " +
+                                              std::to_string(s.layer) + ": " + t.message()))));
+                    });
           return rp;
         } catch (const error& e) {
-          return to_caf_error(e);
+          return to_caf_error(st.fail_step(e));
         }
       },
   };

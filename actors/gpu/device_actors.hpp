@@ -36,10 +36,28 @@
 //                                      stream actor, and return by ncclSend/ncclRecv; each rank
 //                                      copies its own rows back to step.back in plan order. Every
 //                                      rank of the communicator must get every layer's step, in
-//                                      the same order (NCCL calls pair up across ranks); a rank
-//                                      that fails leaves the others to time out. The step's host
-//                                      arrays are borrowed until the reply.
+//                                      the same order (NCCL calls pair up across ranks). The step's
+//                                      host arrays are borrowed until the reply.
+//                                      Failure with several ranks (UNVERIFIED on a GPU): each
+//                                      NCCL exchange (counts, dispatch, combine) is awaited by
+//                                      polling a CUDA event and ncclCommGetAsyncError for at most
+//                                      device_options::nccl_timeout (completion_wait.hpp). On a
+//                                      timeout, an NCCL async error, or any other failure of the
+//                                      step (once a rank skips part of a step, its peers' NCCL
+//                                      calls no longer pair with its own), the actor calls
+//                                      ncclCommAbort, drops the communicator and is broken: it
+//                                      replies with the step's error (model_failed naming device,
+//                                      rank, exchange, layer and what happened for a timeout or
+//                                      an NCCL error), then answers every later message at once
+//                                      with model_failed naming that first reason, touching no
+//                                      NCCL. The peers of a failed rank time out in their own
+//                                      wait and break the same way: the expert group must be
+//                                      rebuilt. Not bounded: ncclCommInitRank (blocks until every
+//                                      rank joins) and ncclGroupEnd (a blocking communicator may
+//                                      wait there while it connects to a peer on first use).
+//                                      With one rank there is no NCCL and nothing breaks.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -95,6 +113,12 @@ struct device_options {
   int64_t max_rows = 8192;   ///< most (token, slot) rows a step may bring to or from this rank
   std::vector<int64_t> buckets{16, 32, 64, 128, 256, 512};  ///< row counts captured as graphs
   int64_t block = 16;        ///< grouped GEMM block (16, 32 or 64)
+  /// With several ranks: the longest this rank waits for one NCCL exchange of a step (counts,
+  /// dispatch or combine) to complete before it aborts its communicator and fails the step (a
+  /// peer that died, threw, or never got the step). It bounds the wait for the slowest peer to
+  /// arrive, not only the transfer: keep it well above the longest a peer's step can run. 0: no
+  /// deadline (an NCCL async error still ends the wait); negative: refused by gpu_load_atom.
+  std::chrono::milliseconds nccl_timeout{std::chrono::seconds(30)};
 };
 
 /// Spawns the (detached) stream actor of `device`.

@@ -22,6 +22,13 @@ struct gpu_expert_group::impl {
   expert_placement placement;
   int64_t max_rows = 0;
   int first_rank = 0;
+  // How long run() waits for a device's step: longer than a device's own deadlines (three NCCL
+  // exchanges and the FFN), so that a failing device's precise reason arrives before this
+  // generic timeout.
+  std::chrono::milliseconds step_timeout{std::chrono::seconds(120)};
+  // Several ranks: non-empty once a step failed (the devices that failed aborted their NCCL
+  // communicators, so no later step can pair up): why.
+  std::string broken;
   std::vector<device_actor> devices;
   std::vector<uint16_t> x_bf16, send;
   std::vector<float> back;
@@ -80,12 +87,14 @@ gpu_expert_group::gpu_expert_group(caf::actor_system& sys, std::shared_ptr<const
   impl_ = std::make_unique<impl>(sys, expert_placement(m->cfg().n_routed_experts, world));
   impl_->max_rows = opts.max_rows;
   impl_->first_rank = opts.first_rank;
+  if (opts.nccl_timeout.count() > 0) impl_->step_timeout += 3 * opts.nccl_timeout;
   for (int d = 0; d < n; ++d) {
     device_options o;
     o.device = d;
     o.max_rows = opts.max_rows;
     o.buckets = opts.buckets;
     o.block = opts.block;
+    o.nccl_timeout = opts.nccl_timeout;
     impl_->devices.push_back(spawn_device_actor(sys, m, impl_->placement, opts.first_rank + d, o));
   }
   nccl_bootstrap_actor own_boot;
@@ -131,6 +140,11 @@ const expert_placement& gpu_expert_group::placement() const noexcept { return im
 
 void gpu_expert_group::run(const deepseek::expert_batch& b) {
   auto& s = *impl_;
+  if (!s.broken.empty())
+    throw error(errc::model_failed,
+                "gpu experts: layer " + std::to_string(b.layer) + " refused: this expert group "
+                "is out of service since an earlier step failed and aborted its NCCL "
+                "communicators; rebuild the group in every process. First failure: " + s.broken);
   // The batch enters at this process's first rank; its other ranks bring no rows of their own.
   const int first = s.first_rank;
   std::vector<dispatch_plan> plans;
@@ -161,9 +175,14 @@ void gpu_expert_group::run(const deepseek::expert_batch& b) {
     st.send_counts = p.send_counts.data();
     st.send_offsets = p.send_offsets.data();
     st.back = d == 0 ? s.back.data() : nullptr;
-    pending.push_back(s.self->request(s.devices[d], std::chrono::seconds(120), expert_step_atom::value, st));
+    pending.push_back(s.self->request(s.devices[d], s.step_timeout, expert_step_atom::value, st));
   }
-  s.wait(pending, "gpu experts: layer " + std::to_string(b.layer));
+  try {
+    s.wait(pending, "gpu experts: layer " + std::to_string(b.layer));
+  } catch (const error& e) {
+    if (s.placement.devices() > 1) s.broken = e.message();
+    throw;
+  }
   unpack_combine(plan, s.back.data(), static_cast<size_t>(b.hidden) * 4, b.out);
 }
 

@@ -15,6 +15,7 @@
 /// Only where troupe was built with CUDA (TROUPE_HAVE_CUDA; the library troupe_gpu); several
 /// devices also need NCCL. UNVERIFIED on a GPU so far: see tests/gpu/test_gpu_experts.cpp.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,12 @@ class gpu_expert_group final : public deepseek::expert_runner {
     int64_t max_rows = 8192;   ///< most (token, slot) rows one step brings to or from a device
     std::vector<int64_t> buckets{16, 32, 64, 128, 256, 512};  ///< row counts replayed as graphs
     int64_t block = 16;        ///< grouped GEMM rows per block: 16, 32 or 64
+    /// Several ranks: the longest a device waits for one NCCL exchange of a layer (counts,
+    /// dispatch, combine) before it gives up on its peers; see run() for what follows. It bounds
+    /// the wait for the slowest rank to arrive, so keep it well above the longest a step of any
+    /// process can take. 0: no deadline (a dead peer hangs the step, as cudaStreamSynchronize
+    /// would; NCCL async errors still end it); negative: invalid_argument.
+    std::chrono::milliseconds nccl_timeout{std::chrono::seconds(30)};
   };
 
   /// Spawns the device actors in `sys`, checks each device's memory budget and uploads the
@@ -63,6 +70,20 @@ class gpu_expert_group final : public deepseek::expert_runner {
   /// at this process's first rank); batch.out complete on return. Throws
   /// troupe::error(model_failed) naming the device and call that failed, budget_exceeded when the
   /// step has more rows than max_rows.
+  ///
+  /// A dead peer (several ranks; UNVERIFIED on a GPU): when a rank dies, throws, or skips a layer,
+  /// its peers' NCCL exchanges never complete. Each device waits at most options::nccl_timeout
+  /// per exchange, or until NCCL reports an async error, then aborts its NCCL communicator
+  /// (ncclCommAbort), and run() throws model_failed naming the device and rank, the exchange
+  /// (counts, dispatch or combine), the layer and what happened (timed out after N ms, or the
+  /// NCCL error). A device whose own step fails aborts its communicator the same way, and so
+  /// does a failed run() of several ranks for any other reason. From then on this group is
+  /// unusable: every later run() throws model_failed at once with that first reason, touching no
+  /// GPU. Destroy it and build a new group in every process (every rank's communicator is gone);
+  /// the other ranks' logs say which rank failed first. Not bounded: the constructor's
+  /// ncclCommInitRank, which waits for every rank (the constructor gives up after 600 s but the
+  /// device actor stays blocked), and the first exchange with a peer, whose connection setup in
+  /// ncclGroupEnd may block with NCCL's default blocking communicator.
   void run(const deepseek::expert_batch& batch) override;
 
   int devices() const noexcept;  ///< in this process
