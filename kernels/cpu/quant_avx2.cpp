@@ -379,6 +379,7 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
   for (int64_t i = 0; i < nb; ++i) {
     const unsigned char* wb = w + i * L::bytes;
     const unsigned char* ab = a + i * 40;
+    prefetch_next_tile<R>(wb, ws);
     // [d0, m0, d1, m1, ...]: each row's fp16 (d, m) pair as one 32-bit word.
     const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(
         static_cast<int>(load_u32(wb)), R > 1 ? static_cast<int>(load_u32(wb + ws)) : 0,
@@ -419,6 +420,7 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
   for (int64_t i = 0; i < nb; ++i) {
     const unsigned char* wb = w + i * L::bytes;
     const unsigned char* ab = a + i * 34;
+    prefetch_next_tile<R>(wb, ws);
     const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
         static_cast<short>(load_u16(wb)), R > 1 ? static_cast<short>(load_u16(wb + ws)) : 0,
         R > 2 ? static_cast<short>(load_u16(wb + 2 * ws)) : 0,

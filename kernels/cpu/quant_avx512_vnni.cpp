@@ -139,6 +139,7 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
   }
   for (int64_t i = 0; i < nb; ++i) {
     const size_t wo = static_cast<size_t>(i) * L::bytes;
+    prefetch_next_tile<R>(w + wo, ws);
     // [d0, m0, d1, m1, ...]: each row's fp16 (d, m) pair as one 32-bit word.
     // (Built in registers: a store of 8 words and a reload would stall store forwarding.)
     auto word = [&](int j) { return j < R ? static_cast<int>(load_u32(row[j] + wo)) : 0; };
@@ -196,6 +197,7 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
     for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const size_t wo = static_cast<size_t>(i) * L::bytes;
+    prefetch_next_tile<R>(w + wo, ws);
     auto half = [&](int j) { return j < R ? static_cast<short>(load_u16(row[j] + wo)) : short{0}; };
     const __m256 dw = _mm256_cvtph_ps(
         _mm_setr_epi16(half(0), half(1), half(2), half(3), half(4), half(5), half(6), half(7)));
