@@ -230,35 +230,53 @@ status softmax(float* x, int64_t n, float scale) noexcept {
 status attention(thread_pool& pool, const attention_shape& s, const float* q, int64_t tokens,
                  int64_t pos0, const float* k_cache, const float* v_cache, float* out,
                  std::vector<float>& scratch) noexcept {
-  if (tokens < 0 || pos0 < 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 ||
-      s.heads % s.kv_heads != 0)
+  const attention_sequence one{q, tokens, pos0, k_cache, v_cache, out};
+  return attention(pool, s, &one, 1, scratch);
+}
+
+status attention(thread_pool& pool, const attention_shape& s, const attention_sequence* seqs,
+                 int64_t count, std::vector<float>& scratch) noexcept {
+  if (count < 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 || s.heads % s.kv_heads != 0)
     return status::bad_size;
-  if (tokens == 0) return status::ok;
-  if (q == nullptr || k_cache == nullptr || v_cache == nullptr || out == nullptr)
-    return status::null_pointer;
+  if (count > 0 && seqs == nullptr) return status::null_pointer;
+  int64_t jobs = 0, ctx = 0;  // (token, head) pairs of all sequences; the longest context
+  for (int64_t i = 0; i < count; ++i) {
+    const attention_sequence& sq = seqs[i];
+    if (sq.tokens < 0 || sq.pos0 < 0) return status::bad_size;
+    if (sq.tokens == 0) continue;
+    if (sq.q == nullptr || sq.k_cache == nullptr || sq.v_cache == nullptr || sq.out == nullptr)
+      return status::null_pointer;
+    jobs += sq.tokens * s.heads;
+    ctx = std::max(ctx, sq.pos0 + sq.tokens);
+  }
+  if (jobs == 0) return status::ok;
   const int64_t d = s.head_dim;
   const int64_t group = s.heads / s.kv_heads;
   const int64_t kv_dim = s.kv_heads * d;
   const int64_t q_dim = s.heads * d;
   const auto threads = static_cast<size_t>(pool.size());
-  const int64_t ctx = pos0 + tokens;
   const auto per_thread = static_cast<size_t>((ctx + 15) / 16 * 16 + 64 * d);
   if (scratch.size() < threads * per_thread) scratch.resize(threads * per_thread);
   float* scratch_base = scratch.data();
   const detail::transformer_table& kt = kernels();
-  pool.parallel_for(tokens * s.heads, [&](int64_t begin, int64_t end, int thread) {
+  pool.parallel_for(jobs, [&](int64_t begin, int64_t end, int thread) {
     float* scores = scratch_base + static_cast<size_t>(thread) * per_thread;
     float* acc = scores + (ctx + 15) / 16 * 16;
+    // The sequence holding job `begin`, and the index of its first job.
+    int64_t i = 0, first = 0;
+    while (first + seqs[i].tokens * s.heads <= begin) first += seqs[i++].tokens * s.heads;
     for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / s.heads;
-      const int64_t h = job % s.heads;
+      while (job - first >= seqs[i].tokens * s.heads) first += seqs[i++].tokens * s.heads;
+      const attention_sequence& sq = seqs[i];
+      const int64_t t = (job - first) / s.heads;
+      const int64_t h = (job - first) % s.heads;
       const int64_t kvh = h / group;
-      const detail::attention_head_args a{q + t * q_dim + h * d, k_cache + kvh * d,
-                                          v_cache + kvh * d,     kv_dim,
-                                          pos0 + t + 1,          d,
-                                          s.scale,               tokens == 1,
-                                          scores,                acc,
-                                          out + t * q_dim + h * d};
+      const detail::attention_head_args a{sq.q + t * q_dim + h * d, sq.k_cache + kvh * d,
+                                          sq.v_cache + kvh * d,     kv_dim,
+                                          sq.pos0 + t + 1,          d,
+                                          s.scale,                  sq.tokens == 1,
+                                          scores,                   acc,
+                                          sq.out + t * q_dim + h * d};
       kt.attention_head(a);
     }
   });

@@ -46,6 +46,25 @@ status attention(thread_pool& pool, const attention_shape& shape, const float* q
                  int64_t pos0, const float* k_cache, const float* v_cache, float* out,
                  std::vector<float>& scratch) noexcept;
 
+/// One sequence of a batched attention call: the arguments of attention() above for `tokens`
+/// queries at positions pos0.. over this sequence's own cache.
+struct attention_sequence {
+  const float* q;
+  int64_t tokens;
+  int64_t pos0;
+  const float* k_cache;
+  const float* v_cache;
+  float* out;
+};
+
+/// attention() for `count` sequences, each over its own KV cache, with one split of the pool
+/// over every (sequence, token, head): results bit-identical to one attention() call per
+/// sequence, without a parallel_for per sequence (a batched decode step of 32 sequences needs
+/// one per layer, not 32). Arguments are checked as attention() checks them, every sequence
+/// before any work; a sequence with tokens == 0 may have null pointers.
+status attention(thread_pool& pool, const attention_shape& shape, const attention_sequence* seqs,
+                 int64_t count, std::vector<float>& scratch) noexcept;
+
 /// y[t, r] = Σ_i w[r, i] · x[t, i]: a quantised weight matrix of `rows` rows of n elements
 /// (`row_stride` bytes apart) times `tokens` fp32 activation rows. The activations are
 /// quantised to activation_type(weight) first (into `scratch`), then rows are split over the

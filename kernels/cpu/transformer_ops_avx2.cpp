@@ -138,8 +138,9 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
   // out = Σ_j p_j·v_j in ggml's accumulator lanes (see attention_head_args::single_token).
   const int64_t lanes = a.single_token ? 64 : 16;
-  float* acc = a.acc;  // [lanes, d]
-  std::fill(acc, acc + lanes * d, 0.0f);
+  float* acc = a.acc;  // [lanes, d]; rows at or past n stay +0.0 and are never stored
+  const int64_t used = std::min(n, lanes);
+  std::fill(acc, acc + used * d, 0.0f);
   for (int64_t j = 0; j < n; ++j) {
     const __m256 p = _mm256_set1_ps(s[j]);
     const float* vj = a.v + j * a.stride;
@@ -147,7 +148,10 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
     for (int64_t i = 0; i < d; i += 8)
       _mm256_storeu_ps(al + i, _mm256_fmadd_ps(_mm256_loadu_ps(vj + i), p, _mm256_loadu_ps(al + i)));
   }
-  const auto row = [&](int64_t l, int64_t i) { return _mm256_loadu_ps(acc + l * d + i); };
+  // A row past n is the +0.0 it would hold (a short context need not clear and read 64 rows).
+  const auto row = [&](int64_t l, int64_t i) {
+    return l < used ? _mm256_loadu_ps(acc + l * d + i) : _mm256_setzero_ps();
+  };
   for (int64_t i = 0; i < d; i += 8) {
     __m256 l16[16], h8[8], h4[4];
     for (int l = 0; l < 16; ++l) {

@@ -45,6 +45,7 @@ struct batch_decoder::state {
   std::vector<int64_t> pos;         // position of each token
   std::vector<std::byte> act_scratch;
   std::vector<float> attn_scratch;
+  std::vector<kc::attention_sequence> attn_seqs;  // one per chunk of the step
 };
 
 batch_decoder::batch_decoder(std::shared_ptr<const llama_model> model, int threads)
@@ -199,8 +200,10 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
             "rms_norm");
     mm_fused({part(l.wq, s.q.data()), part(l.wk, s.k.data()), part(l.wv, s.v.data())},
              s.cur.data());
-    // RoPE at each token's own position, then keys and values into each sequence's cache.
+    // RoPE at each token's own position, then keys and values into each sequence's cache;
+    // then attention for all sequences in one split of the pool.
     int64_t t = 0;
+    s.attn_seqs.clear();
     for (const chunk& ch : chunks) {
       sequence& sq = s.seqs[ch.seq];
       float* kc_layer = sq.k.get() + il * sq.capacity * kv_dim;
@@ -215,10 +218,12 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
         std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
         std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
       }
-      check(kc::attention(s.pool, shape, s.q.data() + t0 * q_dim, t - t0, sq.pos, kc_layer,
-                          vc_layer, s.attn.data() + t0 * q_dim, s.attn_scratch),
-            "attention");
+      s.attn_seqs.push_back({s.q.data() + t0 * q_dim, t - t0, sq.pos, kc_layer, vc_layer,
+                             s.attn.data() + t0 * q_dim});
     }
+    check(kc::attention(s.pool, shape, s.attn_seqs.data(), static_cast<int64_t>(s.attn_seqs.size()),
+                        s.attn_scratch),
+          "attention");
     mm(l.wo, s.attn.data(), s.proj.data());
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
     for (int64_t i = 0; i < T; ++i)

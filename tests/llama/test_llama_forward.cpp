@@ -115,6 +115,65 @@ BOOST_AUTO_TEST_CASE(attention_matches_naive_gqa) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(batched_attention_equals_one_call_per_sequence) {
+  // Sequences of one token (short and > 64 positions: ggml's 64-lane single-token order), of
+  // several tokens, and an empty one with null pointers, each over its own cache.
+  const kc::attention_shape shape{6, 2, 16, 0.25f};
+  const int64_t kv_dim = 2 * 16, q_dim = 6 * 16;
+  struct spec {
+    int64_t tokens, pos0;
+  };
+  const std::vector<spec> specs = {{1, 0}, {1, 70}, {3, 5}, {0, 9}, {1, 130}, {4, 0}, {1, 20}};
+  std::vector<std::vector<float>> q, k, v;
+  unsigned seed = 40;
+  for (const spec& p : specs) {
+    const int64_t ctx = p.pos0 + p.tokens;
+    q.push_back(random_floats(static_cast<size_t>(p.tokens * q_dim), seed++));
+    k.push_back(random_floats(static_cast<size_t>(ctx * kv_dim), seed++));
+    v.push_back(random_floats(static_cast<size_t>(ctx * kv_dim), seed++));
+  }
+  for (int threads : {1, 2, 3}) {
+    kc::thread_pool pool(threads);
+    std::vector<std::vector<float>> one(specs.size()), batched(specs.size());
+    std::vector<kc::attention_sequence> seqs;
+    std::vector<float> scratch;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      one[i].assign(static_cast<size_t>(specs[i].tokens * q_dim), -7.0f);
+      batched[i].assign(static_cast<size_t>(specs[i].tokens * q_dim) + 8, -7.0f);
+      BOOST_REQUIRE(kc::attention(pool, shape, q[i].data(), specs[i].tokens, specs[i].pos0,
+                                  k[i].data(), v[i].data(), one[i].data(), scratch) == kc::status::ok);
+      if (specs[i].tokens == 0)
+        seqs.push_back({nullptr, 0, specs[i].pos0, nullptr, nullptr, nullptr});
+      else
+        seqs.push_back({q[i].data(), specs[i].tokens, specs[i].pos0, k[i].data(), v[i].data(),
+                        batched[i].data()});
+    }
+    std::vector<float> fresh;  // sized by the call itself
+    BOOST_REQUIRE(kc::attention(pool, shape, seqs.data(), static_cast<int64_t>(seqs.size()), fresh) ==
+                  kc::status::ok);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      BOOST_TEST_CONTEXT("threads " << threads << ", sequence " << i) {
+        for (size_t j = 0; j < one[i].size(); ++j) BOOST_REQUIRE_EQUAL(batched[i][j], one[i][j]);
+        for (size_t j = one[i].size(); j < batched[i].size(); ++j) BOOST_CHECK_EQUAL(batched[i][j], -7.0f);
+      }
+    }
+  }
+  kc::thread_pool pool(2);
+  std::vector<float> scratch, out(q_dim);
+  BOOST_CHECK(kc::attention(pool, shape, nullptr, 0, scratch) == kc::status::ok);
+  BOOST_CHECK(kc::attention(pool, shape, nullptr, 1, scratch) == kc::status::null_pointer);
+  BOOST_CHECK(kc::attention(pool, shape, nullptr, -1, scratch) == kc::status::bad_size);
+  // A bad sequence anywhere is refused before any output is written.
+  std::vector<kc::attention_sequence> bad = {
+      {q[0].data(), 1, 0, k[0].data(), v[0].data(), out.data()},
+      {q[2].data(), -1, 5, k[2].data(), v[2].data(), out.data()}};
+  std::fill(out.begin(), out.end(), -7.0f);
+  BOOST_CHECK(kc::attention(pool, shape, bad.data(), 2, scratch) == kc::status::bad_size);
+  bad[1] = {q[2].data(), 3, 5, k[2].data(), nullptr, out.data()};
+  BOOST_CHECK(kc::attention(pool, shape, bad.data(), 2, scratch) == kc::status::null_pointer);
+  for (float x : out) BOOST_CHECK_EQUAL(x, -7.0f);
+}
+
 /// Plain reference of ggml's x86 quantize_row_q8_1: d = amax/127, q = round-half-even(x·127/amax),
 /// d and s = d·Σq at fp16 precision.
 std::vector<std::byte> reference_q8_1(const float* x, int64_t n) {
@@ -204,7 +263,10 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
         std::vector<std::vector<float>> outs;
         for (const auto* k : variants) {
           std::vector<float> scores(static_cast<size_t>((n + 15) / 16 * 16));
-          std::vector<float> acc(static_cast<size_t>(64 * d)), out(static_cast<size_t>(d) + 3, 5.0f);
+          // The accumulator scratch holds a previous call's leftovers (NaN here): a kernel must
+          // clear what it reads.
+          std::vector<float> acc(static_cast<size_t>(64 * d), std::nanf("")),
+              out(static_cast<size_t>(d) + 3, 5.0f);
           const kd::attention_head_args a{q.data(), kv.data() + d, vv.data() + d, 2 * d, n, d, 0.125f,
                                           single, scores.data(), acc.data(), out.data()};
           k->attention_head(a);
