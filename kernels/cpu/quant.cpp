@@ -221,7 +221,12 @@ void dequantize_q5_1(const block_q5_1* x, float* y, int64_t nb) {
   }
 }
 
-void dequantize_q5_k(const block_q5_k* x, float* y, int64_t nb) {
+/// A Q4_K or Q5_K row: per 32 elements d·scale·q − dmin·min with 6-bit scales and mins; Q5_K
+/// adds bit 2j / 2j+1 of qh[l] as 16 to the low / high nibble of sub-block pair j (as
+/// dot_k_with_mins below reads them).
+template <class Block>
+void dequantize_k_with_mins(const Block* x, float* y, int64_t nb) {
+  constexpr bool fifth_bit = std::is_same_v<Block, block_q5_k>;
   for (int64_t i = 0; i < nb; ++i) {
     const float d = fp16_to_fp32(x[i].d);
     const float dmin = fp16_to_fp32(x[i].dmin);
@@ -232,30 +237,23 @@ void dequantize_q5_k(const block_q5_k* x, float* y, int64_t nb) {
       const float d1 = d * sc, m1 = dmin * m;
       q4_k_scale_min(2 * j + 1, x[i].scales, &sc, &m);
       const float d2 = d * sc, m2 = dmin * m;
-      const int u1 = 1 << (2 * j), u2 = 2 << (2 * j);
-      for (int l = 0; l < 32; ++l) *y++ = d1 * ((q[l] & 0xF) + (x[i].qh[l] & u1 ? 16 : 0)) - m1;
-      for (int l = 0; l < 32; ++l) *y++ = d2 * ((q[l] >> 4) + (x[i].qh[l] & u2 ? 16 : 0)) - m2;
+      for (int l = 0; l < 32; ++l) {
+        int v = q[l] & 0xF;
+        if constexpr (fifth_bit) v += ((x[i].qh[l] >> (2 * j)) & 1) * 16;
+        *y++ = d1 * static_cast<float>(v) - m1;
+      }
+      for (int l = 0; l < 32; ++l) {
+        int v = q[l] >> 4;
+        if constexpr (fifth_bit) v += ((x[i].qh[l] >> (2 * j + 1)) & 1) * 16;
+        *y++ = d2 * static_cast<float>(v) - m2;
+      }
     }
   }
 }
 
-void dequantize_q4_k(const block_q4_k* x, float* y, int64_t nb) {
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = fp16_to_fp32(x[i].d);
-    const float dmin = fp16_to_fp32(x[i].dmin);
-    const uint8_t* q = x[i].qs;
-    for (int j = 0; j < qk_k; j += 64) {
-      uint8_t sc, m;
-      q4_k_scale_min(j / 32, x[i].scales, &sc, &m);
-      const float d1 = d * sc, m1 = dmin * m;
-      q4_k_scale_min(j / 32 + 1, x[i].scales, &sc, &m);
-      const float d2 = d * sc, m2 = dmin * m;
-      for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
-      for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
-      q += 32;
-    }
-  }
-}
+void dequantize_q4_k(const block_q4_k* x, float* y, int64_t nb) { dequantize_k_with_mins(x, y, nb); }
+
+void dequantize_q5_k(const block_q5_k* x, float* y, int64_t nb) { dequantize_k_with_mins(x, y, nb); }
 
 void dequantize_q6_k(const block_q6_k* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
