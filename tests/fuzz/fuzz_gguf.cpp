@@ -1,0 +1,69 @@
+// libFuzzer harness for the GGUF reader (runtime/formats/gguf.cpp): any bytes, read as a GGUF
+// file, must either parse or throw troupe::error; never crash, read out of bounds, overflow or
+// hang. A parsed file then has every metadata value read through every typed getter (each may
+// throw troupe::error, nothing else) and the first and last byte of every tensor touched.
+// Built and run by scripts/fuzz (clang, -fsanitize=fuzzer,address,undefined), not by CMake.
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "troupe/error.hpp"
+#include "troupe/formats/gguf.hpp"
+
+namespace {
+
+// The input as a file: an in-memory one (memfd) reached through /proc, rewritten per input.
+const std::string& input_path() {
+  static const std::string path = [] {
+    const int fd = memfd_create("fuzz.gguf", 0);
+    if (fd < 0) __builtin_trap();
+    return "/proc/self/fd/" + std::to_string(fd);
+  }();
+  return path;
+}
+
+void write_input(const uint8_t* data, size_t size) {
+  const int fd = std::stoi(input_path().substr(sizeof "/proc/self/fd/" - 1));
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != static_cast<ssize_t>(size))
+    __builtin_trap();
+}
+
+template <class F>
+void may_throw(F&& f) {
+  try {
+    f();
+  } catch (const troupe::error&) {
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  write_input(data, size);
+  try {
+    const auto g = troupe::gguf_file::open(input_path());
+    for (const auto& kv : g.metadata()) {
+      may_throw([&] { (void)g.get_string(kv.key); });
+      may_throw([&] { (void)g.get_u32(kv.key); });
+      may_throw([&] { (void)g.get_u64(kv.key); });
+      may_throw([&] { (void)g.get_i64(kv.key); });
+      may_throw([&] { (void)g.get_f32(kv.key); });
+      may_throw([&] { (void)g.get_bool(kv.key); });
+      may_throw([&] { (void)g.get_string_array(kv.key); });
+      may_throw([&] { (void)g.get_int_array(kv.key); });
+      may_throw([&] { (void)g.get_float_array(kv.key); });
+    }
+    volatile unsigned touched = 0;
+    for (const auto& t : g.tensors()) {
+      const auto b = t.bytes();
+      if (!b.empty()) touched = touched + static_cast<unsigned>(b.front()) + static_cast<unsigned>(b.back());
+      (void)g.find_tensor(t.name);
+    }
+  } catch (const troupe::error&) {
+  }
+  return 0;
+}
