@@ -1,7 +1,9 @@
-// libFuzzer harness for the GGUF reader (runtime/formats/gguf.cpp): any bytes, read as a GGUF
+// libFuzzer harness for the GGUF reader (runtime/formats/gguf.cpp) and what a model builds from
+// its metadata (the tokenizer and the chat template, runtime/llama): any bytes, read as a GGUF
 // file, must either parse or throw troupe::error; never crash, read out of bounds, overflow or
 // hang. A parsed file then has every metadata value read through every typed getter (each may
-// throw troupe::error, nothing else) and the first and last byte of every tensor touched.
+// throw troupe::error, nothing else) and the first and last byte of every tensor touched; a
+// tokenizer built from it encodes and decodes a fixed text, and a chat template renders.
 // Built and run by scripts/fuzz (clang, -fsanitize=fuzzer,address,undefined), not by CMake.
 
 #include <sys/mman.h>
@@ -13,6 +15,8 @@
 
 #include "troupe/error.hpp"
 #include "troupe/formats/gguf.hpp"
+#include "troupe/llama/chat_template.hpp"
+#include "troupe/llama/tokenizer.hpp"
 
 namespace {
 
@@ -63,6 +67,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!b.empty()) touched = touched + static_cast<unsigned>(b.front()) + static_cast<unsigned>(b.back());
       (void)g.find_tensor(t.name);
     }
+    may_throw([&] {
+      const auto tok = troupe::llama::tokenizer::from_gguf(g);
+      const std::string text = "<|im_start|>user\nthe 12 tests  in  Straße ✓ 🙂\t<|im_end|>";
+      for (bool special : {false, true}) {
+        const auto ids = tok.encode(text, true, special);
+        (void)tok.decode(ids, special);
+      }
+      const int32_t n = tok.vocab_size();
+      for (int32_t id = -1; id <= n && id < 4096; ++id) {
+        (void)tok.token_to_piece(id, true);
+        (void)tok.type(id);
+        (void)tok.is_end_of_generation(id);
+      }
+      (void)tok.find("<|im_end|>");
+    });
+    may_throw([&] {
+      const auto tpl = troupe::llama::chat_template::from_gguf(g);
+      const troupe::llama::chat_message m[] = {{"system", "be brief"}, {"user", "hi"}};
+      (void)tpl.apply(m, true);
+    });
   } catch (const troupe::error&) {
   }
   return 0;

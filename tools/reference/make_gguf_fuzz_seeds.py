@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the GGUF fuzzer (tests/fuzz/seeds/gguf/) with the `gguf` package
 from PyPI (llama.cpp's own writer), so that the seeds are files troupe did not write: every
-metadata value type the writer offers, arrays, a custom alignment, f32 and f16 tensors.
+metadata value type the writer offers, arrays, a custom alignment, f32 and f16 tensors, and two
+small byte-level BPE tokenizers with a ChatML template (for the tokenizer half of the harness).
 
 Usage: python3 tools/reference/make_gguf_fuzz_seeds.py   (needs `pip install gguf numpy`)
 """
@@ -34,8 +35,52 @@ def write(name, alignment):
     w.close()
 
 
+def bytes_to_unicode():
+    """GPT-2's byte-level alphabet: byte b as one printable character."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def write_tokenizer(name, pre):
+    """A small byte-level BPE vocabulary in SmolLM2's form (tokenizer.ggml.* keys, ChatML)."""
+    alphabet = bytes_to_unicode()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokens = special + [alphabet[b] for b in range(256)]
+    merges = []
+    for a, b in [("t", "h"), ("th", "e"), ("Ġ", "t"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"),
+                 ("e", "r"), ("o", "n"), ("Ġ", "1"), ("1", "2")]:
+        merges.append(f"{a} {b}")
+        tokens.append(a + b)
+    types = [3] * len(special) + [1] * (len(tokens) - len(special))
+    w = gguf.GGUFWriter(str(OUT / name), "llama")
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", pre)
+    w.add_array("tokenizer.ggml.tokens", tokens)
+    w.add_array("tokenizer.ggml.token_type", types)
+    w.add_array("tokenizer.ggml.merges", merges)
+    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
+    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    w.add_bool("tokenizer.ggml.add_bos_token", False)
+    w.add_string("tokenizer.chat_template",
+                 "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                 "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     write("tiny_align32.gguf", 32)
     write("tiny_align64.gguf", 64)
+    write_tokenizer("tokenizer_smollm.gguf", "smollm")
+    write_tokenizer("tokenizer_default.gguf", "default")
     print("wrote", sorted(p.name for p in OUT.iterdir()))
