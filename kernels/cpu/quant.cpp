@@ -251,9 +251,13 @@ void dequantize_k_with_mins(const Block* x, float* y, int64_t nb) {
   }
 }
 
-void dequantize_q4_k(const block_q4_k* x, float* y, int64_t nb) { dequantize_k_with_mins(x, y, nb); }
+void dequantize_q4_k(const block_q4_k* x, float* y, int64_t nb) {
+  dequantize_k_with_mins(x, y, nb);
+}
 
-void dequantize_q5_k(const block_q5_k* x, float* y, int64_t nb) { dequantize_k_with_mins(x, y, nb); }
+void dequantize_q5_k(const block_q5_k* x, float* y, int64_t nb) {
+  dequantize_k_with_mins(x, y, nb);
+}
 
 void dequantize_q6_k(const block_q6_k* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {

@@ -397,7 +397,8 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
       const __m256i qw = L::values(wb + r * ws);
       for (int t = 0; t < T; ++t) {
         const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa[t]), ones);
-        acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[t][2 * r]), _mm256_cvtepi32_ps(p), acc[r][t]);
+        acc[r][t] =
+            _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[t][2 * r]), _mm256_cvtepi32_ps(p), acc[r][t]);
       }
     }
   }
@@ -433,7 +434,8 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
       const __m256i qw = L::values(wb + r * ws);
       for (int t = 0; t < T; ++t) {
         const __m256i p = dot_i8_pairs(qw, qa[t]);
-        acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[t][r]), _mm256_cvtepi32_ps(p), acc[r][t]);
+        acc[r][t] =
+            _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[t][r]), _mm256_cvtepi32_ps(p), acc[r][t]);
       }
     }
   }

@@ -64,7 +64,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     volatile unsigned touched = 0;
     for (const auto& t : g.tensors()) {
       const auto b = t.bytes();
-      if (!b.empty()) touched = touched + static_cast<unsigned>(b.front()) + static_cast<unsigned>(b.back());
+      if (!b.empty())
+        touched = touched + static_cast<unsigned>(b.front()) + static_cast<unsigned>(b.back());
       (void)g.find_tensor(t.name);
     }
     may_throw([&] {

@@ -141,7 +141,8 @@ BOOST_AUTO_TEST_CASE(batched_attention_equals_one_call_per_sequence) {
       one[i].assign(static_cast<size_t>(specs[i].tokens * q_dim), -7.0f);
       batched[i].assign(static_cast<size_t>(specs[i].tokens * q_dim) + 8, -7.0f);
       BOOST_REQUIRE(kc::attention(pool, shape, q[i].data(), specs[i].tokens, specs[i].pos0,
-                                  k[i].data(), v[i].data(), one[i].data(), scratch) == kc::status::ok);
+                                  k[i].data(), v[i].data(), one[i].data(),
+                                  scratch) == kc::status::ok);
       if (specs[i].tokens == 0)
         seqs.push_back({nullptr, 0, specs[i].pos0, nullptr, nullptr, nullptr});
       else
@@ -149,12 +150,13 @@ BOOST_AUTO_TEST_CASE(batched_attention_equals_one_call_per_sequence) {
                         batched[i].data()});
     }
     std::vector<float> fresh;  // sized by the call itself
-    BOOST_REQUIRE(kc::attention(pool, shape, seqs.data(), static_cast<int64_t>(seqs.size()), fresh) ==
-                  kc::status::ok);
+    BOOST_REQUIRE(kc::attention(pool, shape, seqs.data(), static_cast<int64_t>(seqs.size()),
+                                fresh) == kc::status::ok);
     for (size_t i = 0; i < specs.size(); ++i) {
       BOOST_TEST_CONTEXT("threads " << threads << ", sequence " << i) {
         for (size_t j = 0; j < one[i].size(); ++j) BOOST_REQUIRE_EQUAL(batched[i][j], one[i][j]);
-        for (size_t j = one[i].size(); j < batched[i].size(); ++j) BOOST_CHECK_EQUAL(batched[i][j], -7.0f);
+        for (size_t j = one[i].size(); j < batched[i].size(); ++j)
+          BOOST_CHECK_EQUAL(batched[i][j], -7.0f);
       }
     }
   }
