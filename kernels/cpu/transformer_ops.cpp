@@ -262,9 +262,7 @@ status attention(thread_pool& pool, const attention_shape& s, const attention_se
   pool.parallel_for(jobs, [&](int64_t begin, int64_t end, int thread) {
     float* scores = scratch_base + static_cast<size_t>(thread) * per_thread;
     float* acc = scores + (ctx + 15) / 16 * 16;
-    // The sequence holding job `begin`, and the index of its first job.
-    int64_t i = 0, first = 0;
-    while (first + seqs[i].tokens * s.heads <= begin) first += seqs[i++].tokens * s.heads;
+    int64_t i = 0, first = 0;  // the sequence holding `job`, and the index of its first job
     for (int64_t job = begin; job < end; ++job) {
       while (job - first >= seqs[i].tokens * s.heads) first += seqs[i++].tokens * s.heads;
       const attention_sequence& sq = seqs[i];

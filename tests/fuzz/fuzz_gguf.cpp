@@ -21,17 +21,22 @@
 namespace {
 
 // The input as a file: an in-memory one (memfd) reached through /proc, rewritten per input.
-const std::string& input_path() {
-  static const std::string path = [] {
+struct input_file {
+  int fd;
+  std::string path;
+};
+
+const input_file& input() {
+  static const input_file f = [] {
     const int fd = memfd_create("fuzz.gguf", 0);
     if (fd < 0) __builtin_trap();
-    return "/proc/self/fd/" + std::to_string(fd);
+    return input_file{fd, "/proc/self/fd/" + std::to_string(fd)};
   }();
-  return path;
+  return f;
 }
 
 void write_input(const uint8_t* data, size_t size) {
-  const int fd = std::stoi(input_path().substr(sizeof "/proc/self/fd/" - 1));
+  const int fd = input().fd;
   if (ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != static_cast<ssize_t>(size))
     __builtin_trap();
 }
@@ -49,7 +54,7 @@ void may_throw(F&& f) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   write_input(data, size);
   try {
-    const auto g = troupe::gguf_file::open(input_path());
+    const auto g = troupe::gguf_file::open(input().path);
     for (const auto& kv : g.metadata()) {
       may_throw([&] { (void)g.get_string(kv.key); });
       may_throw([&] { (void)g.get_u32(kv.key); });
