@@ -1,4 +1,5 @@
-// The two model families of the local engine: GGUF llama models (ChatML with Hermes tool calls,
+// The two model families of the local engine: GGUF llama models (the model's chat template -
+// ChatML, Llama 2/3, Mistral, Zephyr, Phi-3, Gemma, Vicuna - with Hermes tool calls,
 // grammar-constrained decoding) and DeepSeek-V3 / Kimi checkpoints (Kimi's template and tool-call
 // sections, tiktoken, routed experts on expert-shard actors). Both decode under the same
 // grammars: response schemas and tool calls in the family's syntax.
@@ -24,8 +25,9 @@ namespace troupe {
 
 namespace {
 
-/// Renders a conversation for a ChatML template in the Hermes style: the tools declared in the
-/// system message, assistant calls as <tool_call> blocks, results as <tool_response> blocks.
+/// Renders a conversation in the Hermes style, as text any chat template carries: the tools
+/// declared in the system message, assistant calls as <tool_call> blocks, results as
+/// <tool_response> blocks (in role "tool" messages, which each template maps as its header says).
 std::vector<llama::chat_message> render_hermes(const chat_request& req) {
   std::vector<llama::chat_message> out;
   out.reserve(req.messages.size() + 1);
@@ -54,6 +56,7 @@ class llama_backend final : public engine_backend {
       : model_(llama::llama_model::load(path)),
         tok_(llama::tokenizer::from_gguf(model_->file())),
         tmpl_(llama::chat_template::from_gguf(model_->file())),
+        end_of_turn_(tok_.find(tmpl_.end_of_turn()).value_or(-1)),
         masker_(tok_),
         decoder_(model_, threads) {}
 
@@ -65,10 +68,13 @@ class llama_backend final : public engine_backend {
   }
   tool_call_syntax syntax() const noexcept override { return tool_call_syntax::hermes; }
   std::vector<int32_t> prompt(const chat_request& req) const override {
-    return tok_.encode(tmpl_.apply(render_hermes(req), true), true, true);
+    // A template that prints BOS itself gets no second one from the tokenizer.
+    return tok_.encode(tmpl_.apply(render_hermes(req), true), !tmpl_.begins_with_bos(), true);
   }
   std::vector<int32_t> encode(std::string_view text) const override { return tok_.encode(text, true, false); }
-  bool is_end_of_generation(int32_t t) const override { return tok_.is_end_of_generation(t); }
+  bool is_end_of_generation(int32_t t) const override {
+    return tok_.is_end_of_generation(t) || t == end_of_turn_;
+  }
   std::string piece(int32_t t) const override { return tok_.token_to_piece(t); }
   const llama::token_masker* masker() const noexcept override { return &masker_; }
   uint32_t open(int64_t capacity) override { return decoder_.open(capacity); }
@@ -83,6 +89,7 @@ class llama_backend final : public engine_backend {
   std::shared_ptr<const llama::llama_model> model_;
   llama::tokenizer tok_;
   llama::chat_template tmpl_;
+  int32_t end_of_turn_;  ///< the token of tmpl_.end_of_turn(), -1 when it is no single token
   llama::token_masker masker_;
   llama::batch_decoder decoder_;
   std::vector<llama::batch_decoder::chunk> chunks_;

@@ -67,8 +67,8 @@ int generate_command(const generate_options& opts) {
     return 2;
   }
   try {
-    // The engine's model families: a GGUF llama model (ChatML) or a DeepSeek-V3/Kimi checkpoint
-    // (Kimi template, routed experts on expert-shard actors).
+    // The engine's model families: a GGUF llama model (the chat template its metadata names) or a
+    // DeepSeek-V3/Kimi checkpoint (Kimi template, routed experts on expert-shard actors).
     caf::actor_system_config cfg;
     caf::actor_system sys{cfg};
     auto model = engine_backend::load(path, sys, opts.threads, opts.expert_shards);
