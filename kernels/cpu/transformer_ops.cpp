@@ -192,25 +192,66 @@ status rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) 
   return status::ok;
 }
 
-status rope_norm(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
-                 float freq_base) noexcept {
-  if (heads < 0 || head_dim <= 0 || rope_dim <= 0 || rope_dim > head_dim || rope_dim % 2 != 0 ||
-      rope_dim > 1024)
-    return status::bad_size;
-  if (x == nullptr) return status::null_pointer;
-  const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(rope_dim));
-  float ca[1024], cb[1024];
+void rope_yarn_corr_dims(int64_t dims, int64_t n_ctx_orig, float freq_base, float beta_fast,
+                         float beta_slow, float* low, float* high) noexcept {
+  const auto corr_dim = [&](float n_rot) {
+    return static_cast<float>(dims) *
+           std::log(static_cast<float>(n_ctx_orig) / (n_rot * 2 * static_cast<float>(M_PI))) /
+           (2 * std::log(freq_base));
+  };
+  *low = std::max(0.0f, std::floor(corr_dim(beta_fast)));
+  *high = std::min(static_cast<float>(dims - 1), std::ceil(corr_dim(beta_slow)));
+}
+
+status rope_coefficients(const rope_params& p, int64_t pos, float* coef) noexcept {
+  if (p.dims <= 0 || p.dims % 2 != 0 || p.dims > 1024) return status::bad_size;
+  if (coef == nullptr) return status::null_pointer;
+  const float theta_scale = std::pow(p.freq_base, -2.0f / static_cast<float>(p.dims));
+  float* ca = coef;
+  float* cb = coef + p.dims;
   float theta = static_cast<float>(pos);
-  for (int64_t i = 0; i < rope_dim; i += 2) {
-    const float c = std::cos(theta), s = std::sin(theta);
+  for (int64_t i = 0; i < p.dims; i += 2) {
+    const float extrap = p.freq_factors != nullptr ? theta / p.freq_factors[i / 2] : theta;
+    float angle = p.freq_scale * extrap;
+    float mscale = p.attn_factor;
+    if (p.ext_factor != 0.0f) {
+      const float y = (static_cast<float>(i / 2) - p.corr_low) /
+                      std::max(0.001f, p.corr_high - p.corr_low);
+      const float ramp = (1 - std::min(1.0f, std::max(0.0f, y))) * p.ext_factor;
+      angle = angle * (1 - ramp) + extrap * ramp;
+      mscale *= 1.0f + 0.1f * std::log(1.0f / p.freq_scale);
+    }
+    const float c = std::cos(angle) * mscale, s = std::sin(angle) * mscale;
     ca[i] = c;
     ca[i + 1] = s;
     cb[i] = -s;
     cb[i + 1] = c;
     theta *= theta_scale;
   }
-  kernels().rope(x, heads, head_dim, rope_dim, ca, cb);
   return status::ok;
+}
+
+status rope_apply(float* x, int64_t heads, int64_t head_dim, int64_t dims,
+                  const float* coef) noexcept {
+  if (heads < 0 || head_dim <= 0 || dims <= 0 || dims > head_dim || dims % 2 != 0)
+    return status::bad_size;
+  if (x == nullptr || coef == nullptr) return status::null_pointer;
+  kernels().rope(x, heads, head_dim, dims, coef, coef + dims);
+  return status::ok;
+}
+
+status rope_norm(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
+                 float freq_base) noexcept {
+  if (heads < 0 || head_dim <= 0 || rope_dim <= 0 || rope_dim > head_dim || rope_dim % 2 != 0 ||
+      rope_dim > 1024)
+    return status::bad_size;
+  if (x == nullptr) return status::null_pointer;
+  rope_params p;
+  p.dims = rope_dim;
+  p.freq_base = freq_base;
+  float coef[2048];
+  if (const status s = rope_coefficients(p, pos, coef); s != status::ok) return s;
+  return rope_apply(x, heads, head_dim, rope_dim, coef);
 }
 
 status silu_mul(float* gate, const float* up, int64_t n) noexcept {
@@ -296,6 +337,10 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
   // Each part's activation type, and where its quantised activations start in scratch (parts
   // with the same activation type share them).
   quant_type act[max_parts];
+  // What a part's activations are: its activation type, except that f16 and bf16 weights with
+  // ggml_activations take f32 activations rounded to f16 or bf16 (the dot kernels widen both
+  // sides to f32 anyway). Parts with equal keys share them.
+  quant_type key[max_parts];
   int64_t act_row[max_parts];
   size_t act_at[max_parts];
   bool owner[max_parts];  // the first part of its activation type quantises for the others
@@ -303,6 +348,7 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
   for (int64_t p = 0; p < count; ++p) {
     const mat_mul_part& m = parts[p];
     if (!activation_type(m.weight, &act[p])) return status::unsupported_type;
+    key[p] = act[p] == quant_type::f32 && m.ggml_activations ? m.weight : act[p];
     if (m.rows < 0) return status::bad_size;
     act_row[p] = row_bytes(act[p], n);
     if (act_row[p] < 0 || row_bytes(m.weight, n) < 0) return status::bad_size;
@@ -310,7 +356,7 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
     owner[p] = true;
     act_at[p] = need;
     for (int64_t q = 0; q < p && owner[p]; ++q) {
-      if (act[q] == act[p]) {
+      if (key[q] == key[p]) {
         owner[p] = false;
         act_at[p] = act_at[q];
       }
@@ -326,7 +372,15 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
     std::byte* ap = a + act_at[p];
     for (int64_t t = 0; t < tokens; ++t) {
       // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
-      if (act[p] == quant_type::q8_1) {
+      if (key[p] == quant_type::f16 || key[p] == quant_type::bf16) {
+        auto* r = reinterpret_cast<float*>(ap + t * act_row[p]);
+        const float* xt = x + t * n;
+        if (key[p] == quant_type::f16) {
+          for (int64_t i = 0; i < n; ++i) r[i] = fp16_to_fp32(fp32_to_fp16(xt[i]));
+        } else {
+          for (int64_t i = 0; i < n; ++i) r[i] = bf16_to_fp32(fp32_to_bf16(xt[i]));
+        }
+      } else if (act[p] == quant_type::q8_1) {
         kernels().quantize_q8_1(x + t * n, ap + t * act_row[p], n);
       } else if (act[p] == quant_type::q8_0) {
         kernels().quantize_q8_0(x + t * n, ap + t * act_row[p], n);

@@ -18,9 +18,36 @@ namespace troupe::kernels::cpu {
 /// double (ggml_compute_forward_rms_norm). y may alias x.
 status rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) noexcept;
 
-/// Rotates adjacent pairs (x[2i], x[2i+1]) of each of `heads` vectors of `head_dim` in place by
-/// angle pos·base^(-2i/rope_dim), for 2i < rope_dim; the rest pass through. The angle is built
-/// as llama.cpp builds it (theta *= base^(-2/rope_dim) per pair, in float). x: [heads, head_dim].
+/// Rotary embedding as ggml_rope_ext computes it for llama models (mode NORM), with every
+/// scaling llama.cpp applies to them: none, linear (freq_scale = 1/factor), YaRN (ext_factor,
+/// corr_low/high, attn_factor) and per-pair frequency factors (Llama 3.1+ `rope_freqs.weight`).
+struct rope_params {
+  int64_t dims = 0;          ///< rotated dimensions (llama.rope.dimension_count), even, ≤ 1024
+  float freq_base = 10000;   ///< llama.rope.freq_base
+  float freq_scale = 1;      ///< 1/factor for linear and YaRN scaling, else 1
+  float ext_factor = 0;      ///< YaRN extrapolation mix; 0 turns YaRN off
+  float attn_factor = 1;     ///< multiplies every cos and sin
+  float corr_low = 0;        ///< YaRN correction range in pair indices (rope_yarn_corr_dims)
+  float corr_high = 0;
+  const float* freq_factors = nullptr;  ///< [dims/2]: pair i's angle is divided by it; or null
+};
+
+/// ggml_rope_yarn_corr_dims: the pair range [low, high] over which YaRN blends interpolation
+/// into extrapolation, for a model trained on `n_ctx_orig` positions.
+void rope_yarn_corr_dims(int64_t dims, int64_t n_ctx_orig, float freq_base, float beta_fast,
+                         float beta_slow, float* low, float* high) noexcept;
+
+/// The rotation of position `pos`: coef[0, dims) = (cos, sin) per pair, coef[dims, 2·dims) =
+/// (-sin, cos), built in float in llama.cpp's order (theta *= base^(-2/dims) per pair, then the
+/// factors, the scaling and attn_factor), so results match ggml bit for bit.
+status rope_coefficients(const rope_params& p, int64_t pos, float* coef) noexcept;
+
+/// Rotates adjacent pairs (x[2i], x[2i+1]), 2i < dims, of each of `heads` vectors of `head_dim`
+/// in place by the coefficients of rope_coefficients; the rest pass through. x: [heads, head_dim].
+status rope_apply(float* x, int64_t heads, int64_t head_dim, int64_t dims,
+                  const float* coef) noexcept;
+
+/// rope_apply with unscaled coefficients: angle pos·base^(-2i/rope_dim).
 status rope_norm(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
                  float freq_base) noexcept;
 
@@ -81,6 +108,9 @@ struct mat_mul_part {
   const void* w;
   size_t row_stride;
   float* y;
+  /// f16 and bf16 weights only: round the f32 activations to the weight's type first, as ggml
+  /// does (it converts them to the weight's vec_dot_type). For llama.cpp parity; less exact.
+  bool ggml_activations = false;
 };
 
 /// mat_mul of every part by the same activations x: [tokens, n] (q, k and v; gate and up), with

@@ -43,6 +43,7 @@ struct batch_decoder::state {
   std::vector<float> last, logits;  // [chunks, hidden], [chunks, vocab]
   std::vector<int32_t> tokens;      // all tokens of the step, chunk after chunk
   std::vector<int64_t> pos;         // position of each token
+  std::vector<float> rope;          // [tokens, 2 * rope_dim] rotation coefficients
   std::vector<std::byte> act_scratch;
   std::vector<float> attn_scratch;
   std::vector<kc::attention_sequence> attn_seqs;  // one per chunk of the step
@@ -160,7 +161,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
   fit(s.x, T * H); fit(s.cur, T * H); fit(s.q, T * q_dim); fit(s.k, T * kv_dim);
   fit(s.v, T * kv_dim); fit(s.attn, T * q_dim); fit(s.proj, T * H);
   fit(s.gate, T * h.ffn); fit(s.up, T * h.ffn);
-  fit(s.last, C * H); fit(s.logits, C * h.vocab);
+  fit(s.last, C * H); fit(s.logits, C * h.vocab); fit(s.rope, T * 2 * h.rope_dim);
   s.tokens.clear();
   s.pos.clear();
   for (const chunk& ch : chunks) {
@@ -170,13 +171,25 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       s.pos.push_back(p0 + static_cast<int64_t>(i));
     }
   }
-
-  auto mm = [&](const matrix& m, const float* x, float* y) {
-    check(kc::mat_mul(s.pool, m.type, m.rows, m.n, m.data, m.row_stride, x, T, y, s.act_scratch),
-          "mat_mul");
+  // Each token's rotation, once for all layers.
+  for (int64_t t = 0; t < T; ++t)
+    check(kc::rope_coefficients(w.rope, s.pos[static_cast<size_t>(t)],
+                                s.rope.data() + t * 2 * h.rope_dim),
+          "rope_coefficients");
+  // y[t, :] += b for the T rows of an n-wide product; no-op without a bias.
+  auto add_bias = [&](float* y, const float* b, int64_t n) {
+    if (b == nullptr) return;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < n; ++i) y[t * n + i] += b[i];
   };
+
+  // f16/bf16 weights see activations rounded as llama.cpp rounds them (ggml_activations).
   auto part = [](const matrix& m, float* y) {
-    return kc::mat_mul_part{m.type, m.rows, m.data, m.row_stride, y};
+    return kc::mat_mul_part{m.type, m.rows, m.data, m.row_stride, y, true};
+  };
+  auto mm = [&](const matrix& m, const float* x, float* y, int64_t tokens) {
+    const kc::mat_mul_part p = part(m, y);
+    check(kc::mat_mul(s.pool, &p, 1, m.n, x, tokens, s.act_scratch), "mat_mul");
   };
   // Matrices of one width by the same activations: one pass over the pool (q, k, v; gate, up).
   auto mm_fused = [&](std::initializer_list<kc::mat_mul_part> parts, const float* x) {
@@ -200,6 +213,9 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
             "rms_norm");
     mm_fused({part(l.wq, s.q.data()), part(l.wk, s.k.data()), part(l.wv, s.v.data())},
              s.cur.data());
+    add_bias(s.q.data(), l.bq, q_dim);
+    add_bias(s.k.data(), l.bk, kv_dim);
+    add_bias(s.v.data(), l.bv, kv_dim);
     // RoPE at each token's own position, then keys and values into each sequence's cache;
     // then attention for all sequences in one split of the pool.
     int64_t t = 0;
@@ -211,10 +227,11 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       const int64_t t0 = t;
       for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
         const int64_t pos = s.pos[static_cast<size_t>(t)];
-        check(kc::rope_norm(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, pos,
-                            h.rope_base), "rope_norm");
-        check(kc::rope_norm(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, pos,
-                            h.rope_base), "rope_norm");
+        const float* coef = s.rope.data() + t * 2 * h.rope_dim;
+        check(kc::rope_apply(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef),
+              "rope_apply");
+        check(kc::rope_apply(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef),
+              "rope_apply");
         std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
         std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
       }
@@ -224,14 +241,18 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     check(kc::attention(s.pool, shape, s.attn_seqs.data(), static_cast<int64_t>(s.attn_seqs.size()),
                         s.attn_scratch),
           "attention");
-    mm(l.wo, s.attn.data(), s.proj.data());
+    mm(l.wo, s.attn.data(), s.proj.data(), T);
+    add_bias(s.proj.data(), l.bo, H);
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
     for (int64_t i = 0; i < T; ++i)
       check(kc::rms_norm(s.x.data() + i * H, l.ffn_norm, s.cur.data() + i * H, H, h.rms_eps),
             "rms_norm");
     mm_fused({part(l.gate, s.gate.data()), part(l.up, s.up.data())}, s.cur.data());
+    add_bias(s.gate.data(), l.b_gate, h.ffn);
+    add_bias(s.up.data(), l.b_up, h.ffn);
     check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
-    mm(l.down, s.gate.data(), s.proj.data());
+    mm(l.down, s.gate.data(), s.proj.data(), T);
+    add_bias(s.proj.data(), l.b_down, H);
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
   }
   // Logits of each chunk's last token only: [C, vocab].
@@ -242,9 +263,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
                        h.rms_eps),
           "rms_norm");
   }
-  check(kc::mat_mul(s.pool, w.output.type, w.output.rows, w.output.n, w.output.data,
-                    w.output.row_stride, s.last.data(), C, s.logits.data(), s.act_scratch),
-        "mat_mul");
+  mm(w.output, s.last.data(), s.logits.data(), C);
   for (const chunk& ch : chunks) s.seqs[ch.seq].pos += static_cast<int64_t>(ch.tokens.size());
   return {s.logits.data(), static_cast<size_t>(C * h.vocab)};
 }

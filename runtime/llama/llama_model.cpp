@@ -50,6 +50,14 @@ matrix load_matrix(const gguf_file& f, const std::string& name, int64_t n, int64
   return m;
 }
 
+/// Rows [first, first + count) of m.
+matrix row_slice(const matrix& m, int64_t first, int64_t count) {
+  matrix r = m;
+  r.rows = count;
+  r.data = static_cast<const std::byte*>(m.data) + static_cast<size_t>(first) * m.row_stride;
+  return r;
+}
+
 const float* load_vector(const gguf_file& f, const std::string& name, int64_t n) {
   const gguf_tensor& t = f.tensor(name);
   if (t.type != 0 || t.elements() != static_cast<uint64_t>(n)) {
@@ -58,6 +66,53 @@ const float* load_vector(const gguf_file& f, const std::string& name, int64_t n)
              std::string(ggml_type_name(t.type)) + " with " + std::to_string(t.elements()) + ")");
   }
   return reinterpret_cast<const float*>(t.data);
+}
+
+/// The rotary embedding as llama.cpp configures it for a llama file (llama_model::load_hparams
+/// and llama_context's defaults): scaling type and factor, YaRN's correction range and magnitude,
+/// and the per-pair frequency factors of Llama 3.1+ (`rope_freqs.weight`).
+void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
+  kc::rope_params& r = w.rope;
+  r.dims = h.rope_dim;
+  r.freq_base = h.rope_base;
+  float factor = f.get_f32("llama.rope.scaling.factor", f.get_f32("llama.rope.scale_linear", 0));
+  h.rope_scaling = f.get_string("llama.rope.scaling.type", factor != 0 ? "linear" : "none");
+  if (h.rope_scaling != "none" && h.rope_scaling != "linear" && h.rope_scaling != "yarn") {
+    fail(errc::unsupported, f,
+         "llama.rope.scaling.type '" + h.rope_scaling +
+             "' is not supported (troupe applies none, linear and yarn, and rope_freqs.weight)");
+  }
+  if (!(factor >= 0) || !std::isfinite(factor)) {
+    fail(errc::parse_error, f, "llama.rope.scaling.factor must be a positive number");
+  }
+  h.rope_scaling_factor = factor == 0 ? 1 : factor;
+  r.freq_scale = h.rope_scaling == "none" ? 1.0f : 1.0f / h.rope_scaling_factor;
+  h.rope_original_context = f.get_u32("llama.rope.scaling.original_context_length",
+                                      static_cast<uint32_t>(h.context));
+  r.attn_factor = 1.0f;
+  if (h.rope_scaling == "yarn") {
+    r.ext_factor = 1.0f;
+    const auto get_mscale = [](float scale) {
+      return scale <= 1.0f ? 1.0f : 0.1f * std::log(scale) + 1.0f;
+    };
+    const float yarn_factor = 1.0f / r.freq_scale;
+    r.attn_factor = get_mscale(yarn_factor);
+    r.attn_factor *= 1.0f / (1.0f + 0.1f * std::log(yarn_factor));  // kernel multiplies it back
+    kc::rope_yarn_corr_dims(h.rope_dim, h.rope_original_context, h.rope_base, 32.0f, 1.0f,
+                            &r.corr_low, &r.corr_high);
+  }
+  r.attn_factor *= f.get_f32("llama.rope.scaling.attn_factor", 1.0f);
+  if (f.find_tensor("rope_freqs.weight")) {
+    r.freq_factors = load_vector(f, "rope_freqs.weight", h.rope_dim / 2);
+    for (int64_t i = 0; i < h.rope_dim / 2; ++i) {
+      if (!(r.freq_factors[i] > 0) || !std::isfinite(r.freq_factors[i])) {
+        fail(errc::parse_error, f,
+             "rope_freqs.weight[" + std::to_string(i) + "] is " +
+                 std::to_string(r.freq_factors[i]) + "; frequency factors must be positive");
+      }
+    }
+    h.rope_freq_factors = true;
+  }
 }
 
 }  // namespace
@@ -92,35 +147,69 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   }
   h.head_dim = h.hidden / h.heads;
   h.rope_dim = f.get_u32("llama.rope.dimension_count", static_cast<uint32_t>(h.head_dim));
-  if (f.contains("llama.rope.scaling.type") &&
-      f.get_string("llama.rope.scaling.type") != "none" &&
-      f.get_f32("llama.rope.scaling.factor", 1.0f) != 1.0f) {
-    fail(errc::unsupported, f, "rope scaling (llama.rope.scaling.*) is not supported yet");
+  if (h.rope_dim <= 0 || h.rope_dim > h.head_dim || h.rope_dim % 2 != 0 || h.rope_dim > 1024) {
+    fail(errc::parse_error, f,
+         "llama.rope.dimension_count is " + std::to_string(h.rope_dim) +
+             "; it must be even and at most the head size " + std::to_string(h.head_dim));
+  }
+  if (f.contains("llama.expert_count") && f.get_u32("llama.expert_count") > 0) {
+    fail(errc::unsupported, f,
+         "this llama file is a mixture of experts (llama.expert_count = " +
+             std::to_string(f.get_u32("llama.expert_count")) +
+             ", e.g. Mixtral); troupe runs dense llama models and DeepSeek-V3-style MoE models");
   }
   const gguf_tensor& embd = f.tensor("token_embd.weight");
   if (embd.shape.size() != 2) fail(errc::parse_error, f, "token_embd.weight is not 2-D");
   h.vocab = static_cast<int64_t>(embd.shape[1]);
 
   impl& w = *m->impl_;
+  read_rope(f, h, w);
   w.token_embd = load_matrix(f, "token_embd.weight", h.hidden, h.vocab, false);
   w.output = f.find_tensor("output.weight") ? load_matrix(f, "output.weight", h.hidden, h.vocab)
                                             : load_matrix(f, "token_embd.weight", h.hidden, h.vocab);
   w.output_norm = load_vector(f, "output_norm.weight", h.hidden);
   const int64_t q_dim = h.heads * h.head_dim;
   const int64_t kv_dim = h.kv_heads * h.head_dim;
+  auto bias = [&](const std::string& name, int64_t n) -> const float* {
+    if (!f.find_tensor(name)) return nullptr;
+    h.biases = true;
+    return load_vector(f, name, n);
+  };
   w.layers.resize(static_cast<size_t>(h.layers));
   for (int64_t i = 0; i < h.layers; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     layer_weights& l = w.layers[static_cast<size_t>(i)];
     l.attn_norm = load_vector(f, p + "attn_norm.weight", h.hidden);
-    l.wq = load_matrix(f, p + "attn_q.weight", h.hidden, q_dim);
-    l.wk = load_matrix(f, p + "attn_k.weight", h.hidden, kv_dim);
-    l.wv = load_matrix(f, p + "attn_v.weight", h.hidden, kv_dim);
+    if (f.find_tensor(p + "attn_qkv.weight")) {
+      // Fused q/k/v: rows [0, q_dim) are q, then k, then v; quantised rows are independent.
+      const matrix qkv = load_matrix(f, p + "attn_qkv.weight", h.hidden, q_dim + 2 * kv_dim);
+      l.wq = row_slice(qkv, 0, q_dim);
+      l.wk = row_slice(qkv, q_dim, kv_dim);
+      l.wv = row_slice(qkv, q_dim + kv_dim, kv_dim);
+      if (const float* b = bias(p + "attn_qkv.bias", q_dim + 2 * kv_dim)) {
+        l.bq = b;
+        l.bk = b + q_dim;
+        l.bv = b + q_dim + kv_dim;
+      }
+    } else {
+      l.wq = load_matrix(f, p + "attn_q.weight", h.hidden, q_dim);
+      l.wk = load_matrix(f, p + "attn_k.weight", h.hidden, kv_dim);
+      l.wv = load_matrix(f, p + "attn_v.weight", h.hidden, kv_dim);
+    }
+    if (l.bq == nullptr) {
+      l.bq = bias(p + "attn_q.bias", q_dim);
+      l.bk = bias(p + "attn_k.bias", kv_dim);
+      l.bv = bias(p + "attn_v.bias", kv_dim);
+    }
     l.wo = load_matrix(f, p + "attn_output.weight", q_dim, h.hidden);
+    l.bo = bias(p + "attn_output.bias", h.hidden);
     l.ffn_norm = load_vector(f, p + "ffn_norm.weight", h.hidden);
     l.gate = load_matrix(f, p + "ffn_gate.weight", h.hidden, h.ffn);
     l.up = load_matrix(f, p + "ffn_up.weight", h.hidden, h.ffn);
     l.down = load_matrix(f, p + "ffn_down.weight", h.ffn, h.hidden);
+    l.b_gate = bias(p + "ffn_gate.bias", h.ffn);
+    l.b_up = bias(p + "ffn_up.bias", h.ffn);
+    l.b_down = bias(p + "ffn_down.bias", h.hidden);
   }
   return m;
 }

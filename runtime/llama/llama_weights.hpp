@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/quant.hpp"
+#include "cpu/transformer_ops.hpp"
 #include "troupe/llama/llama_model.hpp"
 
 namespace troupe::llama {
@@ -27,6 +28,9 @@ struct layer_weights {
   matrix wq, wk, wv, wo;             // [q_dim|kv_dim, hidden], wo [hidden, q_dim]
   const float* ffn_norm = nullptr;   // [hidden]
   matrix gate, up, down;             // [ffn, hidden] ×2, down [hidden, ffn]
+  // Optional biases, added after the product (null when the file has none).
+  const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
+  const float *b_gate = nullptr, *b_up = nullptr, *b_down = nullptr;
 };
 
 struct llama_model::impl {
@@ -34,6 +38,7 @@ struct llama_model::impl {
   matrix output;      // [vocab, hidden]; token_embd when tied
   const float* output_norm = nullptr;
   std::vector<layer_weights> layers;
+  kc::rope_params rope;  // the rotary embedding of every layer (freq_factors into the map)
 };
 
 }  // namespace troupe::llama

@@ -311,6 +311,57 @@ BOOST_AUTO_TEST_CASE(mat_mul_matches_mat_vec_per_token) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(f16_and_bf16_weights_take_activations_rounded_to_their_type) {
+  // ggml converts the activations of an f16 (bf16) weight to f16 (bf16) before the dot product;
+  // mat_mul does too for parts marked ggml_activations: against a double-precision reference on
+  // rounded activations, fused with an f32 weight of the same values, which must not share
+  // rounded activations, and with an unmarked part of the same weight, which sees exact ones.
+  const int64_t rows = 19, n = 80, tokens = 3;
+  auto wf = random_floats(static_cast<size_t>(rows * n), 20, -1.0f, 1.0f);
+  auto x = random_floats(static_cast<size_t>(tokens * n), 21, -3.0f, 3.0f);
+  for (float& v : x) v *= 1.0f + 1e-4f;  // values between representable f16/bf16 numbers
+  for (kc::quant_type type : {kc::quant_type::f16, kc::quant_type::bf16}) {
+    const bool half = type == kc::quant_type::f16;
+    auto round = [&](float v) {
+      return half ? kc::fp16_to_fp32(kc::fp32_to_fp16(v)) : kc::bf16_to_fp32(kc::fp32_to_bf16(v));
+    };
+    std::vector<uint16_t> w(wf.size());
+    for (size_t i = 0; i < w.size(); ++i)
+      w[i] = half ? kc::fp32_to_fp16(wf[i]) : kc::fp32_to_bf16(wf[i]);
+    std::vector<float> w32(wf.size());  // the same weights as f32
+    for (size_t i = 0; i < w.size(); ++i)
+      w32[i] = half ? kc::fp16_to_fp32(w[i]) : kc::bf16_to_fp32(w[i]);
+    kc::thread_pool pool(2);
+    std::vector<float> y(static_cast<size_t>(tokens * rows)), y32(y.size()), yx(y.size());
+    std::vector<std::byte> scratch;
+    const kc::mat_mul_part parts[3] = {
+      {type, rows, w.data(), static_cast<size_t>(n) * 2, y.data(), true},
+      {kc::quant_type::f32, rows, w32.data(), static_cast<size_t>(n) * 4, y32.data(), true},
+      {type, rows, w.data(), static_cast<size_t>(n) * 2, yx.data()}};
+    BOOST_REQUIRE(kc::mat_mul(pool, parts, 3, n, x.data(), tokens, scratch) == kc::status::ok);
+    double rounded_err = 0, plain_err = 0;
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double rounded = 0, plain = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          rounded += double(w32[r * n + i]) * round(x[t * n + i]);
+          plain += double(w32[r * n + i]) * x[t * n + i];
+        }
+        rounded_err = std::max(rounded_err, std::abs(y[t * rows + r] - rounded));
+        plain_err = std::max(plain_err, std::abs(y32[t * rows + r] - plain));
+        plain_err = std::max(plain_err, std::abs(yx[t * rows + r] - plain));
+      }
+    }
+    BOOST_TEST_MESSAGE((half ? "f16" : "bf16") << ": |y - rounded reference| " << rounded_err
+                                           << ", f32 part |y - plain reference| " << plain_err);
+    BOOST_CHECK_LT(rounded_err, 1e-4);  // float summation only
+    BOOST_CHECK_LT(plain_err, 1e-4);    // the f32 and unmarked parts saw exact activations
+    double moved = 0;  // and the rounding is there: outputs differ by far more than that
+    for (size_t i = 0; i < y.size(); ++i) moved = std::max(moved, double(std::abs(y[i] - y32[i])));
+    BOOST_CHECK_GT(moved, half ? 1e-3 : 1e-2);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(fused_mat_mul_matches_one_mat_mul_per_part) {
   // Two Q4_1 matrices and a Q8_0 one by the same activations (two activation types, shared by
   // the Q4_1 parts) in one pass: each output bit-identical to its own mat_mul.

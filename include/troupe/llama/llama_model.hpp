@@ -1,8 +1,10 @@
 #pragma once
-/// A llama-architecture decoder (SmolLM2, Llama, TinyLlama, ...) loaded from a GGUF file and run
-/// on the CPU: RMSNorm, adjacent-pair RoPE (llama.cpp's NORM rope, which GGUF llama q/k weights
-/// are permuted for), grouped-query attention over a KV cache, SwiGLU, tied or separate output.
-/// Weights stay in the file's quantised formats inside the memory map; nothing is converted.
+/// A llama-architecture decoder (SmolLM2, Llama 1/2/3.x, TinyLlama, Mistral 7B, ...) loaded from a
+/// GGUF file and run on the CPU: RMSNorm, adjacent-pair RoPE (llama.cpp's NORM rope, which GGUF
+/// llama q/k weights are permuted for) with linear, YaRN or per-frequency (Llama 3.1) scaling,
+/// grouped-query attention over a KV cache, SwiGLU, optional biases, separate or fused q/k/v,
+/// tied or separate output. Weights stay in the file's quantised formats inside the memory map;
+/// nothing is converted. Mixture-of-experts llama files (Mixtral) are refused.
 
 #include <cstdint>
 #include <filesystem>
@@ -28,6 +30,13 @@ struct llama_hparams {
   int64_t context = 0;       ///< llama.context_length
   float rms_eps = 1e-5f;     ///< llama.attention.layer_norm_rms_epsilon
   float rope_base = 10000;   ///< llama.rope.freq_base
+  /// llama.rope.scaling.type as llama.cpp reads it: "linear" when only a factor is given,
+  /// "none" when there is no factor either.
+  std::string rope_scaling = "none";
+  float rope_scaling_factor = 1;  ///< llama.rope.scaling.factor (or the older rope.scale_linear)
+  int64_t rope_original_context = 0;  ///< YaRN: rope.scaling.original_context_length
+  bool rope_freq_factors = false;     ///< rope_freqs.weight present (Llama 3.1+ frequency factors)
+  bool biases = false;                ///< attention or feed-forward biases present
 };
 
 /// The loaded weights. Immutable after load, so one model serves any number of llama_sessions on

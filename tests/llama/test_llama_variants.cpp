@@ -1,0 +1,162 @@
+// The parts of the llama GGUF format that SmolLM2 does not use, against llama.cpp: Llama 3.1
+// frequency factors (rope_freqs.weight), linear and YaRN RoPE scaling, attention and
+// feed-forward biases, fused attn_qkv, a separate output matrix, F16 embeddings, Q5_0. Tiny
+// random-weight models and llama.cpp's logits and greedy tokens on them come from
+// tools/reference/make_tiny_llama_fixtures.py (tests/fixtures/llama/tiny); files troupe must
+// refuse are there too.
+
+#define BOOST_TEST_MODULE llama_variants
+#include <algorithm>
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "llama/llama_test_support.hpp"
+#include "troupe/error.hpp"
+#include "troupe/llama/batch_decoder.hpp"
+#include "troupe/llama/llama_model.hpp"
+
+using namespace troupe::llama;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path tiny_dir = fs::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama/tiny";
+
+troupe::json::value tiny_reference() {
+  const fs::path p = tiny_dir / "reference.json";
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return troupe::json::parse(ss.str(), p.string());
+}
+
+const troupe::json::value& model_entry(const troupe::json::value& ref, const std::string& file) {
+  for (const troupe::json::value& m : ref.find("models")->as_array()) {
+    if (m.find("file")->as_string() == file) return m;
+  }
+  throw std::runtime_error("tests/fixtures/llama/tiny/reference.json has no " + file);
+}
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+/// Largest |troupe - llama.cpp| over the whole first-step logits of a case.
+double first_step_diff(std::span<const float> logits, const troupe::json::value& expected) {
+  const auto& e = expected.as_array();
+  BOOST_REQUIRE_EQUAL(logits.size(), e.size());
+  double d = 0;
+  for (size_t i = 0; i < e.size(); ++i) d = std::max(d, std::abs(logits[i] - e[i].as_number()));
+  return d;
+}
+
+/// Every case of `file` through one llama_session: first-step logits and all greedy tokens.
+/// troupe computes these models bit for bit as llama.cpp does (measured: every step of every
+/// case equal to the printed precision); the fixture stores llama.cpp's logits to 8 significant
+/// digits and the logits are O(10), so 1e-5 allows the fixture's rounding and nothing else.
+void check_against_llama_cpp(const std::string& file) {
+  const troupe::json::value ref = tiny_reference();
+  const troupe::json::value& entry = model_entry(ref, file);
+  auto model = llama_model::load(tiny_dir / file);
+  llama_session session(model, 256, 2);
+  for (const troupe::json::value& c : entry.find("cases")->as_array()) {
+    const auto prompt = test::ids_of(*c.find("prompt_tokens"));
+    BOOST_TEST_CONTEXT(file << ", prompt of " << prompt.size() << " tokens") {
+      session.reset();
+      auto logits = session.decode(prompt);
+      const double diff = first_step_diff(logits, *c.find("first_logits"));
+      BOOST_TEST_MESSAGE(file << ": " << prompt.size()
+                              << "-token prompt, first-step max |logit diff| " << diff);
+      BOOST_CHECK_LE(diff, 1e-5);
+      const auto expected = test::ids_of(*c.find("greedy_tokens"));
+      std::vector<int32_t> got;
+      for (size_t i = 0; i < expected.size(); ++i) {
+        const int32_t next = argmax(logits);
+        if (next != expected[i] && std::equal(got.begin(), got.end(), expected.begin())) {
+          std::vector<float> sorted(logits.begin(), logits.end());
+          std::sort(sorted.rbegin(), sorted.rend());
+          BOOST_TEST_MESSAGE("greedy token " << i << " differs: troupe " << next << ", llama.cpp "
+                                             << expected[i] << "; troupe's top-2 margin "
+                                             << sorted[0] - sorted[1]);
+        }
+        got.push_back(next);
+        logits = session.decode(std::span<const int32_t>(&next, 1));
+      }
+      BOOST_CHECK_EQUAL_COLLECTIONS(got.begin(), got.end(), expected.begin(), expected.end());
+    }
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(llama3_frequency_factors_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "llama3_rope_freqs.gguf");
+  BOOST_CHECK(model->hparams().rope_freq_factors);
+  BOOST_CHECK_EQUAL(model->hparams().rope_scaling, "none");
+  check_against_llama_cpp("llama3_rope_freqs.gguf");
+}
+
+BOOST_AUTO_TEST_CASE(linear_scaling_and_biases_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "linear_biases.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().rope_scaling, "linear");
+  BOOST_CHECK_EQUAL(model->hparams().rope_scaling_factor, 4.0f);
+  BOOST_CHECK(model->hparams().biases);
+  BOOST_CHECK(!model->hparams().rope_freq_factors);
+  check_against_llama_cpp("linear_biases.gguf");
+}
+
+BOOST_AUTO_TEST_CASE(yarn_and_fused_qkv_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "yarn_fused_qkv.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().rope_scaling, "yarn");
+  BOOST_CHECK_EQUAL(model->hparams().rope_original_context, 32);
+  check_against_llama_cpp("yarn_fused_qkv.gguf");
+}
+
+// All prompts of a model as one step of the batch decoder (the engine's path): the same logits
+// as llama.cpp for every sequence, positions and rotations kept per sequence.
+BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
+  const troupe::json::value ref = tiny_reference();
+  for (const char* file : {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf"}) {
+    BOOST_TEST_CONTEXT(file) {
+      const troupe::json::value& entry = model_entry(ref, file);
+      batch_decoder decoder(llama_model::load(tiny_dir / file), 2);
+      std::vector<std::vector<int32_t>> prompts;
+      std::vector<batch_decoder::chunk> chunks;
+      for (const troupe::json::value& c : entry.find("cases")->as_array())
+        prompts.push_back(test::ids_of(*c.find("prompt_tokens")));
+      for (const auto& p : prompts) chunks.push_back({decoder.open(256), p});
+      const std::span<const float> logits = decoder.decode(chunks);
+      const auto vocab = static_cast<size_t>(decoder.model().hparams().vocab);
+      size_t i = 0;
+      for (const troupe::json::value& c : entry.find("cases")->as_array()) {
+        BOOST_CHECK_LE(first_step_diff(logits.subspan(i * vocab, vocab), *c.find("first_logits")),
+                       1e-5);
+        ++i;
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(unsupported_llama_files_are_refused_clearly) {
+  const troupe::json::value ref = tiny_reference();
+  for (const troupe::json::value& r : ref.find("refused")->as_array()) {
+    const std::string file = r.find("file")->as_string();
+    const std::string mention = r.find("error_mentions")->as_string();
+    BOOST_TEST_CONTEXT(file) {
+      try {
+        llama_model::load(tiny_dir / file);
+        BOOST_ERROR(file << " loaded; troupe must refuse it");
+      } catch (const troupe::error& e) {
+        const std::string what = e.what();
+        BOOST_TEST_MESSAGE(file << ": " << what);
+        BOOST_CHECK_NE(what.find(mention), std::string::npos);
+        BOOST_CHECK_NE(what.find(file), std::string::npos);  // names the file
+      }
+    }
+  }
+}

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Tiny llama-architecture GGUF files for the parts of the llama format SmolLM2 does not use,
+and llama.cpp's outputs on them.
+
+Each model is written with PyPI's `gguf` package (llama.cpp's own writer) from seeded random
+weights, and run by llama.cpp through llama-cpp-python on random token ids: the logits after
+each prompt and 32 greedily decoded tokens. tests/llama/test_llama_variants.cpp checks troupe
+against tests/fixtures/llama/tiny/reference.json without llama.cpp.
+
+  llama3_rope_freqs  Llama 3.1-style `rope_freqs.weight` (per-pair frequency divisors computed
+                     with Llama 3.1's formula), grouped-query attention 4:1, tied output
+  linear_biases      linear RoPE scaling (factor 4), q/k/v/o and feed-forward biases, a
+                     separate output matrix, an f16 embedding, Q5_0 feed-forward weights
+  yarn_fused_qkv     YaRN RoPE scaling (factor 4, trained on 32 positions), fused attn_qkv
+
+It also writes files troupe must refuse with a clear error (bad_*.gguf: metadata and one
+tensor only).
+
+F16 and BF16 weight matrices are left out on purpose: troupe rounds their activations to f16 or
+bf16 as llama.cpp does, but sums the products in another order, and with random weights a
+last-bit difference sometimes moves an activation across an int8 or f16 rounding boundary
+downstream (measured: a few of 32 steps differ by ~0.1 in a logit), so greedy identity would
+be luck. They are tested against plain references in tests/llama/test_llama_forward.cpp.
+
+Usage (needs llama-cpp-python, gguf, numpy; see tools/reference/llama_cpp_reference.py):
+  python3 tools/reference/make_tiny_llama_fixtures.py
+"""
+
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama_cpp_reference import load_llama  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[2] / "tests/fixtures/llama/tiny"
+HIDDEN, HEADS, KV_HEADS, FFN, LAYERS = 64, 2, 1, 128, 2
+HEAD_DIM = HIDDEN // HEADS
+CONTEXT = 256
+GENERATED = 32
+
+
+def bytes_to_unicode():
+    """GPT-2's byte-level alphabet: byte b as one printable character."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def add_tokenizer(w):
+    """A byte-level BPE vocabulary: 3 control tokens, 256 bytes, a few merges."""
+    alphabet = bytes_to_unicode()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokens = special + [alphabet[b] for b in range(256)]
+    merges = []
+    for a, b in [("t", "h"), ("th", "e"), ("Ġ", "t"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a")]:
+        merges.append(f"{a} {b}")
+        tokens.append(a + b)
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", "smollm")
+    w.add_array("tokenizer.ggml.tokens", tokens)
+    w.add_array("tokenizer.ggml.token_type", [3] * len(special) + [1] * (len(tokens) - 3))
+    w.add_array("tokenizer.ggml.merges", merges)
+    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
+    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    w.add_bool("tokenizer.ggml.add_bos_token", False)
+    return len(tokens)
+
+
+def llama3_freq_factors(dims, base, factor=8.0, low=1.0, high=4.0, original=8192):
+    """Llama 3.1's rope scaling as per-pair divisors of the angle (what convert_hf_to_gguf.py
+    stores in rope_freqs.weight), with a small original context so that every regime shows."""
+    out = []
+    low_wavelen, high_wavelen = original / low, original / high
+    for i in range(0, dims, 2):
+        freq = 1.0 / (base ** (i / dims))
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (original / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+class Model:
+    def __init__(self, name, seed):
+        self.name = name
+        self.path = OUT / f"{name}.gguf"
+        self.rng = np.random.default_rng(seed)
+        self.w = gguf.GGUFWriter(str(self.path), "llama")
+        self.w.add_string("general.name", f"troupe tiny {name}")
+        self.w.add_uint32("llama.context_length", CONTEXT)
+        self.w.add_uint32("llama.embedding_length", HIDDEN)
+        self.w.add_uint32("llama.block_count", LAYERS)
+        self.w.add_uint32("llama.feed_forward_length", FFN)
+        self.w.add_uint32("llama.attention.head_count", HEADS)
+        self.w.add_uint32("llama.attention.head_count_kv", KV_HEADS)
+        self.w.add_uint32("llama.rope.dimension_count", HEAD_DIM)
+        self.w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+        self.w.add_float32("llama.rope.freq_base", 10000.0)
+        self.vocab = add_tokenizer(self.w)
+
+    def matrix(self, name, rows, cols, qtype, scale=1.0):
+        """rows × cols weights (GGUF shape [cols, rows]), std scale/sqrt(cols)."""
+        x = (self.rng.standard_normal((rows, cols)) * scale / math.sqrt(cols)).astype(np.float32)
+        if qtype == gguf.GGMLQuantizationType.F32:
+            self.w.add_tensor(name, x)
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            self.w.add_tensor(name, x.astype(np.float16))
+        else:
+            q = gguf.quants.quantize(x, qtype)
+            self.w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
+
+    def vector(self, name, n, mean=0.0, std=0.1):
+        self.w.add_tensor(name, (mean + std * self.rng.standard_normal(n)).astype(np.float32))
+
+    def write(self):
+        self.w.write_header_to_file()
+        self.w.write_kv_data_to_file()
+        self.w.write_tensors_to_file()
+        self.w.close()
+
+
+Q8_0 = gguf.GGMLQuantizationType.Q8_0
+Q4_1 = gguf.GGMLQuantizationType.Q4_1
+Q5_0 = gguf.GGMLQuantizationType.Q5_0
+F16 = gguf.GGMLQuantizationType.F16
+
+
+def layers(m, fused_qkv=False, biases=False, ffn_type=Q4_1):
+    q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    for i in range(LAYERS):
+        p = f"blk.{i}."
+        m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
+        if fused_qkv:
+            m.matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, HIDDEN, Q8_0, scale=3.0)
+        else:
+            m.matrix(p + "attn_q.weight", q_dim, HIDDEN, Q8_0, scale=2.0)
+            m.matrix(p + "attn_k.weight", kv_dim, HIDDEN, Q8_0, scale=2.0)
+            m.matrix(p + "attn_v.weight", kv_dim, HIDDEN, Q8_0, scale=3.0)
+        m.matrix(p + "attn_output.weight", HIDDEN, q_dim, Q8_0, scale=3.0)
+        m.vector(p + "ffn_norm.weight", HIDDEN, mean=1.0)
+        m.matrix(p + "ffn_gate.weight", FFN, HIDDEN, ffn_type, scale=2.0)
+        m.matrix(p + "ffn_up.weight", FFN, HIDDEN, ffn_type, scale=2.0)
+        m.matrix(p + "ffn_down.weight", HIDDEN, FFN, ffn_type, scale=3.0)
+        if biases:
+            m.vector(p + "attn_q.bias", q_dim, std=0.5)
+            m.vector(p + "attn_k.bias", kv_dim, std=0.5)
+            m.vector(p + "attn_v.bias", kv_dim)
+            m.vector(p + "attn_output.bias", HIDDEN)
+            m.vector(p + "ffn_gate.bias", FFN)
+            m.vector(p + "ffn_up.bias", FFN)
+            m.vector(p + "ffn_down.bias", HIDDEN)
+
+
+def make_models():
+    models = []
+
+    m = Model("llama3_rope_freqs", 1)
+    m.w.add_tensor("rope_freqs.weight", llama3_freq_factors(HEAD_DIM, 10000.0, original=64))
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m)
+    m.write()
+    models.append(m)
+
+    m = Model("linear_biases", 2)
+    m.w.add_string("llama.rope.scaling.type", "linear")
+    m.w.add_float32("llama.rope.scaling.factor", 4.0)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, F16)
+    m.matrix("output.weight", m.vocab, HIDDEN, Q8_0, scale=4.0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, biases=True, ffn_type=Q5_0)
+    m.write()
+    models.append(m)
+
+    m = Model("yarn_fused_qkv", 3)
+    m.w.add_string("llama.rope.scaling.type", "yarn")
+    m.w.add_float32("llama.rope.scaling.factor", 4.0)
+    m.w.add_uint32("llama.rope.scaling.original_context_length", 32)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, fused_qkv=True)
+    m.write()
+    models.append(m)
+    return models
+
+
+def make_bad_files():
+    """Files troupe must refuse: (file, what the error names)."""
+    bad = []
+
+    def small(name, extra):
+        m = Model(name, 9)
+        extra(m)
+        m.w.add_tensor("token_embd.weight", np.zeros((4, HIDDEN), dtype=np.float32))
+        m.write()
+
+    small("bad_mixtral", lambda m: m.w.add_uint32("llama.expert_count", 8))
+    bad.append(("bad_mixtral.gguf", "mixture of experts"))
+    small("bad_longrope", lambda m: m.w.add_string("llama.rope.scaling.type", "longrope"))
+    bad.append(("bad_longrope.gguf", "longrope"))
+    small("bad_rope_freqs", lambda m: m.w.add_tensor(
+        "rope_freqs.weight", np.array([1.0] * (HEAD_DIM // 2 - 1) + [-2.0], dtype=np.float32)))
+    bad.append(("bad_rope_freqs.gguf", "rope_freqs.weight"))
+    small("bad_rope_dims", lambda m: m.w.add_uint32("llama.rope.dimension_count", 31))
+    bad.append(("bad_rope_dims.gguf", "llama.rope.dimension_count"))
+    return bad
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.gguf"):
+        old.unlink()
+    models = make_models()
+    bad = make_bad_files()
+    llama_cpp = load_llama()
+    rng = np.random.default_rng(42)
+    out = {"generator": "tools/reference/make_tiny_llama_fixtures.py",
+           "llama_cpp_python": llama_cpp.__version__,
+           "settings": {"n_threads": 2, "n_ctx": CONTEXT, "flash_attn": False, "kv_type": "f32",
+                        "greedy_tokens": GENERATED},
+           "models": [], "refused": [{"file": f, "error_mentions": e} for f, e in bad]}
+    for m in models:
+        llm = llama_cpp.Llama(model_path=str(m.path), n_ctx=CONTEXT, n_batch=CONTEXT,
+                              n_ubatch=CONTEXT, n_threads=2, n_threads_batch=2, flash_attn=False,
+                              type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
+                              verbose=False, seed=0)
+        n_vocab = llm.n_vocab()
+        cases = []
+        for length in (1, 7, 33, 100, 180):
+            prompt = [int(t) for t in rng.integers(3, n_vocab, length)]
+            llm.reset()
+            llm.eval(prompt)
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+            first = [float(f"{v:.8g}") for v in logits]
+            generated = []
+            step = logits
+            for _ in range(GENERATED):
+                tok = int(np.argmax(step))
+                generated.append(tok)
+                llm.eval([tok])
+                step = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+            cases.append({"prompt_tokens": prompt, "first_logits": first,
+                          "greedy_tokens": generated})
+            print(f"{m.name}: {length} tokens -> {generated[:12]}", file=sys.stderr)
+        del llm
+        out["models"].append({"file": m.path.name,
+                              "sha256": hashlib.sha256(m.path.read_bytes()).hexdigest(),
+                              "cases": cases})
+    (OUT / "reference.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {OUT}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
