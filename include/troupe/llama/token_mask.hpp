@@ -52,8 +52,8 @@ class mask_cache {
   size_t max_entries_;
 };
 
-/// A vocabulary as the masker sees it, whatever tokenizer it comes from (GGUF byte-level BPE,
-/// tiktoken): token t's text bytes and its kind. Control tokens carry no text.
+/// A vocabulary as the masker sees it, whatever tokenizer it comes from (GGUF byte-level BPE or
+/// SentencePiece, tiktoken): token t's text bytes and its kind. Control tokens carry no text.
 struct mask_vocabulary {
   enum class kind : uint8_t { text, control, end_of_generation };
   std::vector<std::string> bytes;  ///< [vocab]; ignored for control and end-of-generation tokens
