@@ -1,0 +1,149 @@
+// write_llama2_vocab_model VOCAB.gguf OUT.gguf
+// Writes a tiny random llama model that carries a real vocabulary (llama.cpp's
+// ggml-vocab-llama-spm.gguf: Llama 2's SentencePiece tokenizer, installed by
+// scripts/install-deps) and Llama 2's chat template, for check_llama2_vocab.sh: `troupe generate`
+// on it against llama.cpp's greedy output (tools/reference/llama2_vocab_model_reference.py).
+// The bytes are the same on every run and machine: weights come from a 32-bit integer
+// generator and are quantised to Q8_0 here, not by troupe's kernels.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cpu/quant.hpp"
+#include "gguf_test_writer.hpp"
+#include "troupe/error.hpp"
+#include "troupe/formats/gguf.hpp"
+
+namespace {
+
+using troupe::gguf_value_type;
+namespace kc = troupe::kernels::cpu;
+
+/// Llama-2-chat's template (as in its tokenizer_config.json).
+constexpr const char* llama2_template =
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set "
+    "system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set "
+    "system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] "
+    "== 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+    "user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != "
+    "false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
+    "message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if "
+    "message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif "
+    "message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% "
+    "endfor %}";
+
+constexpr uint64_t hidden = 64, heads = 2, kv_heads = 1, ffn = 128, layers = 2;
+
+/// xorshift32: the same sequence everywhere.
+struct generator {
+  uint32_t s;
+  float next(float scale) {  // uniform in [-scale, scale)
+    s ^= s << 13;
+    s ^= s >> 17;
+    s ^= s << 5;
+    return scale * (static_cast<float>(s >> 8) / 8388608.0f - 1.0f);
+  }
+};
+
+/// rows × cols weights, uniform with the standard deviation of scale / sqrt(cols), as Q8_0.
+std::string q8_0_matrix(generator& g, uint64_t rows, uint64_t cols, float scale) {
+  const float bound = scale * std::sqrt(3.0f / static_cast<float>(cols));
+  std::string out;
+  for (uint64_t r = 0; r < rows; ++r) {
+    for (uint64_t b = 0; b < cols / 32; ++b) {
+      float x[32], amax = 0;
+      for (float& v : x) {
+        v = g.next(bound);
+        amax = std::max(amax, std::fabs(v));
+      }
+      kc::block_q8_0 blk{};
+      const float d = amax / 127.0f;
+      blk.d = kc::fp32_to_fp16(d);
+      for (int i = 0; i < 32; ++i)
+        blk.qs[i] = static_cast<int8_t>(d == 0 ? 0 : std::lround(x[i] / d));
+      out.append(reinterpret_cast<const char*>(&blk), sizeof blk);
+    }
+  }
+  return out;
+}
+
+std::string ones(uint64_t n) {
+  std::vector<float> v(n, 1.0f);
+  return std::string(reinterpret_cast<const char*>(v.data()), n * sizeof(float));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::cerr << "usage: write_llama2_vocab_model VOCAB.gguf OUT.gguf\n";
+    return 2;
+  }
+  try {
+    const troupe::gguf_file vocab = troupe::gguf_file::open(argv[1]);
+    troupe::test::gguf_writer w;
+    w.kv_string("general.architecture", "llama");
+    w.kv_string("general.name", "troupe test: random weights, Llama 2 vocabulary");
+    w.kv("llama.context_length", gguf_value_type::u32, uint32_t{512});
+    w.kv("llama.embedding_length", gguf_value_type::u32, uint32_t{hidden});
+    w.kv("llama.block_count", gguf_value_type::u32, uint32_t{layers});
+    w.kv("llama.feed_forward_length", gguf_value_type::u32, uint32_t{ffn});
+    w.kv("llama.attention.head_count", gguf_value_type::u32, uint32_t{heads});
+    w.kv("llama.attention.head_count_kv", gguf_value_type::u32, uint32_t{kv_heads});
+    w.kv("llama.rope.dimension_count", gguf_value_type::u32, uint32_t{hidden / heads});
+    w.kv("llama.attention.layer_norm_rms_epsilon", gguf_value_type::f32, 1e-5f);
+    w.kv_string("tokenizer.ggml.model", vocab.get_string("tokenizer.ggml.model"));
+    w.kv_string("tokenizer.ggml.pre", vocab.get_string("tokenizer.ggml.pre"));
+    const std::vector<std::string> tokens = vocab.get_string_array("tokenizer.ggml.tokens");
+    w.kv_string_array("tokenizer.ggml.tokens", tokens);
+    w.kv_array("tokenizer.ggml.scores", gguf_value_type::f32,
+               vocab.get_float_array("tokenizer.ggml.scores"));
+    std::vector<int32_t> types;
+    for (int64_t t : vocab.get_int_array("tokenizer.ggml.token_type"))
+      types.push_back(static_cast<int32_t>(t));
+    w.kv_array("tokenizer.ggml.token_type", gguf_value_type::i32, types);
+    for (const char* key : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                            "tokenizer.ggml.unknown_token_id"})
+      w.kv(key, gguf_value_type::u32, vocab.get_u32(key));
+    for (const char* key : {"tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token"})
+      w.kv(key, gguf_value_type::boolean, static_cast<uint8_t>(vocab.get_bool(key)));
+    w.kv_string("tokenizer.chat_template", llama2_template);
+
+    generator g{0x7f4a7c15u};
+    const uint64_t vocab_size = tokens.size(), head_dim = hidden / heads;
+    const uint32_t q8_0 = 8, f32 = 0;
+    w.tensor("token_embd.weight", q8_0, {hidden, vocab_size},
+             q8_0_matrix(g, vocab_size, hidden, 1.0f));
+    w.tensor("output_norm.weight", f32, {hidden}, ones(hidden));
+    for (uint64_t i = 0; i < layers; ++i) {
+      const std::string p = "blk." + std::to_string(i) + ".";
+      w.tensor(p + "attn_norm.weight", f32, {hidden}, ones(hidden));
+      w.tensor(p + "attn_q.weight", q8_0, {hidden, hidden}, q8_0_matrix(g, hidden, hidden, 2));
+      w.tensor(p + "attn_k.weight", q8_0, {hidden, kv_heads * head_dim},
+               q8_0_matrix(g, kv_heads * head_dim, hidden, 2));
+      w.tensor(p + "attn_v.weight", q8_0, {hidden, kv_heads * head_dim},
+               q8_0_matrix(g, kv_heads * head_dim, hidden, 3));
+      w.tensor(p + "attn_output.weight", q8_0, {hidden, hidden}, q8_0_matrix(g, hidden, hidden, 3));
+      w.tensor(p + "ffn_norm.weight", f32, {hidden}, ones(hidden));
+      w.tensor(p + "ffn_gate.weight", q8_0, {hidden, ffn}, q8_0_matrix(g, ffn, hidden, 2));
+      w.tensor(p + "ffn_up.weight", q8_0, {hidden, ffn}, q8_0_matrix(g, ffn, hidden, 2));
+      w.tensor(p + "ffn_down.weight", q8_0, {ffn, hidden}, q8_0_matrix(g, hidden, ffn, 3));
+    }
+    const std::string bytes = w.bytes();
+    std::ofstream out(argv[2], std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) {
+      std::cerr << "write_llama2_vocab_model: cannot write " << argv[2] << "\n";
+      return 1;
+    }
+  } catch (const troupe::error& e) {
+    std::cerr << "write_llama2_vocab_model: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
