@@ -1,7 +1,8 @@
-// The two model families of the local engine: GGUF llama models (the model's chat template -
-// ChatML, Llama 2/3, Mistral, Zephyr, Phi-3, Gemma, Vicuna - with Hermes tool calls,
-// grammar-constrained decoding) and DeepSeek-V3 / Kimi checkpoints (Kimi's template and tool-call
-// sections, tiktoken, routed experts on expert-shard actors). Both decode under the same
+// The model families of the local engine: GGUF files, llama or deepseek2 architecture (the
+// file's tokenizer and chat template - ChatML, Llama 2/3, Mistral, Zephyr, Phi-3, Gemma, Vicuna -
+// with Hermes tool calls, grammar-constrained decoding), and DeepSeek-V3 / Kimi checkpoint
+// directories (Kimi's template and tool-call sections, tiktoken, routed experts on expert-shard
+// actors). Both decode under the same
 // grammars: response schemas and tool calls in the family's syntax.
 
 #include "engine_backend.hpp"
@@ -50,49 +51,109 @@ std::vector<llama::chat_message> render_hermes(const chat_request& req) {
   return out;
 }
 
-class llama_backend final : public engine_backend {
- public:
-  llama_backend(const std::filesystem::path& path, int threads)
-      : model_(llama::llama_model::load(path)),
-        tok_(llama::tokenizer::from_gguf(model_->file())),
-        tmpl_(llama::chat_template::from_gguf(model_->file())),
-        end_of_turn_(tok_.find(tmpl_.end_of_turn()).value_or(-1)),
-        masker_(tok_),
-        decoder_(model_, threads) {}
-
-  const char* family() const noexcept override { return "llama"; }
-  int64_t vocab() const noexcept override { return model_->hparams().vocab; }
-  int64_t context() const noexcept override { return model_->hparams().context; }
-  int64_t kv_bytes_per_position() const noexcept override {
-    return llama::batch_decoder::kv_bytes_per_position(model_->hparams());
+/// The forward pass of a GGUF file of llama.cpp's `llama` architecture (SmolLM2, Llama 1-3,
+/// TinyLlama, Mistral 7B).
+struct llama_forward {
+  llama_forward(const std::filesystem::path& path, caf::actor_system&, int threads, int)
+      : model(llama::llama_model::load(path)), decoder(model, threads) {}
+  using decoder_type = llama::batch_decoder;
+  static constexpr const char* family = "llama";
+  decoder_type& dec() noexcept { return decoder; }
+  const gguf_file& file() const noexcept { return model->file(); }
+  int64_t vocab() const noexcept { return model->hparams().vocab; }
+  int64_t context() const noexcept { return model->hparams().context; }
+  int64_t kv_bytes_per_position() const noexcept {
+    return llama::batch_decoder::kv_bytes_per_position(model->hparams());
   }
+  std::shared_ptr<const llama::llama_model> model;
+  llama::batch_decoder decoder;
+};
+
+/// The forward pass of a GGUF file of llama.cpp's `deepseek2` architecture (DeepSeek-V2/V3,
+/// Moonlight, Kimi K2 as convert_hf_to_gguf.py writes them): routed experts on expert-shard
+/// actors (`shards` > 0) or on the decoder's threads.
+struct deepseek_forward {
+  deepseek_forward(const std::filesystem::path& path, caf::actor_system& sys, int threads,
+                   int shards)
+      : gguf(gguf_file::open(path)), model(deepseek::model::load_gguf(path)) {
+    if (shards > 0)
+      experts = std::make_unique<deepseek::expert_shard_group>(
+          sys, model,
+          static_cast<int>(std::min<int64_t>(shards, model->cfg().n_routed_experts)));
+    decoder = std::make_unique<deepseek::batch_decoder>(
+        model, deepseek::batch_decoder::options{threads, deepseek::attention_form::automatic,
+                                                experts.get()});
+  }
+  ~deepseek_forward() {
+    decoder.reset();  // before the expert shards it sends work to
+    experts.reset();
+  }
+  using decoder_type = deepseek::batch_decoder;
+  static constexpr const char* family = "deepseek";
+  decoder_type& dec() noexcept { return *decoder; }
+  const gguf_file& file() const noexcept { return gguf; }
+  int64_t vocab() const noexcept { return model->cfg().vocab_size; }
+  int64_t context() const noexcept { return model->cfg().max_position_embeddings; }
+  int64_t kv_bytes_per_position() const noexcept {
+    return deepseek::batch_decoder::kv_bytes_per_position(model->cfg());
+  }
+  gguf_file gguf;  // the tokenizer and chat template; model maps the file once more
+  std::shared_ptr<const deepseek::model> model;
+  std::unique_ptr<deepseek::expert_shard_group> experts;
+  std::unique_ptr<deepseek::batch_decoder> decoder;
+};
+
+/// A GGUF model: the file's own tokenizer (tokenizer.ggml.*) and chat template with Hermes tool
+/// calls and grammar masks over its vocabulary, on the forward pass of its architecture.
+template <class Forward>
+class gguf_backend final : public engine_backend {
+ public:
+  gguf_backend(const std::filesystem::path& path, caf::actor_system& sys, int threads, int shards)
+      : fwd_(path, sys, threads, shards),
+        tok_(llama::tokenizer::from_gguf(fwd_.file())),
+        tmpl_(llama::chat_template::from_gguf(fwd_.file())),
+        end_of_turn_(tok_.find(tmpl_.end_of_turn()).value_or(-1)),
+        masker_(tok_) {
+    if (tok_.vocab_size() > fwd_.vocab())
+      throw error(errc::parse_error, path.string() + ": the tokenizer has " +
+                                         std::to_string(tok_.vocab_size()) +
+                                         " tokens but the model only " +
+                                         std::to_string(fwd_.vocab()));
+  }
+
+  const char* family() const noexcept override { return Forward::family; }
+  int64_t vocab() const noexcept override { return fwd_.vocab(); }
+  int64_t context() const noexcept override { return fwd_.context(); }
+  int64_t kv_bytes_per_position() const noexcept override { return fwd_.kv_bytes_per_position(); }
   tool_call_syntax syntax() const noexcept override { return tool_call_syntax::hermes; }
   std::vector<int32_t> prompt(const chat_request& req) const override {
     // A template that prints BOS itself gets no second one from the tokenizer.
     return tok_.encode(tmpl_.apply(render_hermes(req), true), !tmpl_.begins_with_bos(), true);
   }
-  std::vector<int32_t> encode(std::string_view text) const override { return tok_.encode(text, true, false); }
+  std::vector<int32_t> encode(std::string_view text) const override {
+    return tok_.encode(text, true, false);
+  }
   bool is_end_of_generation(int32_t t) const override {
-    return tok_.is_end_of_generation(t) || t == end_of_turn_;
+    // Ids past the tokenizer's vocabulary (a model's padding rows) end generation too.
+    return tok_.is_end_of_generation(t) || t == end_of_turn_ || t >= tok_.vocab_size();
   }
   std::string piece(int32_t t) const override { return tok_.token_to_piece(t); }
   const llama::token_masker* masker() const noexcept override { return &masker_; }
-  uint32_t open(int64_t capacity) override { return decoder_.open(capacity); }
-  void close(uint32_t seq) noexcept override { decoder_.close(seq); }
+  uint32_t open(int64_t capacity) override { return fwd_.dec().open(capacity); }
+  void close(uint32_t seq) noexcept override { fwd_.dec().close(seq); }
   std::span<const float> decode(std::span<const chunk> chunks) override {
     chunks_.clear();
     for (const auto& c : chunks) chunks_.push_back({c.seq, c.tokens});
-    return decoder_.decode(chunks_);
+    return fwd_.dec().decode(chunks_);
   }
 
  private:
-  std::shared_ptr<const llama::llama_model> model_;
+  Forward fwd_;
   llama::tokenizer tok_;
   llama::chat_template tmpl_;
   int32_t end_of_turn_;  ///< the token of tmpl_.end_of_turn(), -1 when it is no single token
   llama::token_masker masker_;
-  llama::batch_decoder decoder_;
-  std::vector<llama::batch_decoder::chunk> chunks_;
+  std::vector<typename Forward::decoder_type::chunk> chunks_;
 };
 
 class deepseek_backend final : public engine_backend {
@@ -215,7 +276,11 @@ std::unique_ptr<engine_backend> engine_backend::load(const std::filesystem::path
                                        "config.json, *.safetensors, tiktoken.model and tokenizer_config.json");
     return std::make_unique<deepseek_backend>(path, sys, threads, expert_shards);
   }
-  return std::make_unique<llama_backend>(path, threads);
+  // A GGUF file: its architecture picks the forward pass (llama_model::load names what it
+  // does not run).
+  if (gguf_file::open(path).get_string("general.architecture", "") == "deepseek2")
+    return std::make_unique<gguf_backend<deepseek_forward>>(path, sys, threads, expert_shards);
+  return std::make_unique<gguf_backend<llama_forward>>(path, sys, threads, expert_shards);
 }
 
 }  // namespace troupe

@@ -19,8 +19,9 @@ namespace troupe::cli {
 CLI::App* add_chat_command(CLI::App& app, chat_options& opts) {
   auto* cmd = app.add_subcommand(
     "chat",
-    "Talk with a local GGUF model (llama architecture): one message per line on stdin, the\n"
-    "answer streamed to stdout. /reset forgets the conversation; /exit or end of input quits.\n"
+    "Talk with a local model (a GGUF file or a DeepSeek-V3 / Kimi K2 checkpoint directory):\n"
+    "one message per line on stdin, the answer streamed to stdout. /reset forgets the\n"
+    "conversation; /exit or end of input quits.\n"
     "Greedy at temperature 0 (the default).");
   cmd->add_option("-s,--system", opts.system, "System prompt (default: the model's own)");
   cmd->add_option("--temperature", opts.temperature, "0: greedy")->capture_default_str();

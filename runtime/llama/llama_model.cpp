@@ -41,7 +41,7 @@ matrix load_matrix(const gguf_file& f, const std::string& name, int64_t n, int64
     fail(errc::unsupported, f,
          "tensor " + name + " has type " + std::string(ggml_type_name(t.type)) +
              ", which the CPU kernels do not multiply (supported: F32, F16, BF16, Q4_0, Q4_1, "
-             "Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)");
+             "Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
   }
   m.rows = rows;
   m.n = n;
@@ -128,7 +128,10 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   const std::string arch = f.get_string("general.architecture");
   if (arch != "llama") {
     fail(errc::unsupported, f,
-         "architecture '" + arch + "' is not supported (only 'llama': SmolLM2, Llama, TinyLlama)");
+         "architecture '" + arch +
+             "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
+             "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B) and 'deepseek2' "
+             "(DeepSeek-V2/V3, Moonlight, Kimi K2)");
   }
   llama_hparams& h = m->hparams_;
   h.hidden = f.get_u32("llama.embedding_length");

@@ -19,8 +19,13 @@
 
 #include "caf/all.hpp"
 #include "troupe/caf_types.hpp"
+#include "troupe/deepseek/batch_decoder.hpp"
+#include "troupe/deepseek/model.hpp"
 #include "troupe/error.hpp"
+#include "troupe/formats/gguf.hpp"
 #include "troupe/json.hpp"
+#include "troupe/llama/chat_template.hpp"
+#include "troupe/llama/tokenizer.hpp"
 #include "troupe/local_model.hpp"
 
 using namespace troupe;
@@ -48,9 +53,9 @@ struct engine_fixture {
   ~engine_fixture() {
     if (model) caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
   }
-  void start(int shards, int64_t context = 256) {
+  void start(int shards, int64_t context = 256, const fs::path& path = fixture) {
     local_model_config c;
-    c.model = fixture.string();
+    c.model = path.string();
     c.expert_shards = shards;
     c.context = context;
     model = spawn_local_model(sys, c);
@@ -192,5 +197,55 @@ BOOST_AUTO_TEST_CASE(a_directory_without_config_is_a_clear_error) {
   } catch (const error& e) {
     BOOST_CHECK(e.code() == errc::not_found);
     BOOST_CHECK_NE(e.message().find("config.json"), std::string::npos);
+  }
+}
+
+// A deepseek2 GGUF file (llama.cpp's own conversion of the Moonlight-like fixture) through the
+// engine: the file's tokenizer and chat template, the DeepSeek forward pass, routed experts on
+// expert-shard actors or on the kernel threads. The reply is what greedy decoding by the
+// library's decoder gives for the same prompt ids (that decoder is held to HF transformers by
+// test_deepseek_gguf).
+BOOST_FIXTURE_TEST_CASE(a_deepseek2_gguf_file_is_served_like_its_checkpoint, engine_fixture) {
+  const fs::path file =
+      fs::path(TROUPE_SOURCE_DIR) / "tests/fixtures/deepseek/moonlight_gguf/moonlight-q8_0.gguf";
+  const gguf_file gguf = gguf_file::open(file);
+  const auto tok = llama::tokenizer::from_gguf(gguf);
+  const auto tmpl = llama::chat_template::from_gguf(gguf);
+  const std::vector<llama::chat_message> conversation{{"user", "Hello there"}};
+  const std::vector<int32_t> ids =
+      tok.encode(tmpl.apply(conversation, true), !tmpl.begins_with_bos(), true);
+  deepseek::batch_decoder decoder(deepseek::model::load_gguf(file));
+  const uint32_t seq = decoder.open(256);
+  std::string expected;
+  size_t generated = 0;
+  const deepseek::batch_decoder::chunk prompt{seq, ids};
+  std::span<const float> logits = decoder.decode({&prompt, 1});
+  for (; generated < 12; ++generated) {
+    const auto next =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (tok.is_end_of_generation(next) || next >= tok.vocab_size()) break;
+    expected += tok.token_to_piece(next);
+    const deepseek::batch_decoder::chunk step{seq, std::span<const int32_t>(&next, 1)};
+    logits = decoder.decode({&step, 1});
+  }
+  BOOST_TEST_MESSAGE(ids.size() << " prompt ids, " << generated << " tokens expected");
+  BOOST_REQUIRE_GT(generated, 0u);
+  for (int shards : {2, 0}) {
+    BOOST_TEST_CONTEXT("expert shards " << shards) {
+      start(shards, 256, file);
+      chat_request r;
+      r.id = 7;
+      r.messages.push_back(chat_message::user("Hello there"));
+      r.max_tokens = 12;
+      self->request(model, reply_timeout, chat_atom::value, r)
+          .receive(
+              [&](assistant_turn& t) {
+                BOOST_CHECK_EQUAL(t.text, expected);
+                BOOST_CHECK_EQUAL(t.usage.completion_tokens, generated);
+              },
+              [&](caf::error& e) { BOOST_FAIL("request failed: " << sys.render(e)); });
+      caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
+      model = nullptr;
+    }
   }
 }
