@@ -1,9 +1,9 @@
-// The model families of the local engine: GGUF files, llama or deepseek2 architecture (the
-// file's tokenizer and chat template - ChatML, Llama 2/3, Mistral, Zephyr, Phi-3, Gemma, Vicuna -
-// with Hermes tool calls, grammar-constrained decoding), and DeepSeek-V3 / Kimi checkpoint
-// directories (Kimi's template and tool-call sections, tiktoken, routed experts on expert-shard
-// actors). Both decode under the same
-// grammars: response schemas and tool calls in the family's syntax.
+// The model families of the local engine: GGUF files of the llama, qwen2 or deepseek2
+// architecture (the file's tokenizer and chat template - ChatML, Llama 2/3, Mistral, Zephyr,
+// Phi-3, Gemma, Vicuna - with Hermes tool calls, grammar-constrained decoding), and DeepSeek-V3 /
+// Kimi checkpoint directories (Kimi's template and tool-call sections, tiktoken, routed experts on
+// expert-shard actors). All decode under the same grammars: response schemas and tool calls in
+// the family's syntax.
 
 #include "engine_backend.hpp"
 
@@ -52,7 +52,7 @@ std::vector<llama::chat_message> render_hermes(const chat_request& req) {
 }
 
 /// The forward pass of a GGUF file of llama.cpp's `llama` architecture (SmolLM2, Llama 1-3,
-/// TinyLlama, Mistral 7B).
+/// TinyLlama, Mistral 7B) or `qwen2` (Qwen2, Qwen2.5).
 struct llama_forward {
   llama_forward(const std::filesystem::path& path, caf::actor_system&, int threads, int)
       : model(llama::llama_model::load(path)), decoder(model, threads) {}

@@ -240,6 +240,25 @@ status rope_apply(float* x, int64_t heads, int64_t head_dim, int64_t dims,
   return status::ok;
 }
 
+status rope_apply_neox(float* x, int64_t heads, int64_t head_dim, int64_t dims,
+                       const float* coef) noexcept {
+  if (heads < 0 || head_dim <= 0 || dims <= 0 || dims > head_dim || dims % 2 != 0)
+    return status::bad_size;
+  if (x == nullptr || coef == nullptr) return status::null_pointer;
+  const float* ca = coef;
+  const float* cb = coef + dims;
+  const int64_t half = dims / 2;
+  for (int64_t h = 0; h < heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int64_t i = 0; i < dims; i += 2) {  // as rope_scalar, the partner half away
+      const float x0 = v[i / 2], x1 = v[i / 2 + half];
+      v[i / 2] = std::fma(x0, ca[i], x1 * cb[i]);
+      v[i / 2 + half] = std::fma(x0, ca[i + 1], x1 * cb[i + 1]);
+    }
+  }
+  return status::ok;
+}
+
 status rope_norm(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
                  float freq_base) noexcept {
   if (heads < 0 || head_dim <= 0 || rope_dim <= 0 || rope_dim > head_dim || rope_dim % 2 != 0 ||

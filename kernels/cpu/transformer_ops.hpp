@@ -47,6 +47,11 @@ status rope_coefficients(const rope_params& p, int64_t pos, float* coef) noexcep
 status rope_apply(float* x, int64_t heads, int64_t head_dim, int64_t dims,
                   const float* coef) noexcept;
 
+/// rope_apply for llama.cpp's NEOX mode (Qwen2, GPT-NeoX): pair i is (x[i], x[i + dims/2]),
+/// i < dims/2, rotated by the same coefficients and with the same float operations.
+status rope_apply_neox(float* x, int64_t heads, int64_t head_dim, int64_t dims,
+                       const float* coef) noexcept;
+
 /// rope_apply with unscaled coefficients: angle pos·base^(-2i/rope_dim).
 status rope_norm(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
                  float freq_base) noexcept;

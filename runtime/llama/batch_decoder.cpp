@@ -228,10 +228,9 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
         const int64_t pos = s.pos[static_cast<size_t>(t)];
         const float* coef = s.rope.data() + t * 2 * h.rope_dim;
-        check(kc::rope_apply(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef),
-              "rope_apply");
-        check(kc::rope_apply(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef),
-              "rope_apply");
+        const auto rotate = h.rope_neox ? kc::rope_apply_neox : kc::rope_apply;
+        check(rotate(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef), "rope");
+        check(rotate(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef), "rope");
         std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
         std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
       }
@@ -264,6 +263,10 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
           "rms_norm");
   }
   mm(w.output, s.last.data(), s.logits.data(), C);
+  if (w.output_bias != nullptr) {
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < h.vocab; ++i) s.logits[c * h.vocab + i] += w.output_bias[i];
+  }
   for (const chunk& ch : chunks) s.seqs[ch.seq].pos += static_cast<int64_t>(ch.tokens.size());
   return {s.logits.data(), static_cast<size_t>(C * h.vocab)};
 }

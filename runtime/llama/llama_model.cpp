@@ -72,22 +72,23 @@ const float* load_vector(const gguf_file& f, const std::string& name, int64_t n)
 /// and llama_context's defaults): scaling type and factor, YaRN's correction range and magnitude,
 /// and the per-pair frequency factors of Llama 3.1+ (`rope_freqs.weight`).
 void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
+  const auto key = [&](const char* k) { return h.arch + "." + k; };
   kc::rope_params& r = w.rope;
   r.dims = h.rope_dim;
   r.freq_base = h.rope_base;
-  float factor = f.get_f32("llama.rope.scaling.factor", f.get_f32("llama.rope.scale_linear", 0));
-  h.rope_scaling = f.get_string("llama.rope.scaling.type", factor != 0 ? "linear" : "none");
+  float factor = f.get_f32(key("rope.scaling.factor"), f.get_f32(key("rope.scale_linear"), 0));
+  h.rope_scaling = f.get_string(key("rope.scaling.type"), factor != 0 ? "linear" : "none");
   if (h.rope_scaling != "none" && h.rope_scaling != "linear" && h.rope_scaling != "yarn") {
     fail(errc::unsupported, f,
-         "llama.rope.scaling.type '" + h.rope_scaling +
+         key("rope.scaling.type") + " '" + h.rope_scaling +
              "' is not supported (troupe applies none, linear and yarn, and rope_freqs.weight)");
   }
   if (!(factor >= 0) || !std::isfinite(factor)) {
-    fail(errc::parse_error, f, "llama.rope.scaling.factor must be a positive number");
+    fail(errc::parse_error, f, key("rope.scaling.factor") + " must be a positive number");
   }
   h.rope_scaling_factor = factor == 0 ? 1 : factor;
   r.freq_scale = h.rope_scaling == "none" ? 1.0f : 1.0f / h.rope_scaling_factor;
-  h.rope_original_context = f.get_u32("llama.rope.scaling.original_context_length",
+  h.rope_original_context = f.get_u32(key("rope.scaling.original_context_length"),
                                       static_cast<uint32_t>(h.context));
   r.attn_factor = 1.0f;
   if (h.rope_scaling == "yarn") {
@@ -101,7 +102,7 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
     kc::rope_yarn_corr_dims(h.rope_dim, h.rope_original_context, h.rope_base, 32.0f, 1.0f,
                             &r.corr_low, &r.corr_high);
   }
-  r.attn_factor *= f.get_f32("llama.rope.scaling.attn_factor", 1.0f);
+  r.attn_factor *= f.get_f32(key("rope.scaling.attn_factor"), 1.0f);
   if (f.find_tensor("rope_freqs.weight")) {
     r.freq_factors = load_vector(f, "rope_freqs.weight", h.rope_dim / 2);
     for (int64_t i = 0; i < h.rope_dim / 2; ++i) {
@@ -125,23 +126,26 @@ llama_model::~llama_model() = default;
 std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path& path) {
   std::shared_ptr<llama_model> m(new llama_model(gguf_file::open(path)));
   const gguf_file& f = m->file_;
-  const std::string arch = f.get_string("general.architecture");
-  if (arch != "llama") {
-    fail(errc::unsupported, f,
-         "architecture '" + arch +
-             "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
-             "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B) and 'deepseek2' "
-             "(DeepSeek-V2/V3, Moonlight, Kimi K2)");
-  }
   llama_hparams& h = m->hparams_;
-  h.hidden = f.get_u32("llama.embedding_length");
-  h.layers = f.get_u32("llama.block_count");
-  h.ffn = f.get_u32("llama.feed_forward_length");
-  h.heads = f.get_u32("llama.attention.head_count");
-  h.kv_heads = f.get_u32("llama.attention.head_count_kv", static_cast<uint32_t>(h.heads));
-  h.context = f.get_u32("llama.context_length", 2048);
-  h.rms_eps = f.get_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-  h.rope_base = f.get_f32("llama.rope.freq_base", 10000.0f);
+  h.arch = f.get_string("general.architecture");
+  if (h.arch != "llama" && h.arch != "qwen2") {
+    fail(errc::unsupported, f,
+         "architecture '" + h.arch +
+             "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
+             "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B), 'qwen2' (Qwen2, "
+             "Qwen2.5) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
+  }
+  // llama.cpp's rope type of the architecture: qwen2 rotates the two halves of each head.
+  h.rope_neox = h.arch == "qwen2";
+  const auto key = [&](const char* k) { return h.arch + "." + k; };
+  h.hidden = f.get_u32(key("embedding_length"));
+  h.layers = f.get_u32(key("block_count"));
+  h.ffn = f.get_u32(key("feed_forward_length"));
+  h.heads = f.get_u32(key("attention.head_count"));
+  h.kv_heads = f.get_u32(key("attention.head_count_kv"), static_cast<uint32_t>(h.heads));
+  h.context = f.get_u32(key("context_length"), 2048);
+  h.rms_eps = f.get_f32(key("attention.layer_norm_rms_epsilon"), 1e-5f);
+  h.rope_base = f.get_f32(key("rope.freq_base"), 10000.0f);
   if (h.heads <= 0 || h.kv_heads <= 0 || h.hidden % h.heads != 0 || h.heads % h.kv_heads != 0) {
     fail(errc::parse_error, f,
          "inconsistent attention shape: embedding_length " + std::to_string(h.hidden) +
@@ -149,16 +153,16 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
              std::to_string(h.kv_heads));
   }
   h.head_dim = h.hidden / h.heads;
-  h.rope_dim = f.get_u32("llama.rope.dimension_count", static_cast<uint32_t>(h.head_dim));
+  h.rope_dim = f.get_u32(key("rope.dimension_count"), static_cast<uint32_t>(h.head_dim));
   if (h.rope_dim <= 0 || h.rope_dim > h.head_dim || h.rope_dim % 2 != 0 || h.rope_dim > 1024) {
     fail(errc::parse_error, f,
-         "llama.rope.dimension_count is " + std::to_string(h.rope_dim) +
+         key("rope.dimension_count") + " is " + std::to_string(h.rope_dim) +
              "; it must be even and at most the head size " + std::to_string(h.head_dim));
   }
-  if (f.contains("llama.expert_count") && f.get_u32("llama.expert_count") > 0) {
+  if (f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0) {
     fail(errc::unsupported, f,
-         "this llama file is a mixture of experts (llama.expert_count = " +
-             std::to_string(f.get_u32("llama.expert_count")) +
+         "this " + h.arch + " file is a mixture of experts (" + key("expert_count") + " = " +
+             std::to_string(f.get_u32(key("expert_count"))) +
              ", e.g. Mixtral); troupe runs dense llama models and DeepSeek-V3-style MoE models");
   }
   const gguf_tensor& embd = f.tensor("token_embd.weight");
@@ -171,6 +175,10 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   w.output = f.find_tensor("output.weight") ? load_matrix(f, "output.weight", h.hidden, h.vocab)
                                             : load_matrix(f, "token_embd.weight", h.hidden, h.vocab);
   w.output_norm = load_vector(f, "output_norm.weight", h.hidden);
+  if (f.find_tensor("output.bias")) {
+    h.biases = true;
+    w.output_bias = load_vector(f, "output.bias", h.vocab);
+  }
   const int64_t q_dim = h.heads * h.head_dim;
   const int64_t kv_dim = h.kv_heads * h.head_dim;
   auto bias = [&](const std::string& name, int64_t n) -> const float* {

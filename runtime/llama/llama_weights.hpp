@@ -37,6 +37,7 @@ struct llama_model::impl {
   matrix token_embd;  // [vocab, hidden]
   matrix output;      // [vocab, hidden]; token_embd when tied
   const float* output_norm = nullptr;
+  const float* output_bias = nullptr;  // [vocab] or null
   std::vector<layer_weights> layers;
   kc::rope_params rope;  // the rotary embedding of every layer (freq_factors into the map)
 };

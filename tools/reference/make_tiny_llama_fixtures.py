@@ -12,6 +12,8 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
   linear_biases      linear RoPE scaling (factor 4), q/k/v/o and feed-forward biases, a
                      separate output matrix, an f16 embedding, Q5_0 feed-forward weights
   yarn_fused_qkv     YaRN RoPE scaling (factor 4, trained on 32 positions), fused attn_qkv
+  qwen2_neox         the qwen2 architecture: NEOX RoPE (halves of each head), q/k/v biases,
+                     base 1e6, no rope.dimension_count, an output bias
 
 It also writes files troupe must refuse with a clear error (bad_*.gguf: metadata and one
 tensor only).
@@ -97,21 +99,22 @@ def llama3_freq_factors(dims, base, factor=8.0, low=1.0, high=4.0, original=8192
 
 
 class Model:
-    def __init__(self, name, seed):
+    def __init__(self, name, seed, arch="llama", rope_base=10000.0):
         self.name = name
         self.path = OUT / f"{name}.gguf"
         self.rng = np.random.default_rng(seed)
-        self.w = gguf.GGUFWriter(str(self.path), "llama")
+        self.w = gguf.GGUFWriter(str(self.path), arch)
         self.w.add_string("general.name", f"troupe tiny {name}")
-        self.w.add_uint32("llama.context_length", CONTEXT)
-        self.w.add_uint32("llama.embedding_length", HIDDEN)
-        self.w.add_uint32("llama.block_count", LAYERS)
-        self.w.add_uint32("llama.feed_forward_length", FFN)
-        self.w.add_uint32("llama.attention.head_count", HEADS)
-        self.w.add_uint32("llama.attention.head_count_kv", KV_HEADS)
-        self.w.add_uint32("llama.rope.dimension_count", HEAD_DIM)
-        self.w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
-        self.w.add_float32("llama.rope.freq_base", 10000.0)
+        self.w.add_uint32(f"{arch}.context_length", CONTEXT)
+        self.w.add_uint32(f"{arch}.embedding_length", HIDDEN)
+        self.w.add_uint32(f"{arch}.block_count", LAYERS)
+        self.w.add_uint32(f"{arch}.feed_forward_length", FFN)
+        self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
+        self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
+        if arch == "llama":  # qwen2 files leave it out: head_dim
+            self.w.add_uint32(f"{arch}.rope.dimension_count", HEAD_DIM)
+        self.w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+        self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
         self.vocab = add_tokenizer(self.w)
 
     def matrix(self, name, rows, cols, qtype, scale=1.0):
@@ -141,7 +144,7 @@ Q5_0 = gguf.GGMLQuantizationType.Q5_0
 F16 = gguf.GGMLQuantizationType.F16
 
 
-def layers(m, fused_qkv=False, biases=False, ffn_type=Q4_1):
+def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1):
     q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
     for i in range(LAYERS):
         p = f"blk.{i}."
@@ -157,10 +160,11 @@ def layers(m, fused_qkv=False, biases=False, ffn_type=Q4_1):
         m.matrix(p + "ffn_gate.weight", FFN, HIDDEN, ffn_type, scale=2.0)
         m.matrix(p + "ffn_up.weight", FFN, HIDDEN, ffn_type, scale=2.0)
         m.matrix(p + "ffn_down.weight", HIDDEN, FFN, ffn_type, scale=3.0)
-        if biases:
+        if biases or qkv_biases:
             m.vector(p + "attn_q.bias", q_dim, std=0.5)
             m.vector(p + "attn_k.bias", kv_dim, std=0.5)
             m.vector(p + "attn_v.bias", kv_dim)
+        if biases:
             m.vector(p + "attn_output.bias", HIDDEN)
             m.vector(p + "ffn_gate.bias", FFN)
             m.vector(p + "ffn_up.bias", FFN)
@@ -195,6 +199,14 @@ def make_models():
     m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
     m.vector("output_norm.weight", HIDDEN, mean=1.0)
     layers(m, fused_qkv=True)
+    m.write()
+    models.append(m)
+
+    m = Model("qwen2_neox", 4, arch="qwen2", rope_base=1000000.0)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    m.vector("output.bias", m.vocab)
+    layers(m, qkv_biases=True)
     m.write()
     models.append(m)
     return models

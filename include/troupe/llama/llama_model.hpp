@@ -3,8 +3,10 @@
 /// GGUF file and run on the CPU: RMSNorm, adjacent-pair RoPE (llama.cpp's NORM rope, which GGUF
 /// llama q/k weights are permuted for) with linear, YaRN or per-frequency (Llama 3.1) scaling,
 /// grouped-query attention over a KV cache, SwiGLU, optional biases, separate or fused q/k/v,
-/// tied or separate output. Weights stay in the file's quantised formats inside the memory map;
-/// nothing is converted. Mixture-of-experts llama files (Mixtral) are refused.
+/// tied or separate output. The same forward pass runs `qwen2` files (Qwen2, Qwen2.5: llama with
+/// q/k/v biases and llama.cpp's NEOX rope, which rotates the halves of each head). Weights stay
+/// in the file's quantised formats inside the memory map; nothing is converted.
+/// Mixture-of-experts llama files (Mixtral) are refused.
 
 #include <cstdint>
 #include <filesystem>
@@ -17,8 +19,10 @@
 
 namespace troupe::llama {
 
-/// Hyper-parameters read from the `llama.*` metadata keys.
+/// Hyper-parameters read from the `<arch>.*` metadata keys.
 struct llama_hparams {
+  std::string arch = "llama";  ///< general.architecture: "llama" or "qwen2"
+  bool rope_neox = false;      ///< rotate (x[i], x[i + rope_dim/2]) pairs (qwen2), not neighbours
   int64_t vocab = 0;
   int64_t hidden = 0;        ///< llama.embedding_length
   int64_t layers = 0;        ///< llama.block_count
