@@ -11,6 +11,8 @@
 #include <cctype>
 #include <limits>
 #include <queue>
+#include <set>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -513,8 +515,14 @@ tokenizer tokenizer::from_gguf(const gguf_file& f) {
   p->eos = id_key("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
   p->eot = id_key("tokenizer.ggml.eot_token_id", -1);
   p->unk = id_key("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
-  p->add_bos =
-      f.contains("tokenizer.ggml.add_bos_token") ? f.get_bool("tokenizer.ggml.add_bos_token") : spm;
+  // Without the key, llama.cpp adds BOS for SentencePiece and for the byte-level pre-tokenizers
+  // of the Llama 3 family and a few others (llama_vocab::impl::load).
+  static const std::set<std::string> bos_by_default = {
+      "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral",
+      "midm-2.0", "lfm2", "jina-v5-nano", "tekken", "chameleon"};
+  p->add_bos = f.contains("tokenizer.ggml.add_bos_token")
+                   ? f.get_bool("tokenizer.ggml.add_bos_token")
+                   : spm || bos_by_default.count(p->pre) > 0;
   p->add_eos =
       f.contains("tokenizer.ggml.add_eos_token") && f.get_bool("tokenizer.ggml.add_eos_token");
   for (int32_t id : {p->eos, p->eot}) {

@@ -352,6 +352,29 @@ BOOST_AUTO_TEST_CASE(llama_cpp_vocabularies_tokenise_as_llama_cpp) {
   BOOST_CHECK_GE(vocabs_checked, 10);
 }
 
+// Files without tokenizer.ggml.add_bos_token get llama.cpp's default: BOS for SentencePiece and
+// for the Llama 3 family's pre-tokenizers, none for other byte-level ones (GPT-2, Qwen2); the
+// key decides where it is present (llama-spm has it).
+BOOST_AUTO_TEST_CASE(bos_is_added_by_default_as_llama_cpp_does) {
+  const fs::path dir = vocab_dir();
+  if (dir.empty()) return skip_without_vocabularies();
+  const std::pair<const char*, bool> cases[] = {{"ggml-vocab-llama-bpe.gguf", true},
+                                                {"ggml-vocab-llama-spm.gguf", true},
+                                                {"ggml-vocab-gpt-2.gguf", false},
+                                                {"ggml-vocab-qwen2.gguf", false}};
+  for (const auto& [file, adds] : cases) {
+    BOOST_TEST_CONTEXT(file) {
+      const troupe::gguf_file f = troupe::gguf_file::open(dir / file);
+      const bool key = f.contains("tokenizer.ggml.add_bos_token");
+      const auto tok = tokenizer::from_gguf(f);
+      const auto ids = tok.encode("Hi", true, false);
+      BOOST_REQUIRE(!ids.empty());
+      BOOST_CHECK_EQUAL(ids.front() == tok.bos() && tok.bos() >= 0,
+                        key ? f.get_bool("tokenizer.ggml.add_bos_token") : adds);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(spm_vocabularies_match_llama_cpp_on_generated_strings) {
   const fs::path dir = vocab_dir();
   if (dir.empty()) return skip_without_vocabularies();

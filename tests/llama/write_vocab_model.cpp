@@ -1,9 +1,10 @@
-// write_llama2_vocab_model VOCAB.gguf OUT.gguf
-// Writes a tiny random llama model that carries a real vocabulary (llama.cpp's
-// ggml-vocab-llama-spm.gguf: Llama 2's SentencePiece tokenizer, installed by
-// scripts/install-deps) and Llama 2's chat template, for check_llama2_vocab.sh: `troupe generate`
-// on it against llama.cpp's greedy output (tools/reference/llama2_vocab_model_reference.py).
-// The bytes are the same on every run and machine: weights come from a 32-bit integer
+// write_vocab_model VOCAB.gguf TEMPLATE.jinja OUT.gguf [--llama3-rope]
+// Writes a tiny random llama model around a real vocabulary (one of llama.cpp's vocab-only test
+// files, installed by scripts/install-deps: Llama 2's SentencePiece or Llama 3's byte-level BPE)
+// with the chat template read from TEMPLATE.jinja, for check_vocab_models.py: `troupe generate`
+// on it against llama.cpp's greedy output (tools/reference/vocab_model_reference.py).
+// --llama3-rope adds Llama 3's RoPE: base 500000 and rope_freqs.weight (Llama 3.1's frequency
+// factors). The bytes are the same on every run and machine: weights come from a 32-bit integer
 // generator and are quantised to Q8_0 here, not by troupe's kernels.
 
 #include <cmath>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -23,19 +25,6 @@ namespace {
 
 using troupe::gguf_value_type;
 namespace kc = troupe::kernels::cpu;
-
-/// Llama-2-chat's template (as in its tokenizer_config.json).
-constexpr const char* llama2_template =
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set "
-    "system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set "
-    "system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] "
-    "== 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
-    "user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != "
-    "false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
-    "message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if "
-    "message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif "
-    "message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% "
-    "endfor %}";
 
 constexpr uint64_t hidden = 64, heads = 2, kv_heads = 1, ffn = 128, layers = 2;
 
@@ -72,23 +61,50 @@ std::string q8_0_matrix(generator& g, uint64_t rows, uint64_t cols, float scale)
   return out;
 }
 
-std::string ones(uint64_t n) {
-  std::vector<float> v(n, 1.0f);
-  return std::string(reinterpret_cast<const char*>(v.data()), n * sizeof(float));
+std::string floats(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+std::string ones(uint64_t n) { return floats(std::vector<float>(n, 1.0f)); }
+
+/// Llama 3.1's RoPE scaling as per-pair divisors of the angle (what convert_hf_to_gguf.py
+/// stores in rope_freqs.weight): factor 8, low/high frequency factors 1 and 4, trained on 8192.
+std::vector<float> llama3_freq_factors(uint64_t dims, double base) {
+  const double factor = 8, low = 1, high = 4, original = 8192;
+  std::vector<float> out;
+  for (uint64_t i = 0; i < dims; i += 2) {
+    const double wavelen = 2 * M_PI * std::pow(base, static_cast<double>(i) / dims);
+    if (wavelen < original / high) {
+      out.push_back(1.0f);
+    } else if (wavelen > original / low) {
+      out.push_back(static_cast<float>(factor));
+    } else {
+      const double smooth = (original / wavelen - low) / (high - low);
+      out.push_back(static_cast<float>(1 / ((1 - smooth) / factor + smooth)));
+    }
+  }
+  return out;
+}
+
+std::string read_file(const char* path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw troupe::error(troupe::errc::not_found, std::string("cannot read ") + path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::cerr << "usage: write_llama2_vocab_model VOCAB.gguf OUT.gguf\n";
+  const bool llama3_rope = argc == 5 && std::string(argv[4]) == "--llama3-rope";
+  if (argc != 4 && !llama3_rope) {
+    std::cerr << "usage: write_vocab_model VOCAB.gguf TEMPLATE.jinja OUT.gguf [--llama3-rope]\n";
     return 2;
   }
   try {
     const troupe::gguf_file vocab = troupe::gguf_file::open(argv[1]);
+    const float rope_base = llama3_rope ? 500000.0f : 10000.0f;
     troupe::test::gguf_writer w;
     w.kv_string("general.architecture", "llama");
-    w.kv_string("general.name", "troupe test: random weights, Llama 2 vocabulary");
+    w.kv_string("general.name", "troupe test: random weights, a real vocabulary");
     w.kv("llama.context_length", gguf_value_type::u32, uint32_t{512});
     w.kv("llama.embedding_length", gguf_value_type::u32, uint32_t{hidden});
     w.kv("llama.block_count", gguf_value_type::u32, uint32_t{layers});
@@ -97,22 +113,27 @@ int main(int argc, char** argv) {
     w.kv("llama.attention.head_count_kv", gguf_value_type::u32, uint32_t{kv_heads});
     w.kv("llama.rope.dimension_count", gguf_value_type::u32, uint32_t{hidden / heads});
     w.kv("llama.attention.layer_norm_rms_epsilon", gguf_value_type::f32, 1e-5f);
+    w.kv("llama.rope.freq_base", gguf_value_type::f32, rope_base);
     w.kv_string("tokenizer.ggml.model", vocab.get_string("tokenizer.ggml.model"));
     w.kv_string("tokenizer.ggml.pre", vocab.get_string("tokenizer.ggml.pre"));
     const std::vector<std::string> tokens = vocab.get_string_array("tokenizer.ggml.tokens");
     w.kv_string_array("tokenizer.ggml.tokens", tokens);
-    w.kv_array("tokenizer.ggml.scores", gguf_value_type::f32,
-               vocab.get_float_array("tokenizer.ggml.scores"));
+    if (vocab.contains("tokenizer.ggml.scores"))
+      w.kv_array("tokenizer.ggml.scores", gguf_value_type::f32,
+                 vocab.get_float_array("tokenizer.ggml.scores"));
+    if (vocab.contains("tokenizer.ggml.merges"))
+      w.kv_string_array("tokenizer.ggml.merges", vocab.get_string_array("tokenizer.ggml.merges"));
     std::vector<int32_t> types;
     for (int64_t t : vocab.get_int_array("tokenizer.ggml.token_type"))
       types.push_back(static_cast<int32_t>(t));
     w.kv_array("tokenizer.ggml.token_type", gguf_value_type::i32, types);
     for (const char* key : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
                             "tokenizer.ggml.unknown_token_id"})
-      w.kv(key, gguf_value_type::u32, vocab.get_u32(key));
+      if (vocab.contains(key)) w.kv(key, gguf_value_type::u32, vocab.get_u32(key));
     for (const char* key : {"tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token"})
-      w.kv(key, gguf_value_type::boolean, static_cast<uint8_t>(vocab.get_bool(key)));
-    w.kv_string("tokenizer.chat_template", llama2_template);
+      if (vocab.contains(key))
+        w.kv(key, gguf_value_type::boolean, static_cast<uint8_t>(vocab.get_bool(key)));
+    w.kv_string("tokenizer.chat_template", read_file(argv[2]));
 
     generator g{0x7f4a7c15u};
     const uint64_t vocab_size = tokens.size(), head_dim = hidden / heads;
@@ -120,6 +141,9 @@ int main(int argc, char** argv) {
     w.tensor("token_embd.weight", q8_0, {hidden, vocab_size},
              q8_0_matrix(g, vocab_size, hidden, 1.0f));
     w.tensor("output_norm.weight", f32, {hidden}, ones(hidden));
+    if (llama3_rope)
+      w.tensor("rope_freqs.weight", f32, {head_dim / 2},
+               floats(llama3_freq_factors(head_dim, rope_base)));
     for (uint64_t i = 0; i < layers; ++i) {
       const std::string p = "blk." + std::to_string(i) + ".";
       w.tensor(p + "attn_norm.weight", f32, {hidden}, ones(hidden));
@@ -135,14 +159,14 @@ int main(int argc, char** argv) {
       w.tensor(p + "ffn_down.weight", q8_0, {ffn, hidden}, q8_0_matrix(g, hidden, ffn, 3));
     }
     const std::string bytes = w.bytes();
-    std::ofstream out(argv[2], std::ios::binary);
+    std::ofstream out(argv[3], std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) {
-      std::cerr << "write_llama2_vocab_model: cannot write " << argv[2] << "\n";
+      std::cerr << "write_vocab_model: cannot write " << argv[3] << "\n";
       return 1;
     }
   } catch (const troupe::error& e) {
-    std::cerr << "write_llama2_vocab_model: " << e.what() << "\n";
+    std::cerr << "write_vocab_model: " << e.what() << "\n";
     return 1;
   }
   return 0;
