@@ -4,7 +4,8 @@
 `troupe generate` end to end on models with real vocabularies: for each model of FIXTURE
 (written by tools/reference/vocab_model_reference.py from llama.cpp's greedy decoding), WRITER
 (write_vocab_model) builds the same tiny random llama model around llama.cpp's vocab-only file
-(Llama 2's SentencePiece vocabulary, Llama 3's byte-level BPE with Llama 3's RoPE) and the
+(Llama 2's SentencePiece vocabulary, Llama 3's byte-level BPE with Llama 3's RoPE, Qwen2's with
+the qwen2 architecture) and the
 model's real chat template (from tests/fixtures/llama/chat_templates.json), and troupe's output
 must equal llama.cpp's bytes for every prompt, in chat and raw mode. This checks the tokenizer,
 the chat template, BOS and end-of-turn handling, the forward pass and the streamed
@@ -39,7 +40,7 @@ def main():
             template.write_text(templates[spec["template"]], encoding="utf-8")
             model = Path(tmp) / f"{spec['name']}.gguf"
             subprocess.run([writer, str(vocab), str(template), str(model)]
-                           + (["--llama3-rope"] if spec["llama3_rope"] else []), check=True)
+                           + spec["writer_args"], check=True)
             sha = hashlib.sha256(model.read_bytes()).hexdigest()
             if sha != spec["model_sha256"]:
                 print(f"{writer} wrote the {spec['name']} model with sha256 {sha}, the fixture was "

@@ -4,8 +4,9 @@
 // with the chat template read from TEMPLATE.jinja, for check_vocab_models.py: `troupe generate`
 // on it against llama.cpp's greedy output (tools/reference/vocab_model_reference.py).
 // --llama3-rope adds Llama 3's RoPE: base 500000 and rope_freqs.weight (Llama 3.1's frequency
-// factors). The bytes are the same on every run and machine: weights come from a 32-bit integer
-// generator and are quantised to Q8_0 here, not by troupe's kernels.
+// factors); --qwen2 makes it a qwen2 file (NEOX RoPE, base 10^6, q/k/v biases). The bytes are the
+// same on every run and machine: weights come from a 32-bit integer generator and are quantised to
+// Q8_0 here, not by troupe's kernels.
 
 #include <cmath>
 #include <cstdint>
@@ -94,26 +95,31 @@ std::string read_file(const char* path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool llama3_rope = argc == 5 && std::string(argv[4]) == "--llama3-rope";
-  if (argc != 4 && !llama3_rope) {
-    std::cerr << "usage: write_vocab_model VOCAB.gguf TEMPLATE.jinja OUT.gguf [--llama3-rope]\n";
+  const std::string variant = argc == 5 ? argv[4] : "";
+  const bool llama3_rope = variant == "--llama3-rope", qwen2 = variant == "--qwen2";
+  if (argc != 4 && !llama3_rope && !qwen2) {
+    std::cerr << "usage: write_vocab_model VOCAB.gguf TEMPLATE.jinja OUT.gguf "
+                 "[--llama3-rope | --qwen2]\n";
     return 2;
   }
   try {
     const troupe::gguf_file vocab = troupe::gguf_file::open(argv[1]);
-    const float rope_base = llama3_rope ? 500000.0f : 10000.0f;
+    const float rope_base = llama3_rope ? 500000.0f : qwen2 ? 1000000.0f : 10000.0f;
+    const std::string arch = qwen2 ? "qwen2" : "llama";
+    const auto key = [&](const char* k) { return arch + "." + k; };
     troupe::test::gguf_writer w;
-    w.kv_string("general.architecture", "llama");
+    w.kv_string("general.architecture", arch);
     w.kv_string("general.name", "troupe test: random weights, a real vocabulary");
-    w.kv("llama.context_length", gguf_value_type::u32, uint32_t{512});
-    w.kv("llama.embedding_length", gguf_value_type::u32, uint32_t{hidden});
-    w.kv("llama.block_count", gguf_value_type::u32, uint32_t{layers});
-    w.kv("llama.feed_forward_length", gguf_value_type::u32, uint32_t{ffn});
-    w.kv("llama.attention.head_count", gguf_value_type::u32, uint32_t{heads});
-    w.kv("llama.attention.head_count_kv", gguf_value_type::u32, uint32_t{kv_heads});
-    w.kv("llama.rope.dimension_count", gguf_value_type::u32, uint32_t{hidden / heads});
-    w.kv("llama.attention.layer_norm_rms_epsilon", gguf_value_type::f32, 1e-5f);
-    w.kv("llama.rope.freq_base", gguf_value_type::f32, rope_base);
+    w.kv(key("context_length"), gguf_value_type::u32, uint32_t{512});
+    w.kv(key("embedding_length"), gguf_value_type::u32, uint32_t{hidden});
+    w.kv(key("block_count"), gguf_value_type::u32, uint32_t{layers});
+    w.kv(key("feed_forward_length"), gguf_value_type::u32, uint32_t{ffn});
+    w.kv(key("attention.head_count"), gguf_value_type::u32, uint32_t{heads});
+    w.kv(key("attention.head_count_kv"), gguf_value_type::u32, uint32_t{kv_heads});
+    if (!qwen2)  // qwen2 files leave it to the head size
+      w.kv(key("rope.dimension_count"), gguf_value_type::u32, uint32_t{hidden / heads});
+    w.kv(key("attention.layer_norm_rms_epsilon"), gguf_value_type::f32, 1e-5f);
+    w.kv(key("rope.freq_base"), gguf_value_type::f32, rope_base);
     w.kv_string("tokenizer.ggml.model", vocab.get_string("tokenizer.ggml.model"));
     w.kv_string("tokenizer.ggml.pre", vocab.get_string("tokenizer.ggml.pre"));
     const std::vector<std::string> tokens = vocab.get_string_array("tokenizer.ggml.tokens");
@@ -157,6 +163,16 @@ int main(int argc, char** argv) {
       w.tensor(p + "ffn_gate.weight", q8_0, {hidden, ffn}, q8_0_matrix(g, ffn, hidden, 2));
       w.tensor(p + "ffn_up.weight", q8_0, {hidden, ffn}, q8_0_matrix(g, ffn, hidden, 2));
       w.tensor(p + "ffn_down.weight", q8_0, {ffn, hidden}, q8_0_matrix(g, hidden, ffn, 3));
+      if (qwen2) {  // Qwen2's q/k/v biases
+        auto bias = [&](uint64_t n) {
+          std::vector<float> b(n);
+          for (float& x : b) x = g.next(0.5f);
+          return floats(b);
+        };
+        w.tensor(p + "attn_q.bias", f32, {hidden}, bias(hidden));
+        w.tensor(p + "attn_k.bias", f32, {kv_heads * head_dim}, bias(kv_heads * head_dim));
+        w.tensor(p + "attn_v.bias", f32, {kv_heads * head_dim}, bias(kv_heads * head_dim));
+      }
     }
     const std::string bytes = w.bytes();
     std::ofstream out(argv[3], std::ios::binary);

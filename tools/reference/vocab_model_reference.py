@@ -4,12 +4,13 @@ llama models around real vocabularies and chat templates), for tests/llama/check
 writes tests/fixtures/llama/vocab_models_generate.json.
 
 MODELS names each model: llama.cpp's vocab-only file (installed by scripts/install-deps), the
-chat template (by name, from tests/fixtures/llama/chat_templates.json: the real template text) and
-whether it gets Llama 3's RoPE. Chat prompts are rendered by the real template with jinja2 the
-way transformers does (one user message, generation prompt, troupe's default date "26 Jul 2024")
-and tokenised with special tokens parsed and no second BOS; raw prompts are tokenised with
-add_special and without special tokens, as `troupe generate --raw` does. Generation stops at an
-end-of-generation token (llama.cpp's llama_vocab_is_eog) or after MAX_TOKENS tokens.
+chat template (by name, from tests/fixtures/llama/chat_templates.json: the real template text)
+and the writer's options (Llama 3's RoPE, the qwen2 architecture). Chat prompts are rendered by
+the real template with jinja2 the way transformers does (one user message, generation prompt,
+troupe's default date "26 Jul 2024") and tokenised with special tokens parsed and no second BOS;
+raw prompts are tokenised with add_special and without special tokens, as `troupe generate
+--raw` does. Generation stops at an end-of-generation token (llama.cpp's llama_vocab_is_eog) or
+after MAX_TOKENS tokens.
 
 Usage (needs llama-cpp-python and jinja2; see tools/reference/llama_cpp_reference.py):
   python3 tools/reference/vocab_model_reference.py build/release/tests/llama/write_vocab_model
@@ -37,9 +38,11 @@ MAX_TOKENS = 24
 DATE = "26 Jul 2024"
 MODELS = [
     {"name": "llama2", "vocab": "ggml-vocab-llama-spm.gguf",
-     "template": "meta-llama/Llama-2-13b-chat-hf", "llama3_rope": False},
+     "template": "meta-llama/Llama-2-13b-chat-hf", "writer_args": []},
     {"name": "llama3", "vocab": "ggml-vocab-llama-bpe.gguf",
-     "template": "meta-llama/Llama-3.2-3B-Instruct", "llama3_rope": True},
+     "template": "meta-llama/Llama-3.2-3B-Instruct", "writer_args": ["--llama3-rope"]},
+    {"name": "qwen2.5", "vocab": "ggml-vocab-qwen2.gguf",
+     "template": "Qwen/Qwen2.5-7B-Instruct", "writer_args": ["--qwen2"]},
 ]
 PROMPTS = ["Hello, how are you?", "Écris un poème sur la mer.",
            "  leading spaces and\ttabs\nnewline", "数字 12345 和 emoji 🦙", "What's 2+2?",
@@ -78,7 +81,7 @@ def main():
             model = Path(tmp) / f"{spec['name']}.gguf"
             subprocess.run([writer, str(models / "llama.cpp-vocab" / spec["vocab"]),
                             str(template_file), str(model)]
-                           + (["--llama3-rope"] if spec["llama3_rope"] else []), check=True)
+                           + spec["writer_args"], check=True)
             sha = hashlib.sha256(model.read_bytes()).hexdigest()
             llm = llama_cpp.Llama(model_path=str(model), n_ctx=512, n_threads=2,
                                   flash_attn=False, type_k=llama_cpp.GGML_TYPE_F32,
