@@ -52,10 +52,14 @@ const char* type_name(quant_type t) noexcept {
     case quant_type::q5_1: return "q5_1";
     case quant_type::q8_0: return "q8_0";
     case quant_type::q8_1: return "q8_1";
+    case quant_type::q2_k: return "q2_K";
+    case quant_type::q3_k: return "q3_K";
     case quant_type::q4_k: return "q4_K";
     case quant_type::q5_k: return "q5_K";
     case quant_type::q6_k: return "q6_K";
     case quant_type::q8_k: return "q8_K";
+    case quant_type::iq4_nl: return "iq4_nl";
+    case quant_type::iq4_xs: return "iq4_xs";
     case quant_type::bf16: return "bf16";
   }
   return "unknown";
@@ -71,7 +75,11 @@ int64_t block_elements(quant_type t) noexcept {
     case quant_type::q5_0:
     case quant_type::q5_1:
     case quant_type::q8_0:
-    case quant_type::q8_1: return 32;
+    case quant_type::q8_1:
+    case quant_type::iq4_nl: return 32;
+    case quant_type::q2_k:
+    case quant_type::q3_k:
+    case quant_type::iq4_xs:
     case quant_type::q4_k:
     case quant_type::q5_k:
     case quant_type::q6_k:
@@ -91,6 +99,10 @@ int64_t block_bytes(quant_type t) noexcept {
     case quant_type::q5_1: return sizeof(block_q5_1);
     case quant_type::q8_0: return sizeof(block_q8_0);
     case quant_type::q8_1: return sizeof(block_q8_1);
+    case quant_type::q2_k: return sizeof(block_q2_k);
+    case quant_type::q3_k: return sizeof(block_q3_k);
+    case quant_type::iq4_nl: return sizeof(block_iq4_nl);
+    case quant_type::iq4_xs: return sizeof(block_iq4_xs);
     case quant_type::q4_k: return sizeof(block_q4_k);
     case quant_type::q5_k: return sizeof(block_q5_k);
     case quant_type::q6_k: return sizeof(block_q6_k);
@@ -113,12 +125,16 @@ bool activation_type(quant_type weight, quant_type* out) noexcept {
     case quant_type::bf16: a = quant_type::f32; break;
     case quant_type::q8_0:
     case quant_type::q4_0:
-    case quant_type::q5_0: a = quant_type::q8_0; break;
+    case quant_type::q5_0:
+    case quant_type::iq4_nl: a = quant_type::q8_0; break;
     case quant_type::q4_1:
     case quant_type::q5_1: a = quant_type::q8_1; break;
+    case quant_type::q2_k:
+    case quant_type::q3_k:
     case quant_type::q4_k:
     case quant_type::q5_k:
-    case quant_type::q6_k: a = quant_type::q8_k; break;
+    case quant_type::q6_k:
+    case quant_type::iq4_xs: a = quant_type::q8_k; break;
     default: return false;
   }
   if (out != nullptr) *out = a;
@@ -281,6 +297,58 @@ void dequantize_q6_k(const block_q6_k* x, float* y, int64_t nb) {
       ql += 64;
       qh += 32;
       sc += 8;
+    }
+  }
+}
+
+/// Q2_K: per 16 elements d·scale·q − dmin·min (ggml's dequantize_row_q2_K, unfused).
+void dequantize_q2_k(const block_q2_k* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += qk_k) {
+    const float d = fp16_to_fp32(x[i].d);
+    const float dmin = fp16_to_fp32(x[i].dmin);
+    for (int e = 0; e < qk_k; ++e) {
+      const uint8_t sc = x[i].scales[e / 16];
+      const float dl = d * static_cast<float>(sc & 0xF), ml = dmin * static_cast<float>(sc >> 4);
+      const int q = (x[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+      y[e] = dl * static_cast<float>(q) - ml;
+    }
+  }
+}
+
+/// The value of element e of a Q3_K block: its two low bits, minus 4 where its high bit is clear.
+inline int q3_k_value(const block_q3_k& b, int e) {
+  const int low = (b.qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+  return (b.hmask[e % 32] >> (e / 32)) & 1 ? low : low - 4;
+}
+
+void dequantize_q3_k(const block_q3_k* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += qk_k) {
+    const float d = fp16_to_fp32(x[i].d);
+    int8_t sc[16];
+    q3_k_scales(x[i].scales, sc);
+    for (int e = 0; e < qk_k; ++e)
+      y[e] = (d * static_cast<float>(sc[e / 16])) * static_cast<float>(q3_k_value(x[i], e));
+  }
+}
+
+/// The value of element j (0..31) of a 16-byte run of IQ4 nibbles.
+inline int iq4_value(const uint8_t* qs, int j) {
+  return iq4_values[j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4];
+}
+
+void dequantize_iq4_nl(const block_iq4_nl* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += qk4_nl) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < qk4_nl; ++j) y[j] = d * static_cast<float>(iq4_value(x[i].qs, j));
+  }
+}
+
+void dequantize_iq4_xs(const block_iq4_xs* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int s = 0; s < qk_k / 32; ++s, y += 32) {
+      const float dl = d * static_cast<float>(iq4_xs_scale(x[i], s));
+      for (int j = 0; j < 32; ++j) y[j] = dl * static_cast<float>(iq4_value(x[i].qs + 16 * s, j));
     }
   }
 }
@@ -494,14 +562,113 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
   return s;
 }
 
+// The four kernels below keep the AVX2 kernels' (and ggml's) order of floating-point operations
+// exactly, so that the scalar level gives the same bits: 8 lanes of integer sums per block, lane
+// m holding elements 4m..4m+3 of each 32-element run; per lane an fp32 FMA accumulator; at the
+// end hsum_lanes. (std::fma: this file is compiled without FMA, and GCC contracts nothing here.)
+
+/// Σ of 8 lanes as the AVX2 kernels' hsum (ggml's hsum_float_8) adds them.
+float hsum_lanes(const float* v) {
+  float h[4];
+  for (int l = 0; l < 4; ++l) h[l] = v[l] + v[l + 4];
+  return (h[0] + h[2]) + (h[1] + h[3]);
+}
+
+/// Q2_K against Q8_K: per lane and block, first −dmin times its two sub-blocks' Σ min·bsum
+/// (lane k: sub-blocks 2k, 2k+1), then d times its Σ scale·q·q8.
+float dot_q2_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q2_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  float acc[8] = {};
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    const float d = y[i].d * fp16_to_fp32(x[i].d);
+    const float dmin = -y[i].d * fp16_to_fp32(x[i].dmin);
+    int sumi[8] = {};
+    for (int e = 0; e < qk_k; ++e) {
+      const int q = (x[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+      sumi[(e / 4) % 8] += (x[i].scales[e / 16] & 0xF) * q * y[i].qs[e];
+    }
+    for (int k = 0; k < 8; ++k) {
+      const int mins = (x[i].scales[2 * k] >> 4) * y[i].bsums[2 * k] +
+                       (x[i].scales[2 * k + 1] >> 4) * y[i].bsums[2 * k + 1];
+      acc[k] = std::fma(dmin, static_cast<float>(mins), acc[k]);
+      acc[k] = std::fma(d, static_cast<float>(sumi[k]), acc[k]);
+    }
+  }
+  return hsum_lanes(acc);
+}
+
+float dot_q3_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_q3_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  float acc[8] = {};
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    const float d = y[i].d * fp16_to_fp32(x[i].d);
+    int8_t sc[16];
+    q3_k_scales(x[i].scales, sc);
+    int sumi[8] = {};
+    for (int e = 0; e < qk_k; ++e)
+      sumi[(e / 4) % 8] += sc[e / 16] * q3_k_value(x[i], e) * y[i].qs[e];
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(sumi[k]), acc[k]);
+  }
+  return hsum_lanes(acc);
+}
+
+/// IQ4_NL against Q8_0: blocks in pairs, even ones into one set of lanes and odd ones into
+/// another, added lane by lane before the horizontal sum; an odd last block is added after it
+/// (unfused, as ggml's `sumf += d·sumi` is compiled).
+float dot_iq4_nl(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_iq4_nl*>(w);
+  const auto* y = static_cast<const block_q8_0*>(a);
+  const int64_t nb = n / qk4_nl;
+  float acc[2][8] = {};
+  int64_t ib = 0;
+  for (; ib + 1 < nb; ib += 2) {
+    for (int p = 0; p < 2; ++p) {
+      const block_iq4_nl& b = x[ib + p];
+      const float d = fp16_to_fp32(y[ib + p].d) * fp16_to_fp32(b.d);
+      int sumi[8] = {};
+      for (int j = 0; j < qk4_nl; ++j) sumi[j / 4] += iq4_value(b.qs, j) * y[ib + p].qs[j];
+      for (int k = 0; k < 8; ++k) acc[p][k] = std::fma(d, static_cast<float>(sumi[k]), acc[p][k]);
+    }
+  }
+  float lanes[8];
+  for (int k = 0; k < 8; ++k) lanes[k] = acc[0][k] + acc[1][k];
+  float s = hsum_lanes(lanes);
+  for (; ib < nb; ++ib) {
+    const float d = fp16_to_fp32(y[ib].d) * fp16_to_fp32(x[ib].d);
+    int sumi = 0;
+    for (int j = 0; j < qk4_nl; ++j) sumi += iq4_value(x[ib].qs, j) * y[ib].qs[j];
+    s += d * static_cast<float>(sumi);
+  }
+  return s;
+}
+
+float dot_iq4_xs(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_iq4_xs*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  float acc[8] = {};
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    int sumi[8] = {};
+    for (int s = 0; s < qk_k / 32; ++s) {
+      const int ls = iq4_xs_scale(x[i], s);
+      for (int j = 0; j < 32; ++j)
+        sumi[j / 4] += ls * iq4_value(x[i].qs + 16 * s, j) * y[i].qs[32 * s + j];
+    }
+    const float d = fp16_to_fp32(x[i].d) * y[i].d;
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(sumi[k]), acc[k]);
+  }
+  return hsum_lanes(acc);
+}
+
 }  // namespace
 
 const kernel_table& scalar_kernels() noexcept {
-  static const kernel_table table{dot_f32,       dot_f16,       dot_bf16,     dot_q8_0,
-                                  dot_q4_0,      dot_q4_1,      dot_q4_k,     dot_q6_k,
-                                  quantize_q8_0, quantize_q8_1, quantize_q8_k,
-                                  nullptr,       nullptr,       dot_q5_0,     dot_q5_1,
-                                  nullptr,       nullptr,       dot_q5_k};
+  static const kernel_table table{dot_f32,       dot_f16,   dot_bf16, dot_q8_0,      dot_q4_0,
+                                  dot_q4_1,      dot_q4_k,  dot_q6_k, quantize_q8_0, quantize_q8_1,
+                                  quantize_q8_k, nullptr,   nullptr,  dot_q5_0,      dot_q5_1,
+                                  nullptr,       nullptr,   dot_q5_k, dot_q2_k,      dot_q3_k,
+                                  dot_iq4_nl,    dot_iq4_xs};
   return table;
 }
 
@@ -589,6 +756,10 @@ detail::dot_fn dot_for(const detail::kernel_table& t, quant_type weight) noexcep
     case quant_type::q4_k: return t.dot_q4_k;
     case quant_type::q5_k: return t.dot_q5_k;
     case quant_type::q6_k: return t.dot_q6_k;
+    case quant_type::q2_k: return t.dot_q2_k;
+    case quant_type::q3_k: return t.dot_q3_k;
+    case quant_type::iq4_nl: return t.dot_iq4_nl;
+    case quant_type::iq4_xs: return t.dot_iq4_xs;
     default: return nullptr;
   }
 }
@@ -643,6 +814,14 @@ status dequantize_row(quant_type t, const void* x, float* y, int64_t n, isa leve
     case quant_type::q4_k: detail::dequantize_q4_k(static_cast<const block_q4_k*>(x), y, nb); break;
     case quant_type::q5_k: detail::dequantize_q5_k(static_cast<const block_q5_k*>(x), y, nb); break;
     case quant_type::q6_k: detail::dequantize_q6_k(static_cast<const block_q6_k*>(x), y, nb); break;
+    case quant_type::q2_k: detail::dequantize_q2_k(static_cast<const block_q2_k*>(x), y, nb); break;
+    case quant_type::q3_k: detail::dequantize_q3_k(static_cast<const block_q3_k*>(x), y, nb); break;
+    case quant_type::iq4_nl:
+      detail::dequantize_iq4_nl(static_cast<const block_iq4_nl*>(x), y, nb);
+      break;
+    case quant_type::iq4_xs:
+      detail::dequantize_iq4_xs(static_cast<const block_iq4_xs*>(x), y, nb);
+      break;
     default: return status::unsupported_type;
   }
   return status::ok;

@@ -18,10 +18,14 @@ enum class quant_type : uint32_t {
   q5_1 = 7,
   q8_0 = 8,
   q8_1 = 9,
+  q2_k = 10,
+  q3_k = 11,
   q4_k = 12,
   q5_k = 13,
   q6_k = 14,
   q8_k = 15,
+  iq4_nl = 20,
+  iq4_xs = 23,
   bf16 = 30,
 };
 
@@ -46,6 +50,7 @@ inline constexpr int qk5_1 = 32;
 inline constexpr int qk8_0 = 32;
 inline constexpr int qk8_1 = 32;
 inline constexpr int qk_k = 256;
+inline constexpr int qk4_nl = 32;
 inline constexpr int k_scale_size = 12;
 
 /// Half-precision bit patterns are kept as raw uint16_t so that block structs are trivially copyable.
@@ -92,6 +97,44 @@ struct block_q8_1 {
 };
 static_assert(sizeof(block_q8_1) == 40, "block_q8_1 is 2 floats + 32 int8");
 
+/// 16 sub-blocks of 16: element = d·scale·q − dmin·min, q in 0..3.
+struct block_q2_k {
+  uint8_t scales[qk_k / 16];  // per 16 elements: 4-bit scale (low nibble), 4-bit min (high)
+  uint8_t qs[qk_k / 4];       // 2-bit quants: element 128h + 32c + l in bits 2c of qs[32h + l]
+  uint16_t d;                 // fp16 super-block scale for the scales
+  uint16_t dmin;              // fp16 super-block scale for the mins
+};
+static_assert(sizeof(block_q2_k) == 84, "block_q2_K must match ggml's 84-byte layout");
+
+/// 16 sub-blocks of 16: element = d·(scale − 32)·(q − 4·(high bit clear)), q in 0..3.
+struct block_q3_k {
+  uint8_t hmask[qk_k / 8];  // high bits: element 32c + l (c = 0..7) in bit c of hmask[l]
+  uint8_t qs[qk_k / 4];     // low 2 bits, placed as Q2_K's
+  uint8_t scales[12];       // 16 6-bit scales: low 4 bits of j in byte j % 8 (j >= 8: high
+                            // nibble), high 2 bits in bits 2·(j / 4) of byte 8 + j % 4
+  uint16_t d;               // fp16 super-block scale
+};
+static_assert(sizeof(block_q3_k) == 110, "block_q3_K must match ggml's 110-byte layout");
+
+/// The 16 values of ggml's non-linear 4-bit quants (kvalues_iq4nl), indexed by the nibble.
+inline constexpr int8_t iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,  38,  53,  69,  89,  113};
+
+struct block_iq4_nl {
+  uint16_t d;              // fp16 scale
+  uint8_t qs[qk4_nl / 2];  // element j: iq4_values[low nibble of qs[j]], j+16: the high nibble
+};
+static_assert(sizeof(block_iq4_nl) == 18, "block_iq4_nl must match ggml's 18-byte layout");
+
+/// 8 sub-blocks of 32, each an IQ4_NL block with a 6-bit scale (stored +32) under one fp16 d.
+struct block_iq4_xs {
+  uint16_t d;                   // fp16 super-block scale
+  uint16_t scales_h;            // high 2 bits of sub-block j's scale in bits 2j, 2j+1
+  uint8_t scales_l[qk_k / 64];  // low 4 bits: sub-block 2k in the low nibble of [k], 2k+1 high
+  uint8_t qs[qk_k / 2];         // 16 bytes per sub-block, nibbles as IQ4_NL's
+};
+static_assert(sizeof(block_iq4_xs) == 136, "block_iq4_xs must match ggml's 136-byte layout");
+
 struct block_q4_k {
   uint16_t d;                      // fp16 super-block scale for the 6-bit scales
   uint16_t dmin;                   // fp16 super-block scale for the 6-bit mins
@@ -131,9 +174,9 @@ int64_t block_bytes(quant_type t) noexcept;
 /// Bytes of a row of n elements; -1 when n is not a whole number of blocks or the type is unknown.
 int64_t row_bytes(quant_type t, int64_t n) noexcept;
 
-/// The activation format a weight type is multiplied with: f32 for f32/f16/bf16 weights,
-/// q8_0 for q8_0/q4_0/q5_0, q8_1 for q4_1/q5_1, q8_k for q4_K/q5_K/q6_K. Returns false for other
-/// types.
+/// The activation format a weight type is multiplied with (ggml's vec_dot_type): f32 for
+/// f32/f16/bf16 weights, q8_0 for q8_0/q4_0/q5_0/iq4_nl, q8_1 for q4_1/q5_1, q8_k for
+/// q2_K/q3_K/q4_K/q5_K/q6_K/iq4_xs. Returns false for other types.
 bool activation_type(quant_type weight, quant_type* out) noexcept;
 
 // ---- scalar conversions (exact, round-to-nearest-even; NaN stays NaN) -----------------------
@@ -160,7 +203,8 @@ isa best_isa() noexcept;
 // ---- row kernels ---------------------------------------------------------------------------
 // n is the number of elements; it must be a multiple of the block size of every type involved.
 
-/// y[0..n) = dequantised x. x is a row of `t` (f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, q6_K).
+/// y[0..n) = dequantised x, as ggml's dequantize_row_* computes it. x is a row of `t` (any
+/// weight type that activation_type accepts).
 status dequantize_row(quant_type t, const void* x, float* y, int64_t n, isa level = isa::best) noexcept;
 
 /// Quantises an fp32 activation row x[0..n) to `t` (q8_0, q8_1, q8_K; f32 copies). Values are

@@ -307,6 +307,140 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
   return hsum(acc);
 }
 
+/// madd of int16 pairs with a scale per 128-bit half: lanes 0-3 take the int16 scale 2c of s,
+/// lanes 4-7 the scale 2c+1 (s holds 8 int16 scales in each half).
+inline __m256i scale_pairs(__m256i p16, __m256i s, int c) {
+  const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0302 + 0x0404 * c)),
+                                        _mm_set1_epi16(static_cast<short>(0x0100 + 0x0404 * c)));
+  return _mm256_madd_epi16(p16, _mm256_shuffle_epi8(s, pick));
+}
+
+float dot_q2_k(int64_t n, const void* w, const void* a) {
+  // ggml's AVX2 order: per block, the mins against the 16 bsums (lane k: sub-blocks 2k, 2k+1)
+  // times -dmin into the accumulator, then the scaled quants (lane m: elements 4m..4m+3 of each
+  // 32-element run) times d.
+  const auto* x = static_cast<const block_q2_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    const float d = y[i].d * fp16(x[i].d);
+    const float dmin = -y[i].d * fp16(x[i].dmin);
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m4));
+    const __m256i prod = _mm256_madd_epi16(mins, load256(y[i].bsums));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+    const __m256i scales16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, m4));
+    __m256i sumi = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i s = h == 0 ? _mm256_permute2x128_si256(scales16, scales16, 0x00)
+                               : _mm256_permute2x128_si256(scales16, scales16, 0x11);
+      const __m256i bits = load256(x[i].qs + 32 * h);
+      const int8_t* q8 = y[i].qs + 128 * h;
+      for (int c = 0; c < 4; ++c) {
+        const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * c), m3);
+        const __m256i p16 = _mm256_maddubs_epi16(q, load256(q8 + 32 * c));
+        sumi = _mm256_add_epi32(sumi, scale_pairs(p16, s, c));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+float dot_q3_k(int64_t n, const void* w, const void* a) {
+  // As dot_q2_k without the mins: quants in -4..3 (two low bits, minus 4 where the high bit is
+  // clear), signed 6-bit scales.
+  const auto* x = static_cast<const block_q3_k*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m256i four = _mm256_set1_epi8(4);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    alignas(16) int8_t sc[16];
+    q3_k_scales(x[i].scales, sc);
+    const __m256i scales16 =
+        _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i hbits = load256(x[i].hmask);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i s = h == 0 ? _mm256_permute2x128_si256(scales16, scales16, 0x00)
+                               : _mm256_permute2x128_si256(scales16, scales16, 0x11);
+      const __m256i bits = load256(x[i].qs + 32 * h);
+      const int8_t* q8 = y[i].qs + 128 * h;
+      for (int c = 0; c < 4; ++c) {
+        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << (4 * h + c)));
+        const __m256i clear =
+            _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), _mm256_setzero_si256());
+        const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * c), m3),
+                                          _mm256_and_si256(clear, four));
+        const __m256i q8c = load256(q8 + 32 * c);
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(q8c, q));
+        sumi = _mm256_add_epi32(sumi, scale_pairs(p16, s, c));
+      }
+    }
+    const float d = y[i].d * fp16(x[i].d);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+/// 16 bytes of IQ4 nibbles -> their 32 values: low nibbles in bytes 0..15, high in 16..31.
+inline __m256i iq4_lookup(const uint8_t* p) {
+  const __m128i values = _mm_loadu_si128(reinterpret_cast<const __m128i*>(iq4_values));
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_set_m128i(_mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(b, 4), m4)),
+                          _mm_shuffle_epi8(values, _mm_and_si128(b, m4)));
+}
+
+float dot_iq4_nl(int64_t n, const void* w, const void* a) {
+  // ggml's AVX2 order: blocks in pairs, even and odd ones in two accumulators added before the
+  // horizontal sum; an odd last block after it, multiplied and added unfused (as ggml's binary
+  // does it: vmulss, vaddss).
+  const auto* x = static_cast<const block_iq4_nl*>(w);
+  const auto* y = static_cast<const block_q8_0*>(a);
+  const int64_t nb = n / qk4_nl;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t ib = 0;
+  for (; ib + 1 < nb; ib += 2) {
+    const __m256i p0 = dot_i8_pairs(iq4_lookup(x[ib].qs), load256(y[ib].qs));
+    const __m256i p1 = dot_i8_pairs(iq4_lookup(x[ib + 1].qs), load256(y[ib + 1].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(y[ib].d) * fp16(x[ib].d)), _mm256_cvtepi32_ps(p0),
+                           acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(y[ib + 1].d) * fp16(x[ib + 1].d)),
+                           _mm256_cvtepi32_ps(p1), acc1);
+  }
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; ib < nb; ++ib) {
+    const int sumi = hsum_i32(dot_i8_pairs(iq4_lookup(x[ib].qs), load256(y[ib].qs)));
+    float p = (fp16(y[ib].d) * fp16(x[ib].d)) * static_cast<float>(sumi);
+    __asm__("" : "+x"(p));  // rounded before the add, as ggml's is: GCC must not fuse the two
+    s += p;
+  }
+  return s;
+}
+
+float dot_iq4_xs(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const block_iq4_xs*>(w);
+  const auto* y = static_cast<const block_q8_k*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / qk_k; ++i) {
+    __m256i sumi = _mm256_setzero_si256();
+    for (int s = 0; s < qk_k / 32; ++s) {
+      const __m256i q = iq4_lookup(x[i].qs + 16 * s);
+      const __m256i q8 = load256(y[i].qs + 32 * s);
+      const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(q8, q));
+      const __m256i ls = _mm256_set1_epi16(static_cast<short>(iq4_xs_scale(x[i], s)));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, ls));
+    }
+    const float d = fp16(x[i].d) * y[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
 // ---- several rows and tokens per pass (bit-identical to the dot products above) ---------------
 // Per (row, token) these do exactly what dot_q4_1 / dot_q8_0 do, block after block in the same
 // order; what they share is the activation loads and the block scales' conversion, and the
@@ -557,7 +691,11 @@ const kernel_table& avx2_kernels() noexcept {
                                   dot_q5_1,
                                   mat_mat_q5_0,
                                   mat_mat_q5_1,
-                                  dot_q5_k};
+                                  dot_q5_k,
+                                  dot_q2_k,
+                                  dot_q3_k,
+                                  dot_iq4_nl,
+                                  dot_iq4_xs};
   return table;
 }
 

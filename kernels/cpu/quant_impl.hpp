@@ -41,6 +41,10 @@ struct kernel_table {
   mat_mat_fn mat_mat_q5_0;
   mat_mat_fn mat_mat_q5_1;
   dot_fn dot_q5_k;
+  dot_fn dot_q2_k;
+  dot_fn dot_q3_k;
+  dot_fn dot_iq4_nl;
+  dot_fn dot_iq4_xs;
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).
@@ -54,6 +58,20 @@ static inline void q4_k_scale_min(int j, const uint8_t* q, uint8_t* sc, uint8_t*
     *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
     *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
   }
+}
+
+/// The 16 scales of a Q3_K block (6 bits each, packed as block_q3_k describes), minus 32.
+static inline void q3_k_scales(const uint8_t* packed, int8_t* out) noexcept {
+  for (int j = 0; j < 16; ++j) {
+    const int low = j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4;
+    const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+    out[j] = static_cast<int8_t>((low | high << 4) - 32);
+  }
+}
+
+/// The scale of sub-block j (0..7) of an IQ4_XS block, minus 32 (ggml stores it +32).
+static inline int iq4_xs_scale(const block_iq4_xs& b, int j) noexcept {
+  return (((b.scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((b.scales_h >> (2 * j)) & 3) << 4)) - 32;
 }
 
 /// Asks for block i of the R rows after a tile's R rows, which the next tile reads (wb: block i

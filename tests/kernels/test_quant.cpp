@@ -50,10 +50,14 @@ std::vector<isa> levels() {
   return out;
 }
 
-const quant_type weight_types[] = {quant_type::f32,  quant_type::f16,  quant_type::bf16,
-                                   quant_type::q8_0, quant_type::q4_0, quant_type::q4_1,
-                                   quant_type::q5_0, quant_type::q5_1, quant_type::q4_k,
-                                   quant_type::q5_k, quant_type::q6_k};
+const quant_type weight_types[] = {
+    quant_type::f32,  quant_type::f16,  quant_type::bf16, quant_type::q8_0,   quant_type::q4_0,
+    quant_type::q4_1, quant_type::q5_0, quant_type::q5_1, quant_type::q4_k,   quant_type::q5_k,
+    quant_type::q6_k, quant_type::q2_k, quant_type::q3_k, quant_type::iq4_nl, quant_type::iq4_xs};
+
+/// ggml's kvalues_iq4nl, written out again here (not taken from quant.hpp).
+const int iq4nl_table[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                             1,    13,   25,  38,  53,  69,  89,  113};
 
 // ---- independent references, written from the layout table ---------------------------------
 
@@ -185,6 +189,71 @@ std::vector<float> ref_dequant(quant_type t, const unsigned char* p, int64_t n) 
         }
       }
       break;
+    case quant_type::q2_k:
+      for (int64_t b = 0; b < n / 256; ++b, p += 84) {
+        // [scales: 16 (min << 4 | scale)][qs: 64, 2 bits][d][dmin]
+        const float d = float(ref_fp16(rd16(p + 80))), dmin = float(ref_fp16(rd16(p + 82)));
+        float* out = y.data() + b * 256;
+        for (int half = 0; half < 2; ++half)
+          for (int shift = 0; shift < 8; shift += 2)
+            for (int l = 0; l < 32; ++l) {
+              const int e = 128 * half + 16 * shift + l;
+              const int sc = p[e / 16];
+              const float dl = d * float(sc & 15), ml = dmin * float(sc >> 4);
+              out[e] = dl * float((p[16 + 32 * half + l] >> shift) & 3) - ml;
+            }
+      }
+      break;
+    case quant_type::q3_k:
+      for (int64_t b = 0; b < n / 256; ++b, p += 110) {
+        // [hmask: 32][qs: 64][scales: 12][d]
+        const unsigned char* hm = p;
+        const unsigned char* qs = p + 32;
+        const unsigned char* sc = p + 96;
+        const float d = float(ref_fp16(rd16(p + 108)));
+        int scale[16];
+        for (int j = 0; j < 4; ++j) {
+          scale[j] = (sc[j] & 15) | ((sc[8 + j] & 3) << 4);
+          scale[j + 4] = (sc[j + 4] & 15) | (((sc[8 + j] >> 2) & 3) << 4);
+          scale[j + 8] = (sc[j] >> 4) | (((sc[8 + j] >> 4) & 3) << 4);
+          scale[j + 12] = (sc[j + 4] >> 4) | (((sc[8 + j] >> 6) & 3) << 4);
+        }
+        float* out = y.data() + b * 256;
+        for (int half = 0; half < 2; ++half)
+          for (int k = 0; k < 4; ++k)
+            for (int l = 0; l < 32; ++l) {
+              const int e = 128 * half + 32 * k + l;
+              const int low = (qs[32 * half + l] >> (2 * k)) & 3;
+              const int v = (hm[l] >> (4 * half + k)) & 1 ? low : low - 4;
+              out[e] = (d * float(scale[e / 16] - 32)) * float(v);
+            }
+      }
+      break;
+    case quant_type::iq4_nl:
+      for (int64_t b = 0; b < n / 32; ++b, p += 18) {
+        const float d = float(ref_fp16(rd16(p)));
+        for (int j = 0; j < 16; ++j) {
+          y[b * 32 + j] = d * float(iq4nl_table[p[2 + j] & 15]);
+          y[b * 32 + j + 16] = d * float(iq4nl_table[p[2 + j] >> 4]);
+        }
+      }
+      break;
+    case quant_type::iq4_xs:
+      for (int64_t b = 0; b < n / 256; ++b, p += 136) {
+        // [d][scales_h: u16][scales_l: 4][qs: 8 × 16]
+        const float d = float(ref_fp16(rd16(p)));
+        const int sh = rd16(p + 2);
+        for (int s = 0; s < 8; ++s) {
+          const int low = s % 2 ? p[4 + s / 2] >> 4 : p[4 + s / 2] & 15;
+          const float dl = d * float((low | ((sh >> (2 * s)) & 3) << 4) - 32);
+          const unsigned char* qs = p + 8 + 16 * s;
+          for (int j = 0; j < 16; ++j) {
+            y[b * 256 + 32 * s + j] = dl * float(iq4nl_table[qs[j] & 15]);
+            y[b * 256 + 32 * s + j + 16] = dl * float(iq4nl_table[qs[j] >> 4]);
+          }
+        }
+      }
+      break;
     default: BOOST_FAIL("no reference for " << q::type_name(t));
   }
   return y;
@@ -274,6 +343,24 @@ std::vector<unsigned char> random_weights(rng& r, quant_type t, int64_t n, bool 
     case quant_type::q6_k:
       for (int64_t b = 0; b < n / 256; ++b) put16(&w[210 * b + 208], scale(0.0005f, 0.005f));
       break;
+    case quant_type::q2_k:
+      for (int64_t b = 0; b < n / 256; ++b) {
+        put16(&w[84 * b + 80], scale(0.0005f, 0.005f));
+        put16(&w[84 * b + 82], scale(0.0005f, 0.005f));
+      }
+      break;
+    case quant_type::q3_k:
+      for (int64_t b = 0; b < n / 256; ++b) put16(&w[110 * b + 108], scale(0.0005f, 0.005f));
+      break;
+    case quant_type::iq4_nl:
+      for (int64_t b = 0; b < n / 32; ++b) put16(&w[18 * b], scale(0.001f, 0.05f));
+      break;
+    case quant_type::iq4_xs:
+      for (int64_t b = 0; b < n / 256; ++b) {
+        put16(&w[136 * b], scale(0.0005f, 0.005f));
+        if (exact) put16(&w[136 * b + 2], 0xAAAA);  // scales 32 + 0..15, minus 32: 0..15
+      }
+      break;
     default: BOOST_FAIL("no generator");
   }
   return w;
@@ -337,6 +424,20 @@ BOOST_AUTO_TEST_CASE(block_layouts_and_sizes) {
   BOOST_TEST(q::block_bytes(quant_type::q5_1) == 24);
   BOOST_TEST(q::block_bytes(quant_type::q4_k) == 144);
   BOOST_TEST(q::block_bytes(quant_type::q6_k) == 210);
+  BOOST_TEST(q::block_bytes(quant_type::q2_k) == 84);
+  BOOST_TEST(q::block_bytes(quant_type::q3_k) == 110);
+  BOOST_TEST(q::block_bytes(quant_type::iq4_nl) == 18);
+  BOOST_TEST(q::block_bytes(quant_type::iq4_xs) == 136);
+  BOOST_TEST(q::row_bytes(quant_type::iq4_nl, 96) == 3 * 18);
+  BOOST_TEST(q::row_bytes(quant_type::iq4_xs, 288) == -1);
+  BOOST_TEST(static_cast<uint32_t>(quant_type::q2_k) == 10u);
+  BOOST_TEST(static_cast<uint32_t>(quant_type::q3_k) == 11u);
+  BOOST_TEST(static_cast<uint32_t>(quant_type::iq4_nl) == 20u);
+  BOOST_TEST(static_cast<uint32_t>(quant_type::iq4_xs) == 23u);
+  BOOST_TEST(std::string(q::type_name(quant_type::iq4_xs)) == "iq4_xs");
+  for (quant_type t : {quant_type::q2_k, quant_type::q3_k, quant_type::iq4_xs})
+    BOOST_TEST(act_of(t) == quant_type::q8_k);
+  BOOST_TEST(act_of(quant_type::iq4_nl) == quant_type::q8_0);
   BOOST_TEST(q::row_bytes(quant_type::q4_1, 576) == 18 * 20);
   BOOST_TEST(q::row_bytes(quant_type::q4_k, 576) == -1);
   BOOST_TEST(q::row_bytes(quant_type::f16, 3) == 6);
@@ -508,6 +609,36 @@ BOOST_AUTO_TEST_CASE(dot_products_match_dequantised_reference) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(q2_k_q3_k_iq4_dots_equal_scalar_bit_for_bit) {
+  // The scalar kernels of these types keep the AVX2 (ggml's) order of fp32 operations, lane for
+  // lane, so that a CPU without AVX2 gets ggml's bits too: every level must return the same
+  // float, on random scales (IQ4_NL: odd block counts take ggml's separate last block).
+  rng r;
+  for (quant_type t :
+       {quant_type::q2_k, quant_type::q3_k, quant_type::iq4_nl, quant_type::iq4_xs}) {
+    const quant_type at = act_of(t);
+    for (int64_t n : sizes_for(t)) {
+      for (int rep = 0; rep < 3; ++rep) {
+        const auto w = random_weights(r, t, n, false);
+        const auto a = random_activation(r, at, n, false);
+        float scalar = 0;
+        BOOST_TEST_REQUIRE(q::vec_dot(t, n, w.data(), a.data(), &scalar, isa::scalar) ==
+                           status::ok);
+        for (isa l : levels()) {
+          BOOST_TEST_CONTEXT(q::type_name(t) << " n=" << n << " isa=" << q::to_string(l)) {
+            float out = 0;
+            BOOST_TEST_REQUIRE(q::vec_dot(t, n, w.data(), a.data(), &out, l) == status::ok);
+            uint32_t got, want;
+            std::memcpy(&got, &out, 4);
+            std::memcpy(&want, &scalar, 4);
+            BOOST_TEST(got == want, out << " vs scalar " << scalar);
+          }
+        }
+      }
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(mat_vec_matches_vec_dot_per_row) {
   rng r;
   for (quant_type t : weight_types) {
@@ -597,7 +728,10 @@ BOOST_AUTO_TEST_CASE(bad_arguments_give_a_status) {
   BOOST_TEST(q::vec_dot(quant_type::q4_0, 33, buf, buf, &out) == status::bad_size);
   BOOST_TEST(q::vec_dot(quant_type::q4_k, 32, buf, buf, &out) == status::bad_size);
   BOOST_TEST(q::vec_dot(quant_type::q8_k, 256, buf, buf, &out) == status::unsupported_type);
-  BOOST_TEST(q::vec_dot(static_cast<quant_type>(11), 256, buf, buf, &out) == status::unsupported_type);  // Q3_K
+  BOOST_TEST(q::vec_dot(static_cast<quant_type>(16), 256, buf, buf, &out) ==
+             status::unsupported_type);  // IQ2_XXS
+  BOOST_TEST(q::dequantize_row(static_cast<quant_type>(16), buf, y, 256) ==
+             status::unsupported_type);
   BOOST_TEST(q::vec_dot(quant_type::q4_0, 32, nullptr, buf, &out) == status::null_pointer);
   BOOST_TEST(q::dequantize_row(quant_type::q8_k, buf, y, 256) == status::unsupported_type);
   BOOST_TEST(q::dequantize_row(quant_type::q6_k, buf, y, 64) == status::bad_size);

@@ -1,5 +1,6 @@
 // troupe's quantised mat-mul against ggml's own dot products, bit for bit, for the weight types
-// that no committed model exercises end to end (Q5_0, Q5_1, Q4_K, Q5_K, Q6_K: llama.cpp's K-quant mixes)
+// that no committed model exercises end to end (Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
+// IQ4_XS: llama.cpp's K-quant and IQ4 mixes)
 // and those the SmolLM2 fixture does (Q4_1, Q8_0) or does not (Q4_0): the Q8_K activation
 // rounding included. tests/fixtures/llama/ggml_dots.json holds random weight rows,
 // fp32 activations and the floats ggml's from_float + vec_dot produced for them
@@ -105,5 +106,5 @@ BOOST_AUTO_TEST_CASE(mat_mul_equals_ggml_vec_dot_bit_for_bit) {
       }
     }
   }
-  BOOST_TEST(checked == 8 * 5 * 3);
+  BOOST_TEST(checked == 12 * 5 * 3);
 }

@@ -2,7 +2,8 @@
 """ggml's own row dot products on random GGUF-format weight rows: the fixture that pins troupe's CPU
 kernels to ggml bit for bit for the weight types no committed model file exercises (the SmolLM2
 file in CI is Q4_1 + Q8_0; Q4_K_M / Q5_K_M files hold Q4_K, Q5_K, Q6_K, and Q5_0 / Q5_1 on rows
-that are not a multiple of 256).
+that are not a multiple of 256; Q2_K / Q3_K_* files hold Q2_K, Q3_K; IQ4_XS / IQ4_NL files hold
+IQ4_XS, IQ4_NL).
 
 For each weight type, ROWS random rows of N elements (288; 768 for the K-quants) (random quant bytes, sane fp16 scales) are
 multiplied by ACT random fp32 activation rows the way llama.cpp's mul_mat does on the CPU: the
@@ -40,7 +41,12 @@ TYPES = {
     12: ("q4_K", 144, [0, 2]),   # d, dmin
     13: ("q5_K", 176, [0, 2]),   # d, dmin
     14: ("q6_K", 210, [208]),    # d at the end
+    10: ("q2_K", 84, [80, 82]),  # d, dmin at the end
+    11: ("q3_K", 110, [108]),    # d at the end
+    20: ("iq4_nl", 18, [0]),     # 9 blocks: ggml's pairs of blocks and its odd last one
+    23: ("iq4_xs", 136, [0]),
 }
+SUPER_BLOCK = (10, 11, 12, 13, 14, 23)  # 256-element blocks, Q8_K activations
 
 
 def lib_dir():
@@ -76,7 +82,7 @@ def main():
     rnd = random.Random(20261202)
     cases = []
     for type_id, (name, block, scales) in TYPES.items():
-        N = N_K if type_id in (12, 13, 14) else 32 * N_BLOCKS
+        N = N_K if type_id in SUPER_BLOCK else 32 * N_BLOCKS
         traits = cpu.ggml_get_type_traits_cpu(type_id).contents
         vec_dot = VEC_DOT(traits.vec_dot)
         act_type = traits.vec_dot_type
@@ -84,11 +90,11 @@ def main():
         rows = []
         for _ in range(ROWS):
             row = bytearray()
-            per_block = 256 if type_id in (12, 13, 14) else 32
+            per_block = 256 if type_id in SUPER_BLOCK else 32
             for _ in range(N // per_block):
                 b = bytearray(rnd.getrandbits(8) for _ in range(block))
                 for off in scales:
-                    if type_id in (12, 13, 14):
+                    if type_id in SUPER_BLOCK:
                         lo, hi = 0.0005, 0.005
                     else:
                         lo, hi = (0.001, 0.05) if off == 0 else (-0.3, 0.1)
