@@ -204,8 +204,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
                       static_cast<size_t>(s.tokens[static_cast<size_t>(t)]) * w.token_embd.row_stride;
     check(kc::dequantize_row(w.token_embd.type, row, s.x.data() + t * H, H), "dequantize_row");
   }
-  const kc::attention_shape shape{h.heads, h.kv_heads, h.head_dim,
-                                  1.0f / std::sqrt(static_cast<float>(h.head_dim))};
+  const float kq_scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim));
+  const kc::attention_shape shape{h.heads, h.kv_heads, h.head_dim, h.scale_q ? 1.0f : kq_scale};
   for (int64_t il = 0; il < h.layers; ++il) {
     const layer_weights& l = w.layers[static_cast<size_t>(il)];
     for (int64_t t = 0; t < T; ++t)
@@ -231,6 +231,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
         const auto rotate = h.rope_neox ? kc::rope_apply_neox : kc::rope_apply;
         check(rotate(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef), "rope");
         check(rotate(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef), "rope");
+        if (h.scale_q)
+          for (int64_t i = 0; i < q_dim; ++i) s.q[t * q_dim + i] *= kq_scale;
         std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
         std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
       }

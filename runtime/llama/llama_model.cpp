@@ -103,6 +103,11 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
                             &r.corr_low, &r.corr_high);
   }
   r.attn_factor *= f.get_f32(key("rope.scaling.attn_factor"), 1.0f);
+  if (f.find_tensor("rope_factors_long.weight") || f.find_tensor("rope_factors_short.weight")) {
+    fail(errc::unsupported, f,
+         "LongRoPE (rope_factors_long/short.weight, Phi-3 128k) is not supported; the "
+         "original-context variants of these models run");
+  }
   if (f.find_tensor("rope_freqs.weight")) {
     r.freq_factors = load_vector(f, "rope_freqs.weight", h.rope_dim / 2);
     for (int64_t i = 0; i < h.rope_dim / 2; ++i) {
@@ -128,15 +133,17 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   const gguf_file& f = m->file_;
   llama_hparams& h = m->hparams_;
   h.arch = f.get_string("general.architecture");
-  if (h.arch != "llama" && h.arch != "qwen2") {
+  if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
              "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B), 'qwen2' (Qwen2, "
-             "Qwen2.5) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
+             "Qwen2.5), 'phi3' (Phi-3) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
   }
-  // llama.cpp's rope type of the architecture: qwen2 rotates the two halves of each head.
-  h.rope_neox = h.arch == "qwen2";
+  // llama.cpp's rope type of the architecture: qwen2 and phi3 rotate the two halves of each
+  // head; phi3 also scales q before attention (ggml_scale) and attends with scale 1.
+  h.rope_neox = h.arch == "qwen2" || h.arch == "phi3";
+  h.scale_q = h.arch == "phi3";
   const auto key = [&](const char* k) { return h.arch + "." + k; };
   h.hidden = f.get_u32(key("embedding_length"));
   h.layers = f.get_u32(key("block_count"));
@@ -215,8 +222,14 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
     l.wo = load_matrix(f, p + "attn_output.weight", q_dim, h.hidden);
     l.bo = bias(p + "attn_output.bias", h.hidden);
     l.ffn_norm = load_vector(f, p + "ffn_norm.weight", h.hidden);
-    l.gate = load_matrix(f, p + "ffn_gate.weight", h.hidden, h.ffn);
-    l.up = load_matrix(f, p + "ffn_up.weight", h.hidden, h.ffn);
+    if (f.find_tensor(p + "ffn_gate.weight")) {
+      l.gate = load_matrix(f, p + "ffn_gate.weight", h.hidden, h.ffn);
+      l.up = load_matrix(f, p + "ffn_up.weight", h.hidden, h.ffn);
+    } else {  // phi3: gate and up fused in ffn_up, gate rows first (ggml_swiglu's halves)
+      const matrix gate_up = load_matrix(f, p + "ffn_up.weight", h.hidden, 2 * h.ffn);
+      l.gate = row_slice(gate_up, 0, h.ffn);
+      l.up = row_slice(gate_up, h.ffn, h.ffn);
+    }
     l.down = load_matrix(f, p + "ffn_down.weight", h.ffn, h.hidden);
     l.b_gate = bias(p + "ffn_gate.bias", h.ffn);
     l.b_up = bias(p + "ffn_up.bias", h.ffn);

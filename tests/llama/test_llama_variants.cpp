@@ -1,7 +1,8 @@
 // The parts of the llama GGUF format that SmolLM2 does not use, against llama.cpp: Llama 3.1
 // frequency factors (rope_freqs.weight), linear and YaRN RoPE scaling, attention and
 // feed-forward biases, fused attn_qkv, a separate output matrix, F16 embeddings, Q5_0, and the
-// qwen2 architecture (NEOX rope, q/k/v and output biases). Tiny
+// qwen2 architecture (NEOX rope, q/k/v and output biases) and phi3 (fused q/k/v and gate/up, q
+// scaled before attention). Tiny
 // random-weight models and llama.cpp's logits and greedy tokens on them come from
 // tools/reference/make_tiny_llama_fixtures.py (tests/fixtures/llama/tiny); files troupe must
 // refuse are there too.
@@ -128,12 +129,20 @@ BOOST_AUTO_TEST_CASE(qwen2_neox_rope_and_biases_match_llama_cpp) {
   check_against_llama_cpp("qwen2_neox.gguf");
 }
 
+BOOST_AUTO_TEST_CASE(phi3_fused_projections_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "phi_fused.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().arch, "phi3");
+  BOOST_CHECK(model->hparams().rope_neox);
+  BOOST_CHECK(model->hparams().scale_q);
+  check_against_llama_cpp("phi_fused.gguf");
+}
+
 // All prompts of a model as one step of the batch decoder (the engine's path): the same logits
 // as llama.cpp for every sequence, positions and rotations kept per sequence.
 BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
   const troupe::json::value ref = tiny_reference();
-  for (const char* file :
-       {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf", "qwen2_neox.gguf"}) {
+  for (const char* file : {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf",
+                           "qwen2_neox.gguf", "phi_fused.gguf"}) {
     BOOST_TEST_CONTEXT(file) {
       const troupe::json::value& entry = model_entry(ref, file);
       batch_decoder decoder(llama_model::load(tiny_dir / file), 2);

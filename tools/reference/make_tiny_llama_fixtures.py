@@ -14,6 +14,8 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
   yarn_fused_qkv     YaRN RoPE scaling (factor 4, trained on 32 positions), fused attn_qkv
   qwen2_neox         the qwen2 architecture: NEOX RoPE (halves of each head), q/k/v biases,
                      base 1e6, no rope.dimension_count, an output bias
+  phi_fused          the phi3 architecture: NEOX RoPE, fused attn_qkv, gate and up fused in
+                     ffn_up, q scaled before attention
 
 It also writes files troupe must refuse with a clear error (bad_*.gguf: metadata and one
 tensor only).
@@ -111,7 +113,7 @@ class Model:
         self.w.add_uint32(f"{arch}.feed_forward_length", FFN)
         self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
         self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
-        if arch == "llama":  # qwen2 files leave it out: head_dim
+        if arch != "qwen2":  # qwen2 files leave it out: head_dim
             self.w.add_uint32(f"{arch}.rope.dimension_count", HEAD_DIM)
         self.w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
         self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
@@ -144,7 +146,8 @@ Q5_0 = gguf.GGMLQuantizationType.Q5_0
 F16 = gguf.GGMLQuantizationType.F16
 
 
-def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1):
+def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
+           fused_gate_up=False):
     q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
     for i in range(LAYERS):
         p = f"blk.{i}."
@@ -157,8 +160,11 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1):
             m.matrix(p + "attn_v.weight", kv_dim, HIDDEN, Q8_0, scale=3.0)
         m.matrix(p + "attn_output.weight", HIDDEN, q_dim, Q8_0, scale=3.0)
         m.vector(p + "ffn_norm.weight", HIDDEN, mean=1.0)
-        m.matrix(p + "ffn_gate.weight", FFN, HIDDEN, ffn_type, scale=2.0)
-        m.matrix(p + "ffn_up.weight", FFN, HIDDEN, ffn_type, scale=2.0)
+        if fused_gate_up:  # phi3: gate rows, then up rows, in ffn_up
+            m.matrix(p + "ffn_up.weight", 2 * FFN, HIDDEN, ffn_type, scale=2.0)
+        else:
+            m.matrix(p + "ffn_gate.weight", FFN, HIDDEN, ffn_type, scale=2.0)
+            m.matrix(p + "ffn_up.weight", FFN, HIDDEN, ffn_type, scale=2.0)
         m.matrix(p + "ffn_down.weight", HIDDEN, FFN, ffn_type, scale=3.0)
         if biases or qkv_biases:
             m.vector(p + "attn_q.bias", q_dim, std=0.5)
@@ -209,6 +215,15 @@ def make_models():
     layers(m, qkv_biases=True)
     m.write()
     models.append(m)
+
+    # Named without "phi3": llama.cpp keys its Phi-3 vocabulary rules on the model's name.
+    m = Model("phi_fused", 5, arch="phi3")
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.matrix("output.weight", m.vocab, HIDDEN, Q8_0, scale=4.0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, fused_qkv=True, fused_gate_up=True, ffn_type=Q8_0)
+    m.write()
+    models.append(m)
     return models
 
 
@@ -231,6 +246,9 @@ def make_bad_files():
     bad.append(("bad_rope_freqs.gguf", "rope_freqs.weight"))
     small("bad_rope_dims", lambda m: m.w.add_uint32("llama.rope.dimension_count", 31))
     bad.append(("bad_rope_dims.gguf", "llama.rope.dimension_count"))
+    small("bad_longrope_factors", lambda m: m.w.add_tensor(
+        "rope_factors_long.weight", np.ones(HEAD_DIM // 2, dtype=np.float32)))
+    bad.append(("bad_longrope_factors.gguf", "LongRoPE"))
     return bad
 
 

@@ -4,8 +4,10 @@
 /// llama q/k weights are permuted for) with linear, YaRN or per-frequency (Llama 3.1) scaling,
 /// grouped-query attention over a KV cache, SwiGLU, optional biases, separate or fused q/k/v,
 /// tied or separate output. The same forward pass runs `qwen2` files (Qwen2, Qwen2.5: llama with
-/// q/k/v biases and llama.cpp's NEOX rope, which rotates the halves of each head). Weights stay
-/// in the file's quantised formats inside the memory map; nothing is converted.
+/// q/k/v biases and llama.cpp's NEOX rope, which rotates the halves of each head) and `phi3`
+/// files (Phi-3 with its original context: NEOX rope, fused q/k/v and gate/up, q scaled before
+/// attention; LongRoPE files are refused). Weights stay in the file's quantised formats inside
+/// the memory map; nothing is converted.
 /// Mixture-of-experts llama files (Mixtral) are refused.
 
 #include <cstdint>
@@ -21,8 +23,9 @@ namespace troupe::llama {
 
 /// Hyper-parameters read from the `<arch>.*` metadata keys.
 struct llama_hparams {
-  std::string arch = "llama";  ///< general.architecture: "llama" or "qwen2"
-  bool rope_neox = false;      ///< rotate (x[i], x[i + rope_dim/2]) pairs (qwen2), not neighbours
+  std::string arch = "llama";  ///< general.architecture: "llama", "qwen2" or "phi3"
+  bool rope_neox = false;  ///< rotate (x[i], x[i + rope_dim/2]) pairs (qwen2, phi3), not neighbours
+  bool scale_q = false;    ///< scale q by 1/sqrt(head_dim) before attention, not inside (phi3)
   int64_t vocab = 0;
   int64_t hidden = 0;        ///< llama.embedding_length
   int64_t layers = 0;        ///< llama.block_count
