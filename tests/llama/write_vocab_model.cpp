@@ -4,7 +4,8 @@
 // with the chat template read from TEMPLATE.jinja, for check_vocab_models.py: `troupe generate`
 // on it against llama.cpp's greedy output (tools/reference/vocab_model_reference.py).
 // --llama3-rope adds Llama 3's RoPE: base 500000 and rope_freqs.weight (Llama 3.1's frequency
-// factors); --qwen2 makes it a qwen2 file (NEOX RoPE, base 10^6, q/k/v biases). The bytes are the
+// factors); --qwen2 makes it a qwen2 file (NEOX RoPE, base 10^6, q/k/v biases); --phi3 a phi3
+// file (NEOX RoPE, fused q/k/v and gate/up, named "Phi-3"). The bytes are the
 // same on every run and machine: weights come from a 32-bit integer generator and are quantised to
 // Q8_0 here, not by troupe's kernels.
 
@@ -96,20 +97,23 @@ std::string read_file(const char* path) {
 
 int main(int argc, char** argv) {
   const std::string variant = argc == 5 ? argv[4] : "";
-  const bool llama3_rope = variant == "--llama3-rope", qwen2 = variant == "--qwen2";
-  if (argc != 4 && !llama3_rope && !qwen2) {
+  const bool llama3_rope = variant == "--llama3-rope", qwen2 = variant == "--qwen2",
+             phi3 = variant == "--phi3";
+  if (argc != 4 && !llama3_rope && !qwen2 && !phi3) {
     std::cerr << "usage: write_vocab_model VOCAB.gguf TEMPLATE.jinja OUT.gguf "
-                 "[--llama3-rope | --qwen2]\n";
+                 "[--llama3-rope | --qwen2 | --phi3]\n";
     return 2;
   }
   try {
     const troupe::gguf_file vocab = troupe::gguf_file::open(argv[1]);
     const float rope_base = llama3_rope ? 500000.0f : qwen2 ? 1000000.0f : 10000.0f;
-    const std::string arch = qwen2 ? "qwen2" : "llama";
+    const std::string arch = qwen2 ? "qwen2" : phi3 ? "phi3" : "llama";
     const auto key = [&](const char* k) { return arch + "." + k; };
     troupe::test::gguf_writer w;
     w.kv_string("general.architecture", arch);
-    w.kv_string("general.name", "troupe test: random weights, a real vocabulary");
+    // "Phi-3" in the name turns on llama.cpp's (and troupe's) Phi-3 vocabulary rules.
+    w.kv_string("general.name", phi3 ? "Phi-3 test: random weights, a real vocabulary"
+                                     : "troupe test: random weights, a real vocabulary");
     w.kv(key("context_length"), gguf_value_type::u32, uint32_t{512});
     w.kv(key("embedding_length"), gguf_value_type::u32, uint32_t{hidden});
     w.kv(key("block_count"), gguf_value_type::u32, uint32_t{layers});
@@ -153,15 +157,25 @@ int main(int argc, char** argv) {
     for (uint64_t i = 0; i < layers; ++i) {
       const std::string p = "blk." + std::to_string(i) + ".";
       w.tensor(p + "attn_norm.weight", f32, {hidden}, ones(hidden));
-      w.tensor(p + "attn_q.weight", q8_0, {hidden, hidden}, q8_0_matrix(g, hidden, hidden, 2));
-      w.tensor(p + "attn_k.weight", q8_0, {hidden, kv_heads * head_dim},
-               q8_0_matrix(g, kv_heads * head_dim, hidden, 2));
-      w.tensor(p + "attn_v.weight", q8_0, {hidden, kv_heads * head_dim},
-               q8_0_matrix(g, kv_heads * head_dim, hidden, 3));
+      const uint64_t kv_dim = kv_heads * head_dim;
+      std::string q = q8_0_matrix(g, hidden, hidden, 2), k = q8_0_matrix(g, kv_dim, hidden, 2),
+                  v = q8_0_matrix(g, kv_dim, hidden, 3);
+      if (phi3) {  // fused: the rows of q, then k, then v
+        w.tensor(p + "attn_qkv.weight", q8_0, {hidden, hidden + 2 * kv_dim}, q + k + v);
+      } else {
+        w.tensor(p + "attn_q.weight", q8_0, {hidden, hidden}, std::move(q));
+        w.tensor(p + "attn_k.weight", q8_0, {hidden, kv_dim}, std::move(k));
+        w.tensor(p + "attn_v.weight", q8_0, {hidden, kv_dim}, std::move(v));
+      }
       w.tensor(p + "attn_output.weight", q8_0, {hidden, hidden}, q8_0_matrix(g, hidden, hidden, 3));
       w.tensor(p + "ffn_norm.weight", f32, {hidden}, ones(hidden));
-      w.tensor(p + "ffn_gate.weight", q8_0, {hidden, ffn}, q8_0_matrix(g, ffn, hidden, 2));
-      w.tensor(p + "ffn_up.weight", q8_0, {hidden, ffn}, q8_0_matrix(g, ffn, hidden, 2));
+      std::string gate = q8_0_matrix(g, ffn, hidden, 2), up = q8_0_matrix(g, ffn, hidden, 2);
+      if (phi3) {  // fused: gate rows, then up rows
+        w.tensor(p + "ffn_up.weight", q8_0, {hidden, 2 * ffn}, gate + up);
+      } else {
+        w.tensor(p + "ffn_gate.weight", q8_0, {hidden, ffn}, std::move(gate));
+        w.tensor(p + "ffn_up.weight", q8_0, {hidden, ffn}, std::move(up));
+      }
       w.tensor(p + "ffn_down.weight", q8_0, {ffn, hidden}, q8_0_matrix(g, hidden, ffn, 3));
       if (qwen2) {  // Qwen2's q/k/v biases
         auto bias = [&](uint64_t n) {

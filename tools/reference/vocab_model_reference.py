@@ -5,12 +5,13 @@ writes tests/fixtures/llama/vocab_models_generate.json.
 
 MODELS names each model: llama.cpp's vocab-only file (installed by scripts/install-deps), the
 chat template (by name, from tests/fixtures/llama/chat_templates.json: the real template text)
-and the writer's options (Llama 3's RoPE, the qwen2 architecture). Chat prompts are rendered by
-the real template with jinja2 the way transformers does (one user message, generation prompt,
-troupe's default date "26 Jul 2024") and tokenised with special tokens parsed and no second BOS;
-raw prompts are tokenised with add_special and without special tokens, as `troupe generate
---raw` does. Generation stops at an end-of-generation token (llama.cpp's llama_vocab_is_eog) or
-after MAX_TOKENS tokens.
+and the writer's options (Llama 3's RoPE, the qwen2 or phi3 architecture). Chat prompts are
+rendered by the real template with jinja2 the way transformers does (one user message,
+generation prompt, troupe's default date "26 Jul 2024") and tokenised with special tokens
+parsed, with the vocabulary's BOS unless the template printed one (as llama.cpp's server and
+troupe's engine do); raw prompts are tokenised with add_special and without special tokens, as
+`troupe generate --raw` does. Generation stops at an end-of-generation token (llama.cpp's
+llama_vocab_is_eog) or after MAX_TOKENS tokens.
 
 Usage (needs llama-cpp-python and jinja2; see tools/reference/llama_cpp_reference.py):
   python3 tools/reference/vocab_model_reference.py build/release/tests/llama/write_vocab_model
@@ -43,6 +44,8 @@ MODELS = [
      "template": "meta-llama/Llama-3.2-3B-Instruct", "writer_args": ["--llama3-rope"]},
     {"name": "qwen2.5", "vocab": "ggml-vocab-qwen2.gguf",
      "template": "Qwen/Qwen2.5-7B-Instruct", "writer_args": ["--qwen2"]},
+    {"name": "phi-3.5", "vocab": "ggml-vocab-phi-3.gguf",
+     "template": "microsoft/Phi-3.5-mini-instruct", "writer_args": ["--phi3"]},
 ]
 PROMPTS = ["Hello, how are you?", "Écris un poème sur la mer.",
            "  leading spaces and\ttabs\nnewline", "数字 12345 和 emoji 🦙", "What's 2+2?",
@@ -94,7 +97,11 @@ def main():
                     if raw:
                         tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
                     else:
-                        tokens = llm.tokenize(render(t, prompt).encode(), add_bos=False,
+                        # As llama.cpp's server and troupe's engine: the vocabulary's BOS
+                        # unless the template printed one.
+                        text = render(t, prompt)
+                        tokens = llm.tokenize(text.encode(),
+                                              add_bos=not text.startswith(t["bos_token"]),
                                               special=True)
                     llm.reset()
                     llm.eval(tokens)
