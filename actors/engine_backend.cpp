@@ -1,4 +1,4 @@
-// The model families of the local engine: GGUF files of the llama, qwen2 or deepseek2
+// The model families of the local engine: GGUF files of the llama, qwen2, phi3 or deepseek2
 // architecture (the file's tokenizer and chat template - ChatML, Llama 2/3, Mistral, Zephyr,
 // Phi-3, Gemma, Vicuna - with Hermes tool calls, grammar-constrained decoding), and DeepSeek-V3 /
 // Kimi checkpoint directories (Kimi's template and tool-call sections, tiktoken, routed experts on
@@ -52,7 +52,7 @@ std::vector<llama::chat_message> render_hermes(const chat_request& req) {
 }
 
 /// The forward pass of a GGUF file of llama.cpp's `llama` architecture (SmolLM2, Llama 1-3,
-/// TinyLlama, Mistral 7B) or `qwen2` (Qwen2, Qwen2.5).
+/// TinyLlama, Mistral 7B), `qwen2` (Qwen2, Qwen2.5) or `phi3` (Phi-3).
 struct llama_forward {
   llama_forward(const std::filesystem::path& path, caf::actor_system&, int threads, int)
       : model(llama::llama_model::load(path)), decoder(model, threads) {}

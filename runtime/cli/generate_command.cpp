@@ -19,7 +19,7 @@ namespace troupe::cli {
 CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
   auto* cmd = app.add_subcommand(
     "generate",
-    "Generate text with a local model, streamed to stdout: a GGUF file (llama, qwen2 or\n"
+    "Generate text with a local model, streamed to stdout: a GGUF file (llama, qwen2, phi3 or\n"
     "deepseek2 architecture) or a DeepSeek-V3 / Kimi K2 checkpoint directory (config.json,\n"
     "*.safetensors, tiktoken.model).\n"
     "The prompt is wrapped in the model's chat template unless --raw is given. Greedy at\n"
