@@ -882,6 +882,7 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
                              : weight == quant_type::q8_0 ? table.mat_mat_q8_0
                              : weight == quant_type::q5_0 ? table.mat_mat_q5_0
                              : weight == quant_type::q5_1 ? table.mat_mat_q5_1
+                             : weight == quant_type::q4_0 ? table.mat_mat_q4_0
                                                           : nullptr;
   if (multi != nullptr) {
     multi(rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);

@@ -468,8 +468,8 @@ inline float lane_value(__m256 x, int lane) {
 }
 
 // Block layouts the tiles read. Unsigned (Q4_1, Q5_1: [fp16 d][fp16 m] first, Q8_1 activations)
-// and signed (Q8_0, Q5_0: [fp16 d] first, Q8_0 activations) weights; `values` gives a block's 32
-// quants as bytes in element order, exactly as the one-row dot products form them.
+// and signed (Q8_0, Q5_0, Q4_0: [fp16 d] first, Q8_0 activations) weights; `values` gives a
+// block's 32 quants as bytes in element order, exactly as the one-row dot products form them.
 struct q4_1_layout {
   static constexpr size_t bytes = sizeof(block_q4_1);
   static __m256i values(const unsigned char* b) { return unpack_nibbles(b + 4); }
@@ -484,6 +484,12 @@ struct q5_1_layout {
 struct q8_0_layout {
   static constexpr size_t bytes = sizeof(block_q8_0);
   static __m256i values(const unsigned char* b) { return load256(b + 2); }
+};
+struct q4_0_layout {
+  static constexpr size_t bytes = sizeof(block_q4_0);
+  static __m256i values(const unsigned char* b) {
+    return _mm256_sub_epi8(unpack_nibbles(b + 2), _mm256_set1_epi8(8));
+  }
 };
 struct q5_0_layout {
   static constexpr size_t bytes = sizeof(block_q5_0);
@@ -540,8 +546,8 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
     for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]) + lane_value(summs[t], 2 * r + 1);
 }
 
-/// R rows (1..4) of signed-quant weights (Q8_0 or Q5_0, by L) × T Q8_0 tokens over nb blocks:
-/// y[t·ys + r] = dot_q8_0 / dot_q5_0 (row r, token t).
+/// R rows (1..4) of signed-quant weights (Q8_0, Q5_0 or Q4_0, by L) × T Q8_0 tokens over nb
+/// blocks: y[t·ys + r] = dot_q8_0 / dot_q5_0 / dot_q4_0 (row r, token t).
 template <class L, int R, int T>
 void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
                float* y, int64_t ys) {
@@ -612,6 +618,11 @@ void mat_mat_q8_0(int64_t rows, int64_t n, const void* w, size_t ws, const void*
 void mat_mat_q5_0(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
   mat_mat_tiles<signed_tile<q5_0_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q4_0(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<signed_tile<q4_0_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q5_1(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
@@ -695,7 +706,8 @@ const kernel_table& avx2_kernels() noexcept {
                                   dot_q2_k,
                                   dot_q3_k,
                                   dot_iq4_nl,
-                                  dot_iq4_xs};
+                                  dot_iq4_xs,
+                                  mat_mat_q4_0};
   return table;
 }
 

@@ -45,6 +45,7 @@ struct kernel_table {
   dot_fn dot_q3_k;
   dot_fn dot_iq4_nl;
   dot_fn dot_iq4_xs;
+  mat_mat_fn mat_mat_q4_0;
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).
