@@ -1,12 +1,14 @@
 // Forward-pass kernels of a llama-style decoder (see transformer_ops.hpp).
 
 #include "cpu/transformer_ops.hpp"
-#include "cpu/transformer_ops_impl.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
+
+#include "cpu/float_dot.hpp"
+#include "cpu/transformer_ops_impl.hpp"
 
 namespace troupe::kernels::cpu {
 
@@ -38,7 +40,8 @@ float reduce16(const float* v) noexcept {
 }
 
 /// ggml_vec_dot_f32 (AVX-512): four 16-lane FMA accumulators per 64 elements, folded
-/// (0+2) + (1+3), reduced, then the tail added in double.
+/// (0+2) + (1+3), reduced, then the tail added in float as GCC 12 -O3 compiles ggml's loop:
+/// in order, products rounded, but the last (n % 64) % 8 fused (float_dot.hpp).
 float dot_vec_ggml(const float* x, const float* y, int64_t n) noexcept {
   const int64_t np = n & ~int64_t{63};
   float acc[4][16] = {};
@@ -48,9 +51,11 @@ float dot_vec_ggml(const float* x, const float* y, int64_t n) noexcept {
         acc[g][l] = std::fma(x[i + g * 16 + l], y[i + g * 16 + l], acc[g][l]);
   float s[16];
   for (int l = 0; l < 16; ++l) s[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-  double sum = reduce16(s);
-  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(x[i] * y[i]);
-  return static_cast<float>(sum);
+  float sum = reduce16(s);
+  const int64_t fused = n - (n - np) % 8;
+  for (int64_t i = np; i < fused; ++i) sum += x[i] * y[i];
+  for (int64_t i = fused; i < n; ++i) sum = std::fma(x[i], y[i], sum);
+  return sum;
 }
 
 void swiglu_scalar(float* gate, const float* up, int64_t n) noexcept {
@@ -356,10 +361,13 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
   // Each part's activation type, and where its quantised activations start in scratch (parts
   // with the same activation type share them).
   quant_type act[max_parts];
-  // What a part's activations are: its activation type, except that f16 and bf16 weights with
-  // ggml_activations take f32 activations rounded to f16 or bf16 (the dot kernels widen both
-  // sides to f32 anyway). Parts with equal keys share them.
+  // What a part's activations are: its activation type, except that f32, f16 and bf16 weights
+  // with ggml_activations take ggml's (ggml_float_activations: rounded to f16 or bf16) and go
+  // through float_dot in llama.cpp's order for this many tokens. Parts with equal keys share
+  // them.
   quant_type key[max_parts];
+  bool ggml_float[max_parts];
+  ggml_float_order order[max_parts];
   int64_t act_row[max_parts];
   size_t act_at[max_parts];
   bool owner[max_parts];  // the first part of its activation type quantises for the others
@@ -367,9 +375,11 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
   for (int64_t p = 0; p < count; ++p) {
     const mat_mul_part& m = parts[p];
     if (!activation_type(m.weight, &act[p])) return status::unsupported_type;
-    key[p] = act[p] == quant_type::f32 && m.ggml_activations ? m.weight : act[p];
+    ggml_float[p] = act[p] == quant_type::f32 && m.ggml_activations;
+    key[p] = ggml_float[p] ? m.weight : act[p];
     if (m.rows < 0) return status::bad_size;
-    act_row[p] = row_bytes(act[p], n);
+    order[p] = ggml_float_order_for(m.weight, m.rows, n, tokens);
+    act_row[p] = ggml_float[p] ? n * ggml_float_activation_bytes(m.weight) : row_bytes(act[p], n);
     if (act_row[p] < 0 || row_bytes(m.weight, n) < 0) return status::bad_size;
     if (m.rows > 0 && tokens > 0 && (m.w == nullptr || m.y == nullptr)) return status::null_pointer;
     owner[p] = true;
@@ -392,13 +402,9 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
     for (int64_t t = 0; t < tokens; ++t) {
       // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
       if (key[p] == quant_type::f16 || key[p] == quant_type::bf16) {
-        auto* r = reinterpret_cast<float*>(ap + t * act_row[p]);
-        const float* xt = x + t * n;
-        if (key[p] == quant_type::f16) {
-          for (int64_t i = 0; i < n; ++i) r[i] = fp16_to_fp32(fp32_to_fp16(xt[i]));
-        } else {
-          for (int64_t i = 0; i < n; ++i) r[i] = bf16_to_fp32(fp32_to_bf16(xt[i]));
-        }
+        if (status st = ggml_float_activations(key[p], x + t * n, ap + t * act_row[p], n);
+            st != status::ok)
+          return st;
       } else if (act[p] == quant_type::q8_1) {
         kernels().quantize_q8_1(x + t * n, ap + t * act_row[p], n);
       } else if (act[p] == quant_type::q8_0) {
@@ -425,9 +431,13 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
       const int64_t r0 = (tb - first_tile[p]) * tile;
       const int64_t nr = std::min(tile, m.rows - r0);
       const auto* wt = static_cast<const std::byte*>(m.w) + static_cast<size_t>(r0) * m.row_stride;
-      if (mat_mat(m.weight, nr, n, wt, m.row_stride, a + act_at[p],
-                  static_cast<size_t>(act_row[p]), tokens, m.y + r0, m.rows) != status::ok)
-        failed.store(true, std::memory_order_relaxed);
+      const status st =
+          ggml_float[p]
+              ? ggml_float_mat_mat(m.weight, order[p], nr, n, wt, m.row_stride, a + act_at[p],
+                                   static_cast<size_t>(act_row[p]), tokens, m.y + r0, m.rows)
+              : mat_mat(m.weight, nr, n, wt, m.row_stride, a + act_at[p],
+                        static_cast<size_t>(act_row[p]), tokens, m.y + r0, m.rows);
+      if (st != status::ok) failed.store(true, std::memory_order_relaxed);
     }
   });
   return failed.load() ? status::bad_size : status::ok;

@@ -113,8 +113,9 @@ struct mat_mul_part {
   const void* w;
   size_t row_stride;
   float* y;
-  /// f16 and bf16 weights only: round the f32 activations to the weight's type first, as ggml
-  /// does (it converts them to the weight's vec_dot_type). For llama.cpp parity; less exact.
+  /// f32, f16 and bf16 weights only: round the f32 activations to the weight's type first, as
+  /// ggml does (it converts them to the weight's vec_dot_type), and sum in llama.cpp's order
+  /// for this many tokens (float_dot.hpp). For llama.cpp parity; less exact.
   bool ggml_activations = false;
 };
 

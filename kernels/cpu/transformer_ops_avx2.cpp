@@ -104,9 +104,11 @@ inline float dot_vec(const float* x, const float* y, int64_t n) {
   }
   const __m256 lo = _mm256_add_ps(_mm256_add_ps(a[0][0], a[2][0]), _mm256_add_ps(a[1][0], a[3][0]));
   const __m256 hi = _mm256_add_ps(_mm256_add_ps(a[0][1], a[2][1]), _mm256_add_ps(a[1][1], a[3][1]));
-  double sum = reduce16(lo, hi);
-  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(x[i] * y[i]);
-  return static_cast<float>(sum);
+  float sum = reduce16(lo, hi);
+  const int64_t fused = n - (n - np) % 8;  // ggml's tail (see dot_vec_ggml)
+  for (int64_t i = np; i < fused; ++i) sum += x[i] * y[i];
+  for (int64_t i = fused; i < n; ++i) sum = __builtin_fmaf(x[i], y[i], sum);
+  return sum;
 }
 
 void attention_head_avx2(const attention_head_args& a) noexcept {

@@ -5,6 +5,9 @@
 // rounding included. tests/fixtures/llama/ggml_dots.json holds random weight rows,
 // fp32 activations and the floats ggml's from_float + vec_dot produced for them
 // (tools/reference/make_ggml_dot_fixture.py). troupe quantises the activations itself.
+// And f32/f16/bf16 weights: ggml_float_dots.json holds ggml's own mul_mat of such matrices, by one
+// token (ggml_vec_dot) and by three (llamafile's tinyBLAS, or vec_dot where tinyBLAS declines)
+// (tools/reference/make_ggml_float_dot_fixture.py); troupe rounds the activations itself.
 
 #define BOOST_TEST_MODULE ggml_dots
 #include <boost/test/unit_test.hpp>
@@ -27,8 +30,8 @@ namespace kc = troupe::kernels::cpu;
 
 namespace {
 
-json::value fixture() {
-  const auto p = std::filesystem::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama/ggml_dots.json";
+json::value fixture(const char* name = "ggml_dots.json") {
+  const auto p = std::filesystem::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama" / name;
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -107,4 +110,55 @@ BOOST_AUTO_TEST_CASE(mat_mul_equals_ggml_vec_dot_bit_for_bit) {
     }
   }
   BOOST_TEST(checked == 12 * 5 * 3);
+}
+
+BOOST_AUTO_TEST_CASE(float_weight_mat_mul_equals_ggml_mul_mat_bit_for_bit) {
+  // Every ISA level computes llama.cpp's AVX-512 arithmetic for these (float_dot.hpp): no skip.
+  const json::value f = fixture("ggml_float_dots.json");
+  kc::thread_pool pool(2);
+  std::vector<std::byte> scratch;
+  int checked = 0, cases = 0;
+  for (const json::value& c : get(f, "cases").as_array()) {
+    const auto type = static_cast<kc::quant_type>(get(c, "ggml_type").as_int());
+    const int64_t rows = get(c, "rows").as_int(), n = get(c, "n").as_int();
+    const int64_t tokens = get(c, "tokens").as_int();
+    std::vector<unsigned char> w;
+    for (const auto& r : get(c, "weights").as_array()) {
+      const auto b = unhex(r.as_string());
+      BOOST_REQUIRE_EQUAL(static_cast<int64_t>(b.size()), kc::row_bytes(type, n));
+      w.insert(w.end(), b.begin(), b.end());
+    }
+    std::vector<float> x;
+    for (const auto& a : get(c, "activations").as_array()) {
+      const auto b = unhex(a.as_string());
+      BOOST_REQUIRE_EQUAL(b.size(), static_cast<size_t>(n) * sizeof(float));
+      const size_t at = x.size();
+      x.resize(at + static_cast<size_t>(n));
+      std::memcpy(x.data() + at, b.data(), b.size());
+    }
+    BOOST_REQUIRE_EQUAL(static_cast<int64_t>(w.size()), rows * kc::row_bytes(type, n));
+    BOOST_REQUIRE_EQUAL(static_cast<int64_t>(x.size()), tokens * n);
+    std::vector<float> y(static_cast<size_t>(rows * tokens));
+    const kc::mat_mul_part part{
+        type, rows, w.data(), static_cast<size_t>(kc::row_bytes(type, n)), y.data(), true};
+    BOOST_REQUIRE(kc::mat_mul(pool, &part, 1, n, x.data(), tokens, scratch) == kc::status::ok);
+    const auto& results = get(c, "results").as_array();
+    for (int64_t t = 0; t < tokens; ++t) {
+      const auto want = unhex(results[static_cast<size_t>(t)].as_string());
+      BOOST_REQUIRE_EQUAL(want.size(), static_cast<size_t>(rows) * sizeof(float));
+      for (int64_t r = 0; r < rows; ++r) {
+        float ggml;
+        std::memcpy(&ggml, want.data() + r * sizeof(float), sizeof ggml);
+        const float got = y[static_cast<size_t>(t * rows + r)];
+        BOOST_TEST_CONTEXT(get(c, "type").as_string() << " " << rows << "x" << n << " by " << tokens
+                                                      << " tokens: token " << t << " row " << r) {
+          BOOST_TEST(bits_of(got) == bits_of(ggml), got << " vs ggml " << ggml);
+        }
+        ++checked;
+      }
+    }
+    ++cases;
+  }
+  BOOST_TEST(cases == 18);
+  BOOST_TEST(checked > 0);
 }

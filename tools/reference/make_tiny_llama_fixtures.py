@@ -16,15 +16,16 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
                      base 1e6, no rope.dimension_count, an output bias
   phi_fused          the phi3 architecture: NEOX RoPE, fused attn_qkv, gate and up fused in
                      ffn_up, q scaled before attention
+  float_matrices     every weight matrix f32, f16 or bf16 (q, gate: f16; k, up: bf16; v, down:
+                     f32; attn_output bf16; f16 embedding and output): llama.cpp's two orders
+                     for such products (vec_dot for one token, tinyBLAS for several), which
+                     troupe reproduces (kernels/cpu/float_dot.hpp)
 
 It also writes files troupe must refuse with a clear error (bad_*.gguf: metadata and one
 tensor only).
 
-F16 and BF16 weight matrices are left out on purpose: troupe rounds their activations to f16 or
-bf16 as llama.cpp does, but sums the products in another order, and with random weights a
-last-bit difference sometimes moves an activation across an int8 or f16 rounding boundary
-downstream (measured: a few of 32 steps differ by ~0.1 in a logit), so greedy identity would
-be luck. They are tested against plain references in tests/llama/test_llama_forward.cpp.
+The references come from llama.cpp built for AVX-512 with AVX512-BF16 (GGML_NATIVE on Zen 4 or
+Sapphire Rapids), the arithmetic troupe reproduces on every CPU.
 
 Usage (needs llama-cpp-python, gguf, numpy; see tools/reference/llama_cpp_reference.py):
   python3 tools/reference/make_tiny_llama_fixtures.py
@@ -126,6 +127,10 @@ class Model:
             self.w.add_tensor(name, x)
         elif qtype == gguf.GGMLQuantizationType.F16:
             self.w.add_tensor(name, x.astype(np.float16))
+        elif qtype == gguf.GGMLQuantizationType.BF16:  # round to nearest-even, as ggml does
+            u = x.view(np.uint32).astype(np.uint64)
+            h = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+            self.w.add_tensor(name, h, raw_shape=h.shape, raw_dtype=qtype)
         else:
             q = gguf.quants.quantize(x, qtype)
             self.w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
@@ -144,28 +149,33 @@ Q8_0 = gguf.GGMLQuantizationType.Q8_0
 Q4_1 = gguf.GGMLQuantizationType.Q4_1
 Q5_0 = gguf.GGMLQuantizationType.Q5_0
 F16 = gguf.GGMLQuantizationType.F16
+BF16 = gguf.GGMLQuantizationType.BF16
+F32 = gguf.GGMLQuantizationType.F32
 
 
 def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
-           fused_gate_up=False):
+           fused_gate_up=False, types=None):
+    """types: matrix name (attn_q, ...) -> type, overriding the defaults below."""
     q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    types = types or {}
     for i in range(LAYERS):
         p = f"blk.{i}."
         m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
         if fused_qkv:
             m.matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, HIDDEN, Q8_0, scale=3.0)
         else:
-            m.matrix(p + "attn_q.weight", q_dim, HIDDEN, Q8_0, scale=2.0)
-            m.matrix(p + "attn_k.weight", kv_dim, HIDDEN, Q8_0, scale=2.0)
-            m.matrix(p + "attn_v.weight", kv_dim, HIDDEN, Q8_0, scale=3.0)
-        m.matrix(p + "attn_output.weight", HIDDEN, q_dim, Q8_0, scale=3.0)
+            m.matrix(p + "attn_q.weight", q_dim, HIDDEN, types.get("attn_q", Q8_0), scale=2.0)
+            m.matrix(p + "attn_k.weight", kv_dim, HIDDEN, types.get("attn_k", Q8_0), scale=2.0)
+            m.matrix(p + "attn_v.weight", kv_dim, HIDDEN, types.get("attn_v", Q8_0), scale=3.0)
+        m.matrix(p + "attn_output.weight", HIDDEN, q_dim, types.get("attn_output", Q8_0),
+                 scale=3.0)
         m.vector(p + "ffn_norm.weight", HIDDEN, mean=1.0)
         if fused_gate_up:  # phi3: gate rows, then up rows, in ffn_up
             m.matrix(p + "ffn_up.weight", 2 * FFN, HIDDEN, ffn_type, scale=2.0)
         else:
-            m.matrix(p + "ffn_gate.weight", FFN, HIDDEN, ffn_type, scale=2.0)
-            m.matrix(p + "ffn_up.weight", FFN, HIDDEN, ffn_type, scale=2.0)
-        m.matrix(p + "ffn_down.weight", HIDDEN, FFN, ffn_type, scale=3.0)
+            m.matrix(p + "ffn_gate.weight", FFN, HIDDEN, types.get("ffn_gate", ffn_type), scale=2.0)
+            m.matrix(p + "ffn_up.weight", FFN, HIDDEN, types.get("ffn_up", ffn_type), scale=2.0)
+        m.matrix(p + "ffn_down.weight", HIDDEN, FFN, types.get("ffn_down", ffn_type), scale=3.0)
         if biases or qkv_biases:
             m.vector(p + "attn_q.bias", q_dim, std=0.5)
             m.vector(p + "attn_k.bias", kv_dim, std=0.5)
@@ -224,6 +234,15 @@ def make_models():
     layers(m, fused_qkv=True, fused_gate_up=True, ffn_type=Q8_0)
     m.write()
     models.append(m)
+
+    m = Model("float_matrices", 6)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, F16)
+    m.matrix("output.weight", m.vocab, HIDDEN, F16, scale=4.0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, types={"attn_q": F16, "attn_k": BF16, "attn_v": F32, "attn_output": BF16,
+                     "ffn_gate": F16, "ffn_up": BF16, "ffn_down": F32})
+    m.write()
+    models.append(m)
     return models
 
 
@@ -277,7 +296,7 @@ def main():
             llm.reset()
             llm.eval(prompt)
             logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
-            first = [float(f"{v:.8g}") for v in logits]
+            first = [float(f"{v:.9g}") for v in logits]  # 9 digits: the float's exact bits
             generated = []
             step = logits
             for _ in range(GENERATED):
