@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "cpu/quant_impl.hpp"
 
@@ -668,7 +669,7 @@ const kernel_table& scalar_kernels() noexcept {
                                   dot_q4_1,      dot_q4_k,  dot_q6_k, quantize_q8_0, quantize_q8_1,
                                   quantize_q8_k, nullptr,   nullptr,  dot_q5_0,      dot_q5_1,
                                   nullptr,       nullptr,   dot_q5_k, dot_q2_k,      dot_q3_k,
-                                  dot_iq4_nl,    dot_iq4_xs};
+                                  dot_iq4_nl,    dot_iq4_xs,  nullptr};
   return table;
 }
 
@@ -858,6 +859,43 @@ status vec_dot(quant_type weight, int64_t n, const void* w, const void* a, float
   return status::ok;
 }
 
+namespace {
+
+/// From this many tokens on, mat_mat widens Q5_0 / Q4_0 rows to Q8_0 (one row's widening costs
+/// about one token's dot product).
+constexpr int64_t widen_tokens = 4;
+
+/// nb blocks of a Q5_0 or Q4_0 row as Q8_0 blocks: the same fp16 scale, the element values
+/// (ggml's dequantize_row_q5_0 / q4_0 before the scale) as int8.
+void widen_to_q8_0(quant_type t, const unsigned char* row, block_q8_0* out, int64_t nb) noexcept {
+  for (int64_t b = 0; b < nb; ++b) {
+    block_q8_0& o = out[b];
+    if (t == quant_type::q5_0) {
+      block_q5_0 x;
+      std::memcpy(&x, row + b * sizeof(block_q5_0), sizeof x);
+      uint32_t qh;
+      std::memcpy(&qh, x.qh, sizeof qh);
+      o.d = x.d;
+      for (int j = 0; j < qk5_0 / 2; ++j) {
+        const int lo = (x.qs[j] & 0x0F) | static_cast<int>(((qh >> j) << 4) & 0x10);
+        const int hi = (x.qs[j] >> 4) | static_cast<int>((qh >> (j + 12)) & 0x10);
+        o.qs[j] = static_cast<int8_t>(lo - 16);
+        o.qs[j + qk5_0 / 2] = static_cast<int8_t>(hi - 16);
+      }
+    } else {
+      block_q4_0 x;
+      std::memcpy(&x, row + b * sizeof(block_q4_0), sizeof x);
+      o.d = x.d;
+      for (int j = 0; j < qk4_0 / 2; ++j) {
+        o.qs[j] = static_cast<int8_t>((x.qs[j] & 0x0F) - 8);
+        o.qs[j + qk4_0 / 2] = static_cast<int8_t>((x.qs[j] >> 4) - 8);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 status mat_vec(quant_type weight, int64_t rows, int64_t n, const void* w, size_t row_stride,
                const void* a, float* y, isa level) noexcept {
   return mat_mat(weight, rows, n, w, row_stride, a, 0, 1, y, rows, level);
@@ -878,6 +916,21 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
     return status::ok;
   }
   const detail::kernel_table& table = *table_for(level);
+  // Q5_0 and Q4_0 rows are Q8_0 rows of smaller integers, and ggml's SIMD dots of the three sum
+  // alike (the 32 products of a block in mul_sum_i8_pairs_float's lanes, then one FMA by
+  // d_w·d_a per block; troupe's tiles reproduce them bit for bit): for several tokens the rows
+  // are widened once to Q8_0 blocks and go through the Q8_0 tiles, which unpack nothing.
+  if ((weight == quant_type::q5_0 || weight == quant_type::q4_0) && tokens >= widen_tokens &&
+      table.mat_mat_q8_0 != nullptr) {
+    thread_local std::vector<block_q8_0> wide;
+    const int64_t nb = n / qk8_0;
+    wide.resize(static_cast<size_t>(rows * nb));
+    for (int64_t r = 0; r < rows; ++r)
+      widen_to_q8_0(weight, base + static_cast<size_t>(r) * row_stride, wide.data() + r * nb, nb);
+    table.mat_mat_q8_0(rows, n, wide.data(), static_cast<size_t>(nb) * sizeof(block_q8_0), a,
+                       act_stride, tokens, y, y_stride);
+    return status::ok;
+  }
   detail::mat_mat_fn multi = weight == quant_type::q4_1   ? table.mat_mat_q4_1
                              : weight == quant_type::q8_0 ? table.mat_mat_q8_0
                              : weight == quant_type::q5_0 ? table.mat_mat_q5_0

@@ -510,8 +510,10 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R][T];
   __m256 summs[T];  // lane 2r+1: Σ m·s of row r (fused, as in dot_q4_1 / dot_q5_1)
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
     summs[t] = _mm256_setzero_ps();
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
   }
   for (int64_t i = 0; i < nb; ++i) {
@@ -525,6 +527,7 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
         R > 3 ? static_cast<int>(load_u32(wb + 3 * ws)) : 0));
     alignas(32) float dd[T][8];  // lane 2r: d_w·d_a of row r, broadcast from memory below
     __m256i qa[T];
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       // [d_a, s_a, d_a, s_a, ...]
       const __m256 ds = _mm256_castpd_ps(
@@ -533,8 +536,10 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
       summs[t] = _mm256_fmadd_ps(dm, ds, summs[t]);  // lane 2r+1: m_w·s_a + summs
       qa[t] = load256(ab + t * as + 8);
     }
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m256i qw = L::values(wb + r * ws);
+#pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa[t]), ones);
         acc[r][t] =
@@ -542,7 +547,9 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
       }
     }
   }
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]) + lane_value(summs[t], 2 * r + 1);
 }
 
@@ -554,7 +561,9 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
   static_assert(R >= 1 && R <= 4 && T >= 1, "tile_signed takes 1-4 rows");
   static_assert(sizeof(block_q8_0) == 34, "activation block offsets below");
   __m256 acc[R][T];
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const unsigned char* wb = w + i * L::bytes;
@@ -566,12 +575,15 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
         R > 3 ? static_cast<short>(load_u16(wb + 3 * ws)) : 0, 0, 0, 0, 0));
     alignas(16) float dd[T][4];  // lane r: d_w·d_a of row r, broadcast from memory below
     __m256i qa[T];
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       _mm_store_ps(dd[t], _mm_mul_ps(dw, _mm_set1_ps(fp16(load_u16(ab + t * as)))));
       qa[t] = load256(ab + t * as + 2);
     }
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m256i qw = L::values(wb + r * ws);
+#pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m256i p = dot_i8_pairs(qw, qa[t]);
         acc[r][t] =
@@ -579,7 +591,9 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
       }
     }
   }
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]);
 }
 

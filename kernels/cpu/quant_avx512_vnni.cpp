@@ -128,13 +128,17 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
   static_assert(R >= 1 && R <= 8 && T >= 1, "tile_unsigned takes 1-8 rows");
   constexpr int P = (R + 1) / 2;
   const unsigned char* row[2 * P];
+#pragma GCC unroll 8
   for (int j = 0; j < 2 * P; ++j) row[j] = w + static_cast<size_t>(j < R ? j : R - 1) * ws;
   __m512i scale_of[P];  // lanes of dd (below) for each pair, in the pair's chunk order
+#pragma GCC unroll 8
   for (int p = 0; p < P; ++p) scale_of[p] = spread_q4_1(4 * p, 4 * p + 2);
   __m512 acc[P][T];
   __m512 summs[T];  // lane 2j+1: Σ m·s of row j, fused as in dot_q4_1 / dot_q5_1
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
     summs[t] = _mm512_setzero_ps();
+#pragma GCC unroll 8
     for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
   }
   for (int64_t i = 0; i < nb; ++i) {
@@ -147,6 +151,7 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
         _mm256_setr_epi32(word(0), word(1), word(2), word(3), word(4), word(5), word(6), word(7)));
     __m512 dd[T];
     __m512i qa[T];
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const unsigned char* ab = a + t * as + static_cast<size_t>(i) * 40;
       // [d_a, s_a, d_a, s_a, ...]
@@ -157,8 +162,10 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
       const __m512i q = _mm512_castsi256_si512(load256(ab + 8));
       qa[t] = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(1, 1, 0, 0));
     }
+#pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
       const __m512i qw = L::pair(row[2 * p] + wo, row[2 * p + 1] + wo);
+#pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qw, qa[t]);
         acc[p][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(scale_of[p], dd[t]),
@@ -166,9 +173,11 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
       }
     }
   }
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
     alignas(64) float sm[16];
     _mm512_store_ps(sm, summs[t]);
+#pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
       const __m512 v = acc[p][t];
       y[t * ys + 2 * p] = hsum(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 2)) +
@@ -189,11 +198,15 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
   static_assert(R >= 1 && R <= 8 && T >= 1, "tile_signed takes 1-8 rows");
   constexpr int P = (R + 1) / 2;
   const unsigned char* row[2 * P];
+#pragma GCC unroll 8
   for (int j = 0; j < 2 * P; ++j) row[j] = w + static_cast<size_t>(j < R ? j : R - 1) * ws;
   __m512i scale_of[P];
+#pragma GCC unroll 8
   for (int p = 0; p < P; ++p) scale_of[p] = spread_q8_0(2 * p, 2 * p + 1);
   __m512 acc[P][T];
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
+#pragma GCC unroll 8
     for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const size_t wo = static_cast<size_t>(i) * L::bytes;
@@ -203,16 +216,19 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
         _mm_setr_epi16(half(0), half(1), half(2), half(3), half(4), half(5), half(6), half(7)));
     __m512 dd[T];
     __m512i qa[T];
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const unsigned char* ab = a + t * as + static_cast<size_t>(i) * 34;
       dd[t] = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_set1_ps(fp16(load_u16(ab)))));
       qa[t] = _mm512_broadcast_i64x4(load256(ab + 2));
     }
+#pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
       const __m512i qw = L::pair(row[2 * p] + wo, row[2 * p + 1] + wo);
       // dot_i8_pairs: |w| · (a with w's sign), unsigned × signed.
       const __m512i aw = _mm512_abs_epi8(qw);
       const __mmask64 negative = _mm512_movepi8_mask(qw);
+#pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m512i sa = _mm512_mask_sub_epi8(qa[t], negative, _mm512_setzero_si512(), qa[t]);
         const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sa);
@@ -221,7 +237,9 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
       }
     }
   }
+#pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
+#pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
       const __m512 v = acc[p][t];
       y[t * ys + 2 * p] = hsum(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1));
