@@ -669,7 +669,8 @@ const kernel_table& scalar_kernels() noexcept {
                                   dot_q4_1,      dot_q4_k,  dot_q6_k, quantize_q8_0, quantize_q8_1,
                                   quantize_q8_k, nullptr,   nullptr,  dot_q5_0,      dot_q5_1,
                                   nullptr,       nullptr,   dot_q5_k, dot_q2_k,      dot_q3_k,
-                                  dot_iq4_nl,    dot_iq4_xs,  nullptr};
+                                  dot_iq4_nl,    dot_iq4_xs,  nullptr,
+                                  nullptr,       nullptr,     nullptr};
   return table;
 }
 
@@ -936,6 +937,9 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
                              : weight == quant_type::q5_0 ? table.mat_mat_q5_0
                              : weight == quant_type::q5_1 ? table.mat_mat_q5_1
                              : weight == quant_type::q4_0 ? table.mat_mat_q4_0
+                             : weight == quant_type::q4_k ? table.mat_mat_q4_k
+                             : weight == quant_type::q6_k ? table.mat_mat_q6_k
+                             : weight == quant_type::q5_k ? table.mat_mat_q5_k
                                                           : nullptr;
   if (multi != nullptr) {
     multi(rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);

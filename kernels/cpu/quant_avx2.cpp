@@ -639,6 +639,233 @@ void mat_mat_q4_0(int64_t rows, int64_t n, const void* w, size_t ws, const void*
   mat_mat_tiles<signed_tile<q4_0_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
+/// One Q4_K row × T Q8_K tokens: y[t·ys] = dot_q4_k(row, token t), the same arithmetic per
+/// token; the row's scales, mins and nibbles are decoded once for all T tokens.
+template <int T>
+void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as, float* y,
+              int64_t ys) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[T];
+  __m128 acc_m[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    acc_m[t] = _mm_setzero_ps();
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
+    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
+    const block_q8_k* yt[T];
+    __m256i sumi[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
+      const __m256i bsums = load256(yt[t]->bsums);
+      const __m128i sub_sums =
+          _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+      const float dmin = -yt[t]->d * xdmin;
+      acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, sub_sums)),
+                              acc_m[t]);
+      sumi[t] = _mm256_setzero_si256();
+    }
+    for (int j = 0; j < 4; ++j) {
+      const __m256i q4 = load256(x[i].qs + 32 * j);
+      const __m256i lo = _mm256_and_si256(q4, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+      const __m256i s_lo = _mm256_set1_epi16(sc[2 * j]), s_hi = _mm256_set1_epi16(sc[2 * j + 1]);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const __m256i p_lo =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(yt[t]->qs + 64 * j)), s_lo);
+        const __m256i p_hi =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(yt[t]->qs + 64 * j + 32)), s_hi);
+        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p_lo, p_hi));
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const float d = yt[t]->d * xd;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    __m128 am = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
+    am = _mm_add_ss(am, _mm_movehdup_ps(am));
+    y[t * ys] = hsum(acc[t]) + _mm_cvtss_f32(am);
+  }
+}
+
+/// One Q5_K row × T Q8_K tokens: y[t·ys] = dot_q5_k(row, token t), as q4_k_row.
+template <int T>
+void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as, float* y,
+              int64_t ys) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
+  __m256 acc[T];
+  float summs[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    summs[t] = 0.0f;
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
+    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
+    const block_q8_k* yt[T];
+    __m256i sumi[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
+      const __m256i bsums = load256(yt[t]->bsums);
+      const __m128i sub_sums =
+          _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+      __m128i prod = _mm_madd_epi16(mins, sub_sums);
+      prod = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+      const int mins_sum = _mm_cvtsi128_si32(_mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0x55)));
+      const float dmin = -yt[t]->d * xdmin;
+      summs[t] = _mm_cvtss_f32(_mm_fmadd_ss(
+          _mm_set_ss(dmin), _mm_set_ss(static_cast<float>(mins_sum)), _mm_set_ss(summs[t])));
+      sumi[t] = _mm256_setzero_si256();
+    }
+    const __m256i hbits = load256(x[i].qh);
+    for (int j = 0; j < 4; ++j) {
+      const __m256i q5 = load256(x[i].qs + 32 * j);
+      const __m256i h_lo =
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4);
+      const __m256i h_hi =
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4);
+      const __m256i lo = _mm256_add_epi8(_mm256_and_si256(q5, low4), h_lo);
+      const __m256i hi = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5, 4), low4), h_hi);
+      const __m256i s_lo = _mm256_set1_epi16(sc[2 * j]), s_hi = _mm256_set1_epi16(sc[2 * j + 1]);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const __m256i p_lo =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(yt[t]->qs + 64 * j)), s_lo);
+        const __m256i p_hi =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(yt[t]->qs + 64 * j + 32)), s_hi);
+        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p_lo, p_hi));
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const float d = yt[t]->d * xd;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]) + summs[t];
+}
+
+/// One Q6_K row × T Q8_K tokens: y[t·ys] = dot_q6_k(row, token t), as q4_k_row shares the
+/// decoding of the row. Each token's sum starts at -32·Σ scale·bsums (dot_q6_k subtracts the
+/// same integer at the end: int32 sums are exact either way).
+template <int T>
+void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as, float* y,
+              int64_t ys) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i two = _mm256_set1_epi8(0x03);
+  __m256 acc[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256i scales16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
+    const block_q8_k* yt[T];
+    __m256i sumi[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
+      sumi[t] = _mm256_sub_epi32(
+          _mm256_setzero_si256(),
+          _mm256_slli_epi32(_mm256_madd_epi16(load256(yt[t]->bsums), scales16), 5));
+    }
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = x[i].ql + 64 * h;
+      const int8_t* sc = x[i].scales + 8 * h;
+      const __m256i l0 = load256(ql);
+      const __m256i l1 = load256(ql + 32);
+      const __m256i hb = load256(x[i].qh + 32 * h);
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4),
+                             _mm256_slli_epi16(_mm256_and_si256(hb, two), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4));
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const __m256i s =
+            _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]), _mm_set1_epi16(sc[2 * c]));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const __m256i p = _mm256_maddubs_epi16(q[c], load256(yt[t]->qs + 128 * h + 32 * c));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const float d = yt[t]->d * fp16(x[i].d);
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
+}
+
+/// Every row of a K-quant matrix, tokens 4 at a time (the last 1-3 together): Row<T> is
+/// q4_k_row, q5_k_row or q6_k_row.
+template <class Block, void (*Row1)(int64_t, const Block*, const unsigned char*, size_t, float*,
+                                    int64_t),
+          void (*Row2)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
+          void (*Row3)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
+          void (*Row4)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t)>
+void mat_mat_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+               int64_t tokens, float* y, int64_t ys) {
+  const int64_t nb = n / qk_k;
+  const auto* wb = static_cast<const unsigned char*>(w);
+  const auto* ab = static_cast<const unsigned char*>(a);
+  for (int64_t t = 0; t < tokens; t += 4) {
+    const int64_t left = tokens - t;
+    const unsigned char* at = ab + static_cast<size_t>(t) * as;
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto* x = reinterpret_cast<const Block*>(wb + static_cast<size_t>(r) * ws);
+      float* yo = y + t * ys + r;
+      switch (left < 4 ? left : 4) {
+        case 1: Row1(nb, x, at, as, yo, ys); break;
+        case 2: Row2(nb, x, at, as, yo, ys); break;
+        case 3: Row3(nb, x, at, as, yo, ys); break;
+        default: Row4(nb, x, at, as, yo, ys);
+      }
+    }
+  }
+}
+
+void mat_mat_q4_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q4_k, q4_k_row<1>, q4_k_row<2>, q4_k_row<3>, q4_k_row<4>>(rows, n, w, ws, a,
+                                                                            as, tokens, y, ys);
+}
+
+void mat_mat_q5_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q5_k, q5_k_row<1>, q5_k_row<2>, q5_k_row<3>, q5_k_row<4>>(rows, n, w, ws, a,
+                                                                            as, tokens, y, ys);
+}
+
+void mat_mat_q6_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q6_k, q6_k_row<1>, q6_k_row<2>, q6_k_row<3>, q6_k_row<4>>(rows, n, w, ws, a,
+                                                                            as, tokens, y, ys);
+}
+
 void mat_mat_q5_1(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
   mat_mat_tiles<unsigned_tile<q5_1_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
@@ -721,7 +948,10 @@ const kernel_table& avx2_kernels() noexcept {
                                   dot_q3_k,
                                   dot_iq4_nl,
                                   dot_iq4_xs,
-                                  mat_mat_q4_0};
+                                  mat_mat_q4_0,
+                                  mat_mat_q4_k,
+                                  mat_mat_q6_k,
+                                  mat_mat_q5_k};
   return table;
 }
 

@@ -46,6 +46,9 @@ struct kernel_table {
   dot_fn dot_iq4_nl;
   dot_fn dot_iq4_xs;
   mat_mat_fn mat_mat_q4_0;
+  mat_mat_fn mat_mat_q4_k;  ///< one row × 4 tokens at a time: the row decoded once
+  mat_mat_fn mat_mat_q6_k;
+  mat_mat_fn mat_mat_q5_k;
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).
