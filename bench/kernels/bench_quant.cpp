@@ -59,6 +59,8 @@ problem make_problem(q::quant_type t) {
         case q::quant_type::q4_1: std::memcpy(blk, &small, 2); std::memcpy(blk + 2, &small, 2); break;
         case q::quant_type::q4_k: std::memcpy(blk, &small, 2); std::memcpy(blk + 2, &small, 2); break;
         case q::quant_type::q6_k: std::memcpy(blk + 208, &small, 2); break;
+        case q::quant_type::q5_0: std::memcpy(blk, &small, 2); break;
+        case q::quant_type::q5_k: std::memcpy(blk, &small, 2); std::memcpy(blk + 2, &small, 2); break;
         default: break;
       }
     }
@@ -115,6 +117,58 @@ void bm_mat_vec(benchmark::State& state, q::quant_type t, q::isa level) {
   }
 }
 
+/// A prompt's worth of tokens through mat_mat (the multi-row / multi-token tiles: Q8_0, Q4_0,
+/// Q5_0 widened to Q8_0, Q4_1, Q5_1, Q4_K, Q5_K, Q6_K) against one vec_dot per (row, token) in
+/// the same process: counter x_row_dot (median of 7 timed repeats each), `ops` = 2·rows·cols·
+/// tokens per second. 256 × 4096 weights (cols 4096: a whole number of K-quant super-blocks).
+constexpr int64_t batch_tokens = 64;
+
+void bm_mat_mat(benchmark::State& state, q::quant_type t) {
+  const problem p = make_problem(t);
+  // batch_tokens activation rows, each the problem's row scaled differently.
+  std::vector<unsigned char> acts;
+  const size_t as = p.a.size();
+  std::mt19937 gen(77);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> row(cols);
+  acts.resize(as * batch_tokens);
+  for (int64_t k = 0; k < batch_tokens; ++k) {
+    for (float& v : row) v = u(gen);
+    q::quantize_row(p.act, row.data(), &acts[k * as], cols);
+  }
+  std::vector<float> y(rows * batch_tokens), ref(rows * batch_tokens);
+  const auto tiles = [&] {
+    q::mat_mat(t, rows, cols, p.w.data(), p.stride, acts.data(), as, batch_tokens, y.data(), rows);
+    benchmark::DoNotOptimize(y.data());
+  };
+  const auto row_dots = [&] {
+    for (int64_t k = 0; k < batch_tokens; ++k)
+      for (int64_t r = 0; r < rows; ++r)
+        q::vec_dot(t, cols, &p.w[r * p.stride], &acts[k * as], &ref[k * rows + r]);
+    benchmark::DoNotOptimize(ref.data());
+  };
+  tiles();
+  row_dots();
+  if (std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)) != 0) {
+    state.SkipWithError("mat_mat differs from vec_dot");
+    return;
+  }
+  for (auto _ : state) tiles();
+  state.counters["ops"] = benchmark::Counter(2.0 * rows * cols * batch_tokens,
+                                             benchmark::Counter::kIsIterationInvariantRate);
+  const auto median = [](auto&& f) {
+    std::vector<double> ts;
+    for (int rep = 0; rep < 7; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ts.begin(), ts.end());
+    return ts[ts.size() / 2];
+  };
+  state.counters["x_row_dot"] = median(row_dots) / median(tiles);
+}
+
 const q::quant_type types[] = {q::quant_type::f32,  q::quant_type::f16,  q::quant_type::bf16,
                                q::quant_type::q8_0, q::quant_type::q4_0, q::quant_type::q4_1,
                                q::quant_type::q4_k, q::quant_type::q6_k};
@@ -126,6 +180,12 @@ const int registered = [] {
           (std::string("mat_vec/") + q::type_name(t) + "/" + q::to_string(l)).c_str(),
           [t, l](benchmark::State& s) { bm_mat_vec(s, t, l); })
           ->Unit(benchmark::kMicrosecond);
+  for (q::quant_type t : {q::quant_type::q8_0, q::quant_type::q4_0, q::quant_type::q5_0,
+                          q::quant_type::q4_1, q::quant_type::q4_k, q::quant_type::q5_k,
+                          q::quant_type::q6_k})
+    benchmark::RegisterBenchmark((std::string("mat_mat_64_tokens/") + q::type_name(t)).c_str(),
+                                 [t](benchmark::State& s) { bm_mat_mat(s, t); })
+        ->Unit(benchmark::kMicrosecond);
   return 0;
 }();
 
