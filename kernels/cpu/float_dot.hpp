@@ -22,8 +22,8 @@
 ///
 /// The reference is llama.cpp built for AVX-512 with AVX512-BF16 (Zen 4, Sapphire Rapids):
 /// every variant here computes that arithmetic, whatever the CPU it runs on, as the rest of
-/// troupe's llama path does (transformer_ops.hpp). Activations are the weight's type: ggml
-/// rounds f32 activations to f16 or bf16 (round to nearest-even) before these dots.
+/// troupe's llama path does (transformer_ops.hpp). ggml rounds the f32 activations to the
+/// weight's type (f16 or bf16, nearest-even) before these dots; ggml_float_activations does too.
 
 #include <cstddef>
 #include <cstdint>
