@@ -670,7 +670,8 @@ const kernel_table& scalar_kernels() noexcept {
                                   quantize_q8_k, nullptr,   nullptr,  dot_q5_0,      dot_q5_1,
                                   nullptr,       nullptr,   dot_q5_k, dot_q2_k,      dot_q3_k,
                                   dot_iq4_nl,    dot_iq4_xs,  nullptr,
-                                  nullptr,       nullptr,     nullptr};
+                                  nullptr,       nullptr,     nullptr,
+                                  nullptr,       nullptr};
   return table;
 }
 
@@ -862,6 +863,24 @@ status vec_dot(quant_type weight, int64_t n, const void* w, const void* a, float
 
 namespace {
 
+/// The level's multi-row / multi-token kernel for `weight`; nullptr where it has none (mat_mat
+/// then loops over the row dot).
+detail::mat_mat_fn multi_for(const detail::kernel_table& t, quant_type weight) noexcept {
+  switch (weight) {
+    case quant_type::q4_1: return t.mat_mat_q4_1;
+    case quant_type::q8_0: return t.mat_mat_q8_0;
+    case quant_type::q5_0: return t.mat_mat_q5_0;
+    case quant_type::q5_1: return t.mat_mat_q5_1;
+    case quant_type::q4_0: return t.mat_mat_q4_0;
+    case quant_type::q4_k: return t.mat_mat_q4_k;
+    case quant_type::q5_k: return t.mat_mat_q5_k;
+    case quant_type::q6_k: return t.mat_mat_q6_k;
+    case quant_type::iq4_nl: return t.mat_mat_iq4_nl;
+    case quant_type::iq4_xs: return t.mat_mat_iq4_xs;
+    default: return nullptr;
+  }
+}
+
 /// From this many tokens on, mat_mat widens Q5_0 / Q4_0 rows to Q8_0 (one row's widening costs
 /// about one token's dot product).
 constexpr int64_t widen_tokens = 4;
@@ -932,15 +951,7 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
                        act_stride, tokens, y, y_stride);
     return status::ok;
   }
-  detail::mat_mat_fn multi = weight == quant_type::q4_1   ? table.mat_mat_q4_1
-                             : weight == quant_type::q8_0 ? table.mat_mat_q8_0
-                             : weight == quant_type::q5_0 ? table.mat_mat_q5_0
-                             : weight == quant_type::q5_1 ? table.mat_mat_q5_1
-                             : weight == quant_type::q4_0 ? table.mat_mat_q4_0
-                             : weight == quant_type::q4_k ? table.mat_mat_q4_k
-                             : weight == quant_type::q6_k ? table.mat_mat_q6_k
-                             : weight == quant_type::q5_k ? table.mat_mat_q5_k
-                                                          : nullptr;
+  const detail::mat_mat_fn multi = multi_for(table, weight);
   if (multi != nullptr) {
     multi(rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
     return status::ok;

@@ -597,6 +597,69 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
     for (int r = 0; r < R; ++r) y[t * ys + r] = hsum(acc[r][t]);
 }
 
+/// R rows (1..2) of IQ4_NL weights × T Q8_0 tokens over nb blocks: y[t·ys + r] =
+/// dot_iq4_nl(row r, token t) in its order (even and odd blocks in two accumulators added
+/// before the horizontal sum, an odd last block after it, unfused); each block's 32 values are
+/// looked up once for the T tokens.
+template <int R, int T>
+void tile_iq4_nl(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
+                 size_t as, float* y, int64_t ys) {
+  static_assert(R >= 1 && R <= 2 && T >= 1, "tile_iq4_nl takes 1-2 rows");
+  constexpr size_t wb_bytes = sizeof(block_iq4_nl), ab_bytes = sizeof(block_q8_0);
+  __m256 acc0[R][T], acc1[R][T];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc0[r][t] = acc1[r][t] = _mm256_setzero_ps();
+  // Block i of every row times every token, into acc.
+  auto block = [&](int64_t i, __m256 (&acc)[R][T]) __attribute__((always_inline)) {
+    const unsigned char* wb = w + i * wb_bytes;
+    const unsigned char* ab = a + i * ab_bytes;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256i qw = iq4_lookup(wb + r * ws + 2);
+      const float dw = fp16(load_u16(wb + r * ws));
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const __m256i p = dot_i8_pairs(qw, load256(ab + t * as + 2));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(fp16(load_u16(ab + t * as)) * dw),
+                                    _mm256_cvtepi32_ps(p), acc[r][t]);
+      }
+    }
+  };
+  int64_t i = 0;
+  for (; i + 1 < nb; i += 2) {
+    prefetch_next_tile<R>(w + i * wb_bytes, ws);
+    block(i, acc0);
+    block(i + 1, acc1);
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      float sum = hsum(_mm256_add_ps(acc0[r][t], acc1[r][t]));
+      if (i < nb) {
+        const unsigned char* wb = w + i * wb_bytes + r * ws;
+        const unsigned char* ab = a + i * ab_bytes + t * as;
+        const int sumi = hsum_i32(dot_i8_pairs(iq4_lookup(wb + 2), load256(ab + 2)));
+        float p = (fp16(load_u16(ab)) * fp16(load_u16(wb))) * static_cast<float>(sumi);
+        __asm__("" : "+x"(p));  // rounded before the add, as in dot_iq4_nl
+        sum += p;
+      }
+      y[t * ys + r] = sum;
+    }
+}
+
+struct iq4_nl_tile {
+  template <int R, int T>
+  struct of {
+    static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
+                    size_t as, float* y, int64_t ys) {
+      tile_iq4_nl<R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
+};
+
 template <class L>
 struct unsigned_tile {
   template <int R, int T>
@@ -820,8 +883,45 @@ void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as
   for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
 }
 
-/// Every row of a K-quant matrix, tokens 4 at a time (the last 1-3 together): Row<T> is
-/// q4_k_row, q5_k_row or q6_k_row.
+/// One IQ4_XS row × T Q8_K tokens: y[t·ys] = dot_iq4_xs(row, token t); each sub-block's values
+/// are looked up, and its scale decoded, once for the T tokens.
+template <int T>
+void iq4_xs_row(int64_t nb, const block_iq4_xs* x, const unsigned char* a, size_t as, float* y,
+                int64_t ys) {
+  __m256 acc[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const block_q8_k* yt[T];
+    __m256i sumi[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
+      sumi[t] = _mm256_setzero_si256();
+    }
+    for (int s = 0; s < qk_k / 32; ++s) {
+      const __m256i q = iq4_lookup(x[i].qs + 16 * s);
+      const __m256i aq = _mm256_sign_epi8(q, q);
+      const __m256i ls = _mm256_set1_epi16(static_cast<short>(iq4_xs_scale(x[i], s)));
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const __m256i q8 = load256(yt[t]->qs + 32 * s);
+        const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(q8, q));
+        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, ls));
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const float d = fp16(x[i].d) * yt[t]->d;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
+}
+
+/// Every row of a K-quant (or IQ4_XS) matrix, tokens 4 at a time (the last 1-3 together):
+/// Row<T> is q4_k_row, q5_k_row, q6_k_row or iq4_xs_row.
 template <class Block, void (*Row1)(int64_t, const Block*, const unsigned char*, size_t, float*,
                                     int64_t),
           void (*Row2)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
@@ -860,10 +960,21 @@ void mat_mat_q5_k(int64_t rows, int64_t n, const void* w, size_t ws, const void*
                                                                             as, tokens, y, ys);
 }
 
+void mat_mat_iq4_xs(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                    int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_iq4_xs, iq4_xs_row<1>, iq4_xs_row<2>, iq4_xs_row<3>, iq4_xs_row<4>>(
+      rows, n, w, ws, a, as, tokens, y, ys);
+}
+
 void mat_mat_q6_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
   mat_mat_k<block_q6_k, q6_k_row<1>, q6_k_row<2>, q6_k_row<3>, q6_k_row<4>>(rows, n, w, ws, a,
                                                                             as, tokens, y, ys);
+}
+
+void mat_mat_iq4_nl(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                    int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<iq4_nl_tile::of, 2, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q5_1(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
@@ -951,7 +1062,9 @@ const kernel_table& avx2_kernels() noexcept {
                                   mat_mat_q4_0,
                                   mat_mat_q4_k,
                                   mat_mat_q6_k,
-                                  mat_mat_q5_k};
+                                  mat_mat_q5_k,
+                                  mat_mat_iq4_nl,
+                                  mat_mat_iq4_xs};
   return table;
 }
 
