@@ -61,6 +61,9 @@ problem make_problem(q::quant_type t) {
         case q::quant_type::q6_k: std::memcpy(blk + 208, &small, 2); break;
         case q::quant_type::q5_0: std::memcpy(blk, &small, 2); break;
         case q::quant_type::q5_k: std::memcpy(blk, &small, 2); std::memcpy(blk + 2, &small, 2); break;
+        case q::quant_type::q2_k: std::memcpy(blk + 80, &small, 2); std::memcpy(blk + 82, &small, 2); break;
+        case q::quant_type::q3_k: std::memcpy(blk + 108, &small, 2); break;
+        case q::quant_type::iq4_nl: case q::quant_type::iq4_xs: std::memcpy(blk, &small, 2); break;
         default: break;
       }
     }
@@ -118,7 +121,7 @@ void bm_mat_vec(benchmark::State& state, q::quant_type t, q::isa level) {
 }
 
 /// A prompt's worth of tokens through mat_mat (the multi-row / multi-token tiles: Q8_0, Q4_0,
-/// Q5_0 widened to Q8_0, Q4_1, Q5_1, Q4_K, Q5_K, Q6_K) against one vec_dot per (row, token) in
+/// Q5_0 widened to Q8_0, Q4_1, the K-quants, IQ4_NL, IQ4_XS) against one vec_dot per (row, token) in
 /// the same process: counter x_row_dot (median of 7 timed repeats each), `ops` = 2·rows·cols·
 /// tokens per second. 256 × 4096 weights (cols 4096: a whole number of K-quant super-blocks).
 constexpr int64_t batch_tokens = 64;
@@ -180,9 +183,10 @@ const int registered = [] {
           (std::string("mat_vec/") + q::type_name(t) + "/" + q::to_string(l)).c_str(),
           [t, l](benchmark::State& s) { bm_mat_vec(s, t, l); })
           ->Unit(benchmark::kMicrosecond);
-  for (q::quant_type t : {q::quant_type::q8_0, q::quant_type::q4_0, q::quant_type::q5_0,
-                          q::quant_type::q4_1, q::quant_type::q4_k, q::quant_type::q5_k,
-                          q::quant_type::q6_k})
+  for (q::quant_type t :
+       {q::quant_type::q8_0, q::quant_type::q4_0, q::quant_type::q5_0, q::quant_type::q4_1,
+        q::quant_type::q2_k, q::quant_type::q3_k, q::quant_type::q4_k, q::quant_type::q5_k,
+        q::quant_type::q6_k, q::quant_type::iq4_nl, q::quant_type::iq4_xs})
     benchmark::RegisterBenchmark((std::string("mat_mat_64_tokens/") + q::type_name(t)).c_str(),
                                  [t](benchmark::State& s) { bm_mat_mat(s, t); })
         ->Unit(benchmark::kMicrosecond);

@@ -671,7 +671,8 @@ const kernel_table& scalar_kernels() noexcept {
                                   nullptr,       nullptr,   dot_q5_k, dot_q2_k,      dot_q3_k,
                                   dot_iq4_nl,    dot_iq4_xs,  nullptr,
                                   nullptr,       nullptr,     nullptr,
-                                  nullptr,       nullptr};
+                                  nullptr,       nullptr,     nullptr,
+                                  nullptr};
   return table;
 }
 
@@ -877,6 +878,8 @@ detail::mat_mat_fn multi_for(const detail::kernel_table& t, quant_type weight) n
     case quant_type::q6_k: return t.mat_mat_q6_k;
     case quant_type::iq4_nl: return t.mat_mat_iq4_nl;
     case quant_type::iq4_xs: return t.mat_mat_iq4_xs;
+    case quant_type::q2_k: return t.mat_mat_q2_k;
+    case quant_type::q3_k: return t.mat_mat_q3_k;
     default: return nullptr;
   }
 }

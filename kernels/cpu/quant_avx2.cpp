@@ -920,8 +920,117 @@ void iq4_xs_row(int64_t nb, const block_iq4_xs* x, const unsigned char* a, size_
   for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
 }
 
+/// scale_pairs's shuffle of the scales alone (the same for every token).
+inline __m256i scale_pick(__m256i s, int c) {
+  const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0302 + 0x0404 * c)),
+                                        _mm_set1_epi16(static_cast<short>(0x0100 + 0x0404 * c)));
+  return _mm256_shuffle_epi8(s, pick);
+}
+
+/// One Q2_K row × T Q8_K tokens: y[t·ys] = dot_q2_k(row, token t), the row decoded once.
+template <int T>
+void q2_k_row(int64_t nb, const block_q2_k* x, const unsigned char* a, size_t as, float* y,
+              int64_t ys) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  __m256 acc[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m4));
+    const __m256i scales16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, m4));
+    const block_q8_k* yt[T];
+    __m256i sumi[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
+      const float dmin = -yt[t]->d * xdmin;
+      const __m256i prod = _mm256_madd_epi16(mins, load256(yt[t]->bsums));
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc[t]);
+      sumi[t] = _mm256_setzero_si256();
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256i s = h == 0 ? _mm256_permute2x128_si256(scales16, scales16, 0x00)
+                               : _mm256_permute2x128_si256(scales16, scales16, 0x11);
+      const __m256i bits = load256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * c), m3);
+        const __m256i picked = scale_pick(s, c);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const __m256i p16 = _mm256_maddubs_epi16(q, load256(yt[t]->qs + 128 * h + 32 * c));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, picked));
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const float d = yt[t]->d * xd;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
+}
+
+/// One Q3_K row × T Q8_K tokens: y[t·ys] = dot_q3_k(row, token t), the row decoded once.
+template <int T>
+void q3_k_row(int64_t nb, const block_q3_k* x, const unsigned char* a, size_t as, float* y,
+              int64_t ys) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m256i four = _mm256_set1_epi8(4);
+  __m256 acc[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    alignas(16) int8_t sc[16];
+    q3_k_scales(x[i].scales, sc);
+    const __m256i scales16 =
+        _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i hbits = load256(x[i].hmask);
+    const block_q8_k* yt[T];
+    __m256i sumi[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
+      sumi[t] = _mm256_setzero_si256();
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256i s = h == 0 ? _mm256_permute2x128_si256(scales16, scales16, 0x00)
+                               : _mm256_permute2x128_si256(scales16, scales16, 0x11);
+      const __m256i bits = load256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << (4 * h + c)));
+        const __m256i clear =
+            _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), _mm256_setzero_si256());
+        const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * c), m3),
+                                          _mm256_and_si256(clear, four));
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const __m256i picked = scale_pick(s, c);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const __m256i q8c = load256(yt[t]->qs + 128 * h + 32 * c);
+          const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(q8c, q));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, picked));
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const float d = yt[t]->d * fp16(x[i].d);
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
+}
+
 /// Every row of a K-quant (or IQ4_XS) matrix, tokens 4 at a time (the last 1-3 together):
-/// Row<T> is q4_k_row, q5_k_row, q6_k_row or iq4_xs_row.
+/// Row<T> is q2_k_row, q3_k_row, q4_k_row, q5_k_row, q6_k_row or iq4_xs_row.
 template <class Block, void (*Row1)(int64_t, const Block*, const unsigned char*, size_t, float*,
                                     int64_t),
           void (*Row2)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
@@ -957,6 +1066,18 @@ void mat_mat_q4_k(int64_t rows, int64_t n, const void* w, size_t ws, const void*
 void mat_mat_q5_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
   mat_mat_k<block_q5_k, q5_k_row<1>, q5_k_row<2>, q5_k_row<3>, q5_k_row<4>>(rows, n, w, ws, a,
+                                                                            as, tokens, y, ys);
+}
+
+void mat_mat_q2_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q2_k, q2_k_row<1>, q2_k_row<2>, q2_k_row<3>, q2_k_row<4>>(rows, n, w, ws, a,
+                                                                            as, tokens, y, ys);
+}
+
+void mat_mat_q3_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q3_k, q3_k_row<1>, q3_k_row<2>, q3_k_row<3>, q3_k_row<4>>(rows, n, w, ws, a,
                                                                             as, tokens, y, ys);
 }
 
@@ -1064,7 +1185,9 @@ const kernel_table& avx2_kernels() noexcept {
                                   mat_mat_q6_k,
                                   mat_mat_q5_k,
                                   mat_mat_iq4_nl,
-                                  mat_mat_iq4_xs};
+                                  mat_mat_iq4_xs,
+                                  mat_mat_q2_k,
+                                  mat_mat_q3_k};
   return table;
 }
 

@@ -51,6 +51,8 @@ struct kernel_table {
   mat_mat_fn mat_mat_q5_k;
   mat_mat_fn mat_mat_iq4_nl;
   mat_mat_fn mat_mat_iq4_xs;
+  mat_mat_fn mat_mat_q2_k;
+  mat_mat_fn mat_mat_q3_k;
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).
