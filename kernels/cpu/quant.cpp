@@ -672,7 +672,7 @@ const kernel_table& scalar_kernels() noexcept {
                                   dot_iq4_nl,    dot_iq4_xs,  nullptr,
                                   nullptr,       nullptr,     nullptr,
                                   nullptr,       nullptr,     nullptr,
-                                  nullptr};
+                                  nullptr,       {}};
   return table;
 }
 
@@ -888,8 +888,8 @@ detail::mat_mat_fn multi_for(const detail::kernel_table& t, quant_type weight) n
 /// about one token's dot product).
 constexpr int64_t widen_tokens = 4;
 
-/// nb blocks of a Q5_0 or Q4_0 row as Q8_0 blocks: the same fp16 scale, the element values
-/// (ggml's dequantize_row_q5_0 / q4_0 before the scale) as int8.
+/// nb blocks of a Q5_0, Q4_0 or IQ4_NL row as Q8_0 blocks: the same fp16 scale, the element
+/// values (ggml's dequantize_row_* before the scale) as int8.
 void widen_to_q8_0(quant_type t, const unsigned char* row, block_q8_0* out, int64_t nb) noexcept {
   for (int64_t b = 0; b < nb; ++b) {
     block_q8_0& o = out[b];
@@ -904,6 +904,14 @@ void widen_to_q8_0(quant_type t, const unsigned char* row, block_q8_0* out, int6
         const int hi = (x.qs[j] >> 4) | static_cast<int>((qh >> (j + 12)) & 0x10);
         o.qs[j] = static_cast<int8_t>(lo - 16);
         o.qs[j + qk5_0 / 2] = static_cast<int8_t>(hi - 16);
+      }
+    } else if (t == quant_type::iq4_nl) {
+      block_iq4_nl x;
+      std::memcpy(&x, row + b * sizeof(block_iq4_nl), sizeof x);
+      o.d = x.d;
+      for (int j = 0; j < qk4_nl / 2; ++j) {
+        o.qs[j] = iq4_values[x.qs[j] & 0x0F];
+        o.qs[j + qk4_nl / 2] = iq4_values[x.qs[j] >> 4];
       }
     } else {
       block_q4_0 x;
@@ -964,6 +972,62 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
     for (int64_t r = 0; r < rows; ++r) {
       y[t * y_stride + r] = fn(n, base + static_cast<size_t>(r) * row_stride, at);
     }
+  }
+  return status::ok;
+}
+
+namespace {
+
+/// Index of `weight` in kernel_table::tiled_k; -1 for the types ggml does not tile.
+int tiled_index(quant_type weight) noexcept {
+  switch (weight) {
+    case quant_type::q2_k: return 0;
+    case quant_type::q3_k: return 1;
+    case quant_type::q4_k: return 2;
+    case quant_type::q5_k: return 3;
+    case quant_type::q6_k: return 4;
+    case quant_type::iq4_xs: return 5;
+    default: return -1;
+  }
+}
+
+}  // namespace
+
+bool ggml_batched_order(quant_type weight, int64_t tokens) noexcept {
+  if (weight == quant_type::iq4_nl) return tokens >= 2;  // llamafile_sgemm: n >= 2
+  return tiled_index(weight) >= 0 && tokens >= 8;          // ggml_tiled_min_batch
+}
+
+status mat_mat_ggml_batched(quant_type weight, int64_t rows, int64_t n, const void* w,
+                            size_t row_stride, const void* a, size_t act_stride, int64_t tokens,
+                            float* y, int64_t y_stride, isa level) noexcept {
+  const detail::kernel_table* table = table_for(level);
+  const int k = tiled_index(weight);
+  const bool tiled = table != nullptr && k >= 0 && table->tiled_k[k] != nullptr;
+  const bool tinyblas =
+      table != nullptr && weight == quant_type::iq4_nl && table->mat_mat_q8_0 != nullptr;
+  if (!ggml_batched_order(weight, tokens) || (!tiled && !tinyblas))
+    return mat_mat(weight, rows, n, w, row_stride, a, act_stride, tokens, y, y_stride, level);
+  detail::dot_fn fn = nullptr;
+  if (status s = resolve_dot(weight, n, level, &fn); s != status::ok) return s;
+  if (rows < 0 || (tokens > 1 && y_stride < rows)) return status::bad_size;
+  if (rows == 0) return status::ok;
+  if (y == nullptr || (n > 0 && (w == nullptr || a == nullptr))) return status::null_pointer;
+  if (n == 0) {
+    for (int64_t t = 0; t < tokens; ++t) std::fill(y + t * y_stride, y + t * y_stride + rows, 0.0f);
+    return status::ok;
+  }
+  if (tiled) {
+    table->tiled_k[k](rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
+  } else {
+    thread_local std::vector<block_q8_0> wide;
+    const int64_t nb = n / qk8_0;
+    wide.resize(static_cast<size_t>(rows * nb));
+    const auto* base = static_cast<const unsigned char*>(w);
+    for (int64_t r = 0; r < rows; ++r)
+      widen_to_q8_0(weight, base + static_cast<size_t>(r) * row_stride, wide.data() + r * nb, nb);
+    table->mat_mat_q8_0(rows, n, wide.data(), static_cast<size_t>(nb) * sizeof(block_q8_0), a,
+                        act_stride, tokens, y, y_stride);
   }
   return status::ok;
 }

@@ -232,4 +232,23 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
                const void* a, size_t act_stride, int64_t tokens, float* y, int64_t y_stride,
                isa level = isa::best) noexcept;
 
+/// Whether llama.cpp's CPU backend (x86, AVX2 / AVX-512 VNNI) sums `weight` by `tokens`
+/// activation rows otherwise than its vec_dot: its tiled K-quant matmul (ggml-cpu/tiled) takes
+/// q2_K, q3_K, q4_K, q5_K, q6_K and iq4_xs weights by 8 tokens or more, and llamafile's tinyBLAS
+/// iq4_nl weights by 2 or more (one accumulator over all blocks, not vec_dot's two). For the
+/// other quant types its batched paths sum as vec_dot does.
+bool ggml_batched_order(quant_type weight, int64_t tokens) noexcept;
+
+/// mat_mat summed as llama.cpp's batched paths sum where ggml_batched_order says they differ:
+/// - the tiled K-quant matmul (its AVX-512 VNNI microkernel): per 256-element block, the exact
+///   integer sums s1 = Σ scale·Σ quant·activation and (types with mins) s2 = Σ min·Σ activation,
+///   then f = (float)s1·d_w, f -= d_min·(float)s2 fused, and out += f·d_a fused, block after
+///   block from 0;
+/// - tinyBLAS for iq4_nl: Q8_0's order (acc += d_w·d_a · the block's 8 int32 lanes, one
+///   accumulator, then the horizontal sum), the rows' values widened to Q8_0 blocks.
+/// Same arguments and checks as mat_mat, which it is otherwise (and at the scalar level).
+status mat_mat_ggml_batched(quant_type weight, int64_t rows, int64_t n, const void* w,
+                            size_t row_stride, const void* a, size_t act_stride, int64_t tokens,
+                            float* y, int64_t y_stride, isa level = isa::best) noexcept;
+
 }  // namespace troupe::kernels::cpu

@@ -49,7 +49,8 @@ float dot_f32(int64_t n, const void* w, const void* a) {
     acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
     acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
   }
-  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+  for (; i + 8 <= n; i += 8)
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
   float s = hsum(_mm256_add_ps(acc0, acc1));
   for (; i < n; ++i) s += x[i] * y[i];
   return s;
@@ -139,10 +140,10 @@ inline __m256i bytes_from_bits(const uint8_t* p) {
   uint32_t bits;
   __builtin_memcpy(&bits, p, sizeof bits);
   // Byte j takes source byte j / 8, then keeps only its bit j % 8.
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(bits)),
-      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
-                         0x0303030303030303));
+  const __m256i spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                          _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                                             0x0202020202020202, 0x0303030303030303));
   const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
@@ -504,7 +505,7 @@ struct q5_0_layout {
 /// y[t·ys + r] = dot_q4_1 / dot_q5_1 (row r, token t).
 template <class L, int R, int T>
 void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
-               float* y, int64_t ys) {
+                   float* y, int64_t ys) {
   static_assert(R >= 1 && R <= 4 && T >= 1, "tile_unsigned takes 1-4 rows");
   static_assert(sizeof(block_q8_1) == 40, "block offsets below");
   const __m256i ones = _mm256_set1_epi16(1);
@@ -530,8 +531,8 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       // [d_a, s_a, d_a, s_a, ...]
-      const __m256 ds = _mm256_castpd_ps(
-          _mm256_broadcast_sd(reinterpret_cast<const double*>(ab + t * as)));
+      const __m256 ds =
+          _mm256_castpd_ps(_mm256_broadcast_sd(reinterpret_cast<const double*>(ab + t * as)));
       _mm256_store_ps(dd[t], _mm256_mul_ps(dm, ds));
       summs[t] = _mm256_fmadd_ps(dm, ds, summs[t]);  // lane 2r+1: m_w·s_a + summs
       qa[t] = load256(ab + t * as + 8);
@@ -557,7 +558,7 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
 /// blocks: y[t·ys + r] = dot_q8_0 / dot_q5_0 / dot_q4_0 (row r, token t).
 template <class L, int R, int T>
 void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
-               float* y, int64_t ys) {
+                 float* y, int64_t ys) {
   static_assert(R >= 1 && R <= 4 && T >= 1, "tile_signed takes 1-4 rows");
   static_assert(sizeof(block_q8_0) == 34, "activation block offsets below");
   __m256 acc[R][T];
@@ -602,8 +603,8 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
 /// before the horizontal sum, an odd last block after it, unfused); each block's 32 values are
 /// looked up once for the T tokens.
 template <int R, int T>
-void tile_iq4_nl(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
-                 size_t as, float* y, int64_t ys) {
+void tile_iq4_nl(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
+                 float* y, int64_t ys) {
   static_assert(R >= 1 && R <= 2 && T >= 1, "tile_iq4_nl takes 1-2 rows");
   constexpr size_t wb_bytes = sizeof(block_iq4_nl), ab_bytes = sizeof(block_q8_0);
   __m256 acc0[R][T], acc1[R][T];
@@ -612,7 +613,7 @@ void tile_iq4_nl(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) acc0[r][t] = acc1[r][t] = _mm256_setzero_ps();
   // Block i of every row times every token, into acc.
-  auto block = [&](int64_t i, __m256 (&acc)[R][T]) __attribute__((always_inline)) {
+  auto block = [&](int64_t i, __m256(&acc)[R][T]) __attribute__((always_inline)) {
     const unsigned char* wb = w + i * wb_bytes;
     const unsigned char* ab = a + i * ab_bytes;
 #pragma GCC unroll 8
@@ -702,18 +703,39 @@ void mat_mat_q4_0(int64_t rows, int64_t n, const void* w, size_t ws, const void*
   mat_mat_tiles<signed_tile<q4_0_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
+/// ggml's tiled K-quant matmul (ggml-cpu/tiled, AVX-512 VNNI microkernel) per 256-element
+/// block: the block's exact integer sums s1 = Σ scale·(quants·activations) and s2 = Σ min·bsums,
+/// then f = (float)s1·d_w, f -= d_min·(float)s2 fused, out += f·d_a fused (as GCC compiled it).
+template <bool HasMin>
+inline float tiled_epilogue(int32_t s1, int32_t s2, float d_w, float d_min, float d_a, float out) {
+  float f = static_cast<float>(s1) * d_w;
+  __asm__("" : "+x"(f));  // rounded, as the kernel's vmulps
+  if constexpr (HasMin)
+    f = _mm_cvtss_f32(
+        _mm_fnmadd_ss(_mm_set_ss(d_min), _mm_set_ss(static_cast<float>(s2)), _mm_set_ss(f)));
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(f), _mm_set_ss(d_a), _mm_set_ss(out)));
+}
+
+/// Σ of the 4 int32 lanes (exact, wrapping as the kernels' adds do).
+inline int32_t hsum_i32_4(__m128i x) {
+  x = _mm_add_epi32(x, _mm_unpackhi_epi64(x, x));
+  return _mm_cvtsi128_si32(_mm_add_epi32(x, _mm_shuffle_epi32(x, 0x55)));
+}
+
 /// One Q4_K row × T Q8_K tokens: y[t·ys] = dot_q4_k(row, token t), the same arithmetic per
 /// token; the row's scales, mins and nibbles are decoded once for all T tokens.
-template <int T>
+template <int T, bool Tiled>
 void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as, float* y,
               int64_t ys) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc[T];
   __m128 acc_m[T];
+  float tiled[T];  // Tiled: the output, block by block (tiled_epilogue)
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
     acc[t] = _mm256_setzero_ps();
     acc_m[t] = _mm_setzero_ps();
+    tiled[t] = 0.0f;
   }
   for (int64_t i = 0; i < nb; ++i) {
     uint8_t sc[8], m[8];
@@ -722,15 +744,20 @@ void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as
     const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
     const block_q8_k* yt[T];
     __m256i sumi[T];
+    int32_t s2[T];
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
       const __m256i bsums = load256(yt[t]->bsums);
       const __m128i sub_sums =
           _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-      const float dmin = -yt[t]->d * xdmin;
-      acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, sub_sums)),
-                              acc_m[t]);
+      const __m128i prod = _mm_madd_epi16(mins, sub_sums);
+      if constexpr (Tiled) {
+        s2[t] = hsum_i32_4(prod);
+      } else {
+        const float dmin = -yt[t]->d * xdmin;
+        acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
+      }
       sumi[t] = _mm256_setzero_si256();
     }
     for (int j = 0; j < 4; ++j) {
@@ -749,26 +776,34 @@ void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const float d = yt[t]->d * xd;
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      if constexpr (Tiled) {
+        tiled[t] = tiled_epilogue<true>(hsum_i32(sumi[t]), s2[t], xd, xdmin, yt[t]->d, tiled[t]);
+      } else {
+        const float d = yt[t]->d * xd;
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      }
     }
   }
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
-    __m128 am = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
-    am = _mm_add_ss(am, _mm_movehdup_ps(am));
-    y[t * ys] = hsum(acc[t]) + _mm_cvtss_f32(am);
+    if constexpr (Tiled) {
+      y[t * ys] = tiled[t];
+    } else {
+      __m128 am = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
+      am = _mm_add_ss(am, _mm_movehdup_ps(am));
+      y[t * ys] = hsum(acc[t]) + _mm_cvtss_f32(am);
+    }
   }
 }
 
 /// One Q5_K row × T Q8_K tokens: y[t·ys] = dot_q5_k(row, token t), as q4_k_row.
-template <int T>
+template <int T, bool Tiled>
 void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as, float* y,
               int64_t ys) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i one = _mm256_set1_epi8(1);
   __m256 acc[T];
-  float summs[T];
+  float summs[T];  // Tiled: the output, block by block (tiled_epilogue)
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
     acc[t] = _mm256_setzero_ps();
@@ -781,6 +816,7 @@ void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as
     const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
     const block_q8_k* yt[T];
     __m256i sumi[T];
+    int32_t s2[T];
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
@@ -790,9 +826,13 @@ void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as
       __m128i prod = _mm_madd_epi16(mins, sub_sums);
       prod = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
       const int mins_sum = _mm_cvtsi128_si32(_mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0x55)));
-      const float dmin = -yt[t]->d * xdmin;
-      summs[t] = _mm_cvtss_f32(_mm_fmadd_ss(
-          _mm_set_ss(dmin), _mm_set_ss(static_cast<float>(mins_sum)), _mm_set_ss(summs[t])));
+      if constexpr (Tiled) {
+        s2[t] = mins_sum;
+      } else {
+        const float dmin = -yt[t]->d * xdmin;
+        summs[t] = _mm_cvtss_f32(_mm_fmadd_ss(
+            _mm_set_ss(dmin), _mm_set_ss(static_cast<float>(mins_sum)), _mm_set_ss(summs[t])));
+      }
       sumi[t] = _mm256_setzero_si256();
     }
     const __m256i hbits = load256(x[i].qh);
@@ -816,25 +856,33 @@ void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const float d = yt[t]->d * xd;
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      if constexpr (Tiled) {
+        summs[t] = tiled_epilogue<true>(hsum_i32(sumi[t]), s2[t], xd, xdmin, yt[t]->d, summs[t]);
+      } else {
+        const float d = yt[t]->d * xd;
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      }
     }
   }
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]) + summs[t];
+  for (int t = 0; t < T; ++t) y[t * ys] = Tiled ? summs[t] : hsum(acc[t]) + summs[t];
 }
 
 /// One Q6_K row × T Q8_K tokens: y[t·ys] = dot_q6_k(row, token t), as q4_k_row shares the
 /// decoding of the row. Each token's sum starts at -32·Σ scale·bsums (dot_q6_k subtracts the
 /// same integer at the end: int32 sums are exact either way).
-template <int T>
+template <int T, bool Tiled>
 void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as, float* y,
               int64_t ys) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i two = _mm256_set1_epi8(0x03);
   __m256 acc[T];
+  float tiled[T];  // Tiled: the output, block by block (tiled_epilogue)
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    tiled[t] = 0.0f;
+  }
   for (int64_t i = 0; i < nb; ++i) {
     const __m256i scales16 =
         _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
@@ -875,22 +923,31 @@ void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const float d = yt[t]->d * fp16(x[i].d);
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      if constexpr (Tiled) {
+        tiled[t] =
+            tiled_epilogue<false>(hsum_i32(sumi[t]), 0, fp16(x[i].d), 0.0f, yt[t]->d, tiled[t]);
+      } else {
+        const float d = yt[t]->d * fp16(x[i].d);
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      }
     }
   }
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
+  for (int t = 0; t < T; ++t) y[t * ys] = Tiled ? tiled[t] : hsum(acc[t]);
 }
 
 /// One IQ4_XS row × T Q8_K tokens: y[t·ys] = dot_iq4_xs(row, token t); each sub-block's values
 /// are looked up, and its scale decoded, once for the T tokens.
-template <int T>
+template <int T, bool Tiled>
 void iq4_xs_row(int64_t nb, const block_iq4_xs* x, const unsigned char* a, size_t as, float* y,
                 int64_t ys) {
   __m256 acc[T];
+  float tiled[T];  // Tiled: the output, block by block (tiled_epilogue)
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    tiled[t] = 0.0f;
+  }
   for (int64_t i = 0; i < nb; ++i) {
     const block_q8_k* yt[T];
     __m256i sumi[T];
@@ -912,12 +969,17 @@ void iq4_xs_row(int64_t nb, const block_iq4_xs* x, const unsigned char* a, size_
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const float d = fp16(x[i].d) * yt[t]->d;
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      if constexpr (Tiled) {
+        tiled[t] =
+            tiled_epilogue<false>(hsum_i32(sumi[t]), 0, fp16(x[i].d), 0.0f, yt[t]->d, tiled[t]);
+      } else {
+        const float d = fp16(x[i].d) * yt[t]->d;
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      }
     }
   }
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
+  for (int t = 0; t < T; ++t) y[t * ys] = Tiled ? tiled[t] : hsum(acc[t]);
 }
 
 /// scale_pairs's shuffle of the scales alone (the same for every token).
@@ -928,14 +990,18 @@ inline __m256i scale_pick(__m256i s, int c) {
 }
 
 /// One Q2_K row × T Q8_K tokens: y[t·ys] = dot_q2_k(row, token t), the row decoded once.
-template <int T>
+template <int T, bool Tiled>
 void q2_k_row(int64_t nb, const block_q2_k* x, const unsigned char* a, size_t as, float* y,
               int64_t ys) {
   const __m256i m3 = _mm256_set1_epi8(3);
   const __m128i m4 = _mm_set1_epi8(0x0F);
   __m256 acc[T];
+  float tiled[T];  // Tiled: the output, block by block (tiled_epilogue)
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    tiled[t] = 0.0f;
+  }
   for (int64_t i = 0; i < nb; ++i) {
     const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
     const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
@@ -943,12 +1009,17 @@ void q2_k_row(int64_t nb, const block_q2_k* x, const unsigned char* a, size_t as
     const __m256i scales16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, m4));
     const block_q8_k* yt[T];
     __m256i sumi[T];
+    int32_t s2[T];
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
-      const float dmin = -yt[t]->d * xdmin;
       const __m256i prod = _mm256_madd_epi16(mins, load256(yt[t]->bsums));
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc[t]);
+      if constexpr (Tiled) {
+        s2[t] = hsum_i32(prod);
+      } else {
+        const float dmin = -yt[t]->d * xdmin;
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc[t]);
+      }
       sumi[t] = _mm256_setzero_si256();
     }
     for (int h = 0; h < 2; ++h) {
@@ -968,23 +1039,31 @@ void q2_k_row(int64_t nb, const block_q2_k* x, const unsigned char* a, size_t as
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const float d = yt[t]->d * xd;
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      if constexpr (Tiled) {
+        tiled[t] = tiled_epilogue<true>(hsum_i32(sumi[t]), s2[t], xd, xdmin, yt[t]->d, tiled[t]);
+      } else {
+        const float d = yt[t]->d * xd;
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      }
     }
   }
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
+  for (int t = 0; t < T; ++t) y[t * ys] = Tiled ? tiled[t] : hsum(acc[t]);
 }
 
 /// One Q3_K row × T Q8_K tokens: y[t·ys] = dot_q3_k(row, token t), the row decoded once.
-template <int T>
+template <int T, bool Tiled>
 void q3_k_row(int64_t nb, const block_q3_k* x, const unsigned char* a, size_t as, float* y,
               int64_t ys) {
   const __m256i m3 = _mm256_set1_epi8(3);
   const __m256i four = _mm256_set1_epi8(4);
   __m256 acc[T];
+  float tiled[T];  // Tiled: the output, block by block (tiled_epilogue)
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    tiled[t] = 0.0f;
+  }
   for (int64_t i = 0; i < nb; ++i) {
     alignas(16) int8_t sc[16];
     q3_k_scales(x[i].scales, sc);
@@ -1021,18 +1100,23 @@ void q3_k_row(int64_t nb, const block_q3_k* x, const unsigned char* a, size_t as
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const float d = yt[t]->d * fp16(x[i].d);
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      if constexpr (Tiled) {
+        tiled[t] =
+            tiled_epilogue<false>(hsum_i32(sumi[t]), 0, fp16(x[i].d), 0.0f, yt[t]->d, tiled[t]);
+      } else {
+        const float d = yt[t]->d * fp16(x[i].d);
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      }
     }
   }
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) y[t * ys] = hsum(acc[t]);
+  for (int t = 0; t < T; ++t) y[t * ys] = Tiled ? tiled[t] : hsum(acc[t]);
 }
 
 /// Every row of a K-quant (or IQ4_XS) matrix, tokens 4 at a time (the last 1-3 together):
 /// Row<T> is q2_k_row, q3_k_row, q4_k_row, q5_k_row, q6_k_row or iq4_xs_row.
-template <class Block, void (*Row1)(int64_t, const Block*, const unsigned char*, size_t, float*,
-                                    int64_t),
+template <class Block,
+          void (*Row1)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
           void (*Row2)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
           void (*Row3)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
           void (*Row4)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t)>
@@ -1048,10 +1132,17 @@ void mat_mat_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
       const auto* x = reinterpret_cast<const Block*>(wb + static_cast<size_t>(r) * ws);
       float* yo = y + t * ys + r;
       switch (left < 4 ? left : 4) {
-        case 1: Row1(nb, x, at, as, yo, ys); break;
-        case 2: Row2(nb, x, at, as, yo, ys); break;
-        case 3: Row3(nb, x, at, as, yo, ys); break;
-        default: Row4(nb, x, at, as, yo, ys);
+        case 1:
+          Row1(nb, x, at, as, yo, ys);
+          break;
+        case 2:
+          Row2(nb, x, at, as, yo, ys);
+          break;
+        case 3:
+          Row3(nb, x, at, as, yo, ys);
+          break;
+        default:
+          Row4(nb, x, at, as, yo, ys);
       }
     }
   }
@@ -1059,38 +1150,76 @@ void mat_mat_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
 
 void mat_mat_q4_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q4_k, q4_k_row<1>, q4_k_row<2>, q4_k_row<3>, q4_k_row<4>>(rows, n, w, ws, a,
-                                                                            as, tokens, y, ys);
+  mat_mat_k<block_q4_k, q4_k_row<1, false>, q4_k_row<2, false>, q4_k_row<3, false>,
+            q4_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q5_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q5_k, q5_k_row<1>, q5_k_row<2>, q5_k_row<3>, q5_k_row<4>>(rows, n, w, ws, a,
-                                                                            as, tokens, y, ys);
+  mat_mat_k<block_q5_k, q5_k_row<1, false>, q5_k_row<2, false>, q5_k_row<3, false>,
+            q5_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q2_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q2_k, q2_k_row<1>, q2_k_row<2>, q2_k_row<3>, q2_k_row<4>>(rows, n, w, ws, a,
-                                                                            as, tokens, y, ys);
+  mat_mat_k<block_q2_k, q2_k_row<1, false>, q2_k_row<2, false>, q2_k_row<3, false>,
+            q2_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q3_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q3_k, q3_k_row<1>, q3_k_row<2>, q3_k_row<3>, q3_k_row<4>>(rows, n, w, ws, a,
-                                                                            as, tokens, y, ys);
+  mat_mat_k<block_q3_k, q3_k_row<1, false>, q3_k_row<2, false>, q3_k_row<3, false>,
+            q3_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_iq4_xs(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                     int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_iq4_xs, iq4_xs_row<1>, iq4_xs_row<2>, iq4_xs_row<3>, iq4_xs_row<4>>(
-      rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_k<block_iq4_xs, iq4_xs_row<1, false>, iq4_xs_row<2, false>, iq4_xs_row<3, false>,
+            iq4_xs_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q6_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                   int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q6_k, q6_k_row<1>, q6_k_row<2>, q6_k_row<3>, q6_k_row<4>>(rows, n, w, ws, a,
-                                                                            as, tokens, y, ys);
+  mat_mat_k<block_q6_k, q6_k_row<1, false>, q6_k_row<2, false>, q6_k_row<3, false>,
+            q6_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+/// The same rows in the order of ggml's tiled K-quant matmul (tiled_epilogue), which llama.cpp
+/// takes for 8 or more tokens.
+void tiled_q2_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q2_k, q2_k_row<1, true>, q2_k_row<2, true>, q2_k_row<3, true>, q2_k_row<4, true>>(
+      rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void tiled_q3_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q3_k, q3_k_row<1, true>, q3_k_row<2, true>, q3_k_row<3, true>, q3_k_row<4, true>>(
+      rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void tiled_q4_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q4_k, q4_k_row<1, true>, q4_k_row<2, true>, q4_k_row<3, true>, q4_k_row<4, true>>(
+      rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void tiled_q5_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q5_k, q5_k_row<1, true>, q5_k_row<2, true>, q5_k_row<3, true>, q5_k_row<4, true>>(
+      rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void tiled_q6_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_q6_k, q6_k_row<1, true>, q6_k_row<2, true>, q6_k_row<3, true>, q6_k_row<4, true>>(
+      rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void tiled_iq4_xs(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
+                  int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<block_iq4_xs, iq4_xs_row<1, true>, iq4_xs_row<2, true>, iq4_xs_row<3, true>,
+            iq4_xs_row<4, true>>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_iq4_nl(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
@@ -1109,7 +1238,8 @@ void mat_mat_q5_1(int64_t rows, int64_t n, const void* w, size_t ws, const void*
 inline float amax32(const float* x) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
-  for (int k = 8; k < 32; k += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+  for (int k = 8; k < 32; k += 8)
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
   __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
   r = _mm_max_ps(r, _mm_movehl_ps(r, r));
   r = _mm_max_ss(r, _mm_movehdup_ps(r));
@@ -1158,36 +1288,38 @@ void quantize_q8_k(const float* x, void* vy, int64_t n) { quantize_q8_k_ggml(x, 
 }  // namespace
 
 const kernel_table& avx2_kernels() noexcept {
-  static const kernel_table table{dot_f32,
-                                  dot_half<load_f16x8, fp16>,
-                                  dot_half<load_bf16x8, bf16>,
-                                  dot_q8_0,
-                                  dot_q4_0,
-                                  dot_q4_1,
-                                  dot_q4_k,
-                                  dot_q6_k,
-                                  quantize_q8_0,
-                                  quantize_q8_1,
-                                  quantize_q8_k,
-                                  mat_mat_q8_0,
-                                  mat_mat_q4_1,
-                                  dot_q5_0,
-                                  dot_q5_1,
-                                  mat_mat_q5_0,
-                                  mat_mat_q5_1,
-                                  dot_q5_k,
-                                  dot_q2_k,
-                                  dot_q3_k,
-                                  dot_iq4_nl,
-                                  dot_iq4_xs,
-                                  mat_mat_q4_0,
-                                  mat_mat_q4_k,
-                                  mat_mat_q6_k,
-                                  mat_mat_q5_k,
-                                  mat_mat_iq4_nl,
-                                  mat_mat_iq4_xs,
-                                  mat_mat_q2_k,
-                                  mat_mat_q3_k};
+  static const kernel_table table{
+      dot_f32,
+      dot_half<load_f16x8, fp16>,
+      dot_half<load_bf16x8, bf16>,
+      dot_q8_0,
+      dot_q4_0,
+      dot_q4_1,
+      dot_q4_k,
+      dot_q6_k,
+      quantize_q8_0,
+      quantize_q8_1,
+      quantize_q8_k,
+      mat_mat_q8_0,
+      mat_mat_q4_1,
+      dot_q5_0,
+      dot_q5_1,
+      mat_mat_q5_0,
+      mat_mat_q5_1,
+      dot_q5_k,
+      dot_q2_k,
+      dot_q3_k,
+      dot_iq4_nl,
+      dot_iq4_xs,
+      mat_mat_q4_0,
+      mat_mat_q4_k,
+      mat_mat_q6_k,
+      mat_mat_q5_k,
+      mat_mat_iq4_nl,
+      mat_mat_iq4_xs,
+      mat_mat_q2_k,
+      mat_mat_q3_k,
+      {tiled_q2_k, tiled_q3_k, tiled_q4_k, tiled_q5_k, tiled_q6_k, tiled_iq4_xs}};
   return table;
 }
 

@@ -53,6 +53,9 @@ struct kernel_table {
   mat_mat_fn mat_mat_iq4_xs;
   mat_mat_fn mat_mat_q2_k;
   mat_mat_fn mat_mat_q3_k;
+  /// ggml's tiled K-quant order (mat_mat_ggml_batched) for q2_K, q3_K, q4_K, q5_K, q6_K, iq4_xs;
+  /// nullptr at the scalar level.
+  mat_mat_fn tiled_k[6];
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).

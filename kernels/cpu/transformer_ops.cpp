@@ -431,12 +431,16 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
       const int64_t r0 = (tb - first_tile[p]) * tile;
       const int64_t nr = std::min(tile, m.rows - r0);
       const auto* wt = static_cast<const std::byte*>(m.w) + static_cast<size_t>(r0) * m.row_stride;
+      const auto act_stride = static_cast<size_t>(act_row[p]);
       const status st =
           ggml_float[p]
               ? ggml_float_mat_mat(m.weight, order[p], nr, n, wt, m.row_stride, a + act_at[p],
-                                   static_cast<size_t>(act_row[p]), tokens, m.y + r0, m.rows)
-              : mat_mat(m.weight, nr, n, wt, m.row_stride, a + act_at[p],
-                        static_cast<size_t>(act_row[p]), tokens, m.y + r0, m.rows);
+                                   act_stride, tokens, m.y + r0, m.rows)
+          : m.ggml_activations && ggml_batched_order(m.weight, tokens)
+              ? mat_mat_ggml_batched(m.weight, nr, n, wt, m.row_stride, a + act_at[p], act_stride,
+                                     tokens, m.y + r0, m.rows)
+              : mat_mat(m.weight, nr, n, wt, m.row_stride, a + act_at[p], act_stride, tokens,
+                        m.y + r0, m.rows);
       if (st != status::ok) failed.store(true, std::memory_order_relaxed);
     }
   });

@@ -113,9 +113,11 @@ struct mat_mul_part {
   const void* w;
   size_t row_stride;
   float* y;
-  /// f32, f16 and bf16 weights only: round the f32 activations to the weight's type first, as
-  /// ggml does (it converts them to the weight's vec_dot_type), and sum in llama.cpp's order
-  /// for this many tokens (float_dot.hpp). For llama.cpp parity; less exact.
+  /// llama.cpp's arithmetic for this many tokens, where it is not vec_dot's: f32, f16 and bf16
+  /// weights see their activations rounded to the weight's type (ggml converts them to the
+  /// vec_dot_type) and are summed in llama.cpp's order (float_dot.hpp); the K-quants, iq4_xs
+  /// and iq4_nl in its batched paths' where ggml_batched_order says so (mat_mat_ggml_batched).
+  /// For llama.cpp parity; the f16/bf16 rounding makes those less exact.
   bool ggml_activations = false;
 };
 

@@ -742,3 +742,61 @@ BOOST_AUTO_TEST_CASE(bad_arguments_give_a_status) {
     if (!q::isa_available(l))
       BOOST_TEST(q::vec_dot(quant_type::f32, 4, buf, buf, &out, l) == status::unsupported_isa);
 }
+
+BOOST_AUTO_TEST_CASE(ggml_batched_order_follows_llama_cpp_and_close_to_vec_dot) {
+  // Which batches llama.cpp sums otherwise than vec_dot: the tiled K-quant matmul from 8
+  // tokens, tinyBLAS for iq4_nl from 2 (the float bits: tests/llama/test_ggml_dots.cpp).
+  for (quant_type t : {quant_type::q2_k, quant_type::q3_k, quant_type::q4_k, quant_type::q5_k,
+                       quant_type::q6_k, quant_type::iq4_xs}) {
+    BOOST_TEST(!q::ggml_batched_order(t, 7));
+    BOOST_TEST(q::ggml_batched_order(t, 8));
+  }
+  BOOST_TEST(!q::ggml_batched_order(quant_type::iq4_nl, 1));
+  BOOST_TEST(q::ggml_batched_order(quant_type::iq4_nl, 2));
+  for (quant_type t : {quant_type::q8_0, quant_type::q4_0, quant_type::q4_1, quant_type::f16})
+    BOOST_TEST(!q::ggml_batched_order(t, 64));
+  // Another order, the same sums: within float rounding of vec_dot, every level; below the
+  // batch sizes (and for other types) it is mat_mat itself.
+  rng r;
+  for (quant_type t : {quant_type::q2_k, quant_type::q3_k, quant_type::q4_k, quant_type::q5_k,
+                       quant_type::q6_k, quant_type::iq4_xs, quant_type::iq4_nl}) {
+    const quant_type at = act_of(t);
+    const int64_t n = sizes_for(t)[2], rows = 5;
+    const size_t stride = size_t(q::row_bytes(t, n)), act_stride = size_t(q::row_bytes(at, n));
+    for (int64_t tokens : {3, 9}) {
+      std::vector<unsigned char> w(stride * rows), a(act_stride * tokens);
+      for (int64_t row = 0; row < rows; ++row) {
+        auto one = random_weights(r, t, n, false);
+        std::memcpy(&w[row * stride], one.data(), one.size());
+      }
+      for (int64_t k = 0; k < tokens; ++k) {
+        auto one = random_activation(r, at, n, false);
+        std::memcpy(&a[k * act_stride], one.data(), one.size());
+      }
+      for (isa l : levels()) {
+        BOOST_TEST_CONTEXT(q::type_name(t) << " tokens=" << tokens << " isa=" << q::to_string(l)) {
+          std::vector<float> y(size_t(rows * tokens)), ref(size_t(rows * tokens));
+          BOOST_TEST_REQUIRE(q::mat_mat_ggml_batched(t, rows, n, w.data(), stride, a.data(),
+                                                     act_stride, tokens, y.data(), rows,
+                                                     l) == status::ok);
+          BOOST_TEST_REQUIRE(q::mat_mat(t, rows, n, w.data(), stride, a.data(), act_stride,
+                                        tokens, ref.data(), rows, l) == status::ok);
+          for (size_t i = 0; i < y.size(); ++i) {
+            if (!q::ggml_batched_order(t, tokens) || l == isa::scalar)
+              BOOST_TEST(y[i] == ref[i]);
+            else
+              BOOST_TEST(std::fabs(y[i] - ref[i]) <= 1e-4f * (1.0f + std::fabs(ref[i])));
+          }
+        }
+      }
+    }
+  }
+  float y = 0;
+  unsigned char buf[512] = {};
+  BOOST_TEST(q::mat_mat_ggml_batched(quant_type::q4_k, 1, 100, buf, 144, buf, 292, 9, &y, 1) ==
+             status::bad_size);
+  BOOST_TEST(q::mat_mat_ggml_batched(quant_type::q4_k, 2, 256, buf, 144, buf, 292, 9, &y, 1) ==
+             status::bad_size);
+  BOOST_TEST(q::mat_mat_ggml_batched(quant_type::q4_k, 1, 256, buf, 144, nullptr, 292, 9, &y,
+                                     1) == status::null_pointer);
+}

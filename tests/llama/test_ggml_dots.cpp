@@ -7,7 +7,9 @@
 // (tools/reference/make_ggml_dot_fixture.py). troupe quantises the activations itself.
 // And f32/f16/bf16 weights: ggml_float_dots.json holds ggml's own mul_mat of such matrices, by one
 // token (ggml_vec_dot) and by three (llamafile's tinyBLAS, or vec_dot where tinyBLAS declines)
-// (tools/reference/make_ggml_float_dot_fixture.py); troupe rounds the activations itself.
+// (tools/reference/make_ggml_float_dot_fixture.py); troupe rounds the activations itself. And
+// the K-quants, iq4_xs and iq4_nl by 3 and 13 tokens (ggml_kquant_mul_mat.json): ggml's tiled
+// matmul from 8 tokens on, tinyBLAS for iq4_nl from 2.
 
 #define BOOST_TEST_MODULE ggml_dots
 #include <boost/test/unit_test.hpp>
@@ -161,4 +163,59 @@ BOOST_AUTO_TEST_CASE(float_weight_mat_mul_equals_ggml_mul_mat_bit_for_bit) {
   }
   BOOST_TEST(cases == 18);
   BOOST_TEST(checked > 0);
+}
+
+BOOST_AUTO_TEST_CASE(kquant_mat_mul_equals_ggml_mul_mat_bit_for_bit) {
+  // ggml_mul_mat of K-quant and iq4_xs weights: by 3 tokens ggml sums as vec_dot, by 13 in its
+  // tiled matmul; of iq4_nl weights: tinyBLAS by both (mat_mul's ggml_activations parts follow
+  // them: mat_mat_ggml_batched). ggml ran its SIMD kernels: troupe's scalar level sums otherwise.
+  if (kc::best_isa() == kc::isa::scalar) {
+    BOOST_TEST_MESSAGE("SKIPPED: no AVX2 on this CPU (or TROUPE_KERNELS_ISA=scalar)");
+    return;
+  }
+  const json::value f = fixture("ggml_kquant_mul_mat.json");
+  std::vector<float> x;
+  for (const auto& a : get(f, "activations").as_array()) {
+    const auto b = unhex(a.as_string());
+    const size_t at = x.size();
+    x.resize(at + b.size() / sizeof(float));
+    std::memcpy(x.data() + at, b.data(), b.size());
+  }
+  kc::thread_pool pool(2);
+  std::vector<std::byte> scratch;
+  int checked = 0, cases = 0;
+  for (const json::value& c : get(f, "cases").as_array()) {
+    const auto type = static_cast<kc::quant_type>(get(c, "ggml_type").as_int());
+    const int64_t rows = get(c, "rows").as_int(), n = get(c, "n").as_int();
+    std::vector<unsigned char> w;
+    for (const auto& r : get(c, "weights").as_array()) {
+      const auto b = unhex(r.as_string());
+      BOOST_REQUIRE_EQUAL(static_cast<int64_t>(b.size()), kc::row_bytes(type, n));
+      w.insert(w.end(), b.begin(), b.end());
+    }
+    for (const int64_t tokens : {int64_t{3}, int64_t{13}}) {
+      BOOST_REQUIRE_GE(static_cast<int64_t>(x.size()), tokens * n);
+      std::vector<float> y(static_cast<size_t>(rows * tokens));
+      const kc::mat_mul_part part{type, rows, w.data(),
+                                  static_cast<size_t>(kc::row_bytes(type, n)), y.data(), true};
+      BOOST_REQUIRE(kc::mat_mul(pool, &part, 1, n, x.data(), tokens, scratch) == kc::status::ok);
+      const auto& results = get(get(c, "results"), std::to_string(tokens).c_str()).as_array();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const auto want = unhex(results[static_cast<size_t>(t)].as_string());
+        for (int64_t r = 0; r < rows; ++r) {
+          float ggml;
+          std::memcpy(&ggml, want.data() + r * sizeof(float), sizeof ggml);
+          const float got = y[static_cast<size_t>(t * rows + r)];
+          BOOST_TEST_CONTEXT(get(c, "type").as_string() << " by " << tokens << " tokens: token "
+                                                        << t << " row " << r) {
+            BOOST_TEST(bits_of(got) == bits_of(ggml), got << " vs ggml " << ggml);
+          }
+          ++checked;
+        }
+      }
+    }
+    ++cases;
+  }
+  BOOST_TEST(cases == 7);
+  BOOST_TEST(checked == 7 * 20 * (3 + 13));
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """ggml's own mul_mat of f32, f16 and bf16 weight matrices: the fixture that pins troupe's float
-weight products (kernels/cpu/float_dot.*) to llama.cpp bit for bit, in both of ggml's orders.
+weight products (kernels/cpu/float_dot.*) to llama.cpp bit for bit, in both of ggml's orders;
+and of the K-quants and iq4_xs, whose batches of 8 tokens or more llama.cpp sums in its tiled
+matmul (ggml-cpu/tiled), and iq4_nl, whose batches tinyBLAS sums (troupe:
+mat_mat_ggml_batched), written to ggml_kquant_mul_mat.json.
 
 ggml sums such a product in one of two ways, and the batch decides which: one activation row goes
 through ggml_vec_dot_{f32,f16,bf16}; two or more go through llamafile's tinyBLAS when the weight
@@ -31,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "tests/fixtures/llama/ggml_float_dots.json"
+KQUANT_OUT = REPO / "tests/fixtures/llama/ggml_kquant_mul_mat.json"
 GGML_F32, GGML_F16, GGML_BF16 = 0, 1, 30
 NAMES = {GGML_F32: "f32", GGML_F16: "f16", GGML_BF16: "bf16"}
 # (ggml type, rows, n, tokens)
@@ -112,6 +116,56 @@ def main():
     OUT.write_text(json.dumps({"generator": "tools/reference/make_ggml_float_dot_fixture.py",
                                "ggml_lib": str(d), "cases": cases}) + "\n")
     print(f"wrote {OUT}", file=sys.stderr)
+    kquants(base, cpu, d)
+
+
+def kquants(base, cpu, lib):
+    """The K-quants and iq4_xs: ggml_mul_mat by 3 tokens (vec_dot) and by 13 (ggml's tiled
+    matmul, taken from 8 tokens on); iq4_nl by both (llamafile's tinyBLAS from 2 on); 20 rows (a full 16-row microtile and a ragged one) of 512
+    (two 256-element blocks), the weights quantised by ggml from random floats; one set of 13
+    activation rows for all. Written to KQUANT_OUT."""
+    vp = ctypes.c_void_p
+    base.ggml_quantize_chunk.argtypes = [ctypes.c_int, vp, vp, ctypes.c_int64, ctypes.c_int64,
+                                         ctypes.c_int64, vp]
+    base.ggml_quantize_chunk.restype = ctypes.c_size_t
+    base.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
+    base.ggml_row_size.restype = ctypes.c_size_t
+    rnd = random.Random(20261204)
+    rows, n, tokens_max = 20, 512, 13
+    x = [rnd.gauss(0.0, 1.0) for _ in range(tokens_max * n)]
+    xb = struct.pack(f"<{len(x)}f", *x)
+    cases = []
+    for t, name in ((10, "q2_K"), (11, "q3_K"), (12, "q4_K"), (13, "q5_K"), (14, "q6_K"),
+                    (23, "iq4_xs"), (20, "iq4_nl")):
+        w = [rnd.gauss(0.0, 0.05) for _ in range(rows * n)]
+        wf = struct.pack(f"<{len(w)}f", *w)
+        row_bytes = base.ggml_row_size(t, n)
+        wq = ctypes.create_string_buffer(row_bytes * rows)
+        base.ggml_quantize_chunk(t, wf, wq, 0, rows, n, None)
+        results = {}
+        for tokens in (3, tokens_max):
+            ctx = base.ggml_init(InitParams(64 << 20, None, False))
+            wt = base.ggml_new_tensor_2d(ctx, t, n, rows)
+            xt = base.ggml_new_tensor_2d(ctx, GGML_F32, n, tokens)
+            ctypes.memmove(base.ggml_get_data(wt), wq, row_bytes * rows)
+            ctypes.memmove(base.ggml_get_data(xt), xb, 4 * n * tokens)
+            yt = base.ggml_mul_mat(ctx, wt, xt)
+            gf = base.ggml_new_graph(ctx)
+            base.ggml_build_forward_expand(gf, yt)
+            cpu.ggml_graph_compute_with_ctx(ctx, gf, 2)
+            y = ctypes.string_at(base.ggml_get_data(yt), 4 * rows * tokens)
+            base.ggml_free(ctx)
+            results[str(tokens)] = [y[i * 4 * rows:(i + 1) * 4 * rows].hex() for i in range(tokens)]
+        raw = wq.raw
+        cases.append({"type": name, "ggml_type": t, "rows": rows, "n": n,
+                      "weights": [raw[r * row_bytes:(r + 1) * row_bytes].hex() for r in range(rows)],
+                      "results": results})
+        print(f"{name}: {rows} rows of {n} x 3 and {tokens_max} tokens", file=sys.stderr)
+    KQUANT_OUT.write_text(json.dumps({
+        "generator": "tools/reference/make_ggml_float_dot_fixture.py", "ggml_lib": str(lib),
+        "activations": [xb[i * 4 * n:(i + 1) * 4 * n].hex() for i in range(tokens_max)],
+        "cases": cases}) + "\n")
+    print(f"wrote {KQUANT_OUT}", file=sys.stderr)
 
 
 if __name__ == "__main__":
