@@ -925,6 +925,21 @@ void widen_to_q8_0(quant_type t, const unsigned char* row, block_q8_0* out, int6
   }
 }
 
+/// mat_mat of Q5_0 / Q4_0 / IQ4_NL rows through the level's Q8_0 tiles: the rows widened to
+/// Q8_0 blocks first (a per-thread buffer: mat_mul calls this on 16-row tiles).
+void mat_mat_widened(const detail::kernel_table& table, quant_type weight, int64_t rows,
+                     int64_t n, const void* w, size_t row_stride, const void* a,
+                     size_t act_stride, int64_t tokens, float* y, int64_t y_stride) {
+  thread_local std::vector<block_q8_0> wide;
+  const int64_t nb = n / qk8_0;
+  wide.resize(static_cast<size_t>(rows * nb));
+  const auto* base = static_cast<const unsigned char*>(w);
+  for (int64_t r = 0; r < rows; ++r)
+    widen_to_q8_0(weight, base + static_cast<size_t>(r) * row_stride, wide.data() + r * nb, nb);
+  table.mat_mat_q8_0(rows, n, wide.data(), static_cast<size_t>(nb) * sizeof(block_q8_0), a,
+                     act_stride, tokens, y, y_stride);
+}
+
 }  // namespace
 
 status mat_vec(quant_type weight, int64_t rows, int64_t n, const void* w, size_t row_stride,
@@ -953,13 +968,7 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
   // are widened once to Q8_0 blocks and go through the Q8_0 tiles, which unpack nothing.
   if ((weight == quant_type::q5_0 || weight == quant_type::q4_0) && tokens >= widen_tokens &&
       table.mat_mat_q8_0 != nullptr) {
-    thread_local std::vector<block_q8_0> wide;
-    const int64_t nb = n / qk8_0;
-    wide.resize(static_cast<size_t>(rows * nb));
-    for (int64_t r = 0; r < rows; ++r)
-      widen_to_q8_0(weight, base + static_cast<size_t>(r) * row_stride, wide.data() + r * nb, nb);
-    table.mat_mat_q8_0(rows, n, wide.data(), static_cast<size_t>(nb) * sizeof(block_q8_0), a,
-                       act_stride, tokens, y, y_stride);
+    mat_mat_widened(table, weight, rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
     return status::ok;
   }
   const detail::mat_mat_fn multi = multi_for(table, weight);
@@ -1019,15 +1028,8 @@ status mat_mat_ggml_batched(quant_type weight, int64_t rows, int64_t n, const vo
   }
   if (tiled) {
     table->tiled_k[k](rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
-  } else {
-    thread_local std::vector<block_q8_0> wide;
-    const int64_t nb = n / qk8_0;
-    wide.resize(static_cast<size_t>(rows * nb));
-    const auto* base = static_cast<const unsigned char*>(w);
-    for (int64_t r = 0; r < rows; ++r)
-      widen_to_q8_0(weight, base + static_cast<size_t>(r) * row_stride, wide.data() + r * nb, nb);
-    table->mat_mat_q8_0(rows, n, wide.data(), static_cast<size_t>(nb) * sizeof(block_q8_0), a,
-                        act_stride, tokens, y, y_stride);
+  } else {  // tinyBLAS for iq4_nl: Q8_0's order
+    mat_mat_widened(*table, weight, rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
   }
   return status::ok;
 }

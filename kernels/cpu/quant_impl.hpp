@@ -46,7 +46,9 @@ struct kernel_table {
   dot_fn dot_iq4_nl;
   dot_fn dot_iq4_xs;
   mat_mat_fn mat_mat_q4_0;
-  mat_mat_fn mat_mat_q4_k;  ///< one row × 4 tokens at a time: the row decoded once
+  /// The K-quants and IQ4_XS: one row × 4 tokens at a time, the row decoded once; IQ4_NL:
+  /// 2 rows × 2 tokens.
+  mat_mat_fn mat_mat_q4_k;
   mat_mat_fn mat_mat_q6_k;
   mat_mat_fn mat_mat_q5_k;
   mat_mat_fn mat_mat_iq4_nl;
