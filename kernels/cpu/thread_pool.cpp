@@ -16,6 +16,9 @@ constexpr int spin_iterations = 20000;
 /// few enough that claiming costs nothing next to a chunk.
 constexpr int chunks_per_thread = 4;
 
+/// The chunk index of a closed line: past any chunk count, so nothing can be claimed from it.
+constexpr uint32_t closed_index = 0x7FFFFFFF;
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -42,7 +45,8 @@ int thread_pool::claim_and_run(uint32_t gen, int index) {
   for (;;) {
     if (static_cast<uint32_t>(v >> 32) != gen) return ran;
     const auto c = static_cast<int>(static_cast<uint32_t>(v));
-    const int chunks = chunks_.load(std::memory_order_relaxed);
+    // Acquire: seeing a later call's count means seeing its close of next_ too (run()).
+    const int chunks = chunks_.load(std::memory_order_acquire);
     if (c >= chunks) return ran;
     // On success the generation is still `gen` and cannot end before this chunk is done, so
     // its call_, fn_ and n_ (published with it) are the ones to run.
@@ -90,10 +94,16 @@ void thread_pool::run(int64_t n, chunk_fn call, void* fn) {
   }
   const auto chunks = static_cast<int>(std::min<int64_t>(n, int64_t{threads_} * chunks_per_thread));
   const uint32_t gen = wake_.load(std::memory_order_relaxed) + 1;
+  // Close the previous generation first. A worker may have read its line a moment ago (every
+  // chunk claimed, c == its chunk count) and read chunks_ only now: had next_ still held that
+  // line, this call's larger count would let its claim succeed on a chunk past the end, run
+  // this call's work, and count it against the wrong generation (the caller then returned
+  // with the chunk still running, or waited forever). With next_ closed its claim fails.
+  next_.store(uint64_t{gen} << 32 | closed_index, std::memory_order_relaxed);
   call_ = call;
   fn_ = fn;
   n_ = n;
-  chunks_.store(chunks, std::memory_order_relaxed);
+  chunks_.store(chunks, std::memory_order_release);  // after the close (claim_and_run acquires)
   done_.store(0, std::memory_order_relaxed);
   next_.store(uint64_t{gen} << 32, std::memory_order_release);
   wake_.store(gen, std::memory_order_seq_cst);
