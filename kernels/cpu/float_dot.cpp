@@ -10,15 +10,15 @@
 
 namespace troupe::kernels::cpu {
 namespace detail {
-namespace {
 
-/// _mm512_reduce_add_ps as GCC defines it: halves, quarters, then (0+2) + (1+3).
 float reduce16(const float* v) noexcept {
   float h8[8], h4[4];
   for (int l = 0; l < 8; ++l) h8[l] = v[l + 8] + v[l];
   for (int l = 0; l < 4; ++l) h4[l] = h8[l + 4] + h8[l];
   return (h4[0] + h4[2]) + (h4[1] + h4[3]);
 }
+
+namespace {
 
 /// Element i of a weight row of `T` (f32, f16 or bf16 bits) as a float.
 template <quant_type T>

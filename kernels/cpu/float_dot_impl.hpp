@@ -24,6 +24,11 @@ struct float_dot_table {
   void (*to_bf16)(const float* x, uint16_t* out, int64_t n);
 };
 
+/// _mm512_reduce_add_ps of 16 lanes as GCC defines it: halves, quarters, then (0+2) + (1+3).
+/// The scalar definition (float_dot.cpp, built without FP contraction), which the forward
+/// pass's scalar kernels use too.
+float reduce16(const float* v) noexcept;
+
 const float_dot_table& scalar_float_dot() noexcept;
 /// Defined in float_dot_avx2.cpp / float_dot_avx512.cpp; only call after the CPU check passed.
 const float_dot_table& avx2_float_dot() noexcept;

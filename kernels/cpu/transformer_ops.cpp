@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "cpu/float_dot.hpp"
+#include "cpu/float_dot_impl.hpp"
 #include "cpu/transformer_ops_impl.hpp"
 
 namespace troupe::kernels::cpu {
@@ -29,14 +30,6 @@ float expf_ggml(float x) noexcept {
                                     std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
                            u, std::fma(0x1.ffffecp-1f, b, 1.0f));
   return std::ldexp(j, static_cast<int>(n));
-}
-
-/// _mm512_reduce_add_ps as GCC defines it: halves, quarters, then (0+2) + (1+3).
-float reduce16(const float* v) noexcept {
-  float h8[8], h4[4];
-  for (int l = 0; l < 8; ++l) h8[l] = v[l + 8] + v[l];
-  for (int l = 0; l < 4; ++l) h4[l] = h8[l + 4] + h8[l];
-  return (h4[0] + h4[2]) + (h4[1] + h4[3]);
 }
 
 /// ggml_vec_dot_f32 (AVX-512): four 16-lane FMA accumulators per 64 elements, folded

@@ -60,6 +60,30 @@ uint32_t bits_of(float f) {
   return u;
 }
 
+/// The hex rows of `list` (weight rows of `type`, n elements each) back to back.
+std::vector<unsigned char> weight_rows(const json::value& list, kc::quant_type type, int64_t n) {
+  std::vector<unsigned char> w;
+  for (const auto& r : list.as_array()) {
+    const auto b = unhex(r.as_string());
+    BOOST_REQUIRE_EQUAL(static_cast<int64_t>(b.size()), kc::row_bytes(type, n));
+    w.insert(w.end(), b.begin(), b.end());
+  }
+  return w;
+}
+
+/// The hex rows of `list` (n floats each) back to back.
+std::vector<float> float_rows(const json::value& list, int64_t n) {
+  std::vector<float> x;
+  for (const auto& a : list.as_array()) {
+    const auto b = unhex(a.as_string());
+    BOOST_REQUIRE_EQUAL(b.size(), static_cast<size_t>(n) * sizeof(float));
+    const size_t at = x.size();
+    x.resize(at + static_cast<size_t>(n));
+    std::memcpy(x.data() + at, b.data(), b.size());
+  }
+  return x;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(mat_mul_equals_ggml_vec_dot_bit_for_bit) {
@@ -78,20 +102,8 @@ BOOST_AUTO_TEST_CASE(mat_mul_equals_ggml_vec_dot_bit_for_bit) {
     const int64_t n = get(c, "n").as_int();
     const auto& rows = get(c, "rows").as_array();
     const auto& acts = get(c, "activations").as_array();
-    std::vector<unsigned char> w;
-    for (const auto& r : rows) {
-      const auto b = unhex(r.as_string());
-      BOOST_REQUIRE_EQUAL(static_cast<int64_t>(b.size()), kc::row_bytes(type, n));
-      w.insert(w.end(), b.begin(), b.end());
-    }
-    std::vector<float> x;
-    for (const auto& a : acts) {
-      const auto b = unhex(a.as_string());
-      BOOST_REQUIRE_EQUAL(b.size(), static_cast<size_t>(n) * sizeof(float));
-      const size_t at = x.size();
-      x.resize(at + static_cast<size_t>(n));
-      std::memcpy(x.data() + at, b.data(), b.size());
-    }
+    const std::vector<unsigned char> w = weight_rows(get(c, "rows"), type, n);
+    const std::vector<float> x = float_rows(get(c, "activations"), n);
     const auto R = static_cast<int64_t>(rows.size()), T = static_cast<int64_t>(acts.size());
     std::vector<float> y(static_cast<size_t>(R * T));
     const auto stride = static_cast<size_t>(kc::row_bytes(type, n));
@@ -124,20 +136,8 @@ BOOST_AUTO_TEST_CASE(float_weight_mat_mul_equals_ggml_mul_mat_bit_for_bit) {
     const auto type = static_cast<kc::quant_type>(get(c, "ggml_type").as_int());
     const int64_t rows = get(c, "rows").as_int(), n = get(c, "n").as_int();
     const int64_t tokens = get(c, "tokens").as_int();
-    std::vector<unsigned char> w;
-    for (const auto& r : get(c, "weights").as_array()) {
-      const auto b = unhex(r.as_string());
-      BOOST_REQUIRE_EQUAL(static_cast<int64_t>(b.size()), kc::row_bytes(type, n));
-      w.insert(w.end(), b.begin(), b.end());
-    }
-    std::vector<float> x;
-    for (const auto& a : get(c, "activations").as_array()) {
-      const auto b = unhex(a.as_string());
-      BOOST_REQUIRE_EQUAL(b.size(), static_cast<size_t>(n) * sizeof(float));
-      const size_t at = x.size();
-      x.resize(at + static_cast<size_t>(n));
-      std::memcpy(x.data() + at, b.data(), b.size());
-    }
+    const std::vector<unsigned char> w = weight_rows(get(c, "weights"), type, n);
+    const std::vector<float> x = float_rows(get(c, "activations"), n);
     BOOST_REQUIRE_EQUAL(static_cast<int64_t>(w.size()), rows * kc::row_bytes(type, n));
     BOOST_REQUIRE_EQUAL(static_cast<int64_t>(x.size()), tokens * n);
     std::vector<float> y(static_cast<size_t>(rows * tokens));
@@ -174,25 +174,15 @@ BOOST_AUTO_TEST_CASE(kquant_mat_mul_equals_ggml_mul_mat_bit_for_bit) {
     return;
   }
   const json::value f = fixture("ggml_kquant_mul_mat.json");
-  std::vector<float> x;
-  for (const auto& a : get(f, "activations").as_array()) {
-    const auto b = unhex(a.as_string());
-    const size_t at = x.size();
-    x.resize(at + b.size() / sizeof(float));
-    std::memcpy(x.data() + at, b.data(), b.size());
-  }
+  const std::vector<float> x = float_rows(
+      get(f, "activations"), get(get(f, "cases").as_array().at(0), "n").as_int());
   kc::thread_pool pool(2);
   std::vector<std::byte> scratch;
   int checked = 0, cases = 0;
   for (const json::value& c : get(f, "cases").as_array()) {
     const auto type = static_cast<kc::quant_type>(get(c, "ggml_type").as_int());
     const int64_t rows = get(c, "rows").as_int(), n = get(c, "n").as_int();
-    std::vector<unsigned char> w;
-    for (const auto& r : get(c, "weights").as_array()) {
-      const auto b = unhex(r.as_string());
-      BOOST_REQUIRE_EQUAL(static_cast<int64_t>(b.size()), kc::row_bytes(type, n));
-      w.insert(w.end(), b.begin(), b.end());
-    }
+    const std::vector<unsigned char> w = weight_rows(get(c, "weights"), type, n);
     for (const int64_t tokens : {int64_t{3}, int64_t{13}}) {
       BOOST_REQUIRE_GE(static_cast<int64_t>(x.size()), tokens * n);
       std::vector<float> y(static_cast<size_t>(rows * tokens));

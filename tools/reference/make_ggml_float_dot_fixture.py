@@ -94,19 +94,9 @@ def main():
     for t, rows, n, tokens in CASES:
         w = [rnd.gauss(0.0, 0.05) for _ in range(rows * n)]
         x = [rnd.gauss(0.0, 1.0) for _ in range(tokens * n)]
-        ctx = base.ggml_init(InitParams(64 << 20, None, False))
-        wt = base.ggml_new_tensor_2d(ctx, t, n, rows)
-        xt = base.ggml_new_tensor_2d(ctx, GGML_F32, n, tokens)
         wb = encode(t, w)
-        ctypes.memmove(base.ggml_get_data(wt), wb, len(wb))
         xb = struct.pack(f"<{len(x)}f", *x)
-        ctypes.memmove(base.ggml_get_data(xt), xb, len(xb))
-        yt = base.ggml_mul_mat(ctx, wt, xt)
-        gf = base.ggml_new_graph(ctx)
-        base.ggml_build_forward_expand(gf, yt)
-        cpu.ggml_graph_compute_with_ctx(ctx, gf, 2)
-        y = ctypes.string_at(base.ggml_get_data(yt), 4 * rows * tokens)
-        base.ggml_free(ctx)
+        y = mul_mat(base, cpu, t, wb, rows, n, xb, tokens)
         row_bytes = len(wb) // rows
         cases.append({"type": NAMES[t], "ggml_type": t, "rows": rows, "n": n, "tokens": tokens,
                       "weights": [wb[r * row_bytes:(r + 1) * row_bytes].hex() for r in range(rows)],
@@ -117,6 +107,24 @@ def main():
                                "ggml_lib": str(d), "cases": cases}) + "\n")
     print(f"wrote {OUT}", file=sys.stderr)
     kquants(base, cpu, d)
+
+
+def mul_mat(base, cpu, t, weights, rows, n, activations, tokens):
+    """ggml_mul_mat of `rows` rows of n elements of type t (raw bytes) by `tokens` f32
+    activation rows (raw bytes), computed by the CPU backend on 2 threads: the result's bytes,
+    token by token."""
+    ctx = base.ggml_init(InitParams(64 << 20, None, False))
+    wt = base.ggml_new_tensor_2d(ctx, t, n, rows)
+    xt = base.ggml_new_tensor_2d(ctx, GGML_F32, n, tokens)
+    ctypes.memmove(base.ggml_get_data(wt), weights, len(weights))
+    ctypes.memmove(base.ggml_get_data(xt), activations, len(activations))
+    yt = base.ggml_mul_mat(ctx, wt, xt)
+    gf = base.ggml_new_graph(ctx)
+    base.ggml_build_forward_expand(gf, yt)
+    cpu.ggml_graph_compute_with_ctx(ctx, gf, 2)
+    y = ctypes.string_at(base.ggml_get_data(yt), 4 * rows * tokens)
+    base.ggml_free(ctx)
+    return y
 
 
 def kquants(base, cpu, lib):
@@ -144,17 +152,7 @@ def kquants(base, cpu, lib):
         base.ggml_quantize_chunk(t, wf, wq, 0, rows, n, None)
         results = {}
         for tokens in (3, tokens_max):
-            ctx = base.ggml_init(InitParams(64 << 20, None, False))
-            wt = base.ggml_new_tensor_2d(ctx, t, n, rows)
-            xt = base.ggml_new_tensor_2d(ctx, GGML_F32, n, tokens)
-            ctypes.memmove(base.ggml_get_data(wt), wq, row_bytes * rows)
-            ctypes.memmove(base.ggml_get_data(xt), xb, 4 * n * tokens)
-            yt = base.ggml_mul_mat(ctx, wt, xt)
-            gf = base.ggml_new_graph(ctx)
-            base.ggml_build_forward_expand(gf, yt)
-            cpu.ggml_graph_compute_with_ctx(ctx, gf, 2)
-            y = ctypes.string_at(base.ggml_get_data(yt), 4 * rows * tokens)
-            base.ggml_free(ctx)
+            y = mul_mat(base, cpu, t, wq.raw, rows, n, xb[:4 * n * tokens], tokens)
             results[str(tokens)] = [y[i * 4 * rows:(i + 1) * 4 * rows].hex() for i in range(tokens)]
         raw = wq.raw
         cases.append({"type": name, "ggml_type": t, "rows": rows, "n": n,
