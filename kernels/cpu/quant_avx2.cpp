@@ -517,10 +517,11 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
   }
+  const size_t chunk = prefetch_chunk<R>(ws, nb);
   for (int64_t i = 0; i < nb; ++i) {
     const unsigned char* wb = w + i * L::bytes;
     const unsigned char* ab = a + i * 40;
-    prefetch_next_tile<R>(wb, ws);
+    prefetch_next_tile<R>(w, ws, i, chunk);
     // [d0, m0, d1, m1, ...]: each row's fp16 (d, m) pair as one 32-bit word.
     const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(
         static_cast<int>(load_u32(wb)), R > 1 ? static_cast<int>(load_u32(wb + ws)) : 0,
@@ -566,10 +567,11 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
   for (int t = 0; t < T; ++t)
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
+  const size_t chunk = prefetch_chunk<R>(ws, nb);
   for (int64_t i = 0; i < nb; ++i) {
     const unsigned char* wb = w + i * L::bytes;
     const unsigned char* ab = a + i * 34;
-    prefetch_next_tile<R>(wb, ws);
+    prefetch_next_tile<R>(w, ws, i, chunk);
     const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(
         static_cast<short>(load_u16(wb)), R > 1 ? static_cast<short>(load_u16(wb + ws)) : 0,
         R > 2 ? static_cast<short>(load_u16(wb + 2 * ws)) : 0,
@@ -629,8 +631,9 @@ void tile_iq4_nl(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
     }
   };
   int64_t i = 0;
+  const size_t chunk = prefetch_chunk<R>(ws, nb / 2);
   for (; i + 1 < nb; i += 2) {
-    prefetch_next_tile<R>(w + i * wb_bytes, ws);
+    prefetch_next_tile<R>(w, ws, i / 2, chunk);
     block(i, acc0);
     block(i + 1, acc1);
   }

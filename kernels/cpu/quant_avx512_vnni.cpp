@@ -141,9 +141,10 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
   }
+  const size_t chunk = prefetch_chunk<R>(ws, nb);
   for (int64_t i = 0; i < nb; ++i) {
     const size_t wo = static_cast<size_t>(i) * L::bytes;
-    prefetch_next_tile<R>(w + wo, ws);
+    prefetch_next_tile<R>(w, ws, i, chunk);
     // [d0, m0, d1, m1, ...]: each row's fp16 (d, m) pair as one 32-bit word.
     // (Built in registers: a store of 8 words and a reload would stall store forwarding.)
     auto word = [&](int j) { return j < R ? static_cast<int>(load_u32(row[j] + wo)) : 0; };
@@ -208,9 +209,10 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
   for (int t = 0; t < T; ++t)
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
+  const size_t chunk = prefetch_chunk<R>(ws, nb);
   for (int64_t i = 0; i < nb; ++i) {
     const size_t wo = static_cast<size_t>(i) * L::bytes;
-    prefetch_next_tile<R>(w + wo, ws);
+    prefetch_next_tile<R>(w, ws, i, chunk);
     auto half = [&](int j) { return j < R ? static_cast<short>(load_u16(row[j] + wo)) : short{0}; };
     const __m256 dw = _mm256_cvtph_ps(
         _mm_setr_epi16(half(0), half(1), half(2), half(3), half(4), half(5), half(6), half(7)));

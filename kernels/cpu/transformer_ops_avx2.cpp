@@ -93,17 +93,19 @@ void rope_avx2(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, cons
 /// ggml_vec_dot_f32 (AVX-512 order) for n >= 0.
 inline float dot_vec(const float* x, const float* y, int64_t n) {
   const int64_t np = n & ~int64_t{63};
-  __m256 a[4][2];
-  for (auto& g : a) g[0] = g[1] = _mm256_setzero_ps();
+  // Four 16-lane accumulators as eight named registers (an array of them was kept on the stack,
+  // every FMA waiting on a store-forwarded reload).
+  __m256 a0l = _mm256_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l, a2l = a0l, a2h = a0l,
+         a3l = a0l, a3h = a0l;
   for (int64_t i = 0; i < np; i += 64) {
-    for (int g = 0; g < 4; ++g) {
-      const int64_t o = i + g * 16;
-      a[g][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + o), _mm256_loadu_ps(y + o), a[g][0]);
-      a[g][1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + o + 8), _mm256_loadu_ps(y + o + 8), a[g][1]);
-    }
+    const auto fma = [&](__m256& acc, int64_t o) {
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + o), _mm256_loadu_ps(y + i + o), acc);
+    };
+    fma(a0l, 0), fma(a0h, 8), fma(a1l, 16), fma(a1h, 24);
+    fma(a2l, 32), fma(a2h, 40), fma(a3l, 48), fma(a3h, 56);
   }
-  const __m256 lo = _mm256_add_ps(_mm256_add_ps(a[0][0], a[2][0]), _mm256_add_ps(a[1][0], a[3][0]));
-  const __m256 hi = _mm256_add_ps(_mm256_add_ps(a[0][1], a[2][1]), _mm256_add_ps(a[1][1], a[3][1]));
+  const __m256 lo = _mm256_add_ps(_mm256_add_ps(a0l, a2l), _mm256_add_ps(a1l, a3l));
+  const __m256 hi = _mm256_add_ps(_mm256_add_ps(a0h, a2h), _mm256_add_ps(a1h, a3h));
   float sum = reduce16(lo, hi);
   const int64_t fused = n - (n - np) % 8;  // ggml's tail (see dot_vec_ggml)
   for (int64_t i = np; i < fused; ++i) sum += x[i] * y[i];
@@ -118,7 +120,17 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
     return;
   }
   float* s = a.scores;
-  for (int64_t j = 0; j < n; ++j) s[j] = dot_vec(a.k + j * a.stride, a.q, d);
+  // Cache rows are kv_heads·head_dim apart and, a layer later, no longer cached: ask for the key
+  // and the value 8 positions ahead, so that the keys arrive in time and the values are in L2
+  // (a head's n·head_dim floats) when the product with V below walks them in its own order.
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t ahead = (j + 8) * a.stride;
+    for (int64_t i = 0; i < d; i += 16) {
+      __builtin_prefetch(a.k + ahead + i, 0, 3);
+      __builtin_prefetch(a.v + ahead + i, 0, 2);
+    }
+    s[j] = dot_vec(a.k + j * a.stride, a.q, d);
+  }
   // Softmax over 16-lane chunks; the padding lanes are -inf, whose exp is 0 as in ggml's mask.
   const int64_t n16 = (n + 15) / 16 * 16;
   float mx = -std::numeric_limits<float>::infinity();
@@ -140,15 +152,34 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
   // out = Σ_j p_j·v_j in ggml's accumulator lanes (see attention_head_args::single_token).
   const int64_t lanes = a.single_token ? 64 : 16;
-  float* acc = a.acc;  // [lanes, d]; rows at or past n stay +0.0 and are never stored
+  // Lane row l sums the positions j ≡ l (mod lanes) in increasing j, independently of the other
+  // rows: so each row is summed in registers, 32 columns at a time, and stored once.
+  float* acc = a.acc;  // [lanes, d]; rows at or past n are never stored
   const int64_t used = std::min(n, lanes);
-  std::fill(acc, acc + used * d, 0.0f);
-  for (int64_t j = 0; j < n; ++j) {
-    const __m256 p = _mm256_set1_ps(s[j]);
-    const float* vj = a.v + j * a.stride;
-    float* al = acc + (j % lanes) * d;
-    for (int64_t i = 0; i < d; i += 8)
-      _mm256_storeu_ps(al + i, _mm256_fmadd_ps(_mm256_loadu_ps(vj + i), p, _mm256_loadu_ps(al + i)));
+  for (int64_t l = 0; l < used; ++l) {
+    float* al = acc + l * d;
+    int64_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+      __m256 r0 = _mm256_setzero_ps(), r1 = r0, r2 = r0, r3 = r0;
+      for (int64_t j = l; j < n; j += lanes) {
+        const __m256 p = _mm256_set1_ps(s[j]);
+        const float* vj = a.v + j * a.stride + i;
+        r0 = _mm256_fmadd_ps(_mm256_loadu_ps(vj), p, r0);
+        r1 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 8), p, r1);
+        r2 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 16), p, r2);
+        r3 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 24), p, r3);
+      }
+      _mm256_storeu_ps(al + i, r0);
+      _mm256_storeu_ps(al + i + 8, r1);
+      _mm256_storeu_ps(al + i + 16, r2);
+      _mm256_storeu_ps(al + i + 24, r3);
+    }
+    for (; i < d; i += 8) {
+      __m256 r = _mm256_setzero_ps();
+      for (int64_t j = l; j < n; j += lanes)
+        r = _mm256_fmadd_ps(_mm256_loadu_ps(a.v + j * a.stride + i), _mm256_set1_ps(s[j]), r);
+      _mm256_storeu_ps(al + i, r);
+    }
   }
   // A row past n is the +0.0 it would hold (a short context need not clear and read 64 rows).
   const auto row = [&](int64_t l, int64_t i) {

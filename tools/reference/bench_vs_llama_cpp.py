@@ -78,15 +78,27 @@ def main():
 
     llama_cpp = ref.load_llama()
     prompt = PROMPT_FILE.read_text(encoding="utf-8").rstrip("\n ")
-    # The exact config is the one troupe reproduces bit for bit (the ratio printed last); the
-    # defaults row is llama.cpp as a user runs it (fp16 KV cache, flash attention "auto"), still
-    # without the AMX/repacked weight buffers (ref.load_llama says why).
-    configs = {"llama.cpp (exact config)": dict(flash_attn=False, type_k=llama_cpp.GGML_TYPE_F32,
-                                                type_v=llama_cpp.GGML_TYPE_F32),
-               "llama.cpp (defaults)": {}}
-    llms = {name: llama_cpp.Llama(model_path=str(args.model), n_ctx=2048, n_batch=512,
-                                  n_threads=THREADS, n_threads_batch=THREADS, verbose=False, **kw)
-            for name, kw in configs.items()}
+    # The exact config is the one troupe reproduces bit for bit (plain weight buffers, fp32 KV
+    # cache, no flash attention); the defaults rows are llama.cpp as a user runs it (fp16 KV
+    # cache, flash attention "auto"), without and with its repacked weight buffers (CPU_REPACK:
+    # Q4_0, Q4_K, IQ4_NL and Q8_0 tensors re-laid at load for its gemv/gemm kernels; on by
+    # default in llama.cpp). The repacked row is skipped on AMX CPUs, where llama.cpp's AMX
+    # buffers crash with this model (ref.load_llama).
+    configs = {"llama.cpp (exact config)": (False, dict(flash_attn=False,
+                                                        type_k=llama_cpp.GGML_TYPE_F32,
+                                                        type_v=llama_cpp.GGML_TYPE_F32)),
+               "llama.cpp (defaults)": (False, {})}
+    if ref.cpu_has_amx():
+        print("llama.cpp (defaults, repacked): skipped (AMX CPU)", file=sys.stderr)
+    else:
+        configs["llama.cpp (defaults, repacked)"] = (True, {})
+    llms = {}
+    for name, (extra, kw) in configs.items():
+        ref.EXTRA_BUFFERS["on"] = extra
+        llms[name] = llama_cpp.Llama(model_path=str(args.model), n_ctx=2048, n_batch=512,
+                                     n_threads=THREADS, n_threads_batch=THREADS, verbose=False,
+                                     **kw)
+    ref.EXTRA_BUFFERS["on"] = False
     tokens = next(iter(llms.values())).tokenize(prompt.encode("utf-8"), add_bos=True,
                                                  special=False)
     results = {name: ([], []) for name in list(llms) + ["troupe"]}
@@ -111,7 +123,7 @@ def main():
     for name, (pre, dec) in results.items():
         pm, plo, phi = summary(pre)
         dm, dlo, dhi = summary(dec)
-        print(f"  {name:26s} prefill {pm:7.1f} ({plo:.1f}..{phi:.1f})   "
+        print(f"  {name:32s} prefill {pm:7.1f} ({plo:.1f}..{phi:.1f})   "
               f"decode {dm:6.1f} ({dlo:.1f}..{dhi:.1f})")
     tp, td = statistics.median(results["troupe"][0]), statistics.median(results["troupe"][1])
     for name in llms:

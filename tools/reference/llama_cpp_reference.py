@@ -76,6 +76,18 @@ PROMPTS = [
 ]
 
 
+# Whether models loaded next use llama.cpp's repacked ("extra") CPU weight buffers; off unless a
+# caller (bench_vs_llama_cpp.py's defaults row, on CPUs without AMX) turns it on.
+EXTRA_BUFFERS = {"on": False}
+
+
+def cpu_has_amx():
+    try:
+        return " amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def load_llama():
     try:
         import llama_cpp  # noqa: F401
@@ -91,7 +103,7 @@ def load_llama():
     def model_params_without_extra_buffers():
         params = default_params()
         if hasattr(params, "use_extra_bufts"):
-            params.use_extra_bufts = False
+            params.use_extra_bufts = EXTRA_BUFFERS["on"]
         return params
 
     llama_cpp.llama_model_default_params = model_params_without_extra_buffers
