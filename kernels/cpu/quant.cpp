@@ -672,7 +672,7 @@ const kernel_table& scalar_kernels() noexcept {
                                   dot_iq4_nl,    dot_iq4_xs,  nullptr,
                                   nullptr,       nullptr,     nullptr,
                                   nullptr,       nullptr,     nullptr,
-                                  nullptr,       {}};
+                                  nullptr,       {},          {}};
   return table;
 }
 
@@ -1026,11 +1026,75 @@ status mat_mat_ggml_batched(quant_type weight, int64_t rows, int64_t n, const vo
     for (int64_t t = 0; t < tokens; ++t) std::fill(y + t * y_stride, y + t * y_stride + rows, 0.0f);
     return status::ok;
   }
-  if (tiled) {
+  if (tiled && table->tiled_k_lanes[k] != nullptr) {
+    thread_local std::vector<unsigned char> lanes;
+    lanes.resize(static_cast<size_t>(q8_k_lanes_bytes(n, tokens)));
+    if (status s = pack_q8_k_lanes(a, act_stride, n, tokens, lanes.data()); s != status::ok)
+      return s;
+    table->tiled_k_lanes[k](rows, n, w, row_stride, lanes.data(), tokens, y, y_stride);
+  } else if (tiled) {
     table->tiled_k[k](rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
   } else {  // tinyBLAS for iq4_nl: Q8_0's order
     mat_mat_widened(*table, weight, rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
   }
+  return status::ok;
+}
+
+bool q8_k_lanes_available(quant_type weight, int64_t tokens, isa level) noexcept {
+  const detail::kernel_table* table = table_for(level);
+  const int k = tiled_index(weight);
+  return table != nullptr && k >= 0 && table->tiled_k_lanes[k] != nullptr &&
+         ggml_batched_order(weight, tokens);
+}
+
+int64_t q8_k_lanes_bytes(int64_t n, int64_t tokens) noexcept {
+  if (n < 0 || n % qk_k != 0 || tokens < 0) return -1;
+  const int64_t groups = (tokens + detail::lanes_tokens - 1) / detail::lanes_tokens;
+  return groups * (n / qk_k) * static_cast<int64_t>(detail::lanes_block_bytes);
+}
+
+status pack_q8_k_lanes(const void* a, size_t act_stride, int64_t n, int64_t tokens,
+                       void* out) noexcept {
+  const int64_t bytes = q8_k_lanes_bytes(n, tokens);
+  if (bytes < 0) return status::bad_size;
+  if (bytes == 0) return status::ok;
+  if (a == nullptr || out == nullptr) return status::null_pointer;
+  constexpr int64_t L = detail::lanes_tokens;
+  const int64_t nb = n / qk_k;
+  auto* o = static_cast<unsigned char*>(out);
+  std::memset(o, 0, static_cast<size_t>(bytes));
+  for (int64_t t = 0; t < tokens; ++t) {
+    const auto* row = reinterpret_cast<const block_q8_k*>(static_cast<const unsigned char*>(a) +
+                                                          static_cast<size_t>(t) * act_stride);
+    const int64_t lane = t % L;
+    for (int64_t b = 0; b < nb; ++b) {
+      unsigned char* blk = o + static_cast<size_t>((t / L) * nb + b) * detail::lanes_block_bytes;
+      for (int k = 0; k < qk_k / 4; ++k)  // [dword k][lane][4 bytes]
+        std::memcpy(blk + k * 64 + lane * 4, row[b].qs + 4 * k, 4);
+      for (int p = 0; p < 8; ++p)
+        std::memcpy(blk + detail::lanes_quants_bytes + p * 64 + lane * 4, &row[b].bsums[2 * p], 4);
+      std::memcpy(blk + detail::lanes_quants_bytes + detail::lanes_bsums_bytes + lane * 4,
+                  &row[b].d, 4);
+    }
+  }
+  return status::ok;  // padding lanes: q, bsums and d 0
+}
+
+status mat_mat_ggml_batched_lanes(quant_type weight, int64_t rows, int64_t n, const void* w,
+                                  size_t row_stride, const void* lanes, int64_t tokens, float* y,
+                                  int64_t y_stride, isa level) noexcept {
+  if (!q8_k_lanes_available(weight, tokens, level)) return status::unsupported_type;
+  detail::dot_fn fn = nullptr;
+  if (status s = resolve_dot(weight, n, level, &fn); s != status::ok) return s;
+  if (rows < 0 || y_stride < rows) return status::bad_size;
+  if (rows == 0) return status::ok;
+  if (y == nullptr || (n > 0 && (w == nullptr || lanes == nullptr))) return status::null_pointer;
+  if (n == 0) {
+    for (int64_t t = 0; t < tokens; ++t) std::fill(y + t * y_stride, y + t * y_stride + rows, 0.0f);
+    return status::ok;
+  }
+  table_for(level)->tiled_k_lanes[tiled_index(weight)](rows, n, w, row_stride, lanes, tokens, y,
+                                                        y_stride);
   return status::ok;
 }
 

@@ -251,4 +251,21 @@ status mat_mat_ggml_batched(quant_type weight, int64_t rows, int64_t n, const vo
                             size_t row_stride, const void* a, size_t act_stride, int64_t tokens,
                             float* y, int64_t y_stride, isa level = isa::best) noexcept;
 
+/// Q8_K activations with the tokens in SIMD lanes, for mat_mat_ggml_batched_lanes: the K-quant
+/// batched products of a forward pass take the same activations for every weight matrix of a
+/// width, so mat_mul packs them once per call. Available (true) where the level has such
+/// kernels (AVX-512 VNNI) and ggml_batched_order(weight, tokens) holds for a K-quant or IQ4_XS
+/// weight.
+bool q8_k_lanes_available(quant_type weight, int64_t tokens, isa level = isa::best) noexcept;
+/// Bytes pack_q8_k_lanes writes for `tokens` rows of n elements (n % 256 == 0); -1 otherwise.
+int64_t q8_k_lanes_bytes(int64_t n, int64_t tokens) noexcept;
+/// Packs `tokens` Q8_K rows (act_stride bytes apart) into out (q8_k_lanes_bytes(n, tokens)).
+status pack_q8_k_lanes(const void* a, size_t act_stride, int64_t n, int64_t tokens,
+                       void* out) noexcept;
+/// mat_mat_ggml_batched from packed activations (q8_k_lanes_available must hold): the same
+/// results bit for bit.
+status mat_mat_ggml_batched_lanes(quant_type weight, int64_t rows, int64_t n, const void* w,
+                                  size_t row_stride, const void* lanes, int64_t tokens, float* y,
+                                  int64_t y_stride, isa level = isa::best) noexcept;
+
 }  // namespace troupe::kernels::cpu

@@ -1322,7 +1322,8 @@ const kernel_table& avx2_kernels() noexcept {
       mat_mat_iq4_xs,
       mat_mat_q2_k,
       mat_mat_q3_k,
-      {tiled_q2_k, tiled_q3_k, tiled_q4_k, tiled_q5_k, tiled_q6_k, tiled_iq4_xs}};
+      {tiled_q2_k, tiled_q3_k, tiled_q4_k, tiled_q5_k, tiled_q6_k, tiled_iq4_xs},
+      {}};
   return table;
 }
 

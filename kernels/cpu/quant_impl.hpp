@@ -20,6 +20,23 @@ using mat_mat_fn = void (*)(int64_t rows, int64_t n, const void* w, size_t row_s
                             const void* a, size_t act_stride, int64_t tokens, float* y,
                             int64_t y_stride);
 
+/// Q8_K activations with the tokens in the lanes, for the K-quant lanes kernels
+/// (mat_mat_ggml_batched's order on AVX-512 VNNI): tokens in groups of lanes_tokens (the last
+/// padded with zero activations), and per group and 256-element block, lanes_block_bytes at
+/// offset (group·nb + block)·lanes_block_bytes:
+///   [64][16 tokens][4 bytes]  quants 4k..4k+3 of each token;
+///   [8][16 tokens][2 int16]   bsums 2p and 2p+1 of each token;
+///   [16 tokens] float         d.
+inline constexpr int64_t lanes_tokens = 16;
+inline constexpr size_t lanes_quants_bytes = 64 * 16 * 4;
+inline constexpr size_t lanes_bsums_bytes = 8 * 16 * 4;
+inline constexpr size_t lanes_block_bytes = lanes_quants_bytes + lanes_bsums_bytes + 16 * 4;
+
+/// y[t·y_stride + r] for r < rows, t < tokens in ggml's tiled K-quant order (as tiled_k), from
+/// activations packed as above.
+using lanes_fn = void (*)(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                          const void* lanes, int64_t tokens, float* y, int64_t y_stride);
+
 /// One entry per weight type; activation quantisers per activation type.
 struct kernel_table {
   dot_fn dot_f32;
@@ -58,6 +75,9 @@ struct kernel_table {
   /// ggml's tiled K-quant order (mat_mat_ggml_batched) for q2_K, q3_K, q4_K, q5_K, q6_K, iq4_xs;
   /// nullptr at the scalar level.
   mat_mat_fn tiled_k[6];
+  /// The same order from packed activations (lanes_fn), same type order; nullptr where the
+  /// level (or the CPU: AVX-512 VNNI) has none.
+  lanes_fn tiled_k_lanes[6];
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).
@@ -204,6 +224,19 @@ void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row
 void mat_mat_q5_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                               const void* a, size_t act_stride, int64_t tokens, float* y,
                               int64_t y_stride);
+/// Defined in quant_avx512_vnni_lanes.cpp (lanes_fn contract), same CPU condition.
+void lanes_q2_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
+void lanes_q3_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
+void lanes_q4_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
+void lanes_q5_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
+void lanes_q6_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
+void lanes_iq4_xs_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                              const void* lanes, int64_t tokens, float* y, int64_t y_stride);
 void mat_mat_q5_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                               const void* a, size_t act_stride, int64_t tokens, float* y,
                               int64_t y_stride);

@@ -385,6 +385,20 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
     }
     if (owner[p]) need += static_cast<size_t>(act_row[p] * tokens);
   }
+  // K-quant parts in llama.cpp's batched order take their Q8_K activations packed with the
+  // tokens in SIMD lanes where the CPU has such kernels: packed once, after the other
+  // activations, for every such part.
+  bool lanes[max_parts];
+  size_t lanes_at = 0;
+  bool any_lanes = false;
+  for (int64_t p = 0; p < count; ++p) {
+    lanes[p] = parts[p].ggml_activations && q8_k_lanes_available(parts[p].weight, tokens);
+    any_lanes = any_lanes || lanes[p];
+  }
+  if (any_lanes) {
+    lanes_at = (need + 63) / 64 * 64;
+    need = lanes_at + static_cast<size_t>(q8_k_lanes_bytes(n, tokens));
+  }
   if (tokens == 0) return status::ok;
   if (x == nullptr) return status::null_pointer;
   if (scratch.size() < need) scratch.resize(need);
@@ -408,6 +422,16 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
       }
     }
   }
+  if (any_lanes) {
+    for (int64_t p = 0; p < count; ++p) {
+      if (!lanes[p]) continue;
+      if (status st = pack_q8_k_lanes(a + act_at[p], static_cast<size_t>(act_row[p]), n, tokens,
+                                      a + lanes_at);
+          st != status::ok)
+        return st;
+      break;
+    }
+  }
   // Rows in tiles of 16 so that a tile of weights stays in L1 while every token passes over it;
   // the tiles of all parts, one after the other, are split over the pool.
   constexpr int64_t tile = 16;
@@ -429,6 +453,9 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
           ggml_float[p]
               ? ggml_float_mat_mat(m.weight, order[p], nr, n, wt, m.row_stride, a + act_at[p],
                                    act_stride, tokens, m.y + r0, m.rows)
+          : lanes[p]
+              ? mat_mat_ggml_batched_lanes(m.weight, nr, n, wt, m.row_stride, a + lanes_at, tokens,
+                                           m.y + r0, m.rows)
           : m.ggml_activations && ggml_batched_order(m.weight, tokens)
               ? mat_mat_ggml_batched(m.weight, nr, n, wt, m.row_stride, a + act_at[p], act_stride,
                                      tokens, m.y + r0, m.rows)

@@ -743,6 +743,102 @@ BOOST_AUTO_TEST_CASE(bad_arguments_give_a_status) {
       BOOST_TEST(q::vec_dot(quant_type::f32, 4, buf, buf, &out, l) == status::unsupported_isa);
 }
 
+BOOST_AUTO_TEST_CASE(lanes_kernels_equal_the_avx2_tiled_order_bit_for_bit) {
+  // The tokens-in-lanes kernels (AVX-512 VNNI) against the AVX2 tiled ones, which follow ggml's
+  // code (tests/llama/test_ggml_dots.cpp holds both to ggml's bits): random and extreme blocks
+  // (every byte 0x00 or 0xFF: largest values, scales and mins), activations at ±127 (ggml's
+  // Q8_K never holds -128, which its sign-trick products, and so the AVX2 ones, mishandle),
+  // token counts around the 16-lane groups, rows around the 4-row tiles.
+  if (!q::q8_k_lanes_available(quant_type::q4_k, 8, isa::avx512)) {
+    BOOST_TEST_MESSAGE("no AVX-512 VNNI on this CPU: lanes kernels not tested");
+    BOOST_TEST(!q::q8_k_lanes_available(quant_type::q4_k, 8, isa::avx2));
+    return;
+  }
+  rng r;
+  for (quant_type t : {quant_type::q2_k, quant_type::q3_k, quant_type::q4_k, quant_type::q5_k,
+                       quant_type::q6_k, quant_type::iq4_xs}) {
+    BOOST_TEST(!q::q8_k_lanes_available(t, 7, isa::avx512));
+    BOOST_TEST(q::q8_k_lanes_available(t, 8, isa::avx512));
+    BOOST_TEST(!q::q8_k_lanes_available(t, 64, isa::avx2));
+    for (int fill : {-1, 0x00, 0xFF}) {
+      const int64_t n = 3 * 256, rows = 7;
+      const size_t stride = size_t(q::row_bytes(t, n));
+      const size_t as = size_t(q::row_bytes(quant_type::q8_k, n));
+      for (int64_t tokens : {8, 16, 17, 33}) {
+        std::vector<unsigned char> w(stride * rows), a(as * tokens);
+        for (int64_t row = 0; row < rows; ++row) {
+          auto one = random_weights(r, t, n, false);
+          if (fill >= 0 && row % 2 == 0) {  // all bytes, fp16 scales kept finite below
+            std::fill(one.begin(), one.end(), static_cast<unsigned char>(fill));
+            for (int64_t b = 0; b < n / 256; ++b) {
+              auto fresh = random_weights(r, t, 256, false);  // its fp16 fields: sane
+              unsigned char* blk = one.data() + b * q::block_bytes(t);
+              const size_t bb = size_t(q::block_bytes(t));
+              const bool at_end = t == quant_type::q2_k || t == quant_type::q3_k ||
+                                  t == quant_type::q6_k;
+              const size_t fields = t == quant_type::q2_k ? 4 : 2;
+              if (at_end)
+                std::memcpy(blk + bb - fields, fresh.data() + bb - fields, fields);
+              else
+                std::memcpy(blk, fresh.data(), t == quant_type::iq4_xs ? 2 : 4);
+            }
+          }
+          std::memcpy(&w[row * stride], one.data(), one.size());
+        }
+        for (int64_t k = 0; k < tokens; ++k) {
+          auto one = random_activation(r, quant_type::q8_k, n, false);
+          if (k % 3 == 1) {  // extreme quants; bsums follow
+            auto* blocks = reinterpret_cast<q::block_q8_k*>(one.data());
+            for (int64_t b = 0; b < n / 256; ++b) {
+              for (int e = 0; e < 256; ++e)
+                blocks[b].qs[e] = static_cast<int8_t>(e % 3 == 0 ? 127 : e % 3 == 1 ? -127 : 0);
+              for (int g = 0; g < 16; ++g) {
+                int s = 0;
+                for (int e = 0; e < 16; ++e) s += blocks[b].qs[16 * g + e];
+                blocks[b].bsums[g] = static_cast<int16_t>(s);
+              }
+            }
+          }
+          std::memcpy(&a[k * as], one.data(), one.size());
+        }
+        BOOST_TEST_CONTEXT(q::type_name(t) << " fill=" << fill << " tokens=" << tokens) {
+          std::vector<float> want(size_t(rows * tokens)), got(want.size(), -1.0f),
+              packed_got(want.size(), -1.0f);
+          BOOST_TEST_REQUIRE(q::mat_mat_ggml_batched(t, rows, n, w.data(), stride, a.data(), as,
+                                                     tokens, want.data(), rows,
+                                                     isa::avx2) == status::ok);
+          BOOST_TEST_REQUIRE(q::mat_mat_ggml_batched(t, rows, n, w.data(), stride, a.data(), as,
+                                                     tokens, got.data(), rows,
+                                                     isa::avx512) == status::ok);
+          std::vector<unsigned char> lanes(size_t(q::q8_k_lanes_bytes(n, tokens)));
+          BOOST_TEST_REQUIRE(q::pack_q8_k_lanes(a.data(), as, n, tokens, lanes.data()) ==
+                             status::ok);
+          BOOST_TEST_REQUIRE(q::mat_mat_ggml_batched_lanes(t, rows, n, w.data(), stride,
+                                                           lanes.data(), tokens,
+                                                           packed_got.data(), rows) == status::ok);
+          for (size_t i = 0; i < want.size(); ++i) {
+            BOOST_TEST(std::memcmp(&got[i], &want[i], 4) == 0,
+                       i << ": " << got[i] << " vs " << want[i]);
+            BOOST_TEST(std::memcmp(&packed_got[i], &want[i], 4) == 0);
+          }
+        }
+      }
+    }
+  }
+  unsigned char buf[8] = {};
+  float y = 0;
+  BOOST_TEST(q::q8_k_lanes_bytes(100, 3) == -1);
+  BOOST_TEST(q::q8_k_lanes_bytes(512, 17) == 2 * 2 * 4672);
+  BOOST_TEST(q::pack_q8_k_lanes(buf, 292, 100, 3, buf) == status::bad_size);
+  BOOST_TEST(q::pack_q8_k_lanes(nullptr, 292, 256, 3, buf) == status::null_pointer);
+  BOOST_TEST(q::mat_mat_ggml_batched_lanes(quant_type::q4_k, 1, 256, buf, 144, buf, 7, &y, 1) ==
+             status::unsupported_type);  // below the batch size
+  BOOST_TEST(q::mat_mat_ggml_batched_lanes(quant_type::q8_0, 1, 256, buf, 272, buf, 9, &y, 1) ==
+             status::unsupported_type);
+  BOOST_TEST(q::mat_mat_ggml_batched_lanes(quant_type::q4_k, 2, 256, buf, 144, buf, 9, &y, 1) ==
+             status::bad_size);
+}
+
 BOOST_AUTO_TEST_CASE(ggml_batched_order_follows_llama_cpp_and_close_to_vec_dot) {
   // Which batches llama.cpp sums otherwise than vec_dot: the tiled K-quant matmul from 8
   // tokens, tinyBLAS for iq4_nl from 2 (the float bits: tests/llama/test_ggml_dots.cpp).
