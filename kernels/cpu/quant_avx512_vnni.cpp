@@ -251,6 +251,9 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
   }
 }
 
+// Every kernel below walks 8 rows by 4 tokens (the rest of the tokens one by one): measured on
+// AMD Zen 4 (bench_quant mat_mat_64_tokens) 8×4 beat the earlier 4×2 (Q4_1: 71 -> 100 Gop/s)
+// and 8×2 (Q8_0: 75 -> 93), with one-token products unchanged.
 template <class L>
 struct unsigned_tile {
   template <int R, int T>
@@ -277,22 +280,22 @@ struct signed_tile {
 
 void mat_mat_q4_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                               size_t as, int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<unsigned_tile<q4_1_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<unsigned_tile<q4_1_layout>::of, 8, 4>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q5_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                               size_t as, int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<unsigned_tile<q5_1_layout>::of, 4, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<unsigned_tile<q5_1_layout>::of, 8, 4>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                               size_t as, int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<signed_tile<q8_0_layout>::of, 8, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<signed_tile<q8_0_layout>::of, 8, 4>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q5_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                               size_t as, int64_t tokens, float* y, int64_t ys) {
-  mat_mat_tiles<signed_tile<q5_0_layout>::of, 8, 2>(rows, n, w, ws, a, as, tokens, y, ys);
+  mat_mat_tiles<signed_tile<q5_0_layout>::of, 8, 4>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 }  // namespace troupe::kernels::cpu::detail
