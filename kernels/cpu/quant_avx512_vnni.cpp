@@ -218,22 +218,27 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
         _mm_setr_epi16(half(0), half(1), half(2), half(3), half(4), half(5), half(6), half(7)));
     __m512 dd[T];
     __m512i qa[T];
+    __m512i start[T];  // −128·Σ of each 4 activations (see below)
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const unsigned char* ab = a + t * as + static_cast<size_t>(i) * 34;
       dd[t] = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_set1_ps(fp16(load_u16(ab)))));
       qa[t] = _mm512_broadcast_i64x4(load256(ab + 2));
+      start[t] = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)),
+                              qa[t]));
     }
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
-      const __m512i qw = L::pair(row[2 * p] + wo, row[2 * p + 1] + wo);
-      // dot_i8_pairs: |w| · (a with w's sign), unsigned × signed.
-      const __m512i aw = _mm512_abs_epi8(qw);
-      const __mmask64 negative = _mm512_movepi8_mask(qw);
+      // vpdpbusd takes the weights unsigned, w + 128 (w xor 0x80), starting from
+      // −128·Σ activation: each int32 lane is Σ w·a over its 4 products exactly, as
+      // dot_i8_pairs forms it.
+      const __m512i uw = _mm512_xor_si512(L::pair(row[2 * p] + wo, row[2 * p + 1] + wo),
+                                          _mm512_set1_epi8(static_cast<char>(0x80)));
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
-        const __m512i sa = _mm512_mask_sub_epi8(qa[t], negative, _mm512_setzero_si512(), qa[t]);
-        const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sa);
+        const __m512i s = _mm512_dpbusd_epi32(start[t], uw, qa[t]);
         acc[p][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(scale_of[p], dd[t]),
                                     _mm512_cvtepi32_ps(s), acc[p][t]);
       }
