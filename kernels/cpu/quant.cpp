@@ -965,9 +965,11 @@ status mat_mat(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
   // Q5_0 and Q4_0 rows are Q8_0 rows of smaller integers, and ggml's SIMD dots of the three sum
   // alike (the 32 products of a block in mul_sum_i8_pairs_float's lanes, then one FMA by
   // d_w·d_a per block; troupe's tiles reproduce them bit for bit): for several tokens the rows
-  // are widened once to Q8_0 blocks and go through the Q8_0 tiles, which unpack nothing.
-  if ((weight == quant_type::q5_0 || weight == quant_type::q4_0) && tokens >= widen_tokens &&
-      table.mat_mat_q8_0 != nullptr) {
+  // may be widened once to Q8_0 blocks and go through the Q8_0 tiles, which unpack nothing,
+  // where the level's table says that is faster than its own tiles.
+  if (((weight == quant_type::q5_0 && table.widen_q5_0) ||
+       (weight == quant_type::q4_0 && table.widen_q4_0)) &&
+      tokens >= widen_tokens && table.mat_mat_q8_0 != nullptr) {
     mat_mat_widened(table, weight, rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
     return status::ok;
   }
@@ -1034,7 +1036,9 @@ status mat_mat_ggml_batched(quant_type weight, int64_t rows, int64_t n, const vo
     table->tiled_k_lanes[k](rows, n, w, row_stride, lanes.data(), tokens, y, y_stride);
   } else if (tiled) {
     table->tiled_k[k](rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
-  } else {  // tinyBLAS for iq4_nl: Q8_0's order
+  } else if (table->tinyblas_iq4_nl != nullptr) {  // tinyBLAS for iq4_nl: Q8_0's order
+    table->tinyblas_iq4_nl(rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
+  } else {
     mat_mat_widened(*table, weight, rows, n, w, row_stride, a, act_stride, tokens, y, y_stride);
   }
   return status::ok;

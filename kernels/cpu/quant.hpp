@@ -223,8 +223,8 @@ status mat_vec(quant_type weight, int64_t rows, int64_t n, const void* w, size_t
 
 /// y[t·y_stride + r] = vec_dot(row r of w, activation row t) for r in [0, rows), t in [0, tokens):
 /// every result is bit-identical to the vec_dot call, but at the SIMD levels Q8_0, Q4_0, Q5_0,
-/// Q4_1, Q5_1 and IQ4_NL weights are walked several rows and tokens at a time (Q5_0 and Q4_0
-/// widened to Q8_0 blocks from 4 tokens on), and Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS one
+/// Q4_1, Q5_1 and IQ4_NL weights are walked several rows and tokens at a time (Q4_0, and Q5_0
+/// without VNNI, widened to Q8_0 blocks from 4 tokens on), and Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS one
 /// row by 4 tokens, so that the activation blocks, the weight decoding, the dependency chains and the
 /// loop overhead are shared. Weight rows are `row_stride` bytes apart, activation rows (of
 /// activation_type(weight)) `act_stride` bytes apart. y: [tokens, y_stride], y_stride >= rows.
@@ -245,7 +245,8 @@ bool ggml_batched_order(quant_type weight, int64_t tokens) noexcept;
 ///   then f = (float)s1·d_w, f -= d_min·(float)s2 fused, and out += f·d_a fused, block after
 ///   block from 0;
 /// - tinyBLAS for iq4_nl: Q8_0's order (acc += d_w·d_a · the block's 8 int32 lanes, one
-///   accumulator, then the horizontal sum), the rows' values widened to Q8_0 blocks.
+///   accumulator, then the horizontal sum), over the rows' values (widened to Q8_0 blocks
+///   first where the level has no IQ4_NL kernel in that order).
 /// Same arguments and checks as mat_mat, which it is otherwise (and at the scalar level).
 status mat_mat_ggml_batched(quant_type weight, int64_t rows, int64_t n, const void* w,
                             size_t row_stride, const void* a, size_t act_stride, int64_t tokens,

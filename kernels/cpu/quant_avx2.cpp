@@ -1323,7 +1323,10 @@ const kernel_table& avx2_kernels() noexcept {
       mat_mat_q2_k,
       mat_mat_q3_k,
       {tiled_q2_k, tiled_q3_k, tiled_q4_k, tiled_q5_k, tiled_q6_k, tiled_iq4_xs},
-      {}};
+      {},
+      true,
+      true,
+      nullptr};
   return table;
 }
 

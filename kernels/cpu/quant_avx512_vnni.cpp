@@ -115,6 +115,25 @@ struct q5_0_layout {  // [fp16 d][32 high bits][16 nibble pairs]: nibble + 16·b
   }
 };
 
+struct q4_0_layout {  // [fp16 d][16 nibble pairs]: nibble − 8 as int8
+  static constexpr size_t bytes = sizeof(block_q4_0);
+  static __m512i pair(const unsigned char* a, const unsigned char* b) {
+    const __m512i nibbles = _mm512_inserti64x4(
+        _mm512_castsi256_si512(q5_0_layout::row(a + 2)), q5_0_layout::row(b + 2), 1);
+    return _mm512_sub_epi8(nibbles, _mm512_set1_epi8(8));
+  }
+};
+struct iq4_nl_layout {  // [fp16 d][16 nibble pairs]: kvalues_iq4nl[nibble]
+  static constexpr size_t bytes = sizeof(block_iq4_nl);
+  static __m512i pair(const unsigned char* a, const unsigned char* b) {
+    const __m512i nibbles = _mm512_inserti64x4(
+        _mm512_castsi256_si512(q5_0_layout::row(a + 2)), q5_0_layout::row(b + 2), 1);
+    const __m512i table = _mm512_broadcast_i32x4(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(iq4_values)));
+    return _mm512_shuffle_epi8(table, nibbles);
+  }
+};
+
 /// R rows (1..8) of unsigned-quant weights (Q4_1 or Q5_1, by L) × T Q8_1 tokens over nb blocks:
 /// y[t·ys + r] = dot_q4_1 / dot_q5_1 (row r, token t).
 ///
@@ -190,8 +209,9 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
   }
 }
 
-/// R rows (1..8) of signed-quant weights (Q8_0 or Q5_0, by L) × T Q8_0 tokens over nb blocks:
-/// y[t·ys + r] = dot_q8_0 / dot_q5_0 (row r, token t). Row pair p is one zmm [row 2p's 32
+/// R rows (1..8) of signed-quant weights (Q8_0, Q5_0, Q4_0 or IQ4_NL, by L) × T Q8_0 tokens
+/// over nb blocks: y[t·ys + r] = dot_q8_0 / dot_q5_0 / dot_q4_0 (row r, token t); for IQ4_NL,
+/// Q8_0's order over its values (tinyBLAS's, not dot_iq4_nl's). Row pair p is one zmm [row 2p's 32
 /// quants | row 2p+1's], in element order; the activations are broadcast to both halves.
 template <class L, int R, int T>
 void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
@@ -296,6 +316,16 @@ void mat_mat_q5_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws,
 void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                               size_t as, int64_t tokens, float* y, int64_t ys) {
   mat_mat_tiles<signed_tile<q8_0_layout>::of, 8, 4>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q4_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
+                              size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<signed_tile<q4_0_layout>::of, 8, 4>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void tinyblas_iq4_nl_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws,
+                                 const void* a, size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<signed_tile<iq4_nl_layout>::of, 8, 4>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q5_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,

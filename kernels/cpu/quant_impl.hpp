@@ -78,6 +78,15 @@ struct kernel_table {
   /// The same order from packed activations (lanes_fn), same type order; nullptr where the
   /// level (or the CPU: AVX-512 VNNI) has none.
   lanes_fn tiled_k_lanes[6];
+  /// Whether mat_mat runs Q5_0 / Q4_0 weights by 4 or more tokens as rows widened to Q8_0
+  /// blocks through mat_mat_q8_0, rather than through mat_mat_q5_0 / mat_mat_q4_0: where that
+  /// measured faster (bench_quant mat_mat_64_tokens, AMD Zen 4: both at the AVX2 level; with
+  /// VNNI Q4_0 only, 94 against 81 Gop/s, while Q5_0's own tiles made 85 against 67).
+  bool widen_q5_0 = false;
+  bool widen_q4_0 = false;
+  /// IQ4_NL rows summed in Q8_0's order (tinyBLAS's, mat_mat_ggml_batched) without widening;
+  /// nullptr: widened to Q8_0 blocks through mat_mat_q8_0.
+  mat_mat_fn tinyblas_iq4_nl = nullptr;
 };
 
 /// Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K block (ggml get_scale_min_k4).
@@ -237,6 +246,13 @@ void lanes_q6_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_s
                             const void* lanes, int64_t tokens, float* y, int64_t y_stride);
 void lanes_iq4_xs_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                               const void* lanes, int64_t tokens, float* y, int64_t y_stride);
+void mat_mat_q4_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                              const void* a, size_t act_stride, int64_t tokens, float* y,
+                              int64_t y_stride);
+/// IQ4_NL rows in Q8_0's order (kernel_table::tinyblas_iq4_nl).
+void tinyblas_iq4_nl_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                                 const void* a, size_t act_stride, int64_t tokens, float* y,
+                                 int64_t y_stride);
 void mat_mat_q5_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                               const void* a, size_t act_stride, int64_t tokens, float* y,
                               int64_t y_stride);
