@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <boost/test/unit_test.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -447,8 +448,14 @@ BOOST_AUTO_TEST_CASE(plugins_stop_with_the_loader) {
   self->monitor(loader);
   caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
   self->receive([](caf::down_msg&) {});
-  // The plugin's tool actor stopped with it: the registry reports it down.
+  // The plugin's tool actor stops with it: the registry then reports it down. (The loader's
+  // down message can arrive before its linked tool actor has finished exiting, so a call made
+  // at once may still be answered; within a few seconds it no longer is.)
   auto r = call("ok", R"({"text":"x"})");
+  for (int i = 0; i < 500 && !r.is_error; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    r = call("ok", R"({"text":"x"})");
+  }
   BOOST_TEST(r.is_error);
 }
 
