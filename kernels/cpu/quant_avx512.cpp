@@ -78,6 +78,7 @@ const kernel_table& avx512_kernels() noexcept {
       t.mat_mat_q4_0 = mat_mat_q4_0_avx512_vnni;
       t.widen_q5_0 = false;  // (quant_impl.hpp says why)
       t.tinyblas_iq4_nl = tinyblas_iq4_nl_avx512_vnni;
+      t.mat_mat_iq4_nl = mat_mat_iq4_nl_avx512_vnni;
       t.tiled_k_lanes[0] = lanes_q2_k_avx512_vnni;
       t.tiled_k_lanes[1] = lanes_q3_k_avx512_vnni;
       t.tiled_k_lanes[2] = lanes_q4_k_avx512_vnni;

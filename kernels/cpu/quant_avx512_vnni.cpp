@@ -213,7 +213,7 @@ void tile_unsigned(int64_t nb, const unsigned char* w, size_t ws, const unsigned
 /// over nb blocks: y[t·ys + r] = dot_q8_0 / dot_q5_0 / dot_q4_0 (row r, token t); for IQ4_NL,
 /// Q8_0's order over its values (tinyBLAS's, not dot_iq4_nl's). Row pair p is one zmm [row 2p's 32
 /// quants | row 2p+1's], in element order; the activations are broadcast to both halves.
-template <class L, int R, int T>
+template <class L, int R, int T, bool Split = false>
 void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a, size_t as,
                float* y, int64_t ys) {
   static_assert(R >= 1 && R <= 8 && T >= 1, "tile_signed takes 1-8 rows");
@@ -224,13 +224,26 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
   __m512i scale_of[P];
 #pragma GCC unroll 8
   for (int p = 0; p < P; ++p) scale_of[p] = spread_q8_0(2 * p, 2 * p + 1);
-  __m512 acc[P][T];
+  constexpr int sets = Split ? 2 : 1;
+  __m512 acc[sets][P][T];
+#pragma GCC unroll 2
+  for (int k = 0; k < sets; ++k)
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
+    for (int t = 0; t < T; ++t)
 #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) acc[p][t] = _mm512_setzero_ps();
+      for (int p = 0; p < P; ++p) acc[k][p][t] = _mm512_setzero_ps();
+  // vpdpbusd takes the weights unsigned, w + 128 (w xor 0x80), starting from −128·Σ
+  // activation: each int32 lane is Σ w·a over its 4 products exactly, as dot_i8_pairs forms it.
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  const auto start_of = [&](__m512i qa) {
+    return _mm512_sub_epi32(_mm512_setzero_si512(),
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, qa));
+  };
+  // Split (dot_iq4_nl's order): even blocks into acc[0], odd ones into acc[1], an odd last block
+  // after the horizontal sums.
+  const int64_t blocks = Split ? nb & ~int64_t{1} : nb;
   const size_t chunk = prefetch_chunk<R>(ws, nb);
-  for (int64_t i = 0; i < nb; ++i) {
+  for (int64_t i = 0; i < blocks; ++i) {
     const size_t wo = static_cast<size_t>(i) * L::bytes;
     prefetch_next_tile<R>(w, ws, i, chunk);
     auto half = [&](int j) { return j < R ? static_cast<short>(load_u16(row[j] + wo)) : short{0}; };
@@ -238,29 +251,23 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
         _mm_setr_epi16(half(0), half(1), half(2), half(3), half(4), half(5), half(6), half(7)));
     __m512 dd[T];
     __m512i qa[T];
-    __m512i start[T];  // −128·Σ of each 4 activations (see below)
+    __m512i start[T];
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const unsigned char* ab = a + t * as + static_cast<size_t>(i) * 34;
       dd[t] = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_set1_ps(fp16(load_u16(ab)))));
       qa[t] = _mm512_broadcast_i64x4(load256(ab + 2));
-      start[t] = _mm512_sub_epi32(
-          _mm512_setzero_si512(),
-          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)),
-                              qa[t]));
+      start[t] = start_of(qa[t]);
     }
+    __m512(&sum)[P][T] = acc[Split ? (i & 1) : 0];
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
-      // vpdpbusd takes the weights unsigned, w + 128 (w xor 0x80), starting from
-      // −128·Σ activation: each int32 lane is Σ w·a over its 4 products exactly, as
-      // dot_i8_pairs forms it.
-      const __m512i uw = _mm512_xor_si512(L::pair(row[2 * p] + wo, row[2 * p + 1] + wo),
-                                          _mm512_set1_epi8(static_cast<char>(0x80)));
+      const __m512i uw = _mm512_xor_si512(L::pair(row[2 * p] + wo, row[2 * p + 1] + wo), bias);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m512i s = _mm512_dpbusd_epi32(start[t], uw, qa[t]);
-        acc[p][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(scale_of[p], dd[t]),
-                                    _mm512_cvtepi32_ps(s), acc[p][t]);
+        sum[p][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(scale_of[p], dd[t]),
+                                    _mm512_cvtepi32_ps(s), sum[p][t]);
       }
     }
   }
@@ -268,10 +275,27 @@ void tile_signed(int64_t nb, const unsigned char* w, size_t ws, const unsigned c
   for (int t = 0; t < T; ++t) {
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
-      const __m512 v = acc[p][t];
-      y[t * ys + 2 * p] = hsum(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1));
-      if (2 * p + 1 < R)
-        y[t * ys + 2 * p + 1] = hsum(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3));
+      const __m512 v = Split ? _mm512_add_ps(acc[0][p][t], acc[sets - 1][p][t]) : acc[0][p][t];
+      float out[2] = {hsum(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1)),
+                      hsum(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3))};
+      if (Split && blocks < nb) {  // the odd last block: exact Σ, (d_a·d_w)·Σ rounded, added
+        const size_t wo = static_cast<size_t>(blocks) * L::bytes;
+        const unsigned char* ab = a + t * as + static_cast<size_t>(blocks) * 34;
+        const __m512i qa = _mm512_broadcast_i64x4(load256(ab + 2));
+        const __m512i s = _mm512_dpbusd_epi32(
+            start_of(qa), _mm512_xor_si512(L::pair(row[2 * p] + wo, row[2 * p + 1] + wo), bias),
+            qa);
+        const int32_t sumi[2] = {_mm512_mask_reduce_add_epi32(0x00FF, s),
+                                 _mm512_mask_reduce_add_epi32(0xFF00, s)};
+        for (int h = 0; h < 2; ++h) {
+          float prod = (fp16(load_u16(ab)) * fp16(load_u16(row[2 * p + h] + wo))) *
+                       static_cast<float>(sumi[h]);
+          __asm__("" : "+x"(prod));  // rounded before the add, as in dot_iq4_nl
+          out[h] += prod;
+        }
+      }
+      y[t * ys + 2 * p] = out[0];
+      if (2 * p + 1 < R) y[t * ys + 2 * p + 1] = out[1];
     }
   }
 }
@@ -290,13 +314,13 @@ struct unsigned_tile {
   };
 };
 
-template <class L>
+template <class L, bool Split = false>
 struct signed_tile {
   template <int R, int T>
   struct of {
     static void run(int64_t nb, const unsigned char* w, size_t ws, const unsigned char* a,
                     size_t as, float* y, int64_t ys) {
-      tile_signed<L, R, T>(nb, w, ws, a, as, y, ys);
+      tile_signed<L, R, T, Split>(nb, w, ws, a, as, y, ys);
     }
   };
 };
@@ -326,6 +350,11 @@ void mat_mat_q4_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws,
 void tinyblas_iq4_nl_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws,
                                  const void* a, size_t as, int64_t tokens, float* y, int64_t ys) {
   mat_mat_tiles<signed_tile<iq4_nl_layout>::of, 8, 4>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_iq4_nl_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws,
+                                const void* a, size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_tiles<signed_tile<iq4_nl_layout, true>::of, 8, 2>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 void mat_mat_q5_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,

@@ -249,6 +249,10 @@ void lanes_iq4_xs_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row
 void mat_mat_q4_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                               const void* a, size_t act_stride, int64_t tokens, float* y,
                               int64_t y_stride);
+/// IQ4_NL rows in dot_iq4_nl's order (mat_mat_fn contract).
+void mat_mat_iq4_nl_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
+                                const void* a, size_t act_stride, int64_t tokens, float* y,
+                                int64_t y_stride);
 /// IQ4_NL rows in Q8_0's order (kernel_table::tinyblas_iq4_nl).
 void tinyblas_iq4_nl_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                                  const void* a, size_t act_stride, int64_t tokens, float* y,
