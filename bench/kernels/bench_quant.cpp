@@ -126,19 +126,36 @@ void bm_mat_vec(benchmark::State& state, q::quant_type t, q::isa level) {
 /// tokens per second. 256 × 4096 weights (cols 4096: a whole number of K-quant super-blocks).
 constexpr int64_t batch_tokens = 64;
 
-void bm_mat_mat(benchmark::State& state, q::quant_type t) {
-  const problem p = make_problem(t);
-  // batch_tokens activation rows, each the problem's row scaled differently.
-  std::vector<unsigned char> acts;
-  const size_t as = p.a.size();
-  std::mt19937 gen(77);
+/// batch_tokens random activation rows of p's activation type (rows p.a.size() bytes apart).
+std::vector<unsigned char> batch_activations(const problem& p, unsigned seed) {
+  std::vector<unsigned char> acts(p.a.size() * batch_tokens);
+  std::mt19937 gen(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<float> row(cols);
-  acts.resize(as * batch_tokens);
   for (int64_t k = 0; k < batch_tokens; ++k) {
     for (float& v : row) v = u(gen);
-    q::quantize_row(p.act, row.data(), &acts[k * as], cols);
+    q::quantize_row(p.act, row.data(), &acts[k * p.a.size()], cols);
   }
+  return acts;
+}
+
+/// Median of 7 timed calls of f, in seconds.
+template <class F>
+double median_of_7(F&& f) {
+  std::vector<double> ts;
+  for (int rep = 0; rep < 7; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
+void bm_mat_mat(benchmark::State& state, q::quant_type t) {
+  const problem p = make_problem(t);
+  const std::vector<unsigned char> acts = batch_activations(p, 77);
+  const size_t as = p.a.size();
   std::vector<float> y(rows * batch_tokens), ref(rows * batch_tokens);
   const auto tiles = [&] {
     q::mat_mat(t, rows, cols, p.w.data(), p.stride, acts.data(), as, batch_tokens, y.data(), rows);
@@ -159,17 +176,7 @@ void bm_mat_mat(benchmark::State& state, q::quant_type t) {
   for (auto _ : state) tiles();
   state.counters["ops"] = benchmark::Counter(2.0 * rows * cols * batch_tokens,
                                              benchmark::Counter::kIsIterationInvariantRate);
-  const auto median = [](auto&& f) {
-    std::vector<double> ts;
-    for (int rep = 0; rep < 7; ++rep) {
-      const auto t0 = std::chrono::steady_clock::now();
-      f();
-      ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(ts.begin(), ts.end());
-    return ts[ts.size() / 2];
-  };
-  state.counters["x_row_dot"] = median(row_dots) / median(tiles);
+  state.counters["x_row_dot"] = median_of_7(row_dots) / median_of_7(tiles);
 }
 
 /// The K-quants and IQ4_XS in llama.cpp's batched order (mat_mat_ggml_batched, as a prefill
@@ -178,16 +185,8 @@ void bm_mat_mat(benchmark::State& state, q::quant_type t) {
 /// tokens-in-lanes kernels, the activations' packing included in each call.
 void bm_ggml_batched(benchmark::State& state, q::quant_type t) {
   const problem p = make_problem(t);
-  std::vector<unsigned char> acts;
+  const std::vector<unsigned char> acts = batch_activations(p, 78);
   const size_t as = p.a.size();
-  std::mt19937 gen(78);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> row(cols);
-  acts.resize(as * batch_tokens);
-  for (int64_t k = 0; k < batch_tokens; ++k) {
-    for (float& v : row) v = u(gen);
-    q::quantize_row(p.act, row.data(), &acts[k * as], cols);
-  }
   std::vector<float> y(rows * batch_tokens), ref(rows * batch_tokens);
   const auto run = [&](q::isa level, std::vector<float>& out) {
     q::mat_mat_ggml_batched(t, rows, cols, p.w.data(), p.stride, acts.data(), as, batch_tokens,
@@ -203,17 +202,8 @@ void bm_ggml_batched(benchmark::State& state, q::quant_type t) {
   for (auto _ : state) run(q::isa::best, y);
   state.counters["ops"] = benchmark::Counter(2.0 * rows * cols * batch_tokens,
                                              benchmark::Counter::kIsIterationInvariantRate);
-  const auto median = [&](q::isa level, std::vector<float>& out) {
-    std::vector<double> ts;
-    for (int rep = 0; rep < 7; ++rep) {
-      const auto t0 = std::chrono::steady_clock::now();
-      run(level, out);
-      ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(ts.begin(), ts.end());
-    return ts[ts.size() / 2];
-  };
-  state.counters["x_avx2"] = median(q::isa::avx2, ref) / median(q::isa::best, y);
+  state.counters["x_avx2"] = median_of_7([&] { run(q::isa::avx2, ref); }) /
+                            median_of_7([&] { run(q::isa::best, y); });
 }
 
 const q::quant_type types[] = {q::quant_type::f32,  q::quant_type::f16,  q::quant_type::bf16,

@@ -79,12 +79,7 @@ const kernel_table& avx512_kernels() noexcept {
       t.widen_q5_0 = false;  // (quant_impl.hpp says why)
       t.tinyblas_iq4_nl = tinyblas_iq4_nl_avx512_vnni;
       t.mat_mat_iq4_nl = mat_mat_iq4_nl_avx512_vnni;
-      t.tiled_k_lanes[0] = lanes_q2_k_avx512_vnni;
-      t.tiled_k_lanes[1] = lanes_q3_k_avx512_vnni;
-      t.tiled_k_lanes[2] = lanes_q4_k_avx512_vnni;
-      t.tiled_k_lanes[3] = lanes_q5_k_avx512_vnni;
-      t.tiled_k_lanes[4] = lanes_q6_k_avx512_vnni;
-      t.tiled_k_lanes[5] = lanes_iq4_xs_avx512_vnni;
+      for (int k = 0; k < 6; ++k) t.tiled_k_lanes[k] = avx512_vnni_lanes_kernels()[k];
     }
     return t;
   }();

@@ -275,29 +275,12 @@ void lanes_matrix(int64_t rows, int64_t n, const void* w, size_t ws, const void*
 
 }  // namespace
 
-void lanes_q2_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* lanes,
-                            int64_t tokens, float* y, int64_t ys) {
-  lanes_matrix<block_q2_k, 16, true>(rows, n, w, ws, lanes, tokens, y, ys);
-}
-void lanes_q3_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* lanes,
-                            int64_t tokens, float* y, int64_t ys) {
-  lanes_matrix<block_q3_k, 16, false>(rows, n, w, ws, lanes, tokens, y, ys);
-}
-void lanes_q4_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* lanes,
-                            int64_t tokens, float* y, int64_t ys) {
-  lanes_matrix<block_q4_k, 32, true>(rows, n, w, ws, lanes, tokens, y, ys);
-}
-void lanes_q5_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* lanes,
-                            int64_t tokens, float* y, int64_t ys) {
-  lanes_matrix<block_q5_k, 32, true>(rows, n, w, ws, lanes, tokens, y, ys);
-}
-void lanes_q6_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* lanes,
-                            int64_t tokens, float* y, int64_t ys) {
-  lanes_matrix<block_q6_k, 16, false>(rows, n, w, ws, lanes, tokens, y, ys);
-}
-void lanes_iq4_xs_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* lanes,
-                              int64_t tokens, float* y, int64_t ys) {
-  lanes_matrix<block_iq4_xs, 32, false>(rows, n, w, ws, lanes, tokens, y, ys);
+const lanes_fn* avx512_vnni_lanes_kernels() noexcept {
+  static constexpr lanes_fn table[6] = {
+      lanes_matrix<block_q2_k, 16, true>,  lanes_matrix<block_q3_k, 16, false>,
+      lanes_matrix<block_q4_k, 32, true>,  lanes_matrix<block_q5_k, 32, true>,
+      lanes_matrix<block_q6_k, 16, false>, lanes_matrix<block_iq4_xs, 32, false>};
+  return table;
 }
 
 }  // namespace troupe::kernels::cpu::detail

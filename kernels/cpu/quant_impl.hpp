@@ -233,19 +233,9 @@ void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row
 void mat_mat_q5_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                               const void* a, size_t act_stride, int64_t tokens, float* y,
                               int64_t y_stride);
-/// Defined in quant_avx512_vnni_lanes.cpp (lanes_fn contract), same CPU condition.
-void lanes_q2_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
-void lanes_q3_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
-void lanes_q4_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
-void lanes_q5_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
-void lanes_q6_k_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                            const void* lanes, int64_t tokens, float* y, int64_t y_stride);
-void lanes_iq4_xs_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                              const void* lanes, int64_t tokens, float* y, int64_t y_stride);
+/// Defined in quant_avx512_vnni_lanes.cpp, same CPU condition: the six lanes_fn kernels in
+/// kernel_table::tiled_k_lanes's order.
+const lanes_fn* avx512_vnni_lanes_kernels() noexcept;
 void mat_mat_q4_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
                               const void* a, size_t act_stride, int64_t tokens, float* y,
                               int64_t y_stride);
