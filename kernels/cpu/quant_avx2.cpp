@@ -1116,13 +1116,37 @@ void q3_k_row(int64_t nb, const block_q3_k* x, const unsigned char* a, size_t as
   for (int t = 0; t < T; ++t) y[t * ys] = Tiled ? tiled[t] : hsum(acc[t]);
 }
 
-/// Every row of a K-quant (or IQ4_XS) matrix, tokens 4 at a time (the last 1-3 together):
-/// Row<T> is q2_k_row, q3_k_row, q4_k_row, q5_k_row, q6_k_row or iq4_xs_row.
-template <class Block,
-          void (*Row1)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
-          void (*Row2)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
-          void (*Row3)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t),
-          void (*Row4)(int64_t, const Block*, const unsigned char*, size_t, float*, int64_t)>
+// The row kernels of each K-quant (or IQ4_XS) type, for mat_mat_k: row<T, Tiled> is that
+// type's *_row<T, Tiled>.
+struct q2_k_rows {
+  using block = block_q2_k;
+  template <int T, bool Tiled> static constexpr auto row = q2_k_row<T, Tiled>;
+};
+struct q3_k_rows {
+  using block = block_q3_k;
+  template <int T, bool Tiled> static constexpr auto row = q3_k_row<T, Tiled>;
+};
+struct q4_k_rows {
+  using block = block_q4_k;
+  template <int T, bool Tiled> static constexpr auto row = q4_k_row<T, Tiled>;
+};
+struct q5_k_rows {
+  using block = block_q5_k;
+  template <int T, bool Tiled> static constexpr auto row = q5_k_row<T, Tiled>;
+};
+struct q6_k_rows {
+  using block = block_q6_k;
+  template <int T, bool Tiled> static constexpr auto row = q6_k_row<T, Tiled>;
+};
+struct iq4_xs_rows {
+  using block = block_iq4_xs;
+  template <int T, bool Tiled> static constexpr auto row = iq4_xs_row<T, Tiled>;
+};
+
+/// Every row of a K-quant (or IQ4_XS) matrix, tokens 4 at a time (the last 1-3 together), with
+/// K's row kernels (the *_rows above): in vec_dot's order, or (Tiled) in the order of ggml's
+/// tiled K-quant matmul (tiled_epilogue), which llama.cpp takes for 8 or more tokens.
+template <class K, bool Tiled>
 void mat_mat_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                int64_t tokens, float* y, int64_t ys) {
   const int64_t nb = n / qk_k;
@@ -1132,98 +1156,26 @@ void mat_mat_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
     const int64_t left = tokens - t;
     const unsigned char* at = ab + static_cast<size_t>(t) * as;
     for (int64_t r = 0; r < rows; ++r) {
-      const auto* x = reinterpret_cast<const Block*>(wb + static_cast<size_t>(r) * ws);
+      const auto* x =
+          reinterpret_cast<const typename K::block*>(wb + static_cast<size_t>(r) * ws);
       float* yo = y + t * ys + r;
       switch (left < 4 ? left : 4) {
         case 1:
-          Row1(nb, x, at, as, yo, ys);
+          K::template row<1, Tiled>(nb, x, at, as, yo, ys);
           break;
         case 2:
-          Row2(nb, x, at, as, yo, ys);
+          K::template row<2, Tiled>(nb, x, at, as, yo, ys);
           break;
         case 3:
-          Row3(nb, x, at, as, yo, ys);
+          K::template row<3, Tiled>(nb, x, at, as, yo, ys);
           break;
         default:
-          Row4(nb, x, at, as, yo, ys);
+          K::template row<4, Tiled>(nb, x, at, as, yo, ys);
       }
     }
   }
 }
 
-void mat_mat_q4_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                  int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q4_k, q4_k_row<1, false>, q4_k_row<2, false>, q4_k_row<3, false>,
-            q4_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void mat_mat_q5_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                  int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q5_k, q5_k_row<1, false>, q5_k_row<2, false>, q5_k_row<3, false>,
-            q5_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void mat_mat_q2_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                  int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q2_k, q2_k_row<1, false>, q2_k_row<2, false>, q2_k_row<3, false>,
-            q2_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void mat_mat_q3_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                  int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q3_k, q3_k_row<1, false>, q3_k_row<2, false>, q3_k_row<3, false>,
-            q3_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void mat_mat_iq4_xs(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                    int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_iq4_xs, iq4_xs_row<1, false>, iq4_xs_row<2, false>, iq4_xs_row<3, false>,
-            iq4_xs_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void mat_mat_q6_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                  int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q6_k, q6_k_row<1, false>, q6_k_row<2, false>, q6_k_row<3, false>,
-            q6_k_row<4, false>>(rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-/// The same rows in the order of ggml's tiled K-quant matmul (tiled_epilogue), which llama.cpp
-/// takes for 8 or more tokens.
-void tiled_q2_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q2_k, q2_k_row<1, true>, q2_k_row<2, true>, q2_k_row<3, true>, q2_k_row<4, true>>(
-      rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void tiled_q3_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q3_k, q3_k_row<1, true>, q3_k_row<2, true>, q3_k_row<3, true>, q3_k_row<4, true>>(
-      rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void tiled_q4_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q4_k, q4_k_row<1, true>, q4_k_row<2, true>, q4_k_row<3, true>, q4_k_row<4, true>>(
-      rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void tiled_q5_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q5_k, q5_k_row<1, true>, q5_k_row<2, true>, q5_k_row<3, true>, q5_k_row<4, true>>(
-      rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void tiled_q6_k(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_q6_k, q6_k_row<1, true>, q6_k_row<2, true>, q6_k_row<3, true>, q6_k_row<4, true>>(
-      rows, n, w, ws, a, as, tokens, y, ys);
-}
-
-void tiled_iq4_xs(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
-                  int64_t tokens, float* y, int64_t ys) {
-  mat_mat_k<block_iq4_xs, iq4_xs_row<1, true>, iq4_xs_row<2, true>, iq4_xs_row<3, true>,
-            iq4_xs_row<4, true>>(rows, n, w, ws, a, as, tokens, y, ys);
-}
 
 void mat_mat_iq4_nl(int64_t rows, int64_t n, const void* w, size_t ws, const void* a, size_t as,
                     int64_t tokens, float* y, int64_t ys) {
@@ -1315,14 +1267,15 @@ const kernel_table& avx2_kernels() noexcept {
       dot_iq4_nl,
       dot_iq4_xs,
       mat_mat_q4_0,
-      mat_mat_q4_k,
-      mat_mat_q6_k,
-      mat_mat_q5_k,
+      mat_mat_k<q4_k_rows, false>,
+      mat_mat_k<q6_k_rows, false>,
+      mat_mat_k<q5_k_rows, false>,
       mat_mat_iq4_nl,
-      mat_mat_iq4_xs,
-      mat_mat_q2_k,
-      mat_mat_q3_k,
-      {tiled_q2_k, tiled_q3_k, tiled_q4_k, tiled_q5_k, tiled_q6_k, tiled_iq4_xs},
+      mat_mat_k<iq4_xs_rows, false>,
+      mat_mat_k<q2_k_rows, false>,
+      mat_mat_k<q3_k_rows, false>,
+      {mat_mat_k<q2_k_rows, true>, mat_mat_k<q3_k_rows, true>, mat_mat_k<q4_k_rows, true>,
+       mat_mat_k<q5_k_rows, true>, mat_mat_k<q6_k_rows, true>, mat_mat_k<iq4_xs_rows, true>},
       {},
       true,
       true,
