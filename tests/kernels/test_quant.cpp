@@ -815,7 +815,8 @@ BOOST_AUTO_TEST_CASE(lanes_kernels_equal_the_avx2_tiled_order_bit_for_bit) {
                              status::ok);
           BOOST_TEST_REQUIRE(q::mat_mat_ggml_batched_lanes(t, rows, n, w.data(), stride,
                                                            lanes.data(), tokens,
-                                                           packed_got.data(), rows) == status::ok);
+                                                           packed_got.data(), rows,
+                                                           isa::avx512) == status::ok);
           for (size_t i = 0; i < want.size(); ++i) {
             BOOST_TEST(std::memcmp(&got[i], &want[i], 4) == 0,
                        i << ": " << got[i] << " vs " << want[i]);
@@ -835,8 +836,8 @@ BOOST_AUTO_TEST_CASE(lanes_kernels_equal_the_avx2_tiled_order_bit_for_bit) {
              status::unsupported_type);  // below the batch size
   BOOST_TEST(q::mat_mat_ggml_batched_lanes(quant_type::q8_0, 1, 256, buf, 272, buf, 9, &y, 1) ==
              status::unsupported_type);
-  BOOST_TEST(q::mat_mat_ggml_batched_lanes(quant_type::q4_k, 2, 256, buf, 144, buf, 9, &y, 1) ==
-             status::bad_size);
+  BOOST_TEST(q::mat_mat_ggml_batched_lanes(quant_type::q4_k, 2, 256, buf, 144, buf, 9, &y, 1,
+                                           isa::avx512) == status::bad_size);
 }
 
 BOOST_AUTO_TEST_CASE(ggml_batched_order_follows_llama_cpp_and_close_to_vec_dot) {
