@@ -68,19 +68,9 @@ const kernel_table& avx512_kernels() noexcept {
     t.dot_bf16 = dot_half<load_bf16x16>;
     // The GGUF quant types keep the AVX2 dot products: their lane-for-lane order is ggml's (whose
     // x86 kernels for them are AVX2 ones), and two-blocks-per-zmm Q8_0/Q4_x versions measured
-    // 1.4-1.9x slower than AVX2 on the dev VM (bench_quant, mat_vec 256x4096). Their multi-row kernels (Q4_0's excepted) take two
-    // rows per zmm with VNNI where the CPU has it (quant_avx512_vnni.cpp), else the AVX2 ones.
-    if (__builtin_cpu_supports("avx512vnni")) {
-      t.mat_mat_q4_1 = mat_mat_q4_1_avx512_vnni;
-      t.mat_mat_q8_0 = mat_mat_q8_0_avx512_vnni;
-      t.mat_mat_q5_0 = mat_mat_q5_0_avx512_vnni;
-      t.mat_mat_q5_1 = mat_mat_q5_1_avx512_vnni;
-      t.mat_mat_q4_0 = mat_mat_q4_0_avx512_vnni;
-      t.widen_q5_0 = false;  // (quant_impl.hpp says why)
-      t.tinyblas_iq4_nl = tinyblas_iq4_nl_avx512_vnni;
-      t.mat_mat_iq4_nl = mat_mat_iq4_nl_avx512_vnni;
-      for (int k = 0; k < 6; ++k) t.tiled_k_lanes[k] = avx512_vnni_lanes_kernels()[k];
-    }
+    // 1.4-1.9x slower than AVX2 on the dev VM (bench_quant, mat_vec 256x4096). Their multi-row
+    // kernels use VNNI where the CPU has it (quant_avx512_vnni.cpp), else the AVX2 ones.
+    if (__builtin_cpu_supports("avx512vnni")) use_avx512_vnni_kernels(t);
     return t;
   }();
   return table;

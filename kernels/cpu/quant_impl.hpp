@@ -222,33 +222,13 @@ const kernel_table& scalar_kernels() noexcept;
 /// Defined in quant_avx2.cpp / quant_avx512.cpp; only call after the CPU check passed.
 const kernel_table& avx2_kernels() noexcept;
 const kernel_table& avx512_kernels() noexcept;
-/// Defined in quant_avx512_vnni.cpp (mat_mat_fn contract); only call after the CPU reported
-/// avx512f, avx512bw, avx512vl and avx512vnni.
-void mat_mat_q4_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                              const void* a, size_t act_stride, int64_t tokens, float* y,
-                              int64_t y_stride);
-void mat_mat_q8_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                              const void* a, size_t act_stride, int64_t tokens, float* y,
-                              int64_t y_stride);
-void mat_mat_q5_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                              const void* a, size_t act_stride, int64_t tokens, float* y,
-                              int64_t y_stride);
+/// Defined in quant_avx512_vnni.cpp; only call after the CPU reported avx512f, avx512bw,
+/// avx512vl and avx512vnni: puts the VNNI multi-row kernels into t (Q4_1, Q5_1, Q8_0, Q5_0, Q4_0
+/// and IQ4_NL tiles, IQ4_NL in tinyBLAS's order, the K-quant lanes kernels) and sets its
+/// widening flags for them.
+void use_avx512_vnni_kernels(kernel_table& t) noexcept;
 /// Defined in quant_avx512_vnni_lanes.cpp, same CPU condition: the six lanes_fn kernels in
 /// kernel_table::tiled_k_lanes's order.
 const lanes_fn* avx512_vnni_lanes_kernels() noexcept;
-void mat_mat_q4_0_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                              const void* a, size_t act_stride, int64_t tokens, float* y,
-                              int64_t y_stride);
-/// IQ4_NL rows in dot_iq4_nl's order (mat_mat_fn contract).
-void mat_mat_iq4_nl_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                                const void* a, size_t act_stride, int64_t tokens, float* y,
-                                int64_t y_stride);
-/// IQ4_NL rows in Q8_0's order (kernel_table::tinyblas_iq4_nl).
-void tinyblas_iq4_nl_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                                 const void* a, size_t act_stride, int64_t tokens, float* y,
-                                 int64_t y_stride);
-void mat_mat_q5_1_avx512_vnni(int64_t rows, int64_t n, const void* w, size_t row_stride,
-                              const void* a, size_t act_stride, int64_t tokens, float* y,
-                              int64_t y_stride);
 
 }  // namespace troupe::kernels::cpu::detail
