@@ -21,14 +21,6 @@ inline float reduce16(acc16 a) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-/// Local, not quant.hpp's inline bf16_to_fp32: an inline function emitted from this AVX2 unit
-/// could be the copy the linker keeps for the baseline code too.
-float bf16(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  __builtin_memcpy(&f, &bits, sizeof f);
-  return f;
-}
 
 /// Elements i..i+7 of an f32 or f16 weight row as floats.
 template <quant_type T>
@@ -82,7 +74,7 @@ float vec_dot(int64_t n, const void* w, const void* a) {
     sum += static_cast<double>(reduce16(c1));
     const auto* x = static_cast<const uint16_t*>(w);
     const auto* y = static_cast<const uint16_t*>(a);
-    for (int64_t i = np; i < n; ++i) sum += static_cast<double>(bf16(x[i]) * bf16(y[i]));
+    for (int64_t i = np; i < n; ++i) sum += static_cast<double>(bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]));
     return static_cast<float>(sum);
   } else {
     acc16 c[4];

@@ -16,13 +16,6 @@
 namespace troupe::kernels::cpu::detail {
 namespace {
 
-/// Local, not quant.hpp's inline bf16_to_fp32 (see float_dot_avx2.cpp).
-float bf16(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  __builtin_memcpy(&f, &bits, sizeof f);
-  return f;
-}
 
 /// Elements i..i+15 of an f32 or f16 weight row as floats.
 template <quant_type T>
@@ -67,7 +60,7 @@ float vec_dot(int64_t n, const void* w, const void* a) {
     sum += static_cast<double>(_mm512_reduce_add_ps(c1));
     const auto* x = static_cast<const uint16_t*>(w);
     const auto* y = static_cast<const uint16_t*>(a);
-    for (int64_t i = np; i < n; ++i) sum += static_cast<double>(bf16(x[i]) * bf16(y[i]));
+    for (int64_t i = np; i < n; ++i) sum += static_cast<double>(bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]));
     return static_cast<float>(sum);
   } else {
     const auto* y = static_cast<const float*>(a);

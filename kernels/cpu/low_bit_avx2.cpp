@@ -30,18 +30,11 @@ inline float hsum(__m256 x) {
   return _mm_cvtss_f32(r);
 }
 
-/// Not quant.hpp's inline bf16_to_fp32: no inline definitions shared across ISAs (quant_impl.hpp).
-inline float bf16_scalar(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
 
 template <scale_type S>
 inline float scale_at(const void* s, int64_t i) {
   if constexpr (S == scale_type::bf16)
-    return bf16_scalar(static_cast<const uint16_t*>(s)[i]);
+    return bf16_to_fp32(static_cast<const uint16_t*>(s)[i]);
   else if constexpr (S == scale_type::f16)
     return _cvtsh_ss(static_cast<const uint16_t*>(s)[i]);
   else

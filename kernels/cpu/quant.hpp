@@ -182,7 +182,9 @@ bool activation_type(quant_type weight, quant_type* out) noexcept;
 // ---- scalar conversions (exact, round-to-nearest-even; NaN stays NaN) -----------------------
 float fp16_to_fp32(uint16_t h) noexcept;
 uint16_t fp32_to_fp16(float f) noexcept;
-inline float bf16_to_fp32(uint16_t h) noexcept {
+/// `static`: each translation unit keeps its own copy, so the kernels compiled with AVX flags
+/// can call it too without the linker ever picking their copy for baseline callers.
+static inline float bf16_to_fp32(uint16_t h) noexcept {
   uint32_t bits = static_cast<uint32_t>(h) << 16;
   float f;
   __builtin_memcpy(&f, &bits, sizeof f);

@@ -81,14 +81,6 @@ float dot_half(int64_t n, const void* w, const void* a) {
   return s;
 }
 
-// Local, not quant.hpp's inline bf16_to_fp32: an inline function emitted from this AVX2 TU could be
-// the copy the linker keeps for every caller.
-float bf16(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  __builtin_memcpy(&f, &bits, sizeof f);
-  return f;
-}
 
 float dot_q8_0(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const block_q8_0*>(w);
@@ -1246,7 +1238,7 @@ const kernel_table& avx2_kernels() noexcept {
   static const kernel_table table{
       dot_f32,
       dot_half<load_f16x8, fp16>,
-      dot_half<load_bf16x8, bf16>,
+      dot_half<load_bf16x8, bf16_to_fp32>,
       dot_q8_0,
       dot_q4_0,
       dot_q4_1,
