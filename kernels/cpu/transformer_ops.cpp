@@ -14,11 +14,7 @@
 namespace troupe::kernels::cpu {
 
 namespace detail {
-namespace {
 
-/// ggml_v_expf as built for AVX-512 (vec.h), one lane: a degree-5 polynomial on the reduced
-/// argument, scaled by 2^n with _mm512_scalef_ps (one rounding, here ldexp). Not libm's expf:
-/// the two differ in the last bit often enough to change a greedy continuation.
 float expf_ggml(float x) noexcept {
   const float r = 0x1.8p23f;
   const float z = std::fma(x, 0x1.715476p+0f, r);
@@ -31,6 +27,8 @@ float expf_ggml(float x) noexcept {
                            u, std::fma(0x1.ffffecp-1f, b, 1.0f));
   return std::ldexp(j, static_cast<int>(n));
 }
+
+namespace {
 
 /// ggml_vec_dot_f32 (AVX-512): four 16-lane FMA accumulators per 64 elements, folded
 /// (0+2) + (1+3), reduced, then the tail added in float as GCC 12 -O3 compiles ggml's loop:
@@ -162,20 +160,22 @@ std::vector<const transformer_table*> transformer_kernel_variants() {
   return v;
 }
 
+const transformer_table& active_transformer_kernels() noexcept {
+  static const transformer_table* const table = [] {
+#if defined(TROUPE_KERNELS_HAVE_AVX2)
+    if (static_cast<int>(best_isa()) >= static_cast<int>(isa::avx2))
+      return &avx2_transformer_kernels();
+#endif
+    return &scalar_transformer_kernels();
+  }();
+  return *table;
+}
+
 }  // namespace detail
 
 namespace {
 
-const detail::transformer_table& kernels() noexcept {
-  static const detail::transformer_table* const table = [] {
-#if defined(TROUPE_KERNELS_HAVE_AVX2)
-    if (static_cast<int>(best_isa()) >= static_cast<int>(isa::avx2))
-      return &detail::avx2_transformer_kernels();
-#endif
-    return &detail::scalar_transformer_kernels();
-  }();
-  return *table;
-}
+const detail::transformer_table& kernels() noexcept { return detail::active_transformer_kernels(); }
 
 }  // namespace
 

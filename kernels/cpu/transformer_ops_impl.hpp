@@ -45,6 +45,11 @@ struct transformer_table {
   void (*quantize_q8_0)(const float* x, void* y, int64_t n) noexcept;
 };
 
+/// ggml_v_expf as built for AVX-512 (vec.h), one lane: a degree-5 polynomial on the reduced
+/// argument, scaled by 2^n with _mm512_scalef_ps (one rounding, here ldexp). Not libm's expf:
+/// the two differ in the last bit often enough to change a greedy continuation.
+float expf_ggml(float x) noexcept;
+
 /// ggml_compute_forward_soft_max_f32 on one row: x·scale, max, ggml_v_expf(x - max) summed per
 /// 16 lanes (_mm512_reduce_add_ps) into a double, then times (float)(1/sum). In place.
 void softmax_ggml(float* x, int64_t n, float scale) noexcept;
@@ -54,5 +59,7 @@ const transformer_table& scalar_transformer_kernels() noexcept;
 const transformer_table& avx2_transformer_kernels() noexcept;
 /// Every variant compiled in and runnable on this CPU, scalar first (the tests compare them).
 std::vector<const transformer_table*> transformer_kernel_variants();
+/// The variant the kernels dispatch to on this CPU (best_isa(): TROUPE_KERNELS_ISA caps it).
+const transformer_table& active_transformer_kernels() noexcept;
 
 }  // namespace troupe::kernels::cpu::detail

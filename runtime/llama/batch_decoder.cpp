@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "cpu/moe_ops.hpp"
 #include "cpu/thread_pool.hpp"
 #include "cpu/transformer_ops.hpp"
 #include "llama_weights.hpp"
@@ -41,6 +42,10 @@ struct batch_decoder::state {
   // Per step, sized for the largest batch seen: [tokens, ...] activations.
   std::vector<float> x, cur, q, k, v, attn, proj, gate, up;
   std::vector<float> last, logits;  // [chunks, hidden], [chunks, vocab]
+  // Mixture of experts: router logits [tokens, experts]; per (token, slot) pair the expert, its
+  // weight, and the expert's gate/up [pairs, ffn] and down [pairs, hidden] outputs.
+  std::vector<float> router, expert_w, moe_gate, moe_up, moe_down;
+  std::vector<int32_t> expert_ids;
   std::vector<int32_t> tokens;      // all tokens of the step, chunk after chunk
   std::vector<int64_t> pos;         // position of each token
   std::vector<float> rope;          // [tokens, 2 * rope_dim] rotation coefficients
@@ -198,6 +203,47 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
           "mat_mul");
   };
 
+  // The feed-forward of a mixture-of-experts layer, as llama.cpp's build_moe_ffn computes it for
+  // llama files: router logits, softmax top-k (weights renormalised), each chosen expert's SwiGLU
+  // over its tokens (MUL_MAT_ID), then proj = Σ_slot weight·expert output, in slot order.
+  auto moe_ffn = [&](const layer_weights& l) {
+    const int64_t E = h.experts, K = h.experts_used, P = T * K;
+    fit(s.router, T * E); fit(s.expert_w, P); fit(s.moe_gate, P * h.ffn); fit(s.moe_up, P * h.ffn);
+    fit(s.moe_down, P * H);
+    s.expert_ids.resize(static_cast<size_t>(P));
+    mm(l.router, s.cur.data(), s.router.data(), T);
+    for (int64_t t = 0; t < T; ++t)
+      check(kc::moe_route_softmax(s.router.data() + t * E, E, K, s.expert_ids.data() + t * K,
+                                  s.expert_w.data() + t * K),
+            "moe_route_softmax");
+    auto stack = [&](const matrix& m, size_t stride, float* y) {
+      return kc::expert_matrices{m.type, E, m.rows, m.data, m.row_stride, stride, y};
+    };
+    const kc::expert_matrices gate_up[2] = {stack(l.gate_exps, l.gate_exps_stride, s.moe_gate.data()),
+                                            stack(l.up_exps, l.up_exps_stride, s.moe_up.data())};
+    check(kc::mat_mul_id(s.pool, gate_up, 2, H, s.cur.data(), {s.expert_ids.data(), P, K, true},
+                         s.act_scratch),
+          "mat_mul_id");
+    check(kc::silu_mul(s.moe_gate.data(), s.moe_up.data(), P * h.ffn), "silu_mul");
+    const kc::expert_matrices down = stack(l.down_exps, l.down_exps_stride, s.moe_down.data());
+    check(kc::mat_mul_id(s.pool, &down, 1, h.ffn, s.moe_gate.data(),
+                         {s.expert_ids.data(), P, K, false}, s.act_scratch),
+          "mat_mul_id");
+    for (int64_t t = 0; t < T; ++t) {
+      const float* w = s.expert_w.data() + t * K;
+      const float* d = s.moe_down.data() + t * K * H;
+      float* out = s.proj.data() + t * H;
+      for (int64_t i = 0; i < H; ++i) out[i] = d[i] * w[0];
+      for (int64_t j = 1; j < K; ++j) {
+        const float* dj = d + j * H;
+        for (int64_t i = 0; i < H; ++i) {
+          const float weighted = dj[i] * w[j];  // ggml_mul, then ggml_add: two roundings
+          out[i] += weighted;
+        }
+      }
+    }
+  };
+
   // [T, hidden] embeddings
   for (int64_t t = 0; t < T; ++t) {
     const auto* row = static_cast<const std::byte*>(w.token_embd.data) +
@@ -248,12 +294,16 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     for (int64_t i = 0; i < T; ++i)
       check(kc::rms_norm(s.x.data() + i * H, l.ffn_norm, s.cur.data() + i * H, H, h.rms_eps),
             "rms_norm");
-    mm_fused({part(l.gate, s.gate.data()), part(l.up, s.up.data())}, s.cur.data());
-    add_bias(s.gate.data(), l.b_gate, h.ffn);
-    add_bias(s.up.data(), l.b_up, h.ffn);
-    check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
-    mm(l.down, s.gate.data(), s.proj.data(), T);
-    add_bias(s.proj.data(), l.b_down, H);
+    if (h.experts > 0) {
+      moe_ffn(l);
+    } else {
+      mm_fused({part(l.gate, s.gate.data()), part(l.up, s.up.data())}, s.cur.data());
+      add_bias(s.gate.data(), l.b_gate, h.ffn);
+      add_bias(s.up.data(), l.b_up, h.ffn);
+      check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
+      mm(l.down, s.gate.data(), s.proj.data(), T);
+      add_bias(s.proj.data(), l.b_down, H);
+    }
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
   }
   // Logits of each chunk's last token only: [C, vocab].

@@ -22,17 +22,16 @@ namespace {
   throw error(code, f.path().string() + ": " + what);
 }
 
-matrix load_matrix(const gguf_file& f, const std::string& name, int64_t n, int64_t rows,
-                   bool needs_dot = true) {
-  const gguf_tensor& t = f.tensor(name);
-  if (t.shape.size() != 2 || static_cast<int64_t>(t.shape[0]) != n ||
-      static_cast<int64_t>(t.shape[1]) != rows) {
-    std::string shape;
-    for (auto d : t.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
-    fail(errc::parse_error, f,
-         "tensor " + name + " has shape [" + shape + "], expected [" + std::to_string(n) + ", " +
-             std::to_string(rows) + "]");
-  }
+std::string shape_of(const gguf_tensor& t) {
+  std::string shape;
+  for (auto d : t.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+  return "[" + shape + "]";
+}
+
+/// Tensor t (of shape [n, rows] or [n, rows, experts]) as a matrix of `rows` rows of n elements
+/// of a type the kernels multiply (the first expert's, for an expert tensor).
+matrix as_matrix(const gguf_file& f, const gguf_tensor& t, const std::string& name, int64_t n,
+                 int64_t rows, bool needs_dot) {
   matrix m;
   m.type = static_cast<kc::quant_type>(t.type);
   kc::quant_type act{};
@@ -47,6 +46,35 @@ matrix load_matrix(const gguf_file& f, const std::string& name, int64_t n, int64
   m.n = n;
   m.row_stride = static_cast<size_t>(rb);
   m.data = t.data;
+  return m;
+}
+
+matrix load_matrix(const gguf_file& f, const std::string& name, int64_t n, int64_t rows,
+                   bool needs_dot = true) {
+  const gguf_tensor& t = f.tensor(name);
+  if (t.shape.size() != 2 || static_cast<int64_t>(t.shape[0]) != n ||
+      static_cast<int64_t>(t.shape[1]) != rows) {
+    fail(errc::parse_error, f,
+         "tensor " + name + " has shape " + shape_of(t) + ", expected [" + std::to_string(n) +
+             ", " + std::to_string(rows) + "]");
+  }
+  return as_matrix(f, t, name, n, rows, needs_dot);
+}
+
+/// The `experts` matrices of a 3-D expert tensor (GGUF shape [n, rows, experts]) as expert 0's
+/// matrix; *expert_stride = the bytes from one expert's matrix to the next.
+matrix load_experts(const gguf_file& f, const std::string& name, int64_t n, int64_t rows,
+                    int64_t experts, size_t* expert_stride) {
+  const gguf_tensor& t = f.tensor(name);
+  if (t.shape.size() != 3 || static_cast<int64_t>(t.shape[0]) != n ||
+      static_cast<int64_t>(t.shape[1]) != rows || static_cast<int64_t>(t.shape[2]) != experts) {
+    fail(errc::parse_error, f,
+         "tensor " + name + " has shape " + shape_of(t) + ", expected [" + std::to_string(n) +
+             ", " + std::to_string(rows) + ", " + std::to_string(experts) + "] (" +
+             std::to_string(experts) + " experts of " + std::to_string(rows) + " rows)");
+  }
+  matrix m = as_matrix(f, t, name, n, rows, true);
+  *expert_stride = static_cast<size_t>(rows) * m.row_stride;
   return m;
 }
 
@@ -121,9 +149,37 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   }
 }
 
+/// The mixture-of-experts hyperparameters of a llama file (Mixtral's layout: a softmax router
+/// over llama.expert_count SwiGLU experts, llama.expert_used_count of them per token).
+void read_experts(const gguf_file& f, llama_hparams& h) {
+  const std::string count = h.arch + ".expert_count", used = h.arch + ".expert_used_count";
+  if (h.arch != "llama") {
+    fail(errc::unsupported, f,
+         "this " + h.arch + " file is a mixture of experts (" + count + " = " +
+             std::to_string(f.get_u32(count)) +
+             "); troupe runs llama-architecture MoE files (Mixtral) and DeepSeek-V3-style ones");
+  }
+  h.experts = f.get_u32(count);
+  if (!f.contains(used)) {
+    fail(errc::parse_error, f,
+         "a file with " + count + " needs " + used + " (how many experts each token uses)");
+  }
+  h.experts_used = f.get_u32(used);  // a per-layer array is refused here, by name
+  if (h.experts > 512 || h.experts_used < 1 || h.experts_used > h.experts) {
+    fail(errc::parse_error, f,
+         count + " = " + std::to_string(h.experts) + " and " + used + " = " +
+             std::to_string(h.experts_used) +
+             ": each token must use between 1 and all of at most 512 experts");
+  }
+  if (f.contains(h.arch + ".expert_shared_feed_forward_length")) {
+    fail(errc::unsupported, f,
+         "shared experts (" + h.arch +
+             ".expert_shared_feed_forward_length, Granite MoE) are not supported; routed-only "
+             "files such as Mixtral run");
+  }
+}
+
 }  // namespace
-
-
 
 llama_model::llama_model(gguf_file file) : file_(std::move(file)), impl_(std::make_unique<impl>()) {}
 llama_model::~llama_model() = default;
@@ -137,7 +193,7 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
-             "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B), 'qwen2' (Qwen2, "
+             "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B, Mixtral), 'qwen2' (Qwen2, "
              "Qwen2.5), 'phi3' (Phi-3) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
   }
   // llama.cpp's rope type of the architecture: qwen2 and phi3 rotate the two halves of each
@@ -166,12 +222,7 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
          key("rope.dimension_count") + " is " + std::to_string(h.rope_dim) +
              "; it must be even and at most the head size " + std::to_string(h.head_dim));
   }
-  if (f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0) {
-    fail(errc::unsupported, f,
-         "this " + h.arch + " file is a mixture of experts (" + key("expert_count") + " = " +
-             std::to_string(f.get_u32(key("expert_count"))) +
-             ", e.g. Mixtral); troupe runs dense llama models and DeepSeek-V3-style MoE models");
-  }
+  if (f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0) read_experts(f, h);
   const gguf_tensor& embd = f.tensor("token_embd.weight");
   if (embd.shape.size() != 2) fail(errc::parse_error, f, "token_embd.weight is not 2-D");
   h.vocab = static_cast<int64_t>(embd.shape[1]);
@@ -222,6 +273,16 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
     l.wo = load_matrix(f, p + "attn_output.weight", q_dim, h.hidden);
     l.bo = bias(p + "attn_output.bias", h.hidden);
     l.ffn_norm = load_vector(f, p + "ffn_norm.weight", h.hidden);
+    if (h.experts > 0) {
+      l.router = load_matrix(f, p + "ffn_gate_inp.weight", h.hidden, h.experts);
+      l.gate_exps = load_experts(f, p + "ffn_gate_exps.weight", h.hidden, h.ffn, h.experts,
+                                 &l.gate_exps_stride);
+      l.up_exps = load_experts(f, p + "ffn_up_exps.weight", h.hidden, h.ffn, h.experts,
+                               &l.up_exps_stride);
+      l.down_exps = load_experts(f, p + "ffn_down_exps.weight", h.ffn, h.hidden, h.experts,
+                                 &l.down_exps_stride);
+      continue;
+    }
     if (f.find_tensor(p + "ffn_gate.weight")) {
       l.gate = load_matrix(f, p + "ffn_gate.weight", h.hidden, h.ffn);
       l.up = load_matrix(f, p + "ffn_up.weight", h.hidden, h.ffn);

@@ -28,6 +28,11 @@ struct layer_weights {
   matrix wq, wk, wv, wo;             // [q_dim|kv_dim, hidden], wo [hidden, q_dim]
   const float* ffn_norm = nullptr;   // [hidden]
   matrix gate, up, down;             // [ffn, hidden] ×2, down [hidden, ffn]
+  // Mixture of experts instead of gate/up/down: the router and each expert's matrices, expert e
+  // at data + e·expert_stride (the 3-D ffn_*_exps tensors).
+  matrix router;                     // [experts, hidden]
+  matrix gate_exps, up_exps, down_exps;
+  size_t gate_exps_stride = 0, up_exps_stride = 0, down_exps_stride = 0;
   // Optional biases, added after the product (null when the file has none).
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
   const float *b_gate = nullptr, *b_up = nullptr, *b_down = nullptr;

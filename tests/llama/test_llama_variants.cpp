@@ -3,7 +3,7 @@
 // feed-forward biases, fused attn_qkv, a separate output matrix, F16 embeddings, Q5_0, weight
 // matrices in f32, f16 and bf16, and the
 // qwen2 architecture (NEOX rope, q/k/v and output biases) and phi3 (fused q/k/v and gate/up, q
-// scaled before attention). Tiny
+// scaled before attention), and Mixtral-style mixtures of experts. Tiny
 // random-weight models and llama.cpp's logits and greedy tokens on them come from
 // tools/reference/make_tiny_llama_fixtures.py (tests/fixtures/llama/tiny); files troupe must
 // refuse are there too.
@@ -148,10 +148,30 @@ BOOST_AUTO_TEST_CASE(float_weight_matrices_match_llama_cpp) {
   check_against_llama_cpp("float_matrices.gguf");
 }
 
+// Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
+// llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
+BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "mixtral_experts.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().experts, 8);
+  BOOST_CHECK_EQUAL(model->hparams().experts_used, 2);
+  BOOST_CHECK_EQUAL(model->hparams().ffn, 64);
+  check_against_llama_cpp("mixtral_experts.gguf");
+}
+
+// A Mixtral-layout file quantised by llama.cpp (Q3_K_M): Q4_K experts, which ggml sums in its
+// tiled order for an expert with 8 tokens or more of a step and in vec_dot's below.
+BOOST_AUTO_TEST_CASE(mixtral_k_quant_experts_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "mixtral_q3_k_m.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().experts, 4);
+  check_against_llama_cpp("mixtral_q3_k_m.gguf");
+}
+
 // All prompts of a model as one step of the batch decoder (the engine's path): the same logits
 // as llama.cpp for every sequence, positions and rotations kept per sequence. Not
 // float_matrices.gguf: llama.cpp's sum for a float weight depends on the batch (one token or
 // several), so its one-token prompt, batched with the others, would be summed as tinyBLAS sums.
+// Nor the Mixtral files: their f32 router is such a weight, and how ggml sums a K-quant expert
+// depends on how many tokens of the step it takes.
 BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
   const troupe::json::value ref = tiny_reference();
   for (const char* file : {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf",

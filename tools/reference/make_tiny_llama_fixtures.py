@@ -20,6 +20,13 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
                      f32; attn_output bf16; f16 embedding and output): llama.cpp's two orders
                      for such products (vec_dot for one token, tinyBLAS for several), which
                      troupe reproduces (kernels/cpu/float_dot.hpp)
+  mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
+                     f32 router (ffn_gate_inp), 2 experts per token; experts in Q8_0, Q4_0, Q5_1
+                     (layer 0) and Q4_1, Q5_0, F16 (layer 1)
+  mixtral_q3_k_m     4 experts of 256 rows, 2 per token, quantised by llama.cpp itself
+                     (llama_model_quantize, Q3_K_M) from f32: Q4_K ffn_down_exps (summed in
+                     ggml's tiled order by experts with 8 tokens or more, vec_dot's below),
+                     Q4_0 gate and up (llama.cpp's fallback for 64-wide rows)
 
 It also writes files troupe must refuse with a clear error (bad_*.gguf: metadata and one
 tensor only).
@@ -102,7 +109,8 @@ def llama3_freq_factors(dims, base, factor=8.0, low=1.0, high=4.0, original=8192
 
 
 class Model:
-    def __init__(self, name, seed, arch="llama", rope_base=10000.0):
+    def __init__(self, name, seed, arch="llama", rope_base=10000.0, ffn=FFN, experts=0,
+                 experts_used=0):
         self.name = name
         self.path = OUT / f"{name}.gguf"
         self.rng = np.random.default_rng(seed)
@@ -111,7 +119,10 @@ class Model:
         self.w.add_uint32(f"{arch}.context_length", CONTEXT)
         self.w.add_uint32(f"{arch}.embedding_length", HIDDEN)
         self.w.add_uint32(f"{arch}.block_count", LAYERS)
-        self.w.add_uint32(f"{arch}.feed_forward_length", FFN)
+        self.w.add_uint32(f"{arch}.feed_forward_length", ffn)
+        if experts:
+            self.w.add_uint32(f"{arch}.expert_count", experts)
+            self.w.add_uint32(f"{arch}.expert_used_count", experts_used)
         self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
         self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
         if arch != "qwen2":  # qwen2 files leave it out: head_dim
@@ -120,9 +131,11 @@ class Model:
         self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
         self.vocab = add_tokenizer(self.w)
 
-    def matrix(self, name, rows, cols, qtype, scale=1.0):
-        """rows × cols weights (GGUF shape [cols, rows]), std scale/sqrt(cols)."""
-        x = (self.rng.standard_normal((rows, cols)) * scale / math.sqrt(cols)).astype(np.float32)
+    def matrix(self, name, rows, cols, qtype, scale=1.0, experts=0):
+        """rows × cols weights (GGUF shape [cols, rows]), std scale/sqrt(cols); with experts,
+        that many such matrices (GGUF shape [cols, rows, experts])."""
+        shape = (experts, rows, cols) if experts else (rows, cols)
+        x = (self.rng.standard_normal(shape) * scale / math.sqrt(cols)).astype(np.float32)
         if qtype == gguf.GGMLQuantizationType.F32:
             self.w.add_tensor(name, x)
         elif qtype == gguf.GGMLQuantizationType.F16:
@@ -147,6 +160,8 @@ class Model:
 
 Q8_0 = gguf.GGMLQuantizationType.Q8_0
 Q4_1 = gguf.GGMLQuantizationType.Q4_1
+Q4_0 = gguf.GGMLQuantizationType.Q4_0
+Q5_1 = gguf.GGMLQuantizationType.Q5_1
 Q5_0 = gguf.GGMLQuantizationType.Q5_0
 F16 = gguf.GGMLQuantizationType.F16
 BF16 = gguf.GGMLQuantizationType.BF16
@@ -185,6 +200,39 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
             m.vector(p + "ffn_gate.bias", FFN)
             m.vector(p + "ffn_up.bias", FFN)
             m.vector(p + "ffn_down.bias", HIDDEN)
+
+
+def moe_layers(m, ffn, experts, types):
+    """Attention as in layers(), then Mixtral's feed-forward: an f32 router and `experts`
+    experts of ffn rows. types: one {gate, up, down: type} per layer."""
+    q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    for i in range(LAYERS):
+        p = f"blk.{i}."
+        m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
+        m.matrix(p + "attn_q.weight", q_dim, HIDDEN, types[i].get("attn", Q8_0), scale=2.0)
+        m.matrix(p + "attn_k.weight", kv_dim, HIDDEN, types[i].get("attn", Q8_0), scale=2.0)
+        m.matrix(p + "attn_v.weight", kv_dim, HIDDEN, types[i].get("attn", Q8_0), scale=3.0)
+        m.matrix(p + "attn_output.weight", HIDDEN, q_dim, types[i].get("attn", Q8_0), scale=3.0)
+        m.vector(p + "ffn_norm.weight", HIDDEN, mean=1.0)
+        m.matrix(p + "ffn_gate_inp.weight", experts, HIDDEN, F32, scale=3.0)
+        m.matrix(p + "ffn_gate_exps.weight", ffn, HIDDEN, types[i]["gate"], scale=2.0,
+                 experts=experts)
+        m.matrix(p + "ffn_up_exps.weight", ffn, HIDDEN, types[i]["up"], scale=2.0,
+                 experts=experts)
+        m.matrix(p + "ffn_down_exps.weight", HIDDEN, ffn, types[i]["down"], scale=3.0,
+                 experts=experts)
+
+
+def quantize_with_llama_cpp(llama_cpp, src, dst, ftype):
+    """llama.cpp's own quantiser (llama_model_quantize), as a user makes a Q3_K_M file."""
+    import ctypes
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(),
+                                        ctypes.byref(params))
+    if rc != 0:
+        raise RuntimeError(f"llama_model_quantize({src}) returned {rc}")
 
 
 def make_models():
@@ -243,6 +291,23 @@ def make_models():
                      "ffn_gate": F16, "ffn_up": BF16, "ffn_down": F32})
     m.write()
     models.append(m)
+
+    m = Model("mixtral_experts", 7, ffn=64, experts=8, experts_used=2)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    moe_layers(m, 64, 8, [{"gate": Q8_0, "up": Q4_0, "down": Q5_1},
+                          {"gate": Q4_1, "up": Q5_0, "down": F16}])
+    m.write()
+    models.append(m)
+
+    # Written in f32, then quantised by llama.cpp in make_reference (quantize_from).
+    m = Model("mixtral_q3_k_m.f32", 8, ffn=256, experts=4, experts_used=2)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, F32)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    moe_layers(m, 256, 4, [{"gate": F32, "up": F32, "down": F32, "attn": F32}] * LAYERS)
+    m.write()
+    m.quantize_to = ("mixtral_q3_k_m", 12)  # LLAMA_FTYPE_MOSTLY_Q3_K_M
+    models.append(m)
     return models
 
 
@@ -256,8 +321,14 @@ def make_bad_files():
         m.w.add_tensor("token_embd.weight", np.zeros((4, HIDDEN), dtype=np.float32))
         m.write()
 
-    small("bad_mixtral", lambda m: m.w.add_uint32("llama.expert_count", 8))
-    bad.append(("bad_mixtral.gguf", "mixture of experts"))
+    small("bad_experts_used", lambda m: (m.w.add_uint32("llama.expert_count", 4),
+                                         m.w.add_uint32("llama.expert_used_count", 5)))
+    bad.append(("bad_experts_used.gguf", "llama.expert_used_count"))
+    small("bad_shared_experts", lambda m: (m.w.add_uint32("llama.expert_count", 4),
+                                           m.w.add_uint32("llama.expert_used_count", 2),
+                                           m.w.add_uint32("llama.expert_shared_feed_forward_length",
+                                                          64)))
+    bad.append(("bad_shared_experts.gguf", "shared experts"))
     small("bad_longrope", lambda m: m.w.add_string("llama.rope.scaling.type", "longrope"))
     bad.append(("bad_longrope.gguf", "longrope"))
     small("bad_rope_freqs", lambda m: m.w.add_tensor(
@@ -278,6 +349,13 @@ def main():
     models = make_models()
     bad = make_bad_files()
     llama_cpp = load_llama()
+    for m in models:
+        if hasattr(m, "quantize_to"):
+            name, ftype = m.quantize_to
+            quantized = OUT / f"{name}.gguf"
+            quantize_with_llama_cpp(llama_cpp, m.path, quantized, ftype)
+            m.path.unlink()
+            m.name, m.path = name, quantized
     rng = np.random.default_rng(42)
     out = {"generator": "tools/reference/make_tiny_llama_fixtures.py",
            "llama_cpp_python": llama_cpp.__version__,

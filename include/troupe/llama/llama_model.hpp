@@ -7,8 +7,9 @@
 /// q/k/v biases and llama.cpp's NEOX rope, which rotates the halves of each head) and `phi3`
 /// files (Phi-3 with its original context: NEOX rope, fused q/k/v and gate/up, q scaled before
 /// attention; LongRoPE files are refused). Weights stay in the file's quantised formats inside
-/// the memory map; nothing is converted.
-/// Mixture-of-experts llama files (Mixtral) are refused.
+/// the memory map; nothing is converted. Mixture-of-experts llama files (Mixtral's layout) run
+/// too: per layer a softmax router picks llama.expert_used_count of llama.expert_count SwiGLU
+/// experts per token, each expert's tokens multiplied together (kernels/cpu/moe_ops.hpp).
 
 #include <cstdint>
 #include <filesystem>
@@ -44,6 +45,11 @@ struct llama_hparams {
   int64_t rope_original_context = 0;  ///< YaRN: rope.scaling.original_context_length
   bool rope_freq_factors = false;     ///< rope_freqs.weight present (Llama 3.1+ frequency factors)
   bool biases = false;                ///< attention or feed-forward biases present
+  /// Mixture of experts (Mixtral and other llama files with llama.expert_count): each layer's
+  /// feed-forward is `experts` SwiGLU experts of `ffn` rows, of which a softmax router picks
+  /// `experts_used` per token. 0 for a dense model.
+  int64_t experts = 0;
+  int64_t experts_used = 0;
 };
 
 /// The loaded weights. Immutable after load, so one model serves any number of llama_sessions on
