@@ -119,6 +119,18 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
   for (int64_t p = 0; p < pr.pairs; ++p)
     if (pr.ids[p] < 0 || pr.ids[p] >= experts) return status::bad_size;
 
+  // Shared rows are quantised once each, here, before their copies go to the pairs' slots.
+  size_t unique_row_at[max_stacks] = {};
+  const size_t unique_at = need;
+  if (pr.shared_rows) {
+    size_t at = 0;
+    for (int64_t s = 0; s < count; ++s) {
+      if (!owner[s]) continue;
+      unique_row_at[s] = at;
+      at = align64(at + static_cast<size_t>(act_row[s] * (pr.pairs / pr.per_row)));
+    }
+    need += at;
+  }
   // Pairs grouped by expert (in pair order within an expert, as ggml's matrix_rows), then the
   // activations of each stack's key in that order, the K-quant activations packed with the tokens
   // in SIMD lanes for each expert that takes them, and per-thread output tiles.
@@ -164,24 +176,40 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
     std::copy(offsets, offsets + experts, next);
     for (int64_t p = 0; p < pr.pairs; ++p) order[next[pr.ids[p]]++] = static_cast<int32_t>(p);
   }
+  // Activations in ggml's rounding, as mat_mul quantises them (see transformer_ops_impl.hpp),
+  // into the pairs' sorted order: each stack key's rows quantised once (split over the pool from
+  // 8 rows on), then, for shared rows, copied to each pair that reads them.
   const detail::transformer_table& kt = detail::active_transformer_kernels();
-  for (int64_t s = 0; s < count; ++s) {
-    if (!owner[s]) continue;
-    std::byte* a = base + act_at[s];
-    for (int64_t i = 0; i < pr.pairs; ++i) {
-      const int64_t p = order[i];
-      const float* row = x + (pr.shared_rows ? p / pr.per_row : p) * n;
-      std::byte* out = a + i * act_row[s];
-      // ggml's rounding, as mat_mul quantises (see transformer_ops_impl.hpp).
-      if (is_float[s]) {
-        if (status st = ggml_float_activations(key[s], row, out, n); st != status::ok) return st;
-      } else if (act[s] == quant_type::q8_0) {
-        kt.quantize_q8_0(row, out, n);
-      } else if (act[s] == quant_type::q8_1) {
-        kt.quantize_q8_1(row, out, n);
-      } else if (status st = quantize_row(act[s], row, out, n); st != status::ok) {
-        return st;
+  const int64_t x_rows = pr.shared_rows ? pr.pairs / pr.per_row : pr.pairs;
+  std::byte* unique = base + unique_at;
+  std::atomic<status> bad_input{status::ok};
+  auto quantize_rows = [&](int64_t begin, int64_t end, int) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t s = 0; s < count; ++s) {
+        if (!owner[s]) continue;
+        // Shared rows go to the unique region (row r), the others straight to their sorted slot.
+        const float* row = x + (pr.shared_rows ? r : order[r]) * n;
+        std::byte* out = pr.shared_rows ? unique + unique_row_at[s] + r * act_row[s]
+                                        : base + act_at[s] + r * act_row[s];
+        status st = status::ok;
+        if (is_float[s]) st = ggml_float_activations(key[s], row, out, n);
+        else if (act[s] == quant_type::q8_0) kt.quantize_q8_0(row, out, n);
+        else if (act[s] == quant_type::q8_1) kt.quantize_q8_1(row, out, n);
+        else st = quantize_row(act[s], row, out, n);
+        if (st != status::ok) bad_input.store(st, std::memory_order_relaxed);
       }
+    }
+  };
+  if (x_rows >= 8) pool.parallel_for(x_rows, quantize_rows);
+  else quantize_rows(0, x_rows, 0);
+  if (const status st = bad_input.load(); st != status::ok) return st;
+  if (pr.shared_rows) {
+    for (int64_t s = 0; s < count; ++s) {
+      if (!owner[s]) continue;
+      for (int64_t i = 0; i < pr.pairs; ++i)
+        std::memcpy(base + act_at[s] + i * act_row[s],
+                    unique + unique_row_at[s] + order[i] / pr.per_row * act_row[s],
+                    static_cast<size_t>(act_row[s]));
     }
   }
   constexpr size_t no_lanes = SIZE_MAX;
@@ -248,9 +276,13 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
         failed.store(true, std::memory_order_relaxed);
         continue;
       }
-      for (int64_t t = 0; t < cne; ++t)
-        std::memcpy(m.y + order[offsets[e] + t] * m.rows + r0, tile + t * tile_rows,
-                    sizeof(float) * static_cast<size_t>(nr));
+      for (int64_t t = 0; t < cne; ++t) {
+        float* to = m.y + order[offsets[e] + t] * m.rows + r0;
+        if (nr == tile_rows)  // a fixed size, copied inline
+          std::memcpy(to, tile + t * tile_rows, sizeof(float) * tile_rows);
+        else
+          std::memcpy(to, tile + t * tile_rows, sizeof(float) * static_cast<size_t>(nr));
+      }
     }
   });
   return failed.load() ? status::bad_size : status::ok;

@@ -403,25 +403,32 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
   if (x == nullptr) return status::null_pointer;
   if (scratch.size() < need) scratch.resize(need);
   std::byte* a = scratch.data();
-  for (int64_t p = 0; p < count; ++p) {
-    if (!owner[p]) continue;
-    std::byte* ap = a + act_at[p];
-    for (int64_t t = 0; t < tokens; ++t) {
-      // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
-      if (key[p] == quant_type::f16 || key[p] == quant_type::bf16) {
-        if (status st = ggml_float_activations(key[p], x + t * n, ap + t * act_row[p], n);
-            st != status::ok)
-          return st;
-      } else if (act[p] == quant_type::q8_1) {
-        kernels().quantize_q8_1(x + t * n, ap + t * act_row[p], n);
-      } else if (act[p] == quant_type::q8_0) {
-        kernels().quantize_q8_0(x + t * n, ap + t * act_row[p], n);
-      } else if (status st = quantize_row(act[p], x + t * n, ap + t * act_row[p], n);
-                 st != status::ok) {
-        return st;
+  // Each token's activations for every activation type, split over the pool from 8 tokens on.
+  std::atomic<status> bad_input{status::ok};
+  auto quantize_tokens = [&](int64_t begin, int64_t end, int) {
+    for (int64_t t = begin; t < end; ++t) {
+      for (int64_t p = 0; p < count; ++p) {
+        if (!owner[p]) continue;
+        std::byte* out = a + act_at[p] + t * act_row[p];
+        status st = status::ok;
+        // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
+        if (key[p] == quant_type::f16 || key[p] == quant_type::bf16)
+          st = ggml_float_activations(key[p], x + t * n, out, n);
+        else if (act[p] == quant_type::q8_1)
+          kernels().quantize_q8_1(x + t * n, out, n);
+        else if (act[p] == quant_type::q8_0)
+          kernels().quantize_q8_0(x + t * n, out, n);
+        else
+          st = quantize_row(act[p], x + t * n, out, n);
+        if (st != status::ok) bad_input.store(st, std::memory_order_relaxed);
       }
     }
-  }
+  };
+  if (tokens >= 8)
+    pool.parallel_for(tokens, quantize_tokens);
+  else
+    quantize_tokens(0, tokens, 0);
+  if (const status st = bad_input.load(); st != status::ok) return st;
   if (any_lanes) {
     for (int64_t p = 0; p < count; ++p) {
       if (!lanes[p]) continue;
