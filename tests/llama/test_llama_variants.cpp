@@ -13,11 +13,14 @@
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "gguf_test_writer.hpp"
 #include "llama/llama_test_support.hpp"
 #include "troupe/error.hpp"
 #include "troupe/llama/batch_decoder.hpp"
@@ -164,6 +167,74 @@ BOOST_AUTO_TEST_CASE(mixtral_k_quant_experts_match_llama_cpp) {
   auto model = llama_model::load(tiny_dir / "mixtral_q3_k_m.gguf");
   BOOST_CHECK_EQUAL(model->hparams().experts, 4);
   check_against_llama_cpp("mixtral_q3_k_m.gguf");
+}
+
+namespace {
+
+/// A one-layer Mixtral-layout model (hidden 32, 4 experts of 32 rows, 2 per token, f32 zeros),
+/// with `edit` applied to the tensor list (name -> shape; a missing name is left out).
+std::filesystem::path write_moe_model(const troupe::test::scratch& dir,
+                                      const std::function<void(std::map<std::string,
+                                                               std::vector<uint64_t>>&)>& edit) {
+  std::map<std::string, std::vector<uint64_t>> tensors = {
+      {"token_embd.weight", {32, 8}},         {"output_norm.weight", {32}},
+      {"blk.0.attn_norm.weight", {32}},       {"blk.0.attn_q.weight", {32, 32}},
+      {"blk.0.attn_k.weight", {32, 32}},      {"blk.0.attn_v.weight", {32, 32}},
+      {"blk.0.attn_output.weight", {32, 32}}, {"blk.0.ffn_norm.weight", {32}},
+      {"blk.0.ffn_gate_inp.weight", {32, 4}}, {"blk.0.ffn_gate_exps.weight", {32, 32, 4}},
+      {"blk.0.ffn_up_exps.weight", {32, 32, 4}}, {"blk.0.ffn_down_exps.weight", {32, 32, 4}}};
+  edit(tensors);
+  troupe::test::gguf_writer w;
+  using vt = troupe::gguf_value_type;
+  w.kv_string("general.architecture", "llama");
+  for (auto [key, value] : {std::pair{"embedding_length", 32}, {"block_count", 1},
+                            {"feed_forward_length", 32}, {"attention.head_count", 1},
+                            {"attention.head_count_kv", 1}, {"expert_count", 4},
+                            {"expert_used_count", 2}})
+    w.kv(std::string("llama.") + key, vt::u32, uint32_t(value));
+  for (const auto& [name, shape] : tensors) {
+    uint64_t elements = 1;
+    for (uint64_t d : shape) elements *= d;
+    w.tensor(name, 0, shape, std::string(elements * 4, '\0'));
+  }
+  return dir.write(w.bytes());
+}
+
+std::string load_error(const std::filesystem::path& p) {
+  try {
+    llama_model::load(p);
+  } catch (const troupe::error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+// Expert tensors of the wrong shape or missing are refused with their names; a well-formed file
+// of zeros loads and decodes (every logit 0).
+BOOST_AUTO_TEST_CASE(malformed_expert_tensors_are_refused_clearly) {
+  const troupe::test::scratch dir;
+  const auto good = write_moe_model(dir, [](auto&) {});
+  {
+    auto model = llama_model::load(good);
+    BOOST_CHECK_EQUAL(model->hparams().experts, 4);
+    llama_session session(model, 16, 2);
+    const int32_t token = 3;
+    for (float v : session.decode(std::span<const int32_t>(&token, 1))) BOOST_CHECK_EQUAL(v, 0.0f);
+  }
+  const std::string three = load_error(write_moe_model(
+      dir, [](auto& t) { t["blk.0.ffn_down_exps.weight"] = {32, 32, 3}; }));
+  BOOST_TEST_MESSAGE(three);
+  BOOST_CHECK_NE(three.find("blk.0.ffn_down_exps.weight has shape [32, 32, 3]"), std::string::npos);
+  BOOST_CHECK_NE(three.find("4 experts"), std::string::npos);
+  const std::string flat = load_error(
+      write_moe_model(dir, [](auto& t) { t["blk.0.ffn_gate_exps.weight"] = {32, 32}; }));
+  BOOST_CHECK_NE(flat.find("blk.0.ffn_gate_exps.weight"), std::string::npos);
+  const std::string missing = load_error(
+      write_moe_model(dir, [](auto& t) { t.erase("blk.0.ffn_gate_inp.weight"); }));
+  BOOST_TEST_MESSAGE(missing);
+  BOOST_CHECK_NE(missing.find("blk.0.ffn_gate_inp.weight"), std::string::npos);
 }
 
 // All prompts of a model as one step of the batch decoder (the engine's path): the same logits
