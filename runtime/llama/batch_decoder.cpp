@@ -176,11 +176,19 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       s.pos.push_back(p0 + static_cast<int64_t>(i));
     }
   }
-  // Each token's rotation, once for all layers.
-  for (int64_t t = 0; t < T; ++t)
-    check(kc::rope_coefficients(w.rope, s.pos[static_cast<size_t>(t)],
-                                s.rope.data() + t * 2 * h.rope_dim),
-          "rope_coefficients");
+  // Each token's rotation, once for all layers (LongRoPE: by its sequence's reserved context).
+  {
+    int64_t t = 0;
+    for (const chunk& ch : chunks) {
+      const bool long_factors =
+          h.rope_long_factors && s.seqs[ch.seq].capacity > h.rope_original_context;
+      for (size_t i = 0; i < ch.tokens.size(); ++i, ++t)
+        check(kc::rope_coefficients(long_factors ? w.rope_long : w.rope,
+                                    s.pos[static_cast<size_t>(t)],
+                                    s.rope.data() + t * 2 * h.rope_dim),
+              "rope_coefficients");
+    }
+  }
   // y[t, :] += b for the T rows of an n-wide product; no-op without a bias.
   auto add_bias = [&](float* y, const float* b, int64_t n) {
     if (b == nullptr) return;

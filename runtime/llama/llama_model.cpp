@@ -96,9 +96,24 @@ const float* load_vector(const gguf_file& f, const std::string& name, int64_t n)
   return reinterpret_cast<const float*>(t.data);
 }
 
+/// Positive per-pair frequency factors [rope_dim / 2] from tensor `name`.
+const float* load_freq_factors(const gguf_file& f, const std::string& name, int64_t rope_dim) {
+  const float* v = load_vector(f, name, rope_dim / 2);
+  for (int64_t i = 0; i < rope_dim / 2; ++i) {
+    if (!(v[i] > 0) || !std::isfinite(v[i])) {
+      fail(errc::parse_error, f,
+           name + "[" + std::to_string(i) + "] is " + std::to_string(v[i]) +
+               "; frequency factors must be positive");
+    }
+  }
+  return v;
+}
+
 /// The rotary embedding as llama.cpp configures it for a llama file (llama_model::load_hparams
 /// and llama_context's defaults): scaling type and factor, YaRN's correction range and magnitude,
-/// and the per-pair frequency factors of Llama 3.1+ (`rope_freqs.weight`).
+/// the per-pair frequency factors of Llama 3.1+ (`rope_freqs.weight`), and LongRoPE's two sets
+/// (`rope_factors_long/short.weight`, Phi-3 128k and Phi-3.5), as llama_model::get_rope_factors
+/// picks them.
 void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   const auto key = [&](const char* k) { return h.arch + "." + k; };
   kc::rope_params& r = w.rope;
@@ -106,15 +121,18 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   r.freq_base = h.rope_base;
   float factor = f.get_f32(key("rope.scaling.factor"), f.get_f32(key("rope.scale_linear"), 0));
   h.rope_scaling = f.get_string(key("rope.scaling.type"), factor != 0 ? "linear" : "none");
-  if (h.rope_scaling != "none" && h.rope_scaling != "linear" && h.rope_scaling != "yarn") {
+  if (h.rope_scaling != "none" && h.rope_scaling != "linear" && h.rope_scaling != "yarn" &&
+      h.rope_scaling != "longrope") {
     fail(errc::unsupported, f,
          key("rope.scaling.type") + " '" + h.rope_scaling +
-             "' is not supported (troupe applies none, linear and yarn, and rope_freqs.weight)");
+             "' is not supported (troupe applies none, linear, yarn and longrope, and "
+             "rope_freqs.weight)");
   }
   if (!(factor >= 0) || !std::isfinite(factor)) {
     fail(errc::parse_error, f, key("rope.scaling.factor") + " must be a positive number");
   }
   h.rope_scaling_factor = factor == 0 ? 1 : factor;
+  // llama.cpp: 1/factor whenever the file gives a factor (a "none" file's factor is ignored).
   r.freq_scale = h.rope_scaling == "none" ? 1.0f : 1.0f / h.rope_scaling_factor;
   h.rope_original_context = f.get_u32(key("rope.scaling.original_context_length"),
                                       static_cast<uint32_t>(h.context));
@@ -131,21 +149,21 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
                             &r.corr_low, &r.corr_high);
   }
   r.attn_factor *= f.get_f32(key("rope.scaling.attn_factor"), 1.0f);
-  if (f.find_tensor("rope_factors_long.weight") || f.find_tensor("rope_factors_short.weight")) {
-    fail(errc::unsupported, f,
-         "LongRoPE (rope_factors_long/short.weight, Phi-3 128k) is not supported; the "
-         "original-context variants of these models run");
-  }
-  if (f.find_tensor("rope_freqs.weight")) {
-    r.freq_factors = load_vector(f, "rope_freqs.weight", h.rope_dim / 2);
-    for (int64_t i = 0; i < h.rope_dim / 2; ++i) {
-      if (!(r.freq_factors[i] > 0) || !std::isfinite(r.freq_factors[i])) {
-        fail(errc::parse_error, f,
-             "rope_freqs.weight[" + std::to_string(i) + "] is " +
-                 std::to_string(r.freq_factors[i]) + "; frequency factors must be positive");
-      }
-    }
+  if (f.find_tensor("rope_freqs.weight")) {  // llama.cpp prefers these to LongRoPE's
+    r.freq_factors = load_freq_factors(f, "rope_freqs.weight", h.rope_dim);
     h.rope_freq_factors = true;
+  } else if (f.find_tensor("rope_factors_long.weight") ||
+             f.find_tensor("rope_factors_short.weight")) {
+    if (!f.find_tensor("rope_factors_long.weight") || !f.find_tensor("rope_factors_short.weight")) {
+      fail(errc::parse_error, f,
+           "LongRoPE needs both rope_factors_long.weight and rope_factors_short.weight; the "
+           "file has one (reconvert the model)");
+    }
+    // Short factors for a sequence within the original context, long ones beyond it.
+    r.freq_factors = load_freq_factors(f, "rope_factors_short.weight", h.rope_dim);
+    w.rope_long = r;
+    w.rope_long.freq_factors = load_freq_factors(f, "rope_factors_long.weight", h.rope_dim);
+    h.rope_long_factors = true;
   }
 }
 

@@ -45,6 +45,7 @@ struct llama_model::impl {
   const float* output_bias = nullptr;  // [vocab] or null
   std::vector<layer_weights> layers;
   kc::rope_params rope;  // the rotary embedding of every layer (freq_factors into the map)
+  kc::rope_params rope_long;  // LongRoPE: rope with the long factors (hparams.rope_long_factors)
 };
 
 }  // namespace troupe::llama

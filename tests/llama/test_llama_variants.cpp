@@ -151,6 +151,26 @@ BOOST_AUTO_TEST_CASE(float_weight_matrices_match_llama_cpp) {
   check_against_llama_cpp("float_matrices.gguf");
 }
 
+// LongRoPE (Phi-3 128k, Phi-3.5): a 256-position sequence past the original context of 64 is
+// rotated with rope_factors_long, one within 1024 with rope_factors_short; both scaled by the
+// file's attention factor.
+BOOST_AUTO_TEST_CASE(phi3_longrope_matches_llama_cpp) {
+  for (const char* file : {"phi_longrope.gguf", "phi_longrope_short.gguf"}) {
+    auto model = llama_model::load(tiny_dir / file);
+    BOOST_CHECK_EQUAL(model->hparams().rope_scaling, "longrope");
+    BOOST_CHECK(model->hparams().rope_long_factors);
+    check_against_llama_cpp(file);
+  }
+  // The two sets differ: the long-context model with the short factors is another model.
+  const troupe::json::value ref = tiny_reference();
+  const troupe::json::value& c = model_entry(ref, "phi_longrope.gguf").find("cases")->as_array()[2];
+  auto model = llama_model::load(tiny_dir / "phi_longrope.gguf");
+  llama_session within(model, 64, 2);  // within the original context: short factors
+  const auto prompt = test::ids_of(*c.find("prompt_tokens"));
+  BOOST_REQUIRE_LE(prompt.size(), 64u);
+  BOOST_CHECK_GT(first_step_diff(within.decode(prompt), *c.find("first_logits")), 1e-3);
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {
@@ -246,7 +266,8 @@ BOOST_AUTO_TEST_CASE(malformed_expert_tensors_are_refused_clearly) {
 BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
   const troupe::json::value ref = tiny_reference();
   for (const char* file : {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf",
-                           "qwen2_neox.gguf", "phi_fused.gguf"}) {
+                           "qwen2_neox.gguf", "phi_fused.gguf", "phi_longrope.gguf",
+                           "phi_longrope_short.gguf"}) {
     BOOST_TEST_CONTEXT(file) {
       const troupe::json::value& entry = model_entry(ref, file);
       batch_decoder decoder(llama_model::load(tiny_dir / file), 2);

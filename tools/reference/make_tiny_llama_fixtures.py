@@ -20,6 +20,10 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
                      f32; attn_output bf16; f16 embedding and output): llama.cpp's two orders
                      for such products (vec_dot for one token, tinyBLAS for several), which
                      troupe reproduces (kernels/cpu/float_dot.hpp)
+  phi_longrope       phi3 with LongRoPE (Phi-3 128k, Phi-3.5): rope_factors_long/short.weight and
+                     the attention factor convert_hf_to_gguf.py writes; original context 64, so
+                     llama.cpp's 256-position context takes the long factors
+  phi_longrope_short the same with original context 1024 of 4096: the short factors
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
                      f32 router (ffn_gate_inp), 2 experts per token; experts in Q8_0, Q4_0, Q5_1
                      (layer 0) and Q4_1, Q5_0, F16 (layer 1)
@@ -110,13 +114,13 @@ def llama3_freq_factors(dims, base, factor=8.0, low=1.0, high=4.0, original=8192
 
 class Model:
     def __init__(self, name, seed, arch="llama", rope_base=10000.0, ffn=FFN, experts=0,
-                 experts_used=0):
+                 experts_used=0, context=CONTEXT):
         self.name = name
         self.path = OUT / f"{name}.gguf"
         self.rng = np.random.default_rng(seed)
         self.w = gguf.GGUFWriter(str(self.path), arch)
         self.w.add_string("general.name", f"troupe tiny {name}")
-        self.w.add_uint32(f"{arch}.context_length", CONTEXT)
+        self.w.add_uint32(f"{arch}.context_length", context)
         self.w.add_uint32(f"{arch}.embedding_length", HIDDEN)
         self.w.add_uint32(f"{arch}.block_count", LAYERS)
         self.w.add_uint32(f"{arch}.feed_forward_length", ffn)
@@ -292,6 +296,26 @@ def make_models():
     m.write()
     models.append(m)
 
+    for name, seed, original, context in [("phi_longrope", 9, 64, 4096),
+                                          ("phi_longrope_short", 10, 1024, 4096)]:
+        m = Model(name, seed, arch="phi3", context=context)
+        m.w.add_string("phi3.rope.scaling.type", "longrope")
+        m.w.add_uint32("phi3.rope.scaling.original_context_length", original)
+        scale = context / original
+        m.w.add_float32("phi3.rope.scaling.attn_factor",
+                        math.sqrt(1 + math.log(scale) / math.log(original)))
+        pairs = HEAD_DIM // 2
+        m.w.add_tensor("rope_factors_long.weight",
+                       (1.0 + 7.0 * np.arange(pairs) / pairs).astype(np.float32))
+        m.w.add_tensor("rope_factors_short.weight",
+                       (1.0 + 0.3 * np.arange(pairs) / pairs).astype(np.float32))
+        m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+        m.matrix("output.weight", m.vocab, HIDDEN, Q8_0, scale=4.0)
+        m.vector("output_norm.weight", HIDDEN, mean=1.0)
+        layers(m, fused_qkv=True, fused_gate_up=True, ffn_type=Q8_0)
+        m.write()
+        models.append(m)
+
     m = Model("mixtral_experts", 7, ffn=64, experts=8, experts_used=2)
     m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
     m.vector("output_norm.weight", HIDDEN, mean=1.0)
@@ -329,8 +353,8 @@ def make_bad_files():
                                            m.w.add_uint32("llama.expert_shared_feed_forward_length",
                                                           64)))
     bad.append(("bad_shared_experts.gguf", "shared experts"))
-    small("bad_longrope", lambda m: m.w.add_string("llama.rope.scaling.type", "longrope"))
-    bad.append(("bad_longrope.gguf", "longrope"))
+    small("bad_rope_type", lambda m: m.w.add_string("llama.rope.scaling.type", "dynamic"))
+    bad.append(("bad_rope_type.gguf", "'dynamic' is not supported"))
     small("bad_rope_freqs", lambda m: m.w.add_tensor(
         "rope_freqs.weight", np.array([1.0] * (HEAD_DIM // 2 - 1) + [-2.0], dtype=np.float32)))
     bad.append(("bad_rope_freqs.gguf", "rope_freqs.weight"))

@@ -5,8 +5,8 @@
 /// grouped-query attention over a KV cache, SwiGLU, optional biases, separate or fused q/k/v,
 /// tied or separate output. The same forward pass runs `qwen2` files (Qwen2, Qwen2.5: llama with
 /// q/k/v biases and llama.cpp's NEOX rope, which rotates the halves of each head) and `phi3`
-/// files (Phi-3 with its original context: NEOX rope, fused q/k/v and gate/up, q scaled before
-/// attention; LongRoPE files are refused). Weights stay in the file's quantised formats inside
+/// files (Phi-3 and Phi-3.5: NEOX rope, fused q/k/v and gate/up, q scaled before attention,
+/// LongRoPE's long and short frequency factors). Weights stay in the file's quantised formats inside
 /// the memory map; nothing is converted. Mixture-of-experts llama files (Mixtral's layout) run
 /// too: per layer a softmax router picks llama.expert_used_count of llama.expert_count SwiGLU
 /// experts per token, each expert's tokens multiplied together (kernels/cpu/moe_ops.hpp).
@@ -44,6 +44,10 @@ struct llama_hparams {
   float rope_scaling_factor = 1;  ///< llama.rope.scaling.factor (or the older rope.scale_linear)
   int64_t rope_original_context = 0;  ///< YaRN: rope.scaling.original_context_length
   bool rope_freq_factors = false;     ///< rope_freqs.weight present (Llama 3.1+ frequency factors)
+  /// LongRoPE (rope_factors_long/short.weight: Phi-3 128k, Phi-3.5): a sequence whose reserved
+  /// context exceeds rope_original_context is rotated with the long factors, any other with the
+  /// short ones (llama.cpp's rule, its per-sequence context in the place of ours).
+  bool rope_long_factors = false;
   bool biases = false;                ///< attention or feed-forward biases present
   /// Mixture of experts (Mixtral and other llama files with llama.expert_count): each layer's
   /// feed-forward is `experts` SwiGLU experts of `ffn` rows, of which a softmax router picks
