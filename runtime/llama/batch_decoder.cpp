@@ -282,6 +282,16 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
         const int64_t pos = s.pos[static_cast<size_t>(t)];
         const float* coef = s.rope.data() + t * 2 * h.rope_dim;
+        if (l.q_norm != nullptr) {  // qwen3: each head RMS-normalised before the rotation
+          for (int64_t hh = 0; hh < h.heads; ++hh) {
+            float* qh = s.q.data() + t * q_dim + hh * h.head_dim;
+            check(kc::rms_norm(qh, l.q_norm, qh, h.head_dim, h.rms_eps), "rms_norm");
+          }
+          for (int64_t hh = 0; hh < h.kv_heads; ++hh) {
+            float* kh = s.k.data() + t * kv_dim + hh * h.head_dim;
+            check(kc::rms_norm(kh, l.k_norm, kh, h.head_dim, h.rms_eps), "rms_norm");
+          }
+        }
         const auto rotate = h.rope_neox ? kc::rope_apply_neox : kc::rope_apply;
         check(rotate(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef), "rope");
         check(rotate(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef), "rope");

@@ -171,11 +171,11 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
 /// over llama.expert_count SwiGLU experts, llama.expert_used_count of them per token).
 void read_experts(const gguf_file& f, llama_hparams& h) {
   const std::string count = h.arch + ".expert_count", used = h.arch + ".expert_used_count";
-  if (h.arch != "llama") {
+  if (h.arch != "llama" && h.arch != "qwen3moe") {
     fail(errc::unsupported, f,
          "this " + h.arch + " file is a mixture of experts (" + count + " = " +
              std::to_string(f.get_u32(count)) +
-             "); troupe runs llama-architecture MoE files (Mixtral) and DeepSeek-V3-style ones");
+             "); troupe runs llama (Mixtral), qwen3moe and DeepSeek-V3-style MoE files");
   }
   h.experts = f.get_u32(count);
   if (!f.contains(used)) {
@@ -188,6 +188,12 @@ void read_experts(const gguf_file& f, llama_hparams& h) {
          count + " = " + std::to_string(h.experts) + " and " + used + " = " +
              std::to_string(h.experts_used) +
              ": each token must use between 1 and all of at most 512 experts");
+  }
+  // Each expert's width: llama files use feed_forward_length; qwen3moe has its own key (else
+  // llama.cpp's fallback, feed_forward_length / expert_used_count).
+  if (h.arch == "qwen3moe") {
+    h.ffn = f.get_u32(h.arch + ".expert_feed_forward_length",
+                      static_cast<uint32_t>(h.ffn / h.experts_used));
   }
   if (f.contains(h.arch + ".expert_shared_feed_forward_length")) {
     fail(errc::unsupported, f,
@@ -207,17 +213,21 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   const gguf_file& f = m->file_;
   llama_hparams& h = m->hparams_;
   h.arch = f.get_string("general.architecture");
-  if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3") {
+  if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
+      h.arch != "qwen3moe") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
              "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B, Mixtral), 'qwen2' (Qwen2, "
-             "Qwen2.5), 'phi3' (Phi-3) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
+             "Qwen2.5), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 MoE), 'phi3' (Phi-3, Phi-3.5) and "
+             "'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
   }
-  // llama.cpp's rope type of the architecture: qwen2 and phi3 rotate the two halves of each
-  // head; phi3 also scales q before attention (ggml_scale) and attends with scale 1.
-  h.rope_neox = h.arch == "qwen2" || h.arch == "phi3";
+  // llama.cpp's rope type of the architecture: qwen2, qwen3 and phi3 rotate the two halves of
+  // each head; phi3 also scales q before attention (ggml_scale) and attends with scale 1; qwen3
+  // RMS-normalises each head of q and k before the rotation.
+  h.rope_neox = h.arch == "qwen2" || h.arch == "phi3" || h.arch == "qwen3" || h.arch == "qwen3moe";
   h.scale_q = h.arch == "phi3";
+  h.qk_norm = h.arch == "qwen3" || h.arch == "qwen3moe";
   const auto key = [&](const char* k) { return h.arch + "." + k; };
   h.hidden = f.get_u32(key("embedding_length"));
   h.layers = f.get_u32(key("block_count"));
@@ -227,18 +237,33 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   h.context = f.get_u32(key("context_length"), 2048);
   h.rms_eps = f.get_f32(key("attention.layer_norm_rms_epsilon"), 1e-5f);
   h.rope_base = f.get_f32(key("rope.freq_base"), 10000.0f);
-  if (h.heads <= 0 || h.kv_heads <= 0 || h.hidden % h.heads != 0 || h.heads % h.kv_heads != 0) {
+  // The head size is attention.key_length where the file gives it (Qwen3: 128 with a hidden
+  // size of 16 heads × 64), else hidden / heads.
+  const bool head_size_given = f.contains(key("attention.key_length"));
+  if (h.heads <= 0 || h.kv_heads <= 0 || h.heads % h.kv_heads != 0 ||
+      (!head_size_given && h.hidden % h.heads != 0)) {
     fail(errc::parse_error, f,
          "inconsistent attention shape: embedding_length " + std::to_string(h.hidden) +
              ", head_count " + std::to_string(h.heads) + ", head_count_kv " +
              std::to_string(h.kv_heads));
   }
-  h.head_dim = h.hidden / h.heads;
+  h.head_dim = head_size_given ? f.get_u32(key("attention.key_length")) : h.hidden / h.heads;
+  const int64_t value_dim =
+      f.get_u32(key("attention.value_length"), static_cast<uint32_t>(h.head_dim));
+  if (h.head_dim <= 0 || h.head_dim > 1024 || value_dim != h.head_dim) {
+    fail(errc::unsupported, f,
+         key("attention.key_length") + " " + std::to_string(h.head_dim) + " and " +
+             key("attention.value_length") + " " + std::to_string(value_dim) +
+             ": troupe takes heads of one size, at most 1024, for keys and values");
+  }
   h.rope_dim = f.get_u32(key("rope.dimension_count"), static_cast<uint32_t>(h.head_dim));
   if (h.rope_dim <= 0 || h.rope_dim > h.head_dim || h.rope_dim % 2 != 0 || h.rope_dim > 1024) {
     fail(errc::parse_error, f,
          key("rope.dimension_count") + " is " + std::to_string(h.rope_dim) +
              "; it must be even and at most the head size " + std::to_string(h.head_dim));
+  }
+  if (h.arch == "qwen3moe" && !(f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0)) {
+    fail(errc::parse_error, f, "a qwen3moe file needs " + key("expert_count") + " > 0");
   }
   if (f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0) read_experts(f, h);
   const gguf_tensor& embd = f.tensor("token_embd.weight");
@@ -289,6 +314,10 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
       l.bv = bias(p + "attn_v.bias", kv_dim);
     }
     l.wo = load_matrix(f, p + "attn_output.weight", q_dim, h.hidden);
+    if (h.qk_norm) {
+      l.q_norm = load_vector(f, p + "attn_q_norm.weight", h.head_dim);
+      l.k_norm = load_vector(f, p + "attn_k_norm.weight", h.head_dim);
+    }
     l.bo = bias(p + "attn_output.bias", h.hidden);
     l.ffn_norm = load_vector(f, p + "ffn_norm.weight", h.hidden);
     if (h.experts > 0) {

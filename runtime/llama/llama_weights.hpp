@@ -26,6 +26,7 @@ struct matrix {
 struct layer_weights {
   const float* attn_norm = nullptr;  // [hidden]
   matrix wq, wk, wv, wo;             // [q_dim|kv_dim, hidden], wo [hidden, q_dim]
+  const float *q_norm = nullptr, *k_norm = nullptr;  // [head_dim] each (qwen3), or null
   const float* ffn_norm = nullptr;   // [hidden]
   matrix gate, up, down;             // [ffn, hidden] ×2, down [hidden, ffn]
   // Mixture of experts instead of gate/up/down: the router and each expert's matrices, expert e

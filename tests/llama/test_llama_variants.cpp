@@ -3,7 +3,8 @@
 // feed-forward biases, fused attn_qkv, a separate output matrix, F16 embeddings, Q5_0, weight
 // matrices in f32, f16 and bf16, and the
 // qwen2 architecture (NEOX rope, q/k/v and output biases) and phi3 (fused q/k/v and gate/up, q
-// scaled before attention), and Mixtral-style mixtures of experts. Tiny
+// scaled before attention, LongRoPE), qwen3 (q/k norms, wider heads), and Mixtral-style and
+// qwen3moe mixtures of experts. Tiny
 // random-weight models and llama.cpp's logits and greedy tokens on them come from
 // tools/reference/make_tiny_llama_fixtures.py (tests/fixtures/llama/tiny); files troupe must
 // refuse are there too.
@@ -171,6 +172,26 @@ BOOST_AUTO_TEST_CASE(phi3_longrope_matches_llama_cpp) {
   BOOST_CHECK_GT(first_step_diff(within.decode(prompt), *c.find("first_logits")), 1e-3);
 }
 
+// qwen3: NEOX rope after an RMSNorm of each head of q and k, heads of attention.key_length (48)
+// rather than hidden / heads (32).
+BOOST_AUTO_TEST_CASE(qwen3_qk_norm_matches_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "qwen3_qk_norm.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().arch, "qwen3");
+  BOOST_CHECK(model->hparams().qk_norm);
+  BOOST_CHECK(model->hparams().rope_neox);
+  BOOST_CHECK_EQUAL(model->hparams().head_dim, 48);
+  BOOST_CHECK_EQUAL(model->hparams().rope_dim, 48);
+  check_against_llama_cpp("qwen3_qk_norm.gguf");
+}
+
+// qwen3moe: qwen3's attention and softmax-routed experts of expert_feed_forward_length rows.
+BOOST_AUTO_TEST_CASE(qwen3moe_experts_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "qwen3moe_experts.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().experts, 8);
+  BOOST_CHECK_EQUAL(model->hparams().ffn, 32);
+  check_against_llama_cpp("qwen3moe_experts.gguf");
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {
@@ -267,7 +288,7 @@ BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
   const troupe::json::value ref = tiny_reference();
   for (const char* file : {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf",
                            "qwen2_neox.gguf", "phi_fused.gguf", "phi_longrope.gguf",
-                           "phi_longrope_short.gguf"}) {
+                           "phi_longrope_short.gguf", "qwen3_qk_norm.gguf"}) {
     BOOST_TEST_CONTEXT(file) {
       const troupe::json::value& entry = model_entry(ref, file);
       batch_decoder decoder(llama_model::load(tiny_dir / file), 2);

@@ -24,6 +24,11 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
                      the attention factor convert_hf_to_gguf.py writes; original context 64, so
                      llama.cpp's 256-position context takes the long factors
   phi_longrope_short the same with original context 1024 of 4096: the short factors
+  qwen3_qk_norm      the qwen3 architecture: NEOX rope, each head of q and k RMS-normalised
+                     (attn_q_norm, attn_k_norm), heads of 48 (attention.key_length) with a hidden
+                     size of 64 for 2 heads
+  qwen3moe_experts   qwen3moe: qwen3's attention and 8 softmax-routed experts of 32 rows
+                     (expert_feed_forward_length), 2 per token
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
                      f32 router (ffn_gate_inp), 2 experts per token; experts in Q8_0, Q4_0, Q5_1
                      (layer 0) and Q4_1, Q5_0, F16 (layer 1)
@@ -129,7 +134,7 @@ class Model:
             self.w.add_uint32(f"{arch}.expert_used_count", experts_used)
         self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
         self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
-        if arch != "qwen2":  # qwen2 files leave it out: head_dim
+        if arch not in ("qwen2", "qwen3", "qwen3moe"):  # these leave it out: head_dim
             self.w.add_uint32(f"{arch}.rope.dimension_count", HEAD_DIM)
         self.w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
         self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
@@ -173,13 +178,16 @@ F32 = gguf.GGMLQuantizationType.F32
 
 
 def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
-           fused_gate_up=False, types=None):
+           fused_gate_up=False, types=None, head_dim=HEAD_DIM, qk_norm=False):
     """types: matrix name (attn_q, ...) -> type, overriding the defaults below."""
-    q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    q_dim, kv_dim = HEADS * head_dim, KV_HEADS * head_dim
     types = types or {}
     for i in range(LAYERS):
         p = f"blk.{i}."
         m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
+        if qk_norm:
+            m.vector(p + "attn_q_norm.weight", head_dim, mean=1.0, std=0.3)
+            m.vector(p + "attn_k_norm.weight", head_dim, mean=1.0, std=0.3)
         if fused_qkv:
             m.matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, HIDDEN, Q8_0, scale=3.0)
         else:
@@ -206,13 +214,16 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
             m.vector(p + "ffn_down.bias", HIDDEN)
 
 
-def moe_layers(m, ffn, experts, types):
+def moe_layers(m, ffn, experts, types, head_dim=HEAD_DIM, qk_norm=False):
     """Attention as in layers(), then Mixtral's feed-forward: an f32 router and `experts`
     experts of ffn rows. types: one {gate, up, down: type} per layer."""
-    q_dim, kv_dim = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    q_dim, kv_dim = HEADS * head_dim, KV_HEADS * head_dim
     for i in range(LAYERS):
         p = f"blk.{i}."
         m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
+        if qk_norm:
+            m.vector(p + "attn_q_norm.weight", head_dim, mean=1.0, std=0.3)
+            m.vector(p + "attn_k_norm.weight", head_dim, mean=1.0, std=0.3)
         m.matrix(p + "attn_q.weight", q_dim, HIDDEN, types[i].get("attn", Q8_0), scale=2.0)
         m.matrix(p + "attn_k.weight", kv_dim, HIDDEN, types[i].get("attn", Q8_0), scale=2.0)
         m.matrix(p + "attn_v.weight", kv_dim, HIDDEN, types[i].get("attn", Q8_0), scale=3.0)
@@ -315,6 +326,29 @@ def make_models():
         layers(m, fused_qkv=True, fused_gate_up=True, ffn_type=Q8_0)
         m.write()
         models.append(m)
+
+    qwen3_head = 48
+    m = Model("qwen3_qk_norm", 11, arch="qwen3", rope_base=1000000.0)
+    m.w.add_uint32("qwen3.attention.key_length", qwen3_head)
+    m.w.add_uint32("qwen3.attention.value_length", qwen3_head)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0, head_dim=qwen3_head, qk_norm=True)
+    m.write()
+    models.append(m)
+
+    m = Model("qwen3moe_experts", 12, arch="qwen3moe", rope_base=1000000.0, experts=8,
+              experts_used=2)
+    m.w.add_uint32("qwen3moe.attention.key_length", qwen3_head)
+    m.w.add_uint32("qwen3moe.attention.value_length", qwen3_head)
+    m.w.add_uint32("qwen3moe.expert_feed_forward_length", 32)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    moe_layers(m, 32, 8, [{"gate": Q8_0, "up": Q8_0, "down": Q8_0},
+                          {"gate": Q4_0, "up": Q4_1, "down": Q8_0}],
+               head_dim=qwen3_head, qk_norm=True)
+    m.write()
+    models.append(m)
 
     m = Model("mixtral_experts", 7, ffn=64, experts=8, experts_used=2)
     m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)

@@ -6,7 +6,8 @@
 /// tied or separate output. The same forward pass runs `qwen2` files (Qwen2, Qwen2.5: llama with
 /// q/k/v biases and llama.cpp's NEOX rope, which rotates the halves of each head) and `phi3`
 /// files (Phi-3 and Phi-3.5: NEOX rope, fused q/k/v and gate/up, q scaled before attention,
-/// LongRoPE's long and short frequency factors). Weights stay in the file's quantised formats inside
+/// LongRoPE's long and short frequency factors) and `qwen3`/`qwen3moe` files (NEOX rope after an
+/// RMSNorm of each q and k head, heads of attention.key_length). Weights stay in the file's quantised formats inside
 /// the memory map; nothing is converted. Mixture-of-experts llama files (Mixtral's layout) run
 /// too: per layer a softmax router picks llama.expert_used_count of llama.expert_count SwiGLU
 /// experts per token, each expert's tokens multiplied together (kernels/cpu/moe_ops.hpp).
@@ -24,16 +25,17 @@ namespace troupe::llama {
 
 /// Hyper-parameters read from the `<arch>.*` metadata keys.
 struct llama_hparams {
-  std::string arch = "llama";  ///< general.architecture: "llama", "qwen2" or "phi3"
+  std::string arch = "llama";  ///< general.architecture: llama, qwen2, qwen3, qwen3moe or phi3
   bool rope_neox = false;  ///< rotate (x[i], x[i + rope_dim/2]) pairs (qwen2, phi3), not neighbours
   bool scale_q = false;    ///< scale q by 1/sqrt(head_dim) before attention, not inside (phi3)
+  bool qk_norm = false;    ///< RMS-normalise each head of q and k before RoPE (qwen3, qwen3moe)
   int64_t vocab = 0;
   int64_t hidden = 0;        ///< llama.embedding_length
   int64_t layers = 0;        ///< llama.block_count
-  int64_t ffn = 0;           ///< llama.feed_forward_length
+  int64_t ffn = 0;           ///< llama.feed_forward_length (MoE: each expert's width)
   int64_t heads = 0;         ///< llama.attention.head_count
   int64_t kv_heads = 0;      ///< llama.attention.head_count_kv
-  int64_t head_dim = 0;      ///< hidden / heads
+  int64_t head_dim = 0;      ///< attention.key_length, else hidden / heads
   int64_t rope_dim = 0;      ///< llama.rope.dimension_count (default head_dim)
   int64_t context = 0;       ///< llama.context_length
   float rms_eps = 1e-5f;     ///< llama.attention.layer_norm_rms_epsilon
