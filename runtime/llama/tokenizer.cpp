@@ -38,11 +38,34 @@ std::vector<std::string> pre_tokenizer_regexes(const std::string& pre, bool* ign
     return {gpt2_regex};
   }
   if (pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" || pre == "falcon3" ||
-      pre == "pixtral") {
-    *ignore_merges = true;
+      pre == "pixtral" || pre == "dbrx" || pre == "smaug-bpe") {
+    *ignore_merges = pre != "dbrx" && pre != "smaug-bpe";
     return {
         "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
         "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
+  }
+  if (pre == "tekken") {  // Mistral Nemo, Mistral Small 3
+    *ignore_merges = true;
+    return {
+        "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}"
+        "\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+        "[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
+  }
+  if (pre == "gpt-4o" || pre == "llama4") {  // Phi-4, Llama 4
+    return {
+        "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|"
+        "'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+"
+        "((?=[\\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+        "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
+  }
+  if (pre == "viking") return {" ?[^(\\s|.,!?…。，、।۔،)]+", "\\p{N}"};
+  if (pre == "poro-chat" || pre == "bloom" || pre == "gpt3-finnish") {
+    return {" ?[^(\\s|.,!?…。，、।۔،)]+"};
+  }
+  if (pre == "seed-coder") {
+    return {
+        "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+        "\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
   }
   if (pre == "qwen2" || pre == "stablelm2" || pre == "deepseek-r1-qwen") {
     return {
@@ -446,8 +469,12 @@ tokenizer tokenizer::from_gguf(const gguf_file& f) {
   if (!spm) {  // llama.cpp ignores tokenizer.ggml.pre for SentencePiece vocabularies
     const std::vector<std::string> exprs = pre_tokenizer_regexes(p->pre, &p->ignore_merges);
     if (exprs.empty()) {
-      throw error(errc::unsupported, where + "pre-tokenizer tokenizer.ggml.pre = '" + p->pre +
-                                         "' is not known to troupe's tokenizer");
+      throw error(errc::unsupported,
+                  where + "pre-tokenizer tokenizer.ggml.pre = '" + p->pre +
+                      "' is not known to troupe's tokenizer (it splits as llama.cpp does for "
+                      "default, gpt2, smollm, starcoder, llama3/llama-bpe, dbrx, smaug-bpe, "
+                      "tekken, gpt-4o, qwen2, qwen35, deepseek-llm, deepseek-coder, falcon, "
+                      "command-r, mpt, olmo, viking, bloom, poro-chat, seed-coder and a few more)");
     }
     p->compile(exprs);
   }

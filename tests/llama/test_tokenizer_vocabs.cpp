@@ -409,6 +409,50 @@ BOOST_AUTO_TEST_CASE(spm_vocabularies_match_llama_cpp_on_generated_strings) {
   }
 }
 
+// Pre-tokenizers that llama.cpp's vocabulary test set has no file for (Mistral Nemo's tekken,
+// Phi-4's gpt-4o, dbrx, smaug-bpe, viking, poro-chat, bloom, gpt3-finnish, seed-coder), each over
+// Llama 3's vocabulary with tokenizer.ggml.pre rewritten, against llama.cpp on the same rewrite
+// (tools/reference/llama_cpp_pre_tokenizer_reference.py: its test strings and 60 generated).
+BOOST_AUTO_TEST_CASE(other_bpe_pre_tokenizers_match_llama_cpp) {
+  const fs::path dir = vocab_dir();
+  if (dir.empty()) return skip_without_vocabularies();
+  const fs::path fixture =
+      fs::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama/bpe_pre_reference.json";
+  const troupe::json::value ref = troupe::json::parse(read_file(fixture), fixture.string());
+  auto base = gguf_file::open(dir / ref.find("base")->as_string());
+  const auto tokens = base.get_string_array("tokenizer.ggml.tokens");
+  const auto merges = base.get_string_array("tokenizer.ggml.merges");
+  std::vector<int32_t> types;
+  for (int64_t t : base.get_int_array("tokenizer.ggml.token_type"))
+    types.push_back(static_cast<int32_t>(t));
+  scratch_dir tmp;
+  for (const auto& p : ref.find("pre_tokenizers")->as_array()) {
+    const std::string pre = p.find("pre")->as_string();
+    metadata_writer w;
+    w.string("tokenizer.ggml.model", "gpt2");
+    w.string("tokenizer.ggml.pre", pre);
+    w.strings("tokenizer.ggml.tokens", tokens);
+    w.ints("tokenizer.ggml.token_type", types);
+    w.strings("tokenizer.ggml.merges", merges);
+    auto file = gguf_file::open(w.write(tmp.path, pre + ".gguf"));
+    const tokenizer tok = tokenizer::from_gguf(file);
+    BOOST_CHECK_EQUAL(tok.pre_tokenizer(), pre);
+    int same = 0, total = 0;
+    for (const auto& c : p.find("cases")->as_array()) {
+      const std::string text = field(c, "text");
+      BOOST_TEST_CONTEXT("pre " << pre << ", text '" << text << "'") {
+        const std::vector<int32_t> expected = ids_of(*c.find("ids"));
+        const std::vector<int32_t> got = tok.encode(text, false, false);
+        BOOST_CHECK_EQUAL_COLLECTIONS(got.begin(), got.end(), expected.begin(), expected.end());
+        same += got == expected;
+        ++total;
+      }
+    }
+    report("pre-tokenizer " + pre + ": " + std::to_string(same) + "/" + std::to_string(total) +
+           " strings give llama.cpp's ids");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(spm_scores_decide_the_merges) {
   scratch_dir dir;
   tiny_spm v;
