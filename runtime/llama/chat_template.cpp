@@ -19,13 +19,14 @@ constexpr std::array<std::string_view, 2> chatml_default_systems = {
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
 };
 
-constexpr std::array<chat_template::kind, 14> all_kinds = {
+constexpr std::array<chat_template::kind, 15> all_kinds = {
     chat_template::kind::chatml,     chat_template::kind::llama2,
     chat_template::kind::llama2_sys, chat_template::kind::mistral_v1,
     chat_template::kind::mistral_v3, chat_template::kind::mistral_v3_tekken,
     chat_template::kind::mistral_v7, chat_template::kind::mistral_v7_tekken,
     chat_template::kind::llama3,     chat_template::kind::zephyr,
-    chat_template::kind::phi3,       chat_template::kind::gemma,
+    chat_template::kind::phi3,       chat_template::kind::phi4,
+    chat_template::kind::gemma,
     chat_template::kind::vicuna,     chat_template::kind::vicuna_orca,
 };
 
@@ -252,6 +253,15 @@ bool bos_before_inst(std::string_view text) {
 
 /// The messages with role "tool" as "user", and a system message after the first as a user turn
 /// when the kind has no system turn (`system_turns` false).
+/// s without leading (front) and/or trailing (back) '\n' characters: Python's lstrip('\n'),
+/// rstrip('\n') and strip('\n').
+std::string strip_newlines(const std::string& s, bool front, bool back) {
+  size_t b = 0, e = s.size();
+  while (front && b < e && s[b] == '\n') ++b;
+  while (back && e > b && s[e - 1] == '\n') --e;
+  return s.substr(b, e - b);
+}
+
 std::vector<chat_message> as_user_turns(std::span<const chat_message> m, bool system_turns) {
   std::vector<chat_message> out(m.begin(), m.end());
   for (size_t i = 0; i < out.size(); ++i) {
@@ -288,6 +298,8 @@ std::string_view chat_template::name(kind k) noexcept {
       return "zephyr";
     case kind::phi3:
       return "phi3";
+    case kind::phi4:
+      return "phi4";
     case kind::gemma:
       return "gemma";
     case kind::vicuna:
@@ -316,8 +328,12 @@ chat_template chat_template::chatml(std::string default_system) {
 std::optional<chat_template> chat_template::detect(std::string_view text, chat_context ctx) {
   std::optional<kind> k;
   if (has(text, "<|im_start|>")) {
-    // Phi-4 (<|im_sep|>) and SmolVLM (<end_of_utterance>) use the tokens differently.
-    if (!has(text, "<|im_sep|>") && !has(text, "<end_of_utterance>")) k = kind::chatml;
+    // SmolVLM (<end_of_utterance>) uses the tokens otherwise.
+    if (has(text, "<|im_sep|>")) {
+      k = kind::phi4;
+    } else if (!has(text, "<end_of_utterance>")) {
+      k = kind::chatml;
+    }
   } else if (text.starts_with("mistral") || has(text, "[INST]")) {
     if (has(text, "[SYSTEM_PROMPT]")) {
       k = has(text, "[INST] ") ? kind::mistral_v7 : kind::mistral_v7_tekken;
@@ -349,6 +365,8 @@ std::optional<chat_template> chat_template::detect(std::string_view text, chat_c
   t.strip_ = has(text, ".strip()") || has(text, "| trim") || has(text, "|trim");
   t.knowledge_date_ = has(text, "Cutting Knowledge Date");
   t.eos_without_prompt_ = has(text, "eos_token");
+  t.assistant_after_user_ = has(text, "<|im_end|><|im_start|>assistant<|im_sep|>'");
+  t.reasoning_ = *k == kind::chatml && has(text, "reasoning_content") && has(text, "</think>");
   if (*k == kind::zephyr) {
     t.turn_end_ =
         has(text, "eos_token") ? (ctx.eos_token.empty() ? "</s>" : ctx.eos_token) : "<|endoftext|>";
@@ -409,8 +427,43 @@ std::string chat_template::render_chatml(std::span<const chat_message> messages,
   if (!default_system_.empty() && (messages.empty() || messages.front().role != "system")) {
     if (!messages.empty()) out += "<|im_start|>system\n" + default_system_ + "<|im_end|>\n";
   }
-  for (const chat_message& m : messages) {
-    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  // Qwen3: the last user query (not a <tool_response> turn) splits the conversation; an
+  // assistant turn before it loses its <think> part, one after it keeps a <think> block (always
+  // when it is the last turn).
+  size_t last_query = messages.size() - 1;
+  if (reasoning_) {
+    for (size_t i = messages.size(); i-- > 0;) {
+      const std::string& c = messages[i].content;
+      if (messages[i].role == "user" &&
+          !(c.starts_with("<tool_response>") && c.ends_with("</tool_response>"))) {
+        last_query = i;
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const chat_message& m = messages[i];
+    if (!reasoning_ || m.role != "assistant") {
+      out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+      continue;
+    }
+    std::string content = m.content, reasoning;
+    if (const size_t close = content.rfind("</think>"); close != std::string::npos) {
+      std::string before = content.substr(0, content.find("</think>"));
+      content = strip_newlines(content.substr(close + 8), true, false);
+      before = strip_newlines(before, false, true);
+      if (const size_t open = before.rfind("<think>"); open != std::string::npos)
+        before = before.substr(open + 7);
+      reasoning = strip_newlines(before, true, false);
+    }
+    out += "<|im_start|>assistant\n";
+    if (i > last_query && (i + 1 == messages.size() || !reasoning.empty())) {
+      out += "<think>\n" + strip_newlines(reasoning, true, true) + "\n</think>\n\n" +
+             strip_newlines(content, true, false);
+    } else {
+      out += content;
+    }
+    out += "<|im_end|>\n";
   }
   if (gen) out += "<|im_start|>assistant\n";
   return out;
@@ -541,6 +594,18 @@ std::string chat_template::render_turns(std::span<const chat_message> messages, 
         out += ctx_.eos_token;
       }
       break;
+    case kind::phi4:
+      for (const chat_message& x : m) {
+        if (x.role == "assistant") {
+          if (!assistant_after_user_) out += "<|im_start|>assistant<|im_sep|>";
+          out += x.content + "<|im_end|>";
+        } else {
+          out += "<|im_start|>" + x.role + "<|im_sep|>" + x.content + "<|im_end|>";
+          if (assistant_after_user_ && x.role == "user") out += "<|im_start|>assistant<|im_sep|>";
+        }
+      }
+      if (gen && !assistant_after_user_) out += "<|im_start|>assistant<|im_sep|>";
+      break;
     case kind::gemma: {
       // Gemma refuses a system message; it goes in front of the first user turn.
       std::string system;
@@ -578,6 +643,7 @@ std::string chat_template::render_turns(std::span<const chat_message> messages, 
 std::string_view chat_template::end_of_turn() const noexcept {
   switch (kind_) {
     case kind::chatml:
+    case kind::phi4:
       return "<|im_end|>";
     case kind::llama3:
       return "<|eot_id|>";

@@ -214,6 +214,12 @@ TEMPLATES = [
     ("microsoft/Phi-3-small", "test-chat-template.cpp", "cpp:Phi-3-small", "<|endoftext|>",
      "<|endoftext|>", "phi3", "llama.cpp adds BOS through the tokenizer and no final EOS",
      {"tool": TOOL_NOT_COMPARED}),
+    ("microsoft/phi-4", "test-chat-template.cpp", "cpp:phi-4", "<|endoftext|>", "<|im_end|>",
+     "phi4", None, {"tool": TOOL_NOT_COMPARED}),
+    ("Qwen/Qwen3-0.6B", "models/templates", "Qwen-Qwen3-0.6B.jinja", "<|endoftext|>",
+     "<|im_end|>", "chatml", None,
+     {"tool": "Qwen's template turns a tool result into a user turn wrapped in <tool_response>; "
+              "troupe's ChatML keeps role 'tool' (SmolLM2's behaviour)"}),
     ("google/gemma-2-2b-it", "models/templates", "google-gemma-2-2b-it.jinja", "<bos>", "<eos>",
      "gemma", "llama.cpp merges a system message into the first user turn where Jinja refuses it",
      {"tool": TOOL_NOT_COMPARED}),

@@ -72,6 +72,9 @@ class chat_template {
     llama3,
     zephyr,       ///< <|role|>\ncontent</s>\n (TinyLlama-1.1B-Chat, Zephyr)
     phi3,         ///< <|role|>\ncontent<|end|>\n (Phi-3, Phi-3.5)
+    /// <|im_start|>role<|im_sep|>content<|im_end|> (Phi-4); its first template writes the
+    /// assistant's opening after every user turn, whatever add_generation_prompt says.
+    phi4,
     gemma,        ///< <start_of_turn>user\ncontent<end_of_turn>\n, the assistant being "model"
     vicuna,       ///< system\n\nUSER: user\nASSISTANT: answer</s>\n
     vicuna_orca,  ///< SYSTEM: system\nUSER: user\nASSISTANT: answer</s>\n
@@ -122,6 +125,8 @@ class chat_template {
   bool strip_ = false;               ///< llama2: contents stripped of whitespace
   bool knowledge_date_ = false;      ///< llama3: the 3.1 system preamble
   bool eos_without_prompt_ = false;  ///< phi3: EOS ends the text when no generation prompt
+  bool assistant_after_user_ = false;  ///< phi4: the user turn opens the assistant's
+  bool reasoning_ = false;  ///< chatml with Qwen3's <think> handling of assistant turns
 };
 
 }  // namespace troupe::llama
