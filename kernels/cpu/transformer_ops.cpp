@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "cpu/float_dot.hpp"
 #include "cpu/float_dot_impl.hpp"
@@ -71,7 +72,8 @@ void rope_scalar(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, co
 void attention_head_scalar(const attention_head_args& a) noexcept {
   const int64_t n = a.n, d = a.head_dim;
   float* s = a.scores;
-  for (int64_t j = 0; j < n; ++j) s[j] = dot_vec_ggml(a.k + j * a.stride, a.q, d);
+  for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
+  for (int64_t j = a.first; j < n; ++j) s[j] = dot_vec_ggml(a.k + j * a.stride, a.q, d);
   softmax_ggml(s, n, a.scale);
   // Σ_j p_j·v_j into the accumulator lane that ggml's order gives position j (see
   // attention_head_args::single_token); lanes of the padding positions stay 0 as p is 0 there.
@@ -278,6 +280,34 @@ status silu_mul(float* gate, const float* up, int64_t n) noexcept {
   return status::ok;
 }
 
+status gelu_mul(float* gate, const float* up, int64_t n) noexcept {
+  if (n < 0) return status::bad_size;
+  if (n > 0 && (gate == nullptr || up == nullptr)) return status::null_pointer;
+  // ggml_table_gelu_f16 (ggml_cpu_init): ggml_gelu_f32 of every fp16 value, as GCC compiles it
+  // for an FMA CPU (1 + A·x·x fused), rounded to fp16.
+  static const std::vector<uint16_t> table = [] {
+    std::vector<uint16_t> t(1 << 16);
+    constexpr float coef_a = 0.044715f, sqrt_2_over_pi = 0.79788456080286535587989211986876f;
+    for (uint32_t i = 0; i < t.size(); ++i) {
+      const float x = fp16_to_fp32(static_cast<uint16_t>(i));
+      const float inner = sqrt_2_over_pi * x * std::fma(coef_a * x, x, 1.0f);
+      t[i] = fp32_to_fp16(0.5f * x * (1.0f + std::tanh(inner)));
+    }
+    return t;
+  }();
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    if (x <= -10.0f) {
+      gate[i] = 0.0f;
+    } else if (x >= 10.0f) {
+      gate[i] = x * up[i];
+    } else {
+      gate[i] = fp16_to_fp32(table[fp32_to_fp16(x)]) * up[i];
+    }
+  }
+  return status::ok;
+}
+
 status softmax(float* x, int64_t n, float scale) noexcept {
   if (n <= 0) return status::bad_size;
   if (x == nullptr) return status::null_pointer;
@@ -294,7 +324,8 @@ status attention(thread_pool& pool, const attention_shape& s, const float* q, in
 
 status attention(thread_pool& pool, const attention_shape& s, const attention_sequence* seqs,
                  int64_t count, std::vector<float>& scratch) noexcept {
-  if (count < 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 || s.heads % s.kv_heads != 0)
+  if (count < 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 ||
+      s.heads % s.kv_heads != 0 || s.window < 0)
     return status::bad_size;
   if (count > 0 && seqs == nullptr) return status::null_pointer;
   int64_t jobs = 0, ctx = 0;  // (token, head) pairs of all sequences; the longest context
@@ -327,12 +358,20 @@ status attention(thread_pool& pool, const attention_shape& s, const attention_se
       const int64_t t = (job - first) / s.heads;
       const int64_t h = (job - first) % s.heads;
       const int64_t kvh = h / group;
-      const detail::attention_head_args a{sq.q + t * q_dim + h * d, sq.k_cache + kvh * d,
-                                          sq.v_cache + kvh * d,     kv_dim,
-                                          sq.pos0 + t + 1,          d,
-                                          s.scale,                  sq.tokens == 1,
-                                          scores,                   acc,
-                                          sq.out + t * q_dim + h * d};
+      const int64_t visible = sq.pos0 + t + 1;
+      const detail::attention_head_args a{sq.q + t * q_dim + h * d,
+                                          sq.k_cache + kvh * d,
+                                          sq.v_cache + kvh * d,
+                                          kv_dim,
+                                          visible,
+                                          d,
+                                          s.scale,
+                                          sq.tokens == 1,
+                                          scores,
+                                          acc,
+                                          sq.out + t * q_dim + h * d,
+                                          s.window > 0 ? std::max<int64_t>(0, visible - s.window)
+                                                       : 0};
       kt.attention_head(a);
     }
   });

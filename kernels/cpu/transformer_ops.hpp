@@ -59,6 +59,12 @@ status rope_norm(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, in
 /// gate[i] = silu(gate[i]) · up[i] over n elements; silu(x) = x / (1 + e^-x).
 status silu_mul(float* gate, const float* up, int64_t n) noexcept;
 
+/// gate[i] = gelu(gate[i]) · up[i] as ggml_vec_geglu_f32 computes it (GGML_GELU_FP16, Gemma's
+/// feed-forward): 0 for gate <= -10, gate·up for gate >= 10, else GELU's tanh approximation
+/// taken from ggml's table at gate rounded to fp16 (built with libm's tanhf, rounded to fp16)
+/// and widened, times up.
+status gelu_mul(float* gate, const float* up, int64_t n) noexcept;
+
 /// In-place softmax of x[0..n) after scaling by `scale`; the sum is accumulated in double.
 status softmax(float* x, int64_t n, float scale) noexcept;
 
@@ -68,6 +74,10 @@ struct attention_shape {
   int64_t kv_heads;   ///< key/value heads; heads % kv_heads == 0
   int64_t head_dim;
   float scale;        ///< usually 1/sqrt(head_dim)
+  /// Sliding-window attention (Gemma 3's local layers): a query at position p sees positions
+  /// [p - window + 1, p] only, the others masked as llama.cpp masks them (their scores -inf,
+  /// so the sums keep ggml's lanes). 0: every earlier position.
+  int64_t window = 0;
 };
 
 /// out[t, h, :] = softmax(q[t,h,:]·K[0..pos0+t]ᵀ · scale) · V for t in [0, tokens): query t sits

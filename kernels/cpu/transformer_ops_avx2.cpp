@@ -123,7 +123,8 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   // Cache rows are kv_heads·head_dim apart and, a layer later, no longer cached: ask for the key
   // and the value 8 positions ahead, so that the keys arrive in time and the values are in L2
   // (a head's n·head_dim floats) when the product with V below walks them in its own order.
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
+  for (int64_t j = a.first; j < n; ++j) {
     const int64_t ahead = (j + 8) * a.stride;
     for (int64_t i = 0; i < d; i += 16) {
       __builtin_prefetch(a.k + ahead + i, 0, 3);

@@ -27,6 +27,7 @@ struct attention_head_args {
   float* scores;         ///< scratch [n rounded up to 16]
   float* acc;            ///< scratch [64, head_dim]
   float* out;            ///< [head_dim]
+  int64_t first = 0;     ///< positions before it are masked (score -inf: sliding window)
 };
 
 struct transformer_table {

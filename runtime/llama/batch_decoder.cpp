@@ -49,6 +49,7 @@ struct batch_decoder::state {
   std::vector<int32_t> tokens;      // all tokens of the step, chunk after chunk
   std::vector<int64_t> pos;         // position of each token
   std::vector<float> rope;          // [tokens, 2 * rope_dim] rotation coefficients
+  std::vector<float> rope_swa;      // the same for gemma3's sliding-window layers
   std::vector<std::byte> act_scratch;
   std::vector<float> attn_scratch;
   std::vector<kc::attention_sequence> attn_seqs;  // one per chunk of the step
@@ -167,6 +168,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
   fit(s.v, T * kv_dim); fit(s.attn, T * q_dim); fit(s.proj, T * H);
   fit(s.gate, T * h.ffn); fit(s.up, T * h.ffn);
   fit(s.last, C * H); fit(s.logits, C * h.vocab); fit(s.rope, T * 2 * h.rope_dim);
+  if (h.swa_window > 0) fit(s.rope_swa, T * 2 * h.rope_dim);
   s.tokens.clear();
   s.pos.clear();
   for (const chunk& ch : chunks) {
@@ -182,11 +184,16 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     for (const chunk& ch : chunks) {
       const bool long_factors =
           h.rope_long_factors && s.seqs[ch.seq].capacity > h.rope_original_context;
-      for (size_t i = 0; i < ch.tokens.size(); ++i, ++t)
+      for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
         check(kc::rope_coefficients(long_factors ? w.rope_long : w.rope,
                                     s.pos[static_cast<size_t>(t)],
                                     s.rope.data() + t * 2 * h.rope_dim),
               "rope_coefficients");
+        if (h.swa_window > 0)
+          check(kc::rope_coefficients(w.rope_swa, s.pos[static_cast<size_t>(t)],
+                                      s.rope_swa.data() + t * 2 * h.rope_dim),
+                "rope_coefficients");
+      }
     }
   }
   // y[t, :] += b for the T rows of an n-wide product; no-op without a bias.
@@ -257,11 +264,20 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     const auto* row = static_cast<const std::byte*>(w.token_embd.data) +
                       static_cast<size_t>(s.tokens[static_cast<size_t>(t)]) * w.token_embd.row_stride;
     check(kc::dequantize_row(w.token_embd.type, row, s.x.data() + t * H, H), "dequantize_row");
+    if (h.embed_scale != 0)
+      for (int64_t i = 0; i < H; ++i) s.x[t * H + i] *= h.embed_scale;  // ggml_scale
   }
+  // RMSNorm of each token's row of y [T, hidden] in place (gemma3's post-norms).
+  auto norm_rows = [&](float* y, const float* weight) {
+    for (int64_t t = 0; t < T; ++t)
+      check(kc::rms_norm(y + t * H, weight, y + t * H, H, h.rms_eps), "rms_norm");
+  };
   const float kq_scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim));
-  const kc::attention_shape shape{h.heads, h.kv_heads, h.head_dim, h.scale_q ? 1.0f : kq_scale};
   for (int64_t il = 0; il < h.layers; ++il) {
     const layer_weights& l = w.layers[static_cast<size_t>(il)];
+    const kc::attention_shape shape{h.heads, h.kv_heads, h.head_dim,
+                                    h.scale_q ? 1.0f : kq_scale, l.sliding ? h.swa_window : 0};
+    const std::vector<float>& rope = l.sliding ? s.rope_swa : s.rope;
     for (int64_t t = 0; t < T; ++t)
       check(kc::rms_norm(s.x.data() + t * H, l.attn_norm, s.cur.data() + t * H, H, h.rms_eps),
             "rms_norm");
@@ -281,7 +297,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       const int64_t t0 = t;
       for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
         const int64_t pos = s.pos[static_cast<size_t>(t)];
-        const float* coef = s.rope.data() + t * 2 * h.rope_dim;
+        const float* coef = rope.data() + t * 2 * h.rope_dim;
         if (l.q_norm != nullptr) {  // qwen3: each head RMS-normalised before the rotation
           for (int64_t hh = 0; hh < h.heads; ++hh) {
             float* qh = s.q.data() + t * q_dim + hh * h.head_dim;
@@ -296,7 +312,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
         check(rotate(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef), "rope");
         check(rotate(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef), "rope");
         if (h.scale_q)
-          for (int64_t i = 0; i < q_dim; ++i) s.q[t * q_dim + i] *= kq_scale;
+          for (int64_t i = 0; i < q_dim; ++i) s.q[t * q_dim + i] *= h.q_scale;
         std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
         std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
       }
@@ -308,6 +324,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
           "attention");
     mm(l.wo, s.attn.data(), s.proj.data(), T);
     add_bias(s.proj.data(), l.bo, H);
+    if (l.attn_post_norm != nullptr) norm_rows(s.proj.data(), l.attn_post_norm);
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
     for (int64_t i = 0; i < T; ++i)
       check(kc::rms_norm(s.x.data() + i * H, l.ffn_norm, s.cur.data() + i * H, H, h.rms_eps),
@@ -318,10 +335,14 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       mm_fused({part(l.gate, s.gate.data()), part(l.up, s.up.data())}, s.cur.data());
       add_bias(s.gate.data(), l.b_gate, h.ffn);
       add_bias(s.up.data(), l.b_up, h.ffn);
-      check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
+      if (h.gelu)
+        check(kc::gelu_mul(s.gate.data(), s.up.data(), T * h.ffn), "gelu_mul");
+      else
+        check(kc::silu_mul(s.gate.data(), s.up.data(), T * h.ffn), "silu_mul");
       mm(l.down, s.gate.data(), s.proj.data(), T);
       add_bias(s.proj.data(), l.b_down, H);
     }
+    if (l.ffn_post_norm != nullptr) norm_rows(s.proj.data(), l.ffn_post_norm);
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
   }
   // Logits of each chunk's last token only: [C, vocab].
@@ -336,6 +357,11 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
   if (w.output_bias != nullptr) {
     for (int64_t c = 0; c < C; ++c)
       for (int64_t i = 0; i < h.vocab; ++i) s.logits[c * h.vocab + i] += w.output_bias[i];
+  }
+  if (h.final_softcap != 0) {  // ggml_scale(1/cap), ggml_tanh, ggml_scale(cap)
+    const float inv = 1.0f / h.final_softcap;
+    for (int64_t i = 0; i < C * h.vocab; ++i)
+      s.logits[i] = std::tanh(s.logits[i] * inv) * h.final_softcap;
   }
   for (const chunk& ch : chunks) s.seqs[ch.seq].pos += static_cast<int64_t>(ch.tokens.size());
   return {s.logits.data(), static_cast<size_t>(C * h.vocab)};

@@ -167,6 +167,35 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   }
 }
 
+/// Gemma 3's sliding-window layers (llama_model_gemma3::load_arch_hparams): attention.
+/// sliding_window positions, on the layers attention.sliding_window_pattern names (an array of
+/// booleans, or n: every layer but each n-th; 6 by default), rotated with rope.freq_base_swa
+/// (10000 by default) and no frequency scaling.
+void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
+  const std::string window = h.arch + ".attention.sliding_window";
+  const std::string pattern = h.arch + ".attention.sliding_window_pattern";
+  h.swa_window = f.get_u32(window, 0);
+  if (h.swa_window == 0) return;
+  h.sliding_layers.assign(static_cast<size_t>(h.layers), false);
+  const gguf_kv* kv = f.find(pattern);
+  if (kv != nullptr && kv->type == gguf_value_type::array) {
+    const std::vector<int64_t> flags = f.get_int_array(pattern);
+    if (static_cast<int64_t>(flags.size()) < h.layers) {
+      fail(errc::parse_error, f,
+           pattern + " has " + std::to_string(flags.size()) + " entries for " +
+               std::to_string(h.layers) + " layers");
+    }
+    for (int64_t il = 0; il < h.layers; ++il) h.sliding_layers[static_cast<size_t>(il)] = flags[il] != 0;
+  } else {
+    const int64_t n = f.get_u32(pattern, 6);
+    for (int64_t il = 0; il < h.layers; ++il)
+      h.sliding_layers[static_cast<size_t>(il)] = n == 0 || il % n < n - 1;
+  }
+  w.rope_swa = w.rope;
+  w.rope_swa.freq_base = f.get_f32(h.arch + ".rope.freq_base_swa", 10000.0f);
+  w.rope_swa.freq_scale = 1.0f;
+}
+
 /// The mixture-of-experts hyperparameters of a llama file (Mixtral's layout: a softmax router
 /// over llama.expert_count SwiGLU experts, llama.expert_used_count of them per token).
 void read_experts(const gguf_file& f, llama_hparams& h) {
@@ -214,20 +243,26 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   llama_hparams& h = m->hparams_;
   h.arch = f.get_string("general.architecture");
   if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
-      h.arch != "qwen3moe") {
+      h.arch != "qwen3moe" && h.arch != "gemma3") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
              "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B, Mixtral), 'qwen2' (Qwen2, "
-             "Qwen2.5), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 MoE), 'phi3' (Phi-3, Phi-3.5) and "
-             "'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
+             "Qwen2.5), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 MoE), 'phi3' (Phi-3, Phi-3.5, "
+             "Phi-4), 'gemma3' (Gemma 3) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
   }
   // llama.cpp's rope type of the architecture: qwen2, qwen3 and phi3 rotate the two halves of
   // each head; phi3 also scales q before attention (ggml_scale) and attends with scale 1; qwen3
   // RMS-normalises each head of q and k before the rotation.
-  h.rope_neox = h.arch == "qwen2" || h.arch == "phi3" || h.arch == "qwen3" || h.arch == "qwen3moe";
-  h.scale_q = h.arch == "phi3";
-  h.qk_norm = h.arch == "qwen3" || h.arch == "qwen3moe";
+  // gemma3 adds to qwen3's: embeddings times sqrt(hidden), q scaled before attention, norms after
+  // attention and after the feed-forward, GELU, sliding-window layers (read_sliding_window).
+  h.rope_neox = h.arch == "qwen2" || h.arch == "phi3" || h.arch == "qwen3" ||
+                h.arch == "qwen3moe" || h.arch == "gemma3";
+  h.scale_q = h.arch == "phi3" || h.arch == "gemma3";
+  h.qk_norm = h.arch == "qwen3" || h.arch == "qwen3moe" || h.arch == "gemma3";
+  const bool gemma = h.arch == "gemma3";
+  h.gelu = gemma;
+  h.post_norms = gemma;
   const auto key = [&](const char* k) { return h.arch + "." + k; };
   h.hidden = f.get_u32(key("embedding_length"));
   h.layers = f.get_u32(key("block_count"));
@@ -272,6 +307,18 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
 
   impl& w = *m->impl_;
   read_rope(f, h, w);
+  // The scale of q before attention (scale_q): phi3 and gemma3 1/sqrt(head size), but llama.cpp
+  // takes 1/sqrt(hidden / heads) for Gemma 3 27B (62 layers), as gemma_pytorch does.
+  h.q_scale = 1.0f / std::sqrt(static_cast<float>(
+                         gemma && h.layers == 62 ? h.hidden / h.heads : h.head_dim));
+  if (gemma) {
+    h.embed_scale = std::sqrt(static_cast<float>(h.hidden));
+    h.final_softcap = f.get_f32(key("final_logit_softcapping"), 0.0f);
+    if (!(h.final_softcap >= 0) || !std::isfinite(h.final_softcap)) {
+      fail(errc::parse_error, f, key("final_logit_softcapping") + " must be a positive number");
+    }
+    read_sliding_window(f, h, w);
+  }
   w.token_embd = load_matrix(f, "token_embd.weight", h.hidden, h.vocab, false);
   w.output = f.find_tensor("output.weight") ? load_matrix(f, "output.weight", h.hidden, h.vocab)
                                             : load_matrix(f, "token_embd.weight", h.hidden, h.vocab);
@@ -320,6 +367,11 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
     }
     l.bo = bias(p + "attn_output.bias", h.hidden);
     l.ffn_norm = load_vector(f, p + "ffn_norm.weight", h.hidden);
+    if (h.post_norms) {
+      l.attn_post_norm = load_vector(f, p + "post_attention_norm.weight", h.hidden);
+      l.ffn_post_norm = load_vector(f, p + "post_ffw_norm.weight", h.hidden);
+    }
+    l.sliding = !h.sliding_layers.empty() && h.sliding_layers[static_cast<size_t>(i)];
     if (h.experts > 0) {
       l.router = load_matrix(f, p + "ffn_gate_inp.weight", h.hidden, h.experts);
       l.gate_exps = load_experts(f, p + "ffn_gate_exps.weight", h.hidden, h.ffn, h.experts,

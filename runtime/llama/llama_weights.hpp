@@ -27,6 +27,10 @@ struct layer_weights {
   const float* attn_norm = nullptr;  // [hidden]
   matrix wq, wk, wv, wo;             // [q_dim|kv_dim, hidden], wo [hidden, q_dim]
   const float *q_norm = nullptr, *k_norm = nullptr;  // [head_dim] each (qwen3), or null
+  // gemma3: RMSNorm weights [hidden] after attention and after the feed-forward, or null; and
+  // whether the layer attends through its sliding window.
+  const float *attn_post_norm = nullptr, *ffn_post_norm = nullptr;
+  bool sliding = false;
   const float* ffn_norm = nullptr;   // [hidden]
   matrix gate, up, down;             // [ffn, hidden] ×2, down [hidden, ffn]
   // Mixture of experts instead of gate/up/down: the router and each expert's matrices, expert e
@@ -47,6 +51,7 @@ struct llama_model::impl {
   std::vector<layer_weights> layers;
   kc::rope_params rope;  // the rotary embedding of every layer (freq_factors into the map)
   kc::rope_params rope_long;  // LongRoPE: rope with the long factors (hparams.rope_long_factors)
+  kc::rope_params rope_swa;   // gemma3's sliding-window layers: their own base, no scaling
 };
 
 }  // namespace troupe::llama

@@ -81,13 +81,37 @@ BOOST_AUTO_TEST_CASE(silu_mul_and_softmax_match_reference) {
   for (size_t i = 0; i < s.size(); ++i) BOOST_CHECK_SMALL(p[i] - std::exp(0.5 * s[i] - mx) / sum, 1e-6);
 }
 
+// Also with a sliding window of 3 positions (Gemma 3's local layers): each query sees itself and
+// the two positions before it.
+// GELU as ggml's table gives it: x rounded to fp16, the tanh approximation rounded to fp16
+// (here from double: at most an fp16 step apart), 0 and identity past ±10.
+BOOST_AUTO_TEST_CASE(gelu_mul_matches_reference) {
+  auto g = random_floats(301, 31, -12, 12), u = random_floats(301, 32);
+  g[0] = -10.0f, g[1] = 10.0f, g[2] = 0.0f, g[3] = -9.99f;
+  auto out = g;
+  BOOST_REQUIRE(kc::gelu_mul(out.data(), u.data(), 301) == kc::status::ok);
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double x = kc::fp16_to_fp32(kc::fp32_to_fp16(g[i]));
+    const double gelu = 0.5 * x * (1 + std::tanh(0.7978845608028654 * x * (1 + 0.044715 * x * x)));
+    if (g[i] <= -10.0f) {
+      BOOST_CHECK_EQUAL(out[i], 0.0f);
+    } else if (g[i] >= 10.0f) {
+      BOOST_CHECK_EQUAL(out[i], g[i] * u[i]);
+    } else {
+      BOOST_CHECK_SMALL(out[i] - gelu * u[i], (std::abs(gelu) * 1e-3 + 1e-7) * std::abs(u[i]));
+    }
+  }
+  BOOST_CHECK(kc::gelu_mul(out.data(), u.data(), -1) == kc::status::bad_size);
+}
+
 BOOST_AUTO_TEST_CASE(attention_matches_naive_gqa) {
-  const kc::attention_shape shape{6, 2, 16, 0.25f};
   const int64_t pos0 = 5, tokens = 4, ctx = pos0 + tokens, kv_dim = 2 * 16, q_dim = 6 * 16;
   auto q = random_floats(static_cast<size_t>(tokens * q_dim), 7);
   auto k = random_floats(static_cast<size_t>(ctx * kv_dim), 8);
   auto v = random_floats(static_cast<size_t>(ctx * kv_dim), 9);
+  for (int64_t window : {0, 3})
   for (int threads : {1, 2, 3}) {
+    const kc::attention_shape shape{6, 2, 16, 0.25f, window};
     kc::thread_pool pool(threads);
     std::vector<float> out(static_cast<size_t>(tokens * q_dim) + 8, -7.0f), scratch;
     BOOST_REQUIRE(kc::attention(pool, shape, q.data(), tokens, pos0, k.data(), v.data(), out.data(),
@@ -95,18 +119,19 @@ BOOST_AUTO_TEST_CASE(attention_matches_naive_gqa) {
     for (int64_t t = 0; t < tokens; ++t) {
       for (int64_t h = 0; h < 6; ++h) {
         const int64_t kvh = h / 3, n = pos0 + t + 1;
-        std::vector<double> w(static_cast<size_t>(n));
+        const int64_t first = window > 0 ? std::max<int64_t>(0, n - window) : 0;
+        std::vector<double> w(static_cast<size_t>(n), 0.0);
         double mx = -1e30, sum = 0;
-        for (int64_t j = 0; j < n; ++j) {
+        for (int64_t j = first; j < n; ++j) {
           double dot = 0;
           for (int64_t i = 0; i < 16; ++i) dot += double(q[t * q_dim + h * 16 + i]) * k[j * kv_dim + kvh * 16 + i];
           w[j] = dot * 0.25;
           mx = std::max(mx, w[j]);
         }
-        for (auto& x : w) sum += x = std::exp(x - mx);
+        for (int64_t j = first; j < n; ++j) sum += w[j] = std::exp(w[j] - mx);
         for (int64_t i = 0; i < 16; ++i) {
           double acc = 0;
-          for (int64_t j = 0; j < n; ++j) acc += w[j] / sum * v[j * kv_dim + kvh * 16 + i];
+          for (int64_t j = first; j < n; ++j) acc += w[j] / sum * v[j * kv_dim + kvh * 16 + i];
           BOOST_CHECK_SMALL(out[t * q_dim + h * 16 + i] - acc, 1e-4);
         }
       }
@@ -258,7 +283,8 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
   }
   for (int64_t d : {16, 24, 64, 128}) {
     for (int64_t n : {1, 5, 17, 64, 100, 300}) {
-      for (bool single : {false, true}) {
+      for (bool single : {false, true})
+      for (int64_t first : {int64_t{0}, n / 3}) {
         auto q = random_floats(static_cast<size_t>(d), 16);
         auto kv = random_floats(static_cast<size_t>(n * 2 * d), 17);
         auto vv = random_floats(static_cast<size_t>(n * 2 * d), 18);
@@ -269,8 +295,9 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
           // clear what it reads.
           std::vector<float> acc(static_cast<size_t>(64 * d), std::nanf("")),
               out(static_cast<size_t>(d) + 3, 5.0f);
-          const kd::attention_head_args a{q.data(), kv.data() + d, vv.data() + d, 2 * d, n, d, 0.125f,
-                                          single, scores.data(), acc.data(), out.data()};
+          const kd::attention_head_args a{q.data(),      kv.data() + d, vv.data() + d, 2 * d, n,
+                                          d,             0.125f,        single,        scores.data(),
+                                          acc.data(),    out.data(),    first};
           k->attention_head(a);
           for (int i = 0; i < 3; ++i) BOOST_CHECK_EQUAL(out[static_cast<size_t>(d + i)], 5.0f);
           outs.push_back(out);

@@ -3,7 +3,8 @@
 // feed-forward biases, fused attn_qkv, a separate output matrix, F16 embeddings, Q5_0, weight
 // matrices in f32, f16 and bf16, and the
 // qwen2 architecture (NEOX rope, q/k/v and output biases) and phi3 (fused q/k/v and gate/up, q
-// scaled before attention, LongRoPE), qwen3 (q/k norms, wider heads), and Mixtral-style and
+// scaled before attention, LongRoPE), qwen3 (q/k norms, wider heads), gemma3 (sliding window,
+// post-norms, GELU, soft-capping), and Mixtral-style and
 // qwen3moe mixtures of experts. Tiny
 // random-weight models and llama.cpp's logits and greedy tokens on them come from
 // tools/reference/make_tiny_llama_fixtures.py (tests/fixtures/llama/tiny); files troupe must
@@ -192,6 +193,22 @@ BOOST_AUTO_TEST_CASE(qwen3moe_experts_match_llama_cpp) {
   check_against_llama_cpp("qwen3moe_experts.gguf");
 }
 
+// gemma3: scaled embeddings, q/k norms, post-norms, GELU, soft-capped logits, and a sliding
+// window of 16 positions on every other layer (its own RoPE base, no linear scaling): prompts of
+// 33 to 180 tokens mask most of the cache on those layers.
+BOOST_AUTO_TEST_CASE(gemma3_sliding_window_matches_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "gemma3_sliding.gguf");
+  const llama_hparams& h = model->hparams();
+  BOOST_CHECK_EQUAL(h.arch, "gemma3");
+  BOOST_CHECK_EQUAL(h.swa_window, 16);
+  BOOST_REQUIRE_EQUAL(h.sliding_layers.size(), 2u);
+  BOOST_CHECK(h.sliding_layers[0] && !h.sliding_layers[1]);
+  BOOST_CHECK(h.gelu && h.post_norms && h.qk_norm && h.scale_q);
+  BOOST_CHECK_EQUAL(h.final_softcap, 15.0f);
+  BOOST_CHECK_EQUAL(h.embed_scale, std::sqrt(64.0f));
+  check_against_llama_cpp("gemma3_sliding.gguf");
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {
@@ -288,7 +305,8 @@ BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
   const troupe::json::value ref = tiny_reference();
   for (const char* file : {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf",
                            "qwen2_neox.gguf", "phi_fused.gguf", "phi_longrope.gguf",
-                           "phi_longrope_short.gguf", "qwen3_qk_norm.gguf"}) {
+                           "phi_longrope_short.gguf", "qwen3_qk_norm.gguf",
+                           "gemma3_sliding.gguf"}) {
     BOOST_TEST_CONTEXT(file) {
       const troupe::json::value& entry = model_entry(ref, file);
       batch_decoder decoder(llama_model::load(tiny_dir / file), 2);

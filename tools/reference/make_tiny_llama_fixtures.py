@@ -29,6 +29,11 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
                      size of 64 for 2 heads
   qwen3moe_experts   qwen3moe: qwen3's attention and 8 softmax-routed experts of 32 rows
                      (expert_feed_forward_length), 2 per token
+  gemma3_sliding     the gemma3 architecture: embeddings times sqrt(hidden), q/k norms, q scaled
+                     before attention, norms after attention and after the feed-forward, GELU,
+                     final logit soft-capping (15), and sliding-window attention (16 positions)
+                     on every other layer (sliding_window_pattern 2), whose RoPE has its own base
+                     and no linear scaling (the global layers' factor is 4)
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
                      f32 router (ffn_gate_inp), 2 experts per token; experts in Q8_0, Q4_0, Q5_1
                      (layer 0) and Q4_1, Q5_0, F16 (layer 1)
@@ -134,7 +139,7 @@ class Model:
             self.w.add_uint32(f"{arch}.expert_used_count", experts_used)
         self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
         self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
-        if arch not in ("qwen2", "qwen3", "qwen3moe"):  # these leave it out: head_dim
+        if arch not in ("qwen2", "qwen3", "qwen3moe", "gemma3"):  # these leave it out
             self.w.add_uint32(f"{arch}.rope.dimension_count", HEAD_DIM)
         self.w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
         self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
@@ -178,7 +183,7 @@ F32 = gguf.GGMLQuantizationType.F32
 
 
 def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
-           fused_gate_up=False, types=None, head_dim=HEAD_DIM, qk_norm=False):
+           fused_gate_up=False, types=None, head_dim=HEAD_DIM, qk_norm=False, post_norms=False):
     """types: matrix name (attn_q, ...) -> type, overriding the defaults below."""
     q_dim, kv_dim = HEADS * head_dim, KV_HEADS * head_dim
     types = types or {}
@@ -188,6 +193,9 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
         if qk_norm:
             m.vector(p + "attn_q_norm.weight", head_dim, mean=1.0, std=0.3)
             m.vector(p + "attn_k_norm.weight", head_dim, mean=1.0, std=0.3)
+        if post_norms:
+            m.vector(p + "post_attention_norm.weight", HIDDEN, mean=1.0, std=0.3)
+            m.vector(p + "post_ffw_norm.weight", HIDDEN, mean=1.0, std=0.3)
         if fused_qkv:
             m.matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, HIDDEN, Q8_0, scale=3.0)
         else:
@@ -347,6 +355,21 @@ def make_models():
     moe_layers(m, 32, 8, [{"gate": Q8_0, "up": Q8_0, "down": Q8_0},
                           {"gate": Q4_0, "up": Q4_1, "down": Q8_0}],
                head_dim=qwen3_head, qk_norm=True)
+    m.write()
+    models.append(m)
+
+    m = Model("gemma3_sliding", 13, arch="gemma3", rope_base=1000000.0)
+    m.w.add_uint32("gemma3.attention.key_length", qwen3_head)
+    m.w.add_uint32("gemma3.attention.value_length", qwen3_head)
+    m.w.add_uint32("gemma3.attention.sliding_window", 16)
+    m.w.add_uint32("gemma3.attention.sliding_window_pattern", 2)
+    m.w.add_float32("gemma3.rope.freq_base_swa", 10000.0)
+    m.w.add_string("gemma3.rope.scaling.type", "linear")
+    m.w.add_float32("gemma3.rope.scaling.factor", 4.0)
+    m.w.add_float32("gemma3.final_logit_softcapping", 15.0)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0, scale=0.2)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0, head_dim=qwen3_head, qk_norm=True, post_norms=True)
     m.write()
     models.append(m)
 

@@ -6,8 +6,10 @@
 /// tied or separate output. The same forward pass runs `qwen2` files (Qwen2, Qwen2.5: llama with
 /// q/k/v biases and llama.cpp's NEOX rope, which rotates the halves of each head) and `phi3`
 /// files (Phi-3 and Phi-3.5: NEOX rope, fused q/k/v and gate/up, q scaled before attention,
-/// LongRoPE's long and short frequency factors) and `qwen3`/`qwen3moe` files (NEOX rope after an
-/// RMSNorm of each q and k head, heads of attention.key_length). Weights stay in the file's quantised formats inside
+/// LongRoPE's long and short frequency factors), `qwen3`/`qwen3moe` files (NEOX rope after an
+/// RMSNorm of each q and k head, heads of attention.key_length) and `gemma3` files (qwen3's
+/// attention with q scaled first, embeddings times sqrt(hidden), RMSNorms after attention and
+/// after the feed-forward, GELU, soft-capped logits, sliding-window layers). Weights stay in the file's quantised formats inside
 /// the memory map; nothing is converted. Mixture-of-experts llama files (Mixtral's layout) run
 /// too: per layer a softmax router picks llama.expert_used_count of llama.expert_count SwiGLU
 /// experts per token, each expert's tokens multiplied together (kernels/cpu/moe_ops.hpp).
@@ -28,7 +30,16 @@ struct llama_hparams {
   std::string arch = "llama";  ///< general.architecture: llama, qwen2, qwen3, qwen3moe or phi3
   bool rope_neox = false;  ///< rotate (x[i], x[i + rope_dim/2]) pairs (qwen2, phi3), not neighbours
   bool scale_q = false;    ///< scale q by 1/sqrt(head_dim) before attention, not inside (phi3)
-  bool qk_norm = false;    ///< RMS-normalise each head of q and k before RoPE (qwen3, qwen3moe)
+  bool qk_norm = false;    ///< RMS-normalise each head of q and k before RoPE (qwen3, gemma3)
+  float q_scale = 1;       ///< what scale_q multiplies q by
+  bool gelu = false;       ///< feed-forward GELU(gate)·up (ggml's table), not SiLU (gemma3)
+  bool post_norms = false;  ///< RMSNorm after attention and after the feed-forward (gemma3)
+  float embed_scale = 0;    ///< embeddings times this (gemma3: sqrt(hidden)); 0: as stored
+  float final_softcap = 0;  ///< logits = cap·tanh(logits / cap) (final_logit_softcapping); 0: off
+  /// Sliding-window attention (gemma3): the layers marked here see their last swa_window
+  /// positions only, rotated with rope.freq_base_swa. Empty / 0 without.
+  int64_t swa_window = 0;
+  std::vector<bool> sliding_layers;
   int64_t vocab = 0;
   int64_t hidden = 0;        ///< llama.embedding_length
   int64_t layers = 0;        ///< llama.block_count
