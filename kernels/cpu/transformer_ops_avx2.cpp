@@ -159,10 +159,13 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   const int64_t used = std::min(n, lanes);
   for (int64_t l = 0; l < used; ++l) {
     float* al = acc + l * d;
+    // Masked positions (before a.first) have p = 0: their terms would leave the sums as they
+    // are (a sum that starts at +0 never becomes -0), so the loops start at the first visible.
+    const int64_t j0 = l + (std::max<int64_t>(0, a.first - l) + lanes - 1) / lanes * lanes;
     int64_t i = 0;
     for (; i + 32 <= d; i += 32) {
       __m256 r0 = _mm256_setzero_ps(), r1 = r0, r2 = r0, r3 = r0;
-      for (int64_t j = l; j < n; j += lanes) {
+      for (int64_t j = j0; j < n; j += lanes) {
         const __m256 p = _mm256_set1_ps(s[j]);
         const float* vj = a.v + j * a.stride + i;
         r0 = _mm256_fmadd_ps(_mm256_loadu_ps(vj), p, r0);
@@ -177,7 +180,7 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
     }
     for (; i < d; i += 8) {
       __m256 r = _mm256_setzero_ps();
-      for (int64_t j = l; j < n; j += lanes)
+      for (int64_t j = j0; j < n; j += lanes)
         r = _mm256_fmadd_ps(_mm256_loadu_ps(a.v + j * a.stride + i), _mm256_set1_ps(s[j]), r);
       _mm256_storeu_ps(al + i, r);
     }
