@@ -148,19 +148,27 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
     busiest = std::max(busiest, offsets[e + 1]);
     offsets[e + 1] += offsets[e];
   }
-  // Which stacks take lanes-packed activations, and where each expert's packed block starts.
-  bool lanes[max_stacks];
+  // A stack takes its Q8_K activations packed with the tokens in SIMD lanes for an expert in the
+  // tiled order where the CPU has such kernels for its type; the K-quant stacks share one key,
+  // so the packing (which depends on n and the tokens only) is done once per expert, from the
+  // first of them (lanes_owner), when any stack takes it.
+  const auto takes_lanes = [&](int64_t s, int64_t cne) {
+    return !is_float[s] && tiled_in_mul_mat_id(stacks[s].weight) && cne >= 8 &&
+           q8_k_lanes_available(stacks[s].weight, cne);
+  };
+  const auto packed = [&](int64_t cne) {
+    for (int64_t s = 0; s < count; ++s)
+      if (takes_lanes(s, cne)) return true;
+    return false;
+  };
   int64_t lanes_owner = -1;
-  for (int64_t s = 0; s < count; ++s) {
-    lanes[s] = !is_float[s] && tiled_in_mul_mat_id(stacks[s].weight);
-    if (lanes[s] && lanes_owner < 0) lanes_owner = s;
-  }
+  for (int64_t s = 0; s < count && lanes_owner < 0; ++s)
+    if (!is_float[s] && tiled_in_mul_mat_id(stacks[s].weight)) lanes_owner = s;
   size_t lanes_bytes = 0;  // all experts' packed blocks, each 64-byte aligned
   if (lanes_owner >= 0) {
     for (int64_t e = 0; e < experts; ++e) {
       const int64_t cne = offsets[e + 1] - offsets[e];
-      if (cne >= 8 && q8_k_lanes_available(stacks[lanes_owner].weight, cne))
-        lanes_bytes += align64(static_cast<size_t>(q8_k_lanes_bytes(n, cne)));
+      if (packed(cne)) lanes_bytes += align64(static_cast<size_t>(q8_k_lanes_bytes(n, cne)));
     }
   }
   const auto threads = static_cast<size_t>(pool.size());
@@ -220,7 +228,7 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
     const int64_t s = lanes_owner;
     for (int64_t e = 0; e < experts; ++e) {
       const int64_t cne = offsets[e + 1] - offsets[e];
-      if (cne < 8 || !q8_k_lanes_available(stacks[s].weight, cne)) continue;
+      if (!packed(cne)) continue;
       lanes_at[e] = at;
       const std::byte* a = base + act_at[s] + offsets[e] * act_row[s];
       if (status st = pack_q8_k_lanes(a, static_cast<size_t>(act_row[s]), n, cne, base + at);
@@ -266,7 +274,7 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
       const status st =
           is_float[s] ? ggml_float_mat_mat(m.weight, ggml_float_order::vec_dot, nr, n, w,
                                            m.row_stride, a, act_stride, cne, tile, tile_rows)
-          : tiled && lanes[s] && lanes_at[e] != no_lanes
+          : takes_lanes(s, cne) && lanes_at[e] != no_lanes
               ? mat_mat_ggml_batched_lanes(m.weight, nr, n, w, m.row_stride, base + lanes_at[e],
                                            cne, tile, tile_rows)
           : tiled ? mat_mat_ggml_batched(m.weight, nr, n, w, m.row_stride, a, act_stride, cne,

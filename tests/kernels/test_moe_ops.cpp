@@ -215,6 +215,45 @@ BOOST_AUTO_TEST_CASE(mat_mul_id_matches_one_mat_mul_per_expert) {
   }
 }
 
+// Three stacks of three types fused (two K-quants sharing their packed Q8_K activations, and
+// Q8_0), on tokens that give one expert 12 pairs.
+BOOST_AUTO_TEST_CASE(mat_mul_id_fuses_stacks_of_several_types) {
+  constexpr int64_t experts = 4, k = 2, tokens = 12, n = 512, rows = 21;
+  kc::test::rng r;
+  std::vector<int32_t> ids;
+  for (int64_t t = 0; t < tokens; ++t) {
+    ids.push_back(2);
+    ids.push_back(t % 2 == 0 ? 0 : 3);
+  }
+  const quant_type types[3] = {quant_type::q4_k, quant_type::q6_k, quant_type::q8_0};
+  std::vector<float> x(tokens * n);
+  for (auto& v : x) v = r.real(-2, 2);
+  std::vector<std::vector<unsigned char>> w;
+  std::vector<std::vector<float>> y;
+  std::vector<kc::expert_matrices> stacks;
+  for (quant_type t : types) {
+    w.push_back(random_stack(r, t, experts, rows, n));
+    y.emplace_back(tokens * k * rows + guard, NAN);
+  }
+  for (int i = 0; i < 3; ++i) {
+    const auto rb = static_cast<size_t>(kc::row_bytes(types[i], n));
+    stacks.push_back({types[i], experts, rows, w[i].data(), rb, rb * rows, y[i].data()});
+  }
+  kc::thread_pool pool(2);
+  std::vector<std::byte> scratch;
+  BOOST_REQUIRE_EQUAL(kc::mat_mul_id(pool, stacks.data(), 3, n, x.data(),
+                                     {ids.data(), tokens * k, k, true}, scratch),
+                      status::ok);
+  for (int i = 0; i < 3; ++i) {
+    BOOST_TEST_CONTEXT(types[i]) {
+      const auto ref = per_expert_reference(pool, types[i], experts, rows, n, w[i].data(),
+                                            x.data(), ids, k, true);
+      BOOST_CHECK(std::equal(ref.begin(), ref.end(), y[i].begin()));
+      BOOST_CHECK(guard_intact(y[i], ref.size()));
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(mat_mul_id_refuses_bad_arguments_before_any_work) {
   constexpr int64_t experts = 3, rows = 4, n = 64;
   kc::test::rng r;
