@@ -78,7 +78,8 @@ status moe_route_softmax(const float* logits, int64_t experts, int64_t k, int32_
 }
 
 status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t count, int64_t n,
-                  const float* x, const expert_pairs& pr, std::vector<std::byte>& scratch) noexcept {
+                  const float* x, const expert_pairs& pr,
+                  std::vector<std::byte>& scratch) noexcept {
   if (count < 0 || count > max_stacks || n <= 0 || pr.pairs < 0 || pr.per_row <= 0)
     return status::bad_size;
   if (count == 0 || pr.pairs == 0) return status::ok;
@@ -266,7 +267,8 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
       const int64_t r0 = (it - first_item[s]) % tiles * tile_rows;
       const int64_t nr = std::min(tile_rows, m.rows - r0);
       const int64_t cne = offsets[e + 1] - offsets[e];
-      const auto* w = static_cast<const std::byte*>(m.w) + static_cast<size_t>(e) * m.expert_stride +
+      const auto* w = static_cast<const std::byte*>(m.w) +
+                      static_cast<size_t>(e) * m.expert_stride +
                       static_cast<size_t>(r0) * m.row_stride;
       const std::byte* a = base + act_at[s] + offsets[e] * act_row[s];
       const auto act_stride = static_cast<size_t>(act_row[s]);

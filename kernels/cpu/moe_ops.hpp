@@ -53,6 +53,7 @@ struct expert_pairs {
 /// (mat_mat_ggml_batched). Work is split over the pool by expert and tiles of rows; scratch is
 /// resized as needed. Checks every argument and id before any work.
 status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t count, int64_t n,
-                  const float* x, const expert_pairs& pairs, std::vector<std::byte>& scratch) noexcept;
+                  const float* x, const expert_pairs& pairs,
+                  std::vector<std::byte>& scratch) noexcept;
 
 }  // namespace troupe::kernels::cpu

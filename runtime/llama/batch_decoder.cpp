@@ -234,8 +234,9 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     auto stack = [&](const matrix& m, size_t stride, float* y) {
       return kc::expert_matrices{m.type, E, m.rows, m.data, m.row_stride, stride, y};
     };
-    const kc::expert_matrices gate_up[2] = {stack(l.gate_exps, l.gate_exps_stride, s.moe_gate.data()),
-                                            stack(l.up_exps, l.up_exps_stride, s.moe_up.data())};
+    const kc::expert_matrices gate_up[2] = {
+        stack(l.gate_exps, l.gate_exps_stride, s.moe_gate.data()),
+        stack(l.up_exps, l.up_exps_stride, s.moe_up.data())};
     check(kc::mat_mul_id(s.pool, gate_up, 2, H, s.cur.data(), {s.expert_ids.data(), P, K, true},
                          s.act_scratch),
           "mat_mul_id");

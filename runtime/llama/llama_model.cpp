@@ -167,10 +167,10 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   }
 }
 
-/// Gemma 3's sliding-window layers (llama_model_gemma3::load_arch_hparams): attention.
-/// sliding_window positions, on the layers attention.sliding_window_pattern names (an array of
-/// booleans, or n: every layer but each n-th; 6 by default), rotated with rope.freq_base_swa
-/// (10000 by default) and no frequency scaling.
+/// Gemma 3's sliding-window layers as llama_model_gemma3::load_arch_hparams reads them: a window
+/// of attention.sliding_window positions, on the layers that attention.sliding_window_pattern
+/// names (an array of booleans, or n: every layer but each n-th; 6 by default), rotated with
+/// rope.freq_base_swa (10000 by default) and no frequency scaling.
 void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   const std::string window = h.arch + ".attention.sliding_window";
   const std::string pattern = h.arch + ".attention.sliding_window_pattern";
@@ -185,7 +185,8 @@ void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl
            pattern + " has " + std::to_string(flags.size()) + " entries for " +
                std::to_string(h.layers) + " layers");
     }
-    for (int64_t il = 0; il < h.layers; ++il) h.sliding_layers[static_cast<size_t>(il)] = flags[il] != 0;
+    for (int64_t il = 0; il < h.layers; ++il)
+      h.sliding_layers[static_cast<size_t>(il)] = flags[static_cast<size_t>(il)] != 0;
   } else {
     const int64_t n = f.get_u32(pattern, 6);
     for (int64_t il = 0; il < h.layers; ++il)
@@ -297,10 +298,11 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
          key("rope.dimension_count") + " is " + std::to_string(h.rope_dim) +
              "; it must be even and at most the head size " + std::to_string(h.head_dim));
   }
-  if (h.arch == "qwen3moe" && !(f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0)) {
+  const bool moe = f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0;
+  if (h.arch == "qwen3moe" && !moe) {
     fail(errc::parse_error, f, "a qwen3moe file needs " + key("expert_count") + " > 0");
   }
-  if (f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0) read_experts(f, h);
+  if (moe) read_experts(f, h);
   const gguf_tensor& embd = f.tensor("token_embd.weight");
   if (embd.shape.size() != 2) fail(errc::parse_error, f, "token_embd.weight is not 2-D");
   h.vocab = static_cast<int64_t>(embd.shape[1]);
