@@ -74,6 +74,7 @@ void attention_head_scalar(const attention_head_args& a) noexcept {
   float* s = a.scores;
   for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
   for (int64_t j = a.first; j < n; ++j) s[j] = dot_vec_ggml(a.k + j * a.stride, a.q, d);
+  softcap_scores(s, a.first, n, a.softcap);
   softmax_ggml(s, n, a.scale);
   // Σ_j p_j·v_j into the accumulator lane that ggml's order gives position j (see
   // attention_head_args::single_token); lanes of the padding positions stay 0 as p is 0 there.
@@ -325,7 +326,7 @@ status attention(thread_pool& pool, const attention_shape& s, const float* q, in
 status attention(thread_pool& pool, const attention_shape& s, const attention_sequence* seqs,
                  int64_t count, std::vector<float>& scratch) noexcept {
   if (count < 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 ||
-      s.heads % s.kv_heads != 0 || s.window < 0)
+      s.heads % s.kv_heads != 0 || s.window < 0 || !(s.softcap >= 0))
     return status::bad_size;
   if (count > 0 && seqs == nullptr) return status::null_pointer;
   int64_t jobs = 0, ctx = 0;  // (token, head) pairs of all sequences; the longest context
@@ -371,7 +372,8 @@ status attention(thread_pool& pool, const attention_shape& s, const attention_se
                                           acc,
                                           sq.out + t * q_dim + h * d,
                                           s.window > 0 ? std::max<int64_t>(0, visible - s.window)
-                                                       : 0};
+                                                       : 0,
+                                          s.softcap};
       kt.attention_head(a);
     }
   });

@@ -78,6 +78,9 @@ struct attention_shape {
   /// [p - window + 1, p] only, the others masked as llama.cpp masks them (their scores -inf,
   /// so the sums keep ggml's lanes). 0: every earlier position.
   int64_t window = 0;
+  /// Attention logit soft-capping (Gemma 2): each score q·k becomes cap·tanh(q·k · (1/cap))
+  /// before `scale` and the softmax, as llama.cpp's non-flash attention computes it. 0: off.
+  float softcap = 0;
 };
 
 /// out[t, h, :] = softmax(q[t,h,:]·K[0..pos0+t]ᵀ · scale) · V for t in [0, tokens): query t sits

@@ -132,6 +132,7 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
     }
     s[j] = dot_vec(a.k + j * a.stride, a.q, d);
   }
+  softcap_scores(s, a.first, n, a.softcap);
   // Softmax over 16-lane chunks; the padding lanes are -inf, whose exp is 0 as in ggml's mask.
   const int64_t n16 = (n + 15) / 16 * 16;
   float mx = -std::numeric_limits<float>::infinity();

@@ -4,6 +4,7 @@
 /// bit for bit (llama.cpp's CPU backend as built for AVX-512 with FMA contraction: see
 /// transformer_ops.hpp for which op follows which ggml routine).
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -28,6 +29,7 @@ struct attention_head_args {
   float* acc;            ///< scratch [64, head_dim]
   float* out;            ///< [head_dim]
   int64_t first = 0;     ///< positions before it are masked (score -inf: sliding window)
+  float softcap = 0;     ///< scores capped to softcap·tanh(score/softcap) first (0: off)
 };
 
 struct transformer_table {
@@ -45,6 +47,14 @@ struct transformer_table {
   /// quantize_row_q8_0, the same way (the activations of Q8_0/Q4_0 weights).
   void (*quantize_q8_0)(const float* x, void* y, int64_t n) noexcept;
 };
+
+/// ggml's soft-capping of the attention scores s[first..n) in place: ggml_scale by 1/cap,
+/// ggml_tanh (libm tanhf), ggml_scale by cap. No-op for cap 0.
+inline void softcap_scores(float* s, int64_t first, int64_t n, float cap) noexcept {
+  if (cap == 0.0f) return;
+  const float inv = 1.0f / cap;
+  for (int64_t j = first; j < n; ++j) s[j] = std::tanh(s[j] * inv) * cap;
+}
 
 /// ggml_v_expf as built for AVX-512 (vec.h), one lane: a degree-5 polynomial on the reduced
 /// argument, scaled by 2^n with _mm512_scalef_ps (one rounding, here ldexp). Not libm's expf:

@@ -276,8 +276,12 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
   const float kq_scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim));
   for (int64_t il = 0; il < h.layers; ++il) {
     const layer_weights& l = w.layers[static_cast<size_t>(il)];
-    const kc::attention_shape shape{h.heads, h.kv_heads, h.head_dim,
-                                    h.scale_q ? 1.0f : kq_scale, l.sliding ? h.swa_window : 0};
+    const kc::attention_shape shape{h.heads,
+                                    h.kv_heads,
+                                    h.head_dim,
+                                    h.scale_q ? 1.0f : kq_scale,
+                                    l.sliding ? h.swa_window : 0,
+                                    h.attn_softcap};
     const std::vector<float>& rope = l.sliding ? s.rope_swa : s.rope;
     for (int64_t t = 0; t < T; ++t)
       check(kc::rms_norm(s.x.data() + t * H, l.attn_norm, s.cur.data() + t * H, H, h.rms_eps),

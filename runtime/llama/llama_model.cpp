@@ -167,14 +167,16 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   }
 }
 
-/// Gemma 3's sliding-window layers as llama_model_gemma3::load_arch_hparams reads them: a window
-/// of attention.sliding_window positions, on the layers that attention.sliding_window_pattern
-/// names (an array of booleans, or n: every layer but each n-th; 6 by default), rotated with
-/// rope.freq_base_swa (10000 by default) and no frequency scaling.
+/// Gemma's sliding-window layers as llama_model_gemma2/3::load_arch_hparams read them: a window
+/// of attention.sliding_window positions (Gemma 2: 4096 by default), on the layers that
+/// attention.sliding_window_pattern names (an array of booleans, or n: every layer but each
+/// n-th; Gemma 2 2, Gemma 3 6 by default), rotated with rope.freq_base_swa (Gemma 3: 10000 by
+/// default and no frequency scaling; Gemma 2: as the global layers).
 void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   const std::string window = h.arch + ".attention.sliding_window";
   const std::string pattern = h.arch + ".attention.sliding_window_pattern";
-  h.swa_window = f.get_u32(window, 0);
+  const bool v2 = h.arch == "gemma2";  // Gemma 2: 4096 positions on every other layer
+  h.swa_window = f.get_u32(window, v2 ? 4096 : 0);
   if (h.swa_window == 0) return;
   h.sliding_layers.assign(static_cast<size_t>(h.layers), false);
   const gguf_kv* kv = f.find(pattern);
@@ -188,13 +190,14 @@ void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl
     for (int64_t il = 0; il < h.layers; ++il)
       h.sliding_layers[static_cast<size_t>(il)] = flags[static_cast<size_t>(il)] != 0;
   } else {
-    const int64_t n = f.get_u32(pattern, 6);
+    const int64_t n = f.get_u32(pattern, v2 ? 2 : 6);
     for (int64_t il = 0; il < h.layers; ++il)
       h.sliding_layers[static_cast<size_t>(il)] = n == 0 || il % n < n - 1;
   }
+  // Gemma 2's local layers rotate as its global ones unless the file says otherwise.
   w.rope_swa = w.rope;
-  w.rope_swa.freq_base = f.get_f32(h.arch + ".rope.freq_base_swa", 10000.0f);
-  w.rope_swa.freq_scale = 1.0f;
+  w.rope_swa.freq_base = f.get_f32(h.arch + ".rope.freq_base_swa", v2 ? h.rope_base : 10000.0f);
+  if (!v2) w.rope_swa.freq_scale = 1.0f;
 }
 
 /// The mixture-of-experts hyperparameters of a llama file (Mixtral's layout: a softmax router
@@ -244,24 +247,26 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   llama_hparams& h = m->hparams_;
   h.arch = f.get_string("general.architecture");
   if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
-      h.arch != "qwen3moe" && h.arch != "gemma3") {
+      h.arch != "qwen3moe" && h.arch != "gemma2" && h.arch != "gemma3") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
              "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B, Mixtral), 'qwen2' (Qwen2, "
              "Qwen2.5), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 MoE), 'phi3' (Phi-3, Phi-3.5, "
-             "Phi-4), 'gemma3' (Gemma 3) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
+             "Phi-4), 'gemma2' and 'gemma3' (Gemma 2, Gemma 3) and 'deepseek2' (DeepSeek-V2/V3, "
+             "Moonlight, Kimi K2)");
   }
   // llama.cpp's rope type of the architecture: qwen2, qwen3 and phi3 rotate the two halves of
   // each head; phi3 also scales q before attention (ggml_scale) and attends with scale 1; qwen3
   // RMS-normalises each head of q and k before the rotation.
-  // gemma3 adds to qwen3's: embeddings times sqrt(hidden), q scaled before attention, norms after
-  // attention and after the feed-forward, GELU, sliding-window layers (read_sliding_window).
+  // gemma2 and gemma3: embeddings times sqrt(hidden), q scaled before attention, norms after
+  // attention and after the feed-forward, GELU, sliding-window layers (read_sliding_window);
+  // gemma2 soft-caps the attention scores and the logits, gemma3 normalises q and k as qwen3.
+  const bool gemma = h.arch == "gemma2" || h.arch == "gemma3";
   h.rope_neox = h.arch == "qwen2" || h.arch == "phi3" || h.arch == "qwen3" ||
-                h.arch == "qwen3moe" || h.arch == "gemma3";
-  h.scale_q = h.arch == "phi3" || h.arch == "gemma3";
+                h.arch == "qwen3moe" || gemma;
+  h.scale_q = h.arch == "phi3" || gemma;
   h.qk_norm = h.arch == "qwen3" || h.arch == "qwen3moe" || h.arch == "gemma3";
-  const bool gemma = h.arch == "gemma3";
   h.gelu = gemma;
   h.post_norms = gemma;
   const auto key = [&](const char* k) { return h.arch + "." + k; };
@@ -309,15 +314,22 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
 
   impl& w = *m->impl_;
   read_rope(f, h, w);
-  // The scale of q before attention (scale_q): phi3 and gemma3 1/sqrt(head size), but llama.cpp
-  // takes 1/sqrt(hidden / heads) for Gemma 3 27B (62 layers), as gemma_pytorch does.
-  h.q_scale = 1.0f / std::sqrt(static_cast<float>(
-                         gemma && h.layers == 62 ? h.hidden / h.heads : h.head_dim));
+  // The scale of q before attention (scale_q): 1/sqrt(head size), but llama.cpp takes
+  // 1/sqrt(hidden / heads) for the 27B Gemmas (46 layers for Gemma 2, 62 for Gemma 3), as
+  // gemma_pytorch does.
+  const bool gemma_27b = (h.arch == "gemma2" && h.layers == 46) ||
+                         (h.arch == "gemma3" && h.layers == 62);
+  h.q_scale = 1.0f / std::sqrt(static_cast<float>(gemma_27b ? h.hidden / h.heads : h.head_dim));
   if (gemma) {
     h.embed_scale = std::sqrt(static_cast<float>(h.hidden));
-    h.final_softcap = f.get_f32(key("final_logit_softcapping"), 0.0f);
-    if (!(h.final_softcap >= 0) || !std::isfinite(h.final_softcap)) {
-      fail(errc::parse_error, f, key("final_logit_softcapping") + " must be a positive number");
+    // llama.cpp's defaults: Gemma 2 caps at 50 (scores) and 30 (logits), Gemma 3 not at all.
+    const bool v2 = h.arch == "gemma2";
+    h.final_softcap = f.get_f32(key("final_logit_softcapping"), v2 ? 30.0f : 0.0f);
+    h.attn_softcap = v2 ? f.get_f32(key("attn_logit_softcapping"), 50.0f) : 0.0f;
+    for (const auto& [name, cap] : {std::pair{"final_logit_softcapping", h.final_softcap},
+                                    std::pair{"attn_logit_softcapping", h.attn_softcap}}) {
+      if (!(cap >= 0) || !std::isfinite(cap))
+        fail(errc::parse_error, f, key(name) + " must be a positive number");
     }
     read_sliding_window(f, h, w);
   }

@@ -82,7 +82,7 @@ BOOST_AUTO_TEST_CASE(silu_mul_and_softmax_match_reference) {
 }
 
 // Also with a sliding window of 3 positions (Gemma 3's local layers): each query sees itself and
-// the two positions before it.
+// the two positions before it; and with the scores soft-capped at 2 (Gemma 2).
 // GELU as ggml's table gives it: x rounded to fp16, the tanh approximation rounded to fp16
 // (here from double: at most an fp16 step apart), 0 and identity past ±10.
 BOOST_AUTO_TEST_CASE(gelu_mul_matches_reference) {
@@ -109,9 +109,10 @@ BOOST_AUTO_TEST_CASE(attention_matches_naive_gqa) {
   auto q = random_floats(static_cast<size_t>(tokens * q_dim), 7);
   auto k = random_floats(static_cast<size_t>(ctx * kv_dim), 8);
   auto v = random_floats(static_cast<size_t>(ctx * kv_dim), 9);
+  for (float cap : {0.0f, 2.0f})
   for (int64_t window : {0, 3})
   for (int threads : {1, 2, 3}) {
-    const kc::attention_shape shape{6, 2, 16, 0.25f, window};
+    const kc::attention_shape shape{6, 2, 16, 0.25f, window, cap};
     kc::thread_pool pool(threads);
     std::vector<float> out(static_cast<size_t>(tokens * q_dim) + 8, -7.0f), scratch;
     BOOST_REQUIRE(kc::attention(pool, shape, q.data(), tokens, pos0, k.data(), v.data(), out.data(),
@@ -125,7 +126,7 @@ BOOST_AUTO_TEST_CASE(attention_matches_naive_gqa) {
         for (int64_t j = first; j < n; ++j) {
           double dot = 0;
           for (int64_t i = 0; i < 16; ++i) dot += double(q[t * q_dim + h * 16 + i]) * k[j * kv_dim + kvh * 16 + i];
-          w[j] = dot * 0.25;
+          w[j] = (cap > 0 ? cap * std::tanh(dot / cap) : dot) * 0.25;
           mx = std::max(mx, w[j]);
         }
         for (int64_t j = first; j < n; ++j) sum += w[j] = std::exp(w[j] - mx);
@@ -284,7 +285,8 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
   for (int64_t d : {16, 24, 64, 128}) {
     for (int64_t n : {1, 5, 17, 64, 100, 300}) {
       for (bool single : {false, true})
-      for (int64_t first : {int64_t{0}, n / 3}) {
+      for (int64_t first : {int64_t{0}, n / 3})
+      for (float cap : {0.0f, 0.5f}) {
         auto q = random_floats(static_cast<size_t>(d), 16);
         auto kv = random_floats(static_cast<size_t>(n * 2 * d), 17);
         auto vv = random_floats(static_cast<size_t>(n * 2 * d), 18);
@@ -297,7 +299,8 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
               out(static_cast<size_t>(d) + 3, 5.0f);
           const kd::attention_head_args a{q.data(),      kv.data() + d, vv.data() + d, 2 * d, n,
                                           d,             0.125f,        single,        scores.data(),
-                                          acc.data(),    out.data(),    first};
+                                          acc.data(),    out.data(),    first,
+                                          cap};
           k->attention_head(a);
           for (int i = 0; i < 3; ++i) BOOST_CHECK_EQUAL(out[static_cast<size_t>(d + i)], 5.0f);
           outs.push_back(out);

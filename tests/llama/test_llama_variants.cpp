@@ -3,8 +3,8 @@
 // feed-forward biases, fused attn_qkv, a separate output matrix, F16 embeddings, Q5_0, weight
 // matrices in f32, f16 and bf16, and the
 // qwen2 architecture (NEOX rope, q/k/v and output biases) and phi3 (fused q/k/v and gate/up, q
-// scaled before attention, LongRoPE), qwen3 (q/k norms, wider heads), gemma3 (sliding window,
-// post-norms, GELU, soft-capping), and Mixtral-style and
+// scaled before attention, LongRoPE), qwen3 (q/k norms, wider heads), gemma2 and gemma3 (sliding
+// window, post-norms, GELU, soft-capping), and Mixtral-style and
 // qwen3moe mixtures of experts. Tiny
 // random-weight models and llama.cpp's logits and greedy tokens on them come from
 // tools/reference/make_tiny_llama_fixtures.py (tests/fixtures/llama/tiny); files troupe must
@@ -209,6 +209,19 @@ BOOST_AUTO_TEST_CASE(gemma3_sliding_window_matches_llama_cpp) {
   check_against_llama_cpp("gemma3_sliding.gguf");
 }
 
+// gemma2: attention scores soft-capped at 5 before the softmax, logits at llama.cpp's default 30,
+// a window of 16 on every other layer by default.
+BOOST_AUTO_TEST_CASE(gemma2_soft_capping_matches_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "gemma2_softcap.gguf");
+  const llama_hparams& h = model->hparams();
+  BOOST_CHECK_EQUAL(h.attn_softcap, 5.0f);
+  BOOST_CHECK_EQUAL(h.final_softcap, 30.0f);
+  BOOST_CHECK(!h.qk_norm && h.post_norms && h.gelu);
+  BOOST_REQUIRE_EQUAL(h.sliding_layers.size(), 2u);
+  BOOST_CHECK(h.sliding_layers[0] && !h.sliding_layers[1]);
+  check_against_llama_cpp("gemma2_softcap.gguf");
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {
@@ -306,7 +319,7 @@ BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
   for (const char* file : {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf",
                            "qwen2_neox.gguf", "phi_fused.gguf", "phi_longrope.gguf",
                            "phi_longrope_short.gguf", "qwen3_qk_norm.gguf",
-                           "gemma3_sliding.gguf"}) {
+                           "gemma3_sliding.gguf", "gemma2_softcap.gguf"}) {
     BOOST_TEST_CONTEXT(file) {
       const troupe::json::value& entry = model_entry(ref, file);
       batch_decoder decoder(llama_model::load(tiny_dir / file), 2);

@@ -34,6 +34,9 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
                      final logit soft-capping (15), and sliding-window attention (16 positions)
                      on every other layer (sliding_window_pattern 2), whose RoPE has its own base
                      and no linear scaling (the global layers' factor is 4)
+  gemma2_softcap     the gemma2 architecture: gemma3's without q/k norms, attention scores
+                     soft-capped (5), the logits at llama.cpp's default (30), a sliding window of
+                     16 positions on every other layer by default, rotated as the others
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
                      f32 router (ffn_gate_inp), 2 experts per token; experts in Q8_0, Q4_0, Q5_1
                      (layer 0) and Q4_1, Q5_0, F16 (layer 1)
@@ -139,7 +142,7 @@ class Model:
             self.w.add_uint32(f"{arch}.expert_used_count", experts_used)
         self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
         self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
-        if arch not in ("qwen2", "qwen3", "qwen3moe", "gemma3"):  # these leave it out
+        if arch not in ("qwen2", "qwen3", "qwen3moe", "gemma2", "gemma3"):  # these leave it out
             self.w.add_uint32(f"{arch}.rope.dimension_count", HEAD_DIM)
         self.w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
         self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
@@ -370,6 +373,17 @@ def make_models():
     m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0, scale=0.2)
     m.vector("output_norm.weight", HIDDEN, mean=1.0)
     layers(m, ffn_type=Q8_0, head_dim=qwen3_head, qk_norm=True, post_norms=True)
+    m.write()
+    models.append(m)
+
+    m = Model("gemma2_softcap", 14, arch="gemma2")
+    m.w.add_uint32("gemma2.attention.key_length", qwen3_head)
+    m.w.add_uint32("gemma2.attention.value_length", qwen3_head)
+    m.w.add_uint32("gemma2.attention.sliding_window", 16)
+    m.w.add_float32("gemma2.attn_logit_softcapping", 5.0)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0, scale=0.2)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0, head_dim=qwen3_head, post_norms=True, types={"attn_q": Q8_0})
     m.write()
     models.append(m)
 

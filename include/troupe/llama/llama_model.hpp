@@ -9,7 +9,8 @@
 /// LongRoPE's long and short frequency factors), `qwen3`/`qwen3moe` files (NEOX rope after an
 /// RMSNorm of each q and k head, heads of attention.key_length) and `gemma3` files (qwen3's
 /// attention with q scaled first, embeddings times sqrt(hidden), RMSNorms after attention and
-/// after the feed-forward, GELU, soft-capped logits, sliding-window layers). Weights stay in the file's quantised formats inside
+/// after the feed-forward, GELU, soft-capped logits, sliding-window layers), and `gemma2` files
+/// (the same without q/k norms, with soft-capped attention scores). Weights stay in the file's quantised formats inside
 /// the memory map; nothing is converted. Mixture-of-experts llama files (Mixtral's layout) run
 /// too: per layer a softmax router picks llama.expert_used_count of llama.expert_count SwiGLU
 /// experts per token, each expert's tokens multiplied together (kernels/cpu/moe_ops.hpp).
@@ -32,12 +33,13 @@ struct llama_hparams {
   bool scale_q = false;    ///< scale q by 1/sqrt(head_dim) before attention, not inside (phi3)
   bool qk_norm = false;    ///< RMS-normalise each head of q and k before RoPE (qwen3, gemma3)
   float q_scale = 1;       ///< what scale_q multiplies q by
-  bool gelu = false;       ///< feed-forward GELU(gate)·up (ggml's table), not SiLU (gemma3)
-  bool post_norms = false;  ///< RMSNorm after attention and after the feed-forward (gemma3)
-  float embed_scale = 0;    ///< embeddings times this (gemma3: sqrt(hidden)); 0: as stored
+  bool gelu = false;       ///< feed-forward GELU(gate)·up (ggml's table), not SiLU (gemma)
+  bool post_norms = false;  ///< RMSNorm after attention and after the feed-forward (gemma)
+  float embed_scale = 0;    ///< embeddings times this (gemma: sqrt(hidden)); 0: as stored
   float final_softcap = 0;  ///< logits = cap·tanh(logits / cap) (final_logit_softcapping); 0: off
-  /// Sliding-window attention (gemma3): the layers marked here see their last swa_window
-  /// positions only, rotated with rope.freq_base_swa. Empty / 0 without.
+  float attn_softcap = 0;   ///< the same for attention scores (gemma2); 0: off
+  /// Sliding-window attention (gemma2, gemma3): the layers marked here see their last
+  /// swa_window positions only, rotated with rope.freq_base_swa. Empty / 0 without.
   int64_t swa_window = 0;
   std::vector<bool> sliding_layers;
   int64_t vocab = 0;
