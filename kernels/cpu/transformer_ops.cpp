@@ -149,9 +149,40 @@ void softmax_ggml(float* x, int64_t n, float scale) noexcept {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+const float* gelu_table() noexcept {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(1 << 16);
+    constexpr float coef_a = 0.044715f, sqrt_2_over_pi = 0.79788456080286535587989211986876f;
+    for (uint32_t i = 0; i < t.size(); ++i) {
+      const float x = fp16_to_fp32(static_cast<uint16_t>(i));
+      const float inner = sqrt_2_over_pi * x * std::fma(coef_a * x, x, 1.0f);
+      t[i] = fp16_to_fp32(fp32_to_fp16(0.5f * x * (1.0f + std::tanh(inner))));
+    }
+    return t;
+  }();
+  return table.data();
+}
+
+namespace {
+void geglu_scalar(float* gate, const float* up, int64_t n) noexcept {
+  const float* table = gelu_table();
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    if (x <= -10.0f) {
+      gate[i] = 0.0f;
+    } else if (x >= 10.0f) {
+      gate[i] = x * up[i];
+    } else {
+      gate[i] = table[fp32_to_fp16(x)] * up[i];
+    }
+  }
+}
+}  // namespace
+
 const transformer_table& scalar_transformer_kernels() noexcept {
-  static constexpr transformer_table table{swiglu_scalar, rope_scalar, attention_head_scalar,
-                                           quantize_q8_1_scalar, quantize_q8_0_scalar};
+  static constexpr transformer_table table{swiglu_scalar,        rope_scalar,
+                                           attention_head_scalar, quantize_q8_1_scalar,
+                                           quantize_q8_0_scalar,  geglu_scalar};
   return table;
 }
 
@@ -284,28 +315,7 @@ status silu_mul(float* gate, const float* up, int64_t n) noexcept {
 status gelu_mul(float* gate, const float* up, int64_t n) noexcept {
   if (n < 0) return status::bad_size;
   if (n > 0 && (gate == nullptr || up == nullptr)) return status::null_pointer;
-  // ggml_table_gelu_f16 (ggml_cpu_init): ggml_gelu_f32 of every fp16 value, as GCC compiles it
-  // for an FMA CPU (1 + A·x·x fused), rounded to fp16.
-  static const std::vector<uint16_t> table = [] {
-    std::vector<uint16_t> t(1 << 16);
-    constexpr float coef_a = 0.044715f, sqrt_2_over_pi = 0.79788456080286535587989211986876f;
-    for (uint32_t i = 0; i < t.size(); ++i) {
-      const float x = fp16_to_fp32(static_cast<uint16_t>(i));
-      const float inner = sqrt_2_over_pi * x * std::fma(coef_a * x, x, 1.0f);
-      t[i] = fp32_to_fp16(0.5f * x * (1.0f + std::tanh(inner)));
-    }
-    return t;
-  }();
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = gate[i];
-    if (x <= -10.0f) {
-      gate[i] = 0.0f;
-    } else if (x >= 10.0f) {
-      gate[i] = x * up[i];
-    } else {
-      gate[i] = fp16_to_fp32(table[fp32_to_fp16(x)]) * up[i];
-    }
-  }
+  kernels().geglu(gate, up, n);
   return status::ok;
 }
 

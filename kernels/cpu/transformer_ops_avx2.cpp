@@ -70,6 +70,24 @@ void swiglu_avx2(float* gate, const float* up, int64_t n) noexcept {
   if (i < n) scalar_transformer_kernels().swiglu(gate + i, up + i, n - i);
 }
 
+/// geglu_scalar 8 at a time: x rounded to fp16 by F16C (nearest-even, as ggml's
+/// GGML_CPU_FP32_TO_FP16), the table gathered, the ±10 cases blended in.
+void geglu_avx2(float* gate, const float* up, int64_t n) noexcept {
+  const float* table = gelu_table();
+  const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(gate + i);
+    const __m256i h = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    const __m256 g = _mm256_i32gather_ps(table, h, 4);
+    const __m256 v = _mm256_blendv_ps(g, x, _mm256_cmp_ps(x, hi, _CMP_GE_OQ));
+    const __m256 y = _mm256_mul_ps(v, _mm256_loadu_ps(up + i));
+    _mm256_storeu_ps(gate + i, _mm256_blendv_ps(y, _mm256_setzero_ps(),
+                                                 _mm256_cmp_ps(x, lo, _CMP_LE_OQ)));
+  }
+  if (i < n) scalar_transformer_kernels().geglu(gate + i, up + i, n - i);
+}
+
 void rope_avx2(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, const float* ca,
                const float* cb) noexcept {
   const int64_t vec = rope_dim & ~int64_t{7};
@@ -251,8 +269,9 @@ void quantize_q8_0_avx2(const float* x, void* vy, int64_t n) noexcept {
 }  // namespace
 
 const transformer_table& avx2_transformer_kernels() noexcept {
-  static constexpr transformer_table table{swiglu_avx2, rope_avx2, attention_head_avx2,
-                                           quantize_q8_1_avx2, quantize_q8_0_avx2};
+  static constexpr transformer_table table{swiglu_avx2,        rope_avx2,
+                                           attention_head_avx2, quantize_q8_1_avx2,
+                                           quantize_q8_0_avx2,  geglu_avx2};
   return table;
 }
 

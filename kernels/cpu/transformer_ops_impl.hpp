@@ -46,7 +46,14 @@ struct transformer_table {
   void (*quantize_q8_1)(const float* x, void* y, int64_t n) noexcept;
   /// quantize_row_q8_0, the same way (the activations of Q8_0/Q4_0 weights).
   void (*quantize_q8_0)(const float* x, void* y, int64_t n) noexcept;
+  /// gate[i] = gelu(gate[i]) · up[i] (ggml_vec_geglu_f32 with its fp16 table: see gelu_mul).
+  void (*geglu)(float* gate, const float* up, int64_t n) noexcept;
 };
+
+/// ggml_table_gelu_f16 widened to fp32, indexed by the fp16 bits of x: GELU (tanh approximation,
+/// as GCC compiles ggml_gelu_f32 for an FMA CPU) of every fp16 value, rounded to fp16. Built on
+/// first use (256 KiB).
+const float* gelu_table() noexcept;
 
 /// ggml's soft-capping of the attention scores s[first..n) in place: ggml_scale by 1/cap,
 /// ggml_tanh (libm tanhf), ggml_scale by cap. No-op for cap 0.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -264,11 +265,16 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
   const auto variants = kernel_variants();
   auto g = random_floats(203, 13, -120, 120), u = random_floats(203, 14);
   for (int i = 0; i < 8; ++i) g[static_cast<size_t>(i)] = 1e-3f * static_cast<float>(i);
-  std::vector<std::vector<float>> swiglu_out, rope_out;
+  std::vector<std::vector<float>> swiglu_out, rope_out, geglu_out;
+  auto gg = random_floats(203, 19, -12, 12);
+  gg[0] = -10.0f, gg[1] = 10.0f, gg[2] = -0.0f, gg[3] = 9.9999f;
   for (const auto* k : variants) {
     auto y = g;
     k->swiglu(y.data(), u.data(), static_cast<int64_t>(y.size()));
     swiglu_out.push_back(y);
+    auto z = gg;
+    k->geglu(z.data(), u.data(), static_cast<int64_t>(z.size()));
+    geglu_out.push_back(z);
     auto x = random_floats(3 * 70, 15);
     float ca[70], cb[70];
     for (int i = 0; i < 70; i += 2) {
@@ -280,6 +286,7 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
   }
   for (size_t v = 1; v < variants.size(); ++v) {
     BOOST_CHECK(swiglu_out[v] == swiglu_out[0]);
+    BOOST_CHECK(std::memcmp(geglu_out[v].data(), geglu_out[0].data(), 203 * sizeof(float)) == 0);
     BOOST_CHECK(rope_out[v] == rope_out[0]);
   }
   for (int64_t d : {16, 24, 64, 128}) {

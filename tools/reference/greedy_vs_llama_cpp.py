@@ -57,8 +57,10 @@ def main():
             generated.append(t)
             llm.eval([t])
         ref = llm.detokenize(generated).decode("utf-8", errors="replace")
+        # Bytes, decoded as the reference is: a random model may stop inside a UTF-8 sequence.
         got = subprocess.run([str(args.troupe), "generate", "-m", str(args.model), "--raw", "-n",
-                              str(N), p], capture_output=True, text=True, check=True).stdout
+                              str(N), p], capture_output=True, check=True).stdout.decode(
+                                  "utf-8", errors="replace")
         same = got.rstrip("\n") == ref.rstrip("\n")
         same_count += same
         print("OK  " if same else "DIFF", repr(p[:40]))
