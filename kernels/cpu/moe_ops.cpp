@@ -41,7 +41,7 @@ size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 }  // namespace
 
 status moe_route_softmax(const float* logits, int64_t experts, int64_t k, int32_t* ids,
-                         float* weights) noexcept {
+                         float* weights, bool normalize) noexcept {
   if (experts <= 0 || experts > max_experts || k <= 0 || k > experts) return status::bad_size;
   if (logits == nullptr || ids == nullptr || weights == nullptr) return status::null_pointer;
   float p[max_experts];
@@ -72,6 +72,7 @@ status moe_route_softmax(const float* logits, int64_t experts, int64_t k, int32_
     weights[j] = p[order[j]];
     chosen += static_cast<double>(weights[j]);
   }
+  if (!normalize) return status::ok;
   const float denom = std::max(static_cast<float>(chosen), 6.103515625e-5f);
   for (int64_t j = 0; j < k; ++j) weights[j] /= denom;
   return status::ok;

@@ -13,14 +13,14 @@
 
 namespace troupe::kernels::cpu {
 
-/// llama.cpp's softmax routing of one token (build_moe_ffn, LLAMA_EXPERT_GATING_FUNC_TYPE_SOFTMAX
-/// with norm_w): p = softmax(logits[0..experts)) as ggml_soft_max computes it on an AVX-512 build
-/// (ggml_v_expf per 16 lanes, libm expf for the rest, the sum in double, then times
-/// (float)(1/sum)); ids[0..k) = the k largest p in descending order (ggml_argsort, ties to the
-/// lower index); weights[j] = p[ids[j]] / max(Σ_j p[ids[j]], 2^-14), the sum in double rounded
-/// to float. 1 <= k <= experts.
+/// llama.cpp's softmax routing of one token (build_moe_ffn, LLAMA_EXPERT_GATING_FUNC_TYPE_SOFTMAX):
+/// p = softmax(logits[0..experts)) as ggml_soft_max computes it on an AVX-512 build (ggml_v_expf
+/// per 16 lanes, libm expf for the rest, the sum in double, then times (float)(1/sum));
+/// ids[0..k) = the k largest p in descending order (ggml_argsort, ties to the lower index);
+/// weights[j] = p[ids[j]], with `normalize` (norm_w: Mixtral, Qwen3 MoE) divided by
+/// max(Σ_j p[ids[j]], 2^-14), the sum in double rounded to float. 1 <= k <= experts.
 status moe_route_softmax(const float* logits, int64_t experts, int64_t k, int32_t* ids,
-                         float* weights) noexcept;
+                         float* weights, bool normalize = true) noexcept;
 
 /// One stack of expert matrices (a 3-D GGUF tensor such as blk.N.ffn_up_exps): `experts`
 /// matrices of `rows` rows of n elements of `weight`, rows `row_stride` bytes apart and matrix e

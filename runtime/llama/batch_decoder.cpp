@@ -45,6 +45,7 @@ struct batch_decoder::state {
   // Mixture of experts: router logits [tokens, experts]; per (token, slot) pair the expert, its
   // weight, and the expert's gate/up [pairs, ffn] and down [pairs, hidden] outputs.
   std::vector<float> router, expert_w, moe_gate, moe_up, moe_down;
+  std::vector<float> shexp_gate, shexp_out;  // qwen2moe's shared expert: [tokens], [tokens, hidden]
   std::vector<int32_t> expert_ids;
   std::vector<int32_t> tokens;      // all tokens of the step, chunk after chunk
   std::vector<int64_t> pos;         // position of each token
@@ -229,7 +230,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     mm(l.router, s.cur.data(), s.router.data(), T);
     for (int64_t t = 0; t < T; ++t)
       check(kc::moe_route_softmax(s.router.data() + t * E, E, K, s.expert_ids.data() + t * K,
-                                  s.expert_w.data() + t * K),
+                                  s.expert_w.data() + t * K, h.experts_normalized),
             "moe_route_softmax");
     auto stack = [&](const matrix& m, size_t stride, float* y) {
       return kc::expert_matrices{m.type, E, m.rows, m.data, m.row_stride, stride, y};
@@ -256,6 +257,24 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
           const float weighted = dj[i] * w[j];  // ggml_mul, then ggml_add: two roundings
           out[i] += weighted;
         }
+      }
+    }
+    if (h.shared_ffn == 0) return;
+    // qwen2moe's shared expert: SwiGLU of every token, times sigmoid(gate_inp · x) computed as
+    // llama.cpp does (ggml_silu(x) / x: x / (1 + expf(-x)) / x), added to the routed sum.
+    const int64_t F = h.shared_ffn;
+    fit(s.gate, T * F); fit(s.up, T * F); fit(s.shexp_gate, T); fit(s.shexp_out, T * H);
+    mm(l.shexp_gate_inp, s.cur.data(), s.shexp_gate.data(), T);
+    mm_fused({part(l.shexp_gate, s.gate.data()), part(l.shexp_up, s.up.data())}, s.cur.data());
+    check(kc::silu_mul(s.gate.data(), s.up.data(), T * F), "silu_mul");
+    mm(l.shexp_down, s.gate.data(), s.shexp_out.data(), T);
+    for (int64_t t = 0; t < T; ++t) {
+      const float x = s.shexp_gate[t];
+      const float silu = x / (1.0f + std::exp(-x));
+      const float gate = silu / x;
+      for (int64_t i = 0; i < H; ++i) {
+        const float shared = s.shexp_out[t * H + i] * gate;
+        s.proj[t * H + i] += shared;
       }
     }
   };

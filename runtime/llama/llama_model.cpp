@@ -78,6 +78,17 @@ matrix load_experts(const gguf_file& f, const std::string& name, int64_t n, int6
   return m;
 }
 
+/// A 1-D tensor of n elements (qwen2moe's ffn_gate_inp_shexp) as a matrix of one row.
+matrix load_gate_vector(const gguf_file& f, const std::string& name, int64_t n) {
+  const gguf_tensor& t = f.tensor(name);
+  const bool one_row = t.shape.size() == 1 || (t.shape.size() == 2 && t.shape[1] == 1);
+  if (!one_row || static_cast<int64_t>(t.shape[0]) != n) {
+    fail(errc::parse_error, f,
+         "tensor " + name + " has shape " + shape_of(t) + ", expected [" + std::to_string(n) + "]");
+  }
+  return as_matrix(f, t, name, n, 1, true);
+}
+
 /// Rows [first, first + count) of m.
 matrix row_slice(const matrix& m, int64_t first, int64_t count) {
   matrix r = m;
@@ -204,11 +215,11 @@ void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl
 /// over llama.expert_count SwiGLU experts, llama.expert_used_count of them per token).
 void read_experts(const gguf_file& f, llama_hparams& h) {
   const std::string count = h.arch + ".expert_count", used = h.arch + ".expert_used_count";
-  if (h.arch != "llama" && h.arch != "qwen3moe") {
+  if (h.arch != "llama" && h.arch != "qwen3moe" && h.arch != "qwen2moe") {
     fail(errc::unsupported, f,
          "this " + h.arch + " file is a mixture of experts (" + count + " = " +
              std::to_string(f.get_u32(count)) +
-             "); troupe runs llama (Mixtral), qwen3moe and DeepSeek-V3-style MoE files");
+             "); troupe runs llama (Mixtral), qwen2moe, qwen3moe and DeepSeek-V3-style MoE files");
   }
   h.experts = f.get_u32(count);
   if (!f.contains(used)) {
@@ -222,13 +233,19 @@ void read_experts(const gguf_file& f, llama_hparams& h) {
              std::to_string(h.experts_used) +
              ": each token must use between 1 and all of at most 512 experts");
   }
-  // Each expert's width: llama files use feed_forward_length; qwen3moe has its own key (else
-  // llama.cpp's fallback, feed_forward_length / expert_used_count).
-  if (h.arch == "qwen3moe") {
+  // Each expert's width: llama files use feed_forward_length; qwen2moe and qwen3moe have their
+  // own key (else llama.cpp's fallback, feed_forward_length / expert_used_count). qwen2moe adds a
+  // shared expert (feed_forward_length wide unless said) and does not renormalise the weights.
+  if (h.arch == "qwen2moe") {
+    h.shared_ffn = f.get_u32(h.arch + ".expert_shared_feed_forward_length",
+                             static_cast<uint32_t>(h.ffn));
+    h.experts_normalized = false;
+  }
+  if (h.arch == "qwen3moe" || h.arch == "qwen2moe") {
     h.ffn = f.get_u32(h.arch + ".expert_feed_forward_length",
                       static_cast<uint32_t>(h.ffn / h.experts_used));
   }
-  if (f.contains(h.arch + ".expert_shared_feed_forward_length")) {
+  if (h.arch == "llama" && f.contains(h.arch + ".expert_shared_feed_forward_length")) {
     fail(errc::unsupported, f,
          "shared experts (" + h.arch +
              ".expert_shared_feed_forward_length, Granite MoE) are not supported; routed-only "
@@ -247,12 +264,13 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   llama_hparams& h = m->hparams_;
   h.arch = f.get_string("general.architecture");
   if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
-      h.arch != "qwen3moe" && h.arch != "gemma2" && h.arch != "gemma3") {
+      h.arch != "qwen3moe" && h.arch != "qwen2moe" && h.arch != "gemma2" && h.arch != "gemma3") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
-             "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B, Mixtral), 'qwen2' (Qwen2, "
-             "Qwen2.5), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 MoE), 'phi3' (Phi-3, Phi-3.5, "
+             "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B, Mixtral), 'qwen2' and "
+             "'qwen2moe' (Qwen2, Qwen2.5, Qwen1.5/2 MoE), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 "
+             "MoE), 'phi3' (Phi-3, Phi-3.5, "
              "Phi-4), 'gemma2' and 'gemma3' (Gemma 2, Gemma 3) and 'deepseek2' (DeepSeek-V2/V3, "
              "Moonlight, Kimi K2)");
   }
@@ -263,8 +281,8 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   // attention and after the feed-forward, GELU, sliding-window layers (read_sliding_window);
   // gemma2 soft-caps the attention scores and the logits, gemma3 normalises q and k as qwen3.
   const bool gemma = h.arch == "gemma2" || h.arch == "gemma3";
-  h.rope_neox = h.arch == "qwen2" || h.arch == "phi3" || h.arch == "qwen3" ||
-                h.arch == "qwen3moe" || gemma;
+  h.rope_neox = h.arch == "qwen2" || h.arch == "qwen2moe" || h.arch == "phi3" ||
+                h.arch == "qwen3" || h.arch == "qwen3moe" || gemma;
   h.scale_q = h.arch == "phi3" || gemma;
   h.qk_norm = h.arch == "qwen3" || h.arch == "qwen3moe" || h.arch == "gemma3";
   h.gelu = gemma;
@@ -304,8 +322,8 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
              "; it must be even and at most the head size " + std::to_string(h.head_dim));
   }
   const bool moe = f.contains(key("expert_count")) && f.get_u32(key("expert_count")) > 0;
-  if (h.arch == "qwen3moe" && !moe) {
-    fail(errc::parse_error, f, "a qwen3moe file needs " + key("expert_count") + " > 0");
+  if ((h.arch == "qwen3moe" || h.arch == "qwen2moe") && !moe) {
+    fail(errc::parse_error, f, "a " + h.arch + " file needs " + key("expert_count") + " > 0");
   }
   if (moe) read_experts(f, h);
   const gguf_tensor& embd = f.tensor("token_embd.weight");
@@ -394,6 +412,12 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
                                &l.up_exps_stride);
       l.down_exps = load_experts(f, p + "ffn_down_exps.weight", h.ffn, h.hidden, h.experts,
                                  &l.down_exps_stride);
+      if (h.shared_ffn > 0) {
+        l.shexp_gate_inp = load_gate_vector(f, p + "ffn_gate_inp_shexp.weight", h.hidden);
+        l.shexp_gate = load_matrix(f, p + "ffn_gate_shexp.weight", h.hidden, h.shared_ffn);
+        l.shexp_up = load_matrix(f, p + "ffn_up_shexp.weight", h.hidden, h.shared_ffn);
+        l.shexp_down = load_matrix(f, p + "ffn_down_shexp.weight", h.shared_ffn, h.hidden);
+      }
       continue;
     }
     if (f.find_tensor(p + "ffn_gate.weight")) {

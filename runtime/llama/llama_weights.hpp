@@ -38,6 +38,8 @@ struct layer_weights {
   matrix router;                     // [experts, hidden]
   matrix gate_exps, up_exps, down_exps;
   size_t gate_exps_stride = 0, up_exps_stride = 0, down_exps_stride = 0;
+  // qwen2moe's shared expert: its gate input [1, hidden] and SwiGLU (ffn_*_shexp).
+  matrix shexp_gate_inp, shexp_gate, shexp_up, shexp_down;
   // Optional biases, added after the product (null when the file has none).
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
   const float *b_gate = nullptr, *b_up = nullptr, *b_down = nullptr;

@@ -135,6 +135,9 @@ BOOST_AUTO_TEST_CASE(softmax_routing_takes_the_top_k_and_normalises) {
     BOOST_CHECK_EQUAL(ids[j], j);
     BOOST_CHECK_CLOSE(w[j], 1.0f / 3.0f, 1e-5);
   }
+  // Without renormalising (qwen2moe): the chosen probabilities themselves.
+  BOOST_REQUIRE_EQUAL(kc::moe_route_softmax(flat, 6, 3, ids, w, false), status::ok);
+  for (int j = 0; j < 3; ++j) BOOST_CHECK_CLOSE(w[j], 1.0f / 6.0f, 1e-5);
   BOOST_CHECK_EQUAL(kc::moe_route_softmax(flat, 6, 7, ids, w), status::bad_size);
   BOOST_CHECK_EQUAL(kc::moe_route_softmax(flat, 6, 0, ids, w), status::bad_size);
   BOOST_CHECK_EQUAL(kc::moe_route_softmax(flat, 0, 1, ids, w), status::bad_size);

@@ -4,7 +4,7 @@
 // matrices in f32, f16 and bf16, and the
 // qwen2 architecture (NEOX rope, q/k/v and output biases) and phi3 (fused q/k/v and gate/up, q
 // scaled before attention, LongRoPE), qwen3 (q/k norms, wider heads), gemma2 and gemma3 (sliding
-// window, post-norms, GELU, soft-capping), and Mixtral-style and
+// window, post-norms, GELU, soft-capping), and Mixtral-style, qwen2moe (shared expert) and
 // qwen3moe mixtures of experts. Tiny
 // random-weight models and llama.cpp's logits and greedy tokens on them come from
 // tools/reference/make_tiny_llama_fixtures.py (tests/fixtures/llama/tiny); files troupe must
@@ -220,6 +220,18 @@ BOOST_AUTO_TEST_CASE(gemma2_soft_capping_matches_llama_cpp) {
   BOOST_REQUIRE_EQUAL(h.sliding_layers.size(), 2u);
   BOOST_CHECK(h.sliding_layers[0] && !h.sliding_layers[1]);
   check_against_llama_cpp("gemma2_softcap.gguf");
+}
+
+// qwen2moe: routed experts whose weights are not renormalised, plus a shared expert gated by
+// sigmoid(ffn_gate_inp_shexp · x), on qwen2's attention with q/k/v biases.
+BOOST_AUTO_TEST_CASE(qwen2moe_shared_expert_matches_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "qwen2moe_shared.gguf");
+  const llama_hparams& h = model->hparams();
+  BOOST_CHECK_EQUAL(h.experts, 4);
+  BOOST_CHECK_EQUAL(h.ffn, 32);
+  BOOST_CHECK_EQUAL(h.shared_ffn, 64);
+  BOOST_CHECK(!h.experts_normalized && h.biases && h.rope_neox);
+  check_against_llama_cpp("qwen2moe_shared.gguf");
 }
 
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,

@@ -37,6 +37,9 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
   gemma2_softcap     the gemma2 architecture: gemma3's without q/k norms, attention scores
                      soft-capped (5), the logits at llama.cpp's default (30), a sliding window of
                      16 positions on every other layer by default, rotated as the others
+  qwen2moe_shared    qwen2moe: qwen2's attention (q/k/v biases), 4 softmax-routed experts of 32
+                     rows, 2 per token, weights not renormalised, and a shared expert of 64 rows
+                     gated by sigmoid(ffn_gate_inp_shexp · x)
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
                      f32 router (ffn_gate_inp), 2 experts per token; experts in Q8_0, Q4_0, Q5_1
                      (layer 0) and Q4_1, Q5_0, F16 (layer 1)
@@ -142,7 +145,7 @@ class Model:
             self.w.add_uint32(f"{arch}.expert_used_count", experts_used)
         self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
         self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
-        if arch not in ("qwen2", "qwen3", "qwen3moe", "gemma2", "gemma3"):  # these leave it out
+        if arch not in ("qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma2", "gemma3"):
             self.w.add_uint32(f"{arch}.rope.dimension_count", HEAD_DIM)
         self.w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
         self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
@@ -225,7 +228,8 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
             m.vector(p + "ffn_down.bias", HIDDEN)
 
 
-def moe_layers(m, ffn, experts, types, head_dim=HEAD_DIM, qk_norm=False):
+def moe_layers(m, ffn, experts, types, head_dim=HEAD_DIM, qk_norm=False, qkv_biases=False,
+               shared_ffn=0):
     """Attention as in layers(), then Mixtral's feed-forward: an f32 router and `experts`
     experts of ffn rows. types: one {gate, up, down: type} per layer."""
     q_dim, kv_dim = HEADS * head_dim, KV_HEADS * head_dim
@@ -247,6 +251,15 @@ def moe_layers(m, ffn, experts, types, head_dim=HEAD_DIM, qk_norm=False):
                  experts=experts)
         m.matrix(p + "ffn_down_exps.weight", HIDDEN, ffn, types[i]["down"], scale=3.0,
                  experts=experts)
+        if qkv_biases:
+            m.vector(p + "attn_q.bias", q_dim, std=0.5)
+            m.vector(p + "attn_k.bias", kv_dim, std=0.5)
+            m.vector(p + "attn_v.bias", kv_dim)
+        if shared_ffn:
+            m.vector(p + "ffn_gate_inp_shexp.weight", HIDDEN, std=0.3)
+            m.matrix(p + "ffn_gate_shexp.weight", shared_ffn, HIDDEN, Q8_0, scale=2.0)
+            m.matrix(p + "ffn_up_shexp.weight", shared_ffn, HIDDEN, Q8_0, scale=2.0)
+            m.matrix(p + "ffn_down_shexp.weight", HIDDEN, shared_ffn, Q8_0, scale=3.0)
 
 
 def quantize_with_llama_cpp(llama_cpp, src, dst, ftype):
@@ -384,6 +397,18 @@ def make_models():
     m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0, scale=0.2)
     m.vector("output_norm.weight", HIDDEN, mean=1.0)
     layers(m, ffn_type=Q8_0, head_dim=qwen3_head, post_norms=True, types={"attn_q": Q8_0})
+    m.write()
+    models.append(m)
+
+    m = Model("qwen2moe_shared", 15, arch="qwen2moe", rope_base=1000000.0, experts=4,
+              experts_used=2)
+    m.w.add_uint32("qwen2moe.expert_feed_forward_length", 32)
+    m.w.add_uint32("qwen2moe.expert_shared_feed_forward_length", 64)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.matrix("output.weight", m.vocab, HIDDEN, Q8_0, scale=4.0)  # llama.cpp requires it here
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    moe_layers(m, 32, 4, [{"gate": Q8_0, "up": Q8_0, "down": Q8_0}] * LAYERS, qkv_biases=True,
+               shared_ffn=64)
     m.write()
     models.append(m)
 

@@ -10,10 +10,11 @@
 /// RMSNorm of each q and k head, heads of attention.key_length) and `gemma3` files (qwen3's
 /// attention with q scaled first, embeddings times sqrt(hidden), RMSNorms after attention and
 /// after the feed-forward, GELU, soft-capped logits, sliding-window layers), and `gemma2` files
-/// (the same without q/k norms, with soft-capped attention scores). Weights stay in the file's quantised formats inside
-/// the memory map; nothing is converted. Mixture-of-experts llama files (Mixtral's layout) run
-/// too: per layer a softmax router picks llama.expert_used_count of llama.expert_count SwiGLU
-/// experts per token, each expert's tokens multiplied together (kernels/cpu/moe_ops.hpp).
+/// (the same without q/k norms, with soft-capped attention scores). Weights stay in the file's
+/// quantised formats inside the memory map; nothing is converted. Mixtures of experts run too
+/// (llama files in Mixtral's layout, qwen2moe with its shared expert, qwen3moe): per layer a
+/// softmax router picks expert_used_count of expert_count SwiGLU experts per token, each
+/// expert's tokens multiplied together (kernels/cpu/moe_ops.hpp).
 
 #include <cstdint>
 #include <filesystem>
@@ -28,7 +29,7 @@ namespace troupe::llama {
 
 /// Hyper-parameters read from the `<arch>.*` metadata keys.
 struct llama_hparams {
-  std::string arch = "llama";  ///< general.architecture: llama, qwen2, qwen3, qwen3moe or phi3
+  std::string arch = "llama";  ///< general.architecture (llama, qwen2, qwen3, phi3, gemma3, ...)
   bool rope_neox = false;  ///< rotate (x[i], x[i + rope_dim/2]) pairs (qwen2, phi3), not neighbours
   bool scale_q = false;    ///< scale q by 1/sqrt(head_dim) before attention, not inside (phi3)
   bool qk_norm = false;    ///< RMS-normalise each head of q and k before RoPE (qwen3, gemma3)
@@ -69,6 +70,12 @@ struct llama_hparams {
   /// `experts_used` per token. 0 for a dense model.
   int64_t experts = 0;
   int64_t experts_used = 0;
+  /// The chosen experts' weights renormalised to sum to 1 (llama.cpp's norm_w: llama, qwen3moe;
+  /// not qwen2moe).
+  bool experts_normalized = true;
+  /// qwen2moe's shared expert: a SwiGLU of this width that every token takes, its output times
+  /// sigmoid(ffn_gate_inp_shexp · x). 0 without.
+  int64_t shared_ffn = 0;
 };
 
 /// The loaded weights. Immutable after load, so one model serves any number of llama_sessions on
