@@ -260,15 +260,19 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       }
     }
     if (h.shared_ffn == 0) return;
-    // qwen2moe's shared expert: SwiGLU of every token, times sigmoid(gate_inp · x) computed as
-    // llama.cpp does (ggml_silu(x) / x: x / (1 + expf(-x)) / x), added to the routed sum.
+    // The shared expert: SwiGLU of every token added to the routed sum; qwen2moe's times
+    // sigmoid(gate_inp · x) computed as llama.cpp does (ggml_silu(x) / x: x / (1 + expf(-x)) / x).
     const int64_t F = h.shared_ffn;
     fit(s.gate, T * F); fit(s.up, T * F); fit(s.shexp_gate, T); fit(s.shexp_out, T * H);
-    mm(l.shexp_gate_inp, s.cur.data(), s.shexp_gate.data(), T);
+    if (h.shared_gated) mm(l.shexp_gate_inp, s.cur.data(), s.shexp_gate.data(), T);
     mm_fused({part(l.shexp_gate, s.gate.data()), part(l.shexp_up, s.up.data())}, s.cur.data());
     check(kc::silu_mul(s.gate.data(), s.up.data(), T * F), "silu_mul");
     mm(l.shexp_down, s.gate.data(), s.shexp_out.data(), T);
     for (int64_t t = 0; t < T; ++t) {
+      if (!h.shared_gated) {
+        for (int64_t i = 0; i < H; ++i) s.proj[t * H + i] += s.shexp_out[t * H + i];
+        continue;
+      }
       const float x = s.shexp_gate[t];
       const float silu = x / (1.0f + std::exp(-x));
       const float gate = silu / x;
@@ -298,7 +302,9 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     const kc::attention_shape shape{h.heads,
                                     h.kv_heads,
                                     h.head_dim,
-                                    h.scale_q ? 1.0f : kq_scale,
+                                    h.scale_q                ? 1.0f
+                                    : h.attention_scale != 0 ? h.attention_scale
+                                                             : kq_scale,
                                     l.sliding ? h.swa_window : 0,
                                     h.attn_softcap};
     const std::vector<float>& rope = l.sliding ? s.rope_swa : s.rope;
@@ -332,9 +338,12 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
             check(kc::rms_norm(kh, l.k_norm, kh, h.head_dim, h.rms_eps), "rms_norm");
           }
         }
-        const auto rotate = h.rope_neox ? kc::rope_apply_neox : kc::rope_apply;
-        check(rotate(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef), "rope");
-        check(rotate(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef), "rope");
+        if (!l.no_rope) {
+          const auto rotate = h.rope_neox ? kc::rope_apply_neox : kc::rope_apply;
+          check(rotate(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef), "rope");
+          check(rotate(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef),
+                "rope");
+        }
         if (h.scale_q)
           for (int64_t i = 0; i < q_dim; ++i) s.q[t * q_dim + i] *= h.q_scale;
         std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
@@ -349,6 +358,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     mm(l.wo, s.attn.data(), s.proj.data(), T);
     add_bias(s.proj.data(), l.bo, H);
     if (l.attn_post_norm != nullptr) norm_rows(s.proj.data(), l.attn_post_norm);
+    if (h.residual_scale != 0)
+      for (int64_t i = 0; i < T * H; ++i) s.proj[i] *= h.residual_scale;  // ggml_scale
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
     for (int64_t i = 0; i < T; ++i)
       check(kc::rms_norm(s.x.data() + i * H, l.ffn_norm, s.cur.data() + i * H, H, h.rms_eps),
@@ -367,6 +378,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       add_bias(s.proj.data(), l.b_down, H);
     }
     if (l.ffn_post_norm != nullptr) norm_rows(s.proj.data(), l.ffn_post_norm);
+    if (h.residual_scale != 0)
+      for (int64_t i = 0; i < T * H; ++i) s.proj[i] *= h.residual_scale;
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
   }
   // Logits of each chunk's last token only: [C, vocab].
@@ -381,6 +394,10 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
   if (w.output_bias != nullptr) {
     for (int64_t c = 0; c < C; ++c)
       for (int64_t i = 0; i < h.vocab; ++i) s.logits[c * h.vocab + i] += w.output_bias[i];
+  }
+  if (h.logit_scale != 0) {  // Granite: ggml_scale(1/logit_scale)
+    const float inv = 1.0f / h.logit_scale;
+    for (int64_t i = 0; i < C * h.vocab; ++i) s.logits[i] *= inv;
   }
   if (h.final_softcap != 0) {  // ggml_scale(1/cap), ggml_tanh, ggml_scale(cap)
     const float inv = 1.0f / h.final_softcap;

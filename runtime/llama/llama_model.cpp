@@ -215,11 +215,13 @@ void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl
 /// over llama.expert_count SwiGLU experts, llama.expert_used_count of them per token).
 void read_experts(const gguf_file& f, llama_hparams& h) {
   const std::string count = h.arch + ".expert_count", used = h.arch + ".expert_used_count";
-  if (h.arch != "llama" && h.arch != "qwen3moe" && h.arch != "qwen2moe") {
+  if (h.arch != "llama" && h.arch != "qwen3moe" && h.arch != "qwen2moe" &&
+      h.arch != "granitemoe") {
     fail(errc::unsupported, f,
          "this " + h.arch + " file is a mixture of experts (" + count + " = " +
              std::to_string(f.get_u32(count)) +
-             "); troupe runs llama (Mixtral), qwen2moe, qwen3moe and DeepSeek-V3-style MoE files");
+             "); troupe runs llama (Mixtral), qwen2moe, qwen3moe, granitemoe and "
+             "DeepSeek-V3-style MoE files");
   }
   h.experts = f.get_u32(count);
   if (!f.contains(used)) {
@@ -239,8 +241,11 @@ void read_experts(const gguf_file& f, llama_hparams& h) {
   if (h.arch == "qwen2moe") {
     h.shared_ffn = f.get_u32(h.arch + ".expert_shared_feed_forward_length",
                              static_cast<uint32_t>(h.ffn));
+    h.shared_gated = true;
     h.experts_normalized = false;
   }
+  if (h.arch == "granitemoe")  // Granite MoE Shared: an ungated shared expert, when given
+    h.shared_ffn = f.get_u32(h.arch + ".expert_shared_feed_forward_length", 0);
   if (h.arch == "qwen3moe" || h.arch == "qwen2moe") {
     h.ffn = f.get_u32(h.arch + ".expert_feed_forward_length",
                       static_cast<uint32_t>(h.ffn / h.experts_used));
@@ -264,15 +269,17 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   llama_hparams& h = m->hparams_;
   h.arch = f.get_string("general.architecture");
   if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
-      h.arch != "qwen3moe" && h.arch != "qwen2moe" && h.arch != "gemma2" && h.arch != "gemma3") {
+      h.arch != "qwen3moe" && h.arch != "qwen2moe" && h.arch != "gemma2" && h.arch != "gemma3" &&
+      h.arch != "granite" && h.arch != "granitemoe" && h.arch != "smollm3") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
              "architecture (SmolLM2, Llama 1-3, TinyLlama, Mistral 7B, Mixtral), 'qwen2' and "
              "'qwen2moe' (Qwen2, Qwen2.5, Qwen1.5/2 MoE), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 "
              "MoE), 'phi3' (Phi-3, Phi-3.5, "
-             "Phi-4), 'gemma2' and 'gemma3' (Gemma 2, Gemma 3) and 'deepseek2' (DeepSeek-V2/V3, "
-             "Moonlight, Kimi K2)");
+             "Phi-4), 'gemma2' and 'gemma3' (Gemma 2, Gemma 3), 'granite' and 'granitemoe' (IBM "
+             "Granite 3), 'smollm3' (SmolLM3) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi "
+             "K2)");
   }
   // llama.cpp's rope type of the architecture: qwen2, qwen3 and phi3 rotate the two halves of
   // each head; phi3 also scales q before attention (ggml_scale) and attends with scale 1; qwen3
@@ -338,6 +345,21 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   const bool gemma_27b = (h.arch == "gemma2" && h.layers == 46) ||
                          (h.arch == "gemma3" && h.layers == 62);
   h.q_scale = 1.0f / std::sqrt(static_cast<float>(gemma_27b ? h.hidden / h.heads : h.head_dim));
+  if (h.arch == "granite" || h.arch == "granitemoe") {  // llama.cpp requires logit_scale
+    h.logit_scale = f.get_f32(key("logit_scale"));
+    h.residual_scale = f.get_f32(key("residual_scale"), 0.0f);
+    h.embed_scale = f.get_f32(key("embedding_scale"), 0.0f);
+    h.attention_scale = f.get_f32(key("attention.scale"), 0.0f);
+    bool finite = h.logit_scale != 0;
+    for (float v : {h.logit_scale, h.residual_scale, h.embed_scale, h.attention_scale})
+      finite = finite && std::isfinite(v);
+    if (!finite) {
+      fail(errc::parse_error, f,
+           "Granite's multipliers (" + key("logit_scale") + ", residual_scale, embedding_scale, "
+           "attention.scale) must be finite numbers and logit_scale not 0");
+    }
+  }
+  if (h.arch == "smollm3") h.no_rope_step = 4;  // llama.cpp's n_no_rope_layer_step
   if (gemma) {
     h.embed_scale = std::sqrt(static_cast<float>(h.hidden));
     // llama.cpp's defaults: Gemma 2 caps at 50 (scores) and 30 (logits), Gemma 3 not at all.
@@ -404,6 +426,7 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
       l.ffn_post_norm = load_vector(f, p + "post_ffw_norm.weight", h.hidden);
     }
     l.sliding = !h.sliding_layers.empty() && h.sliding_layers[static_cast<size_t>(i)];
+    l.no_rope = h.no_rope_step > 0 && (i + 1) % h.no_rope_step == 0;
     if (h.experts > 0) {
       l.router = load_matrix(f, p + "ffn_gate_inp.weight", h.hidden, h.experts);
       l.gate_exps = load_experts(f, p + "ffn_gate_exps.weight", h.hidden, h.ffn, h.experts,
@@ -413,7 +436,8 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
       l.down_exps = load_experts(f, p + "ffn_down_exps.weight", h.ffn, h.hidden, h.experts,
                                  &l.down_exps_stride);
       if (h.shared_ffn > 0) {
-        l.shexp_gate_inp = load_gate_vector(f, p + "ffn_gate_inp_shexp.weight", h.hidden);
+        if (h.shared_gated)
+          l.shexp_gate_inp = load_gate_vector(f, p + "ffn_gate_inp_shexp.weight", h.hidden);
         l.shexp_gate = load_matrix(f, p + "ffn_gate_shexp.weight", h.hidden, h.shared_ffn);
         l.shexp_up = load_matrix(f, p + "ffn_up_shexp.weight", h.hidden, h.shared_ffn);
         l.shexp_down = load_matrix(f, p + "ffn_down_shexp.weight", h.shared_ffn, h.hidden);

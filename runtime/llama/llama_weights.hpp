@@ -31,6 +31,7 @@ struct layer_weights {
   // whether the layer attends through its sliding window.
   const float *attn_post_norm = nullptr, *ffn_post_norm = nullptr;
   bool sliding = false;
+  bool no_rope = false;  // smollm3: this layer attends without rotary embedding
   const float* ffn_norm = nullptr;   // [hidden]
   matrix gate, up, down;             // [ffn, hidden] ×2, down [hidden, ffn]
   // Mixture of experts instead of gate/up/down: the router and each expert's matrices, expert e
@@ -38,7 +39,7 @@ struct layer_weights {
   matrix router;                     // [experts, hidden]
   matrix gate_exps, up_exps, down_exps;
   size_t gate_exps_stride = 0, up_exps_stride = 0, down_exps_stride = 0;
-  // qwen2moe's shared expert: its gate input [1, hidden] and SwiGLU (ffn_*_shexp).
+  // A shared expert: its gate input [1, hidden] (qwen2moe) and SwiGLU (ffn_*_shexp).
   matrix shexp_gate_inp, shexp_gate, shexp_up, shexp_down;
   // Optional biases, added after the product (null when the file has none).
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;

@@ -4,7 +4,8 @@
 // matrices in f32, f16 and bf16, and the
 // qwen2 architecture (NEOX rope, q/k/v and output biases) and phi3 (fused q/k/v and gate/up, q
 // scaled before attention, LongRoPE), qwen3 (q/k norms, wider heads), gemma2 and gemma3 (sliding
-// window, post-norms, GELU, soft-capping), and Mixtral-style, qwen2moe (shared expert) and
+// window, post-norms, GELU, soft-capping), granite (multipliers), smollm3 (layers without RoPE),
+// and Mixtral-style, qwen2moe and granitemoe (shared experts) and
 // qwen3moe mixtures of experts. Tiny
 // random-weight models and llama.cpp's logits and greedy tokens on them come from
 // tools/reference/make_tiny_llama_fixtures.py (tests/fixtures/llama/tiny); files troupe must
@@ -234,6 +235,32 @@ BOOST_AUTO_TEST_CASE(qwen2moe_shared_expert_matches_llama_cpp) {
   check_against_llama_cpp("qwen2moe_shared.gguf");
 }
 
+// IBM Granite 3: embedding, residual, attention and logit multipliers.
+BOOST_AUTO_TEST_CASE(granite_multipliers_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "granite_scales.gguf");
+  const llama_hparams& h = model->hparams();
+  BOOST_CHECK_EQUAL(h.logit_scale, 3.0f);
+  BOOST_CHECK_EQUAL(h.residual_scale, 0.22f);
+  BOOST_CHECK_EQUAL(h.embed_scale, 12.0f);
+  BOOST_CHECK_EQUAL(h.attention_scale, 0.0078125f);
+  check_against_llama_cpp("granite_scales.gguf");
+}
+
+// granitemoe: Granite's multipliers around routed experts and an ungated shared expert.
+BOOST_AUTO_TEST_CASE(granitemoe_shared_expert_matches_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "granitemoe_shared.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().shared_ffn, 64);
+  BOOST_CHECK(!model->hparams().shared_gated);
+  check_against_llama_cpp("granitemoe_shared.gguf");
+}
+
+// SmolLM3: the fourth of four layers attends without RoPE.
+BOOST_AUTO_TEST_CASE(smollm3_layers_without_rope_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "smollm3_nope.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().no_rope_step, 4);
+  check_against_llama_cpp("smollm3_nope.gguf");
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {
@@ -331,7 +358,8 @@ BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
   for (const char* file : {"llama3_rope_freqs.gguf", "linear_biases.gguf", "yarn_fused_qkv.gguf",
                            "qwen2_neox.gguf", "phi_fused.gguf", "phi_longrope.gguf",
                            "phi_longrope_short.gguf", "qwen3_qk_norm.gguf",
-                           "gemma3_sliding.gguf", "gemma2_softcap.gguf"}) {
+                           "gemma3_sliding.gguf", "gemma2_softcap.gguf", "granite_scales.gguf",
+                           "smollm3_nope.gguf"}) {
     BOOST_TEST_CONTEXT(file) {
       const troupe::json::value& entry = model_entry(ref, file);
       batch_decoder decoder(llama_model::load(tiny_dir / file), 2);

@@ -40,6 +40,10 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
   qwen2moe_shared    qwen2moe: qwen2's attention (q/k/v biases), 4 softmax-routed experts of 32
                      rows, 2 per token, weights not renormalised, and a shared expert of 64 rows
                      gated by sigmoid(ffn_gate_inp_shexp · x)
+  granite_scales     IBM Granite 3 (granite): embedding, residual, attention and logit multipliers
+  granitemoe_shared  granitemoe: Granite's multipliers, 4 experts of 32 rows (2 per token) and an
+                     ungated shared expert of 64 rows
+  smollm3_nope       SmolLM3 (smollm3): 4 layers, the fourth without RoPE
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
                      f32 router (ffn_gate_inp), 2 experts per token; experts in Q8_0, Q4_0, Q5_1
                      (layer 0) and Q4_1, Q5_0, F16 (layer 1)
@@ -130,7 +134,7 @@ def llama3_freq_factors(dims, base, factor=8.0, low=1.0, high=4.0, original=8192
 
 class Model:
     def __init__(self, name, seed, arch="llama", rope_base=10000.0, ffn=FFN, experts=0,
-                 experts_used=0, context=CONTEXT):
+                 experts_used=0, context=CONTEXT, n_layers=LAYERS):
         self.name = name
         self.path = OUT / f"{name}.gguf"
         self.rng = np.random.default_rng(seed)
@@ -138,7 +142,8 @@ class Model:
         self.w.add_string("general.name", f"troupe tiny {name}")
         self.w.add_uint32(f"{arch}.context_length", context)
         self.w.add_uint32(f"{arch}.embedding_length", HIDDEN)
-        self.w.add_uint32(f"{arch}.block_count", LAYERS)
+        self.n_layers = n_layers
+        self.w.add_uint32(f"{arch}.block_count", n_layers)
         self.w.add_uint32(f"{arch}.feed_forward_length", ffn)
         if experts:
             self.w.add_uint32(f"{arch}.expert_count", experts)
@@ -193,7 +198,7 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
     """types: matrix name (attn_q, ...) -> type, overriding the defaults below."""
     q_dim, kv_dim = HEADS * head_dim, KV_HEADS * head_dim
     types = types or {}
-    for i in range(LAYERS):
+    for i in range(m.n_layers):
         p = f"blk.{i}."
         m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
         if qk_norm:
@@ -229,7 +234,7 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
 
 
 def moe_layers(m, ffn, experts, types, head_dim=HEAD_DIM, qk_norm=False, qkv_biases=False,
-               shared_ffn=0):
+               shared_ffn=0, gated_shared=True):
     """Attention as in layers(), then Mixtral's feed-forward: an f32 router and `experts`
     experts of ffn rows. types: one {gate, up, down: type} per layer."""
     q_dim, kv_dim = HEADS * head_dim, KV_HEADS * head_dim
@@ -255,8 +260,9 @@ def moe_layers(m, ffn, experts, types, head_dim=HEAD_DIM, qk_norm=False, qkv_bia
             m.vector(p + "attn_q.bias", q_dim, std=0.5)
             m.vector(p + "attn_k.bias", kv_dim, std=0.5)
             m.vector(p + "attn_v.bias", kv_dim)
-        if shared_ffn:
+        if shared_ffn and gated_shared:
             m.vector(p + "ffn_gate_inp_shexp.weight", HIDDEN, std=0.3)
+        if shared_ffn:
             m.matrix(p + "ffn_gate_shexp.weight", shared_ffn, HIDDEN, Q8_0, scale=2.0)
             m.matrix(p + "ffn_up_shexp.weight", shared_ffn, HIDDEN, Q8_0, scale=2.0)
             m.matrix(p + "ffn_down_shexp.weight", HIDDEN, shared_ffn, Q8_0, scale=3.0)
@@ -409,6 +415,37 @@ def make_models():
     m.vector("output_norm.weight", HIDDEN, mean=1.0)
     moe_layers(m, 32, 4, [{"gate": Q8_0, "up": Q8_0, "down": Q8_0}] * LAYERS, qkv_biases=True,
                shared_ffn=64)
+    m.write()
+    models.append(m)
+
+    def granite_scales(m, arch):
+        m.w.add_float32(f"{arch}.logit_scale", 3.0)
+        m.w.add_float32(f"{arch}.residual_scale", 0.22)
+        m.w.add_float32(f"{arch}.embedding_scale", 12.0)
+        m.w.add_float32(f"{arch}.attention.scale", 0.0078125)
+
+    m = Model("granite_scales", 16, arch="granite")
+    granite_scales(m, "granite")
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0, scale=0.1)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0)
+    m.write()
+    models.append(m)
+
+    m = Model("granitemoe_shared", 17, arch="granitemoe", ffn=32, experts=4, experts_used=2)
+    granite_scales(m, "granitemoe")
+    m.w.add_uint32("granitemoe.expert_shared_feed_forward_length", 64)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0, scale=0.1)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    moe_layers(m, 32, 4, [{"gate": Q8_0, "up": Q8_0, "down": Q8_0}] * LAYERS, shared_ffn=64,
+               gated_shared=False)
+    m.write()
+    models.append(m)
+
+    m = Model("smollm3_nope", 18, arch="smollm3", n_layers=4)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0)
     m.write()
     models.append(m)
 

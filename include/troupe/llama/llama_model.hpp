@@ -3,18 +3,22 @@
 /// GGUF file and run on the CPU: RMSNorm, adjacent-pair RoPE (llama.cpp's NORM rope, which GGUF
 /// llama q/k weights are permuted for) with linear, YaRN or per-frequency (Llama 3.1) scaling,
 /// grouped-query attention over a KV cache, SwiGLU, optional biases, separate or fused q/k/v,
-/// tied or separate output. The same forward pass runs `qwen2` files (Qwen2, Qwen2.5: llama with
-/// q/k/v biases and llama.cpp's NEOX rope, which rotates the halves of each head) and `phi3`
-/// files (Phi-3 and Phi-3.5: NEOX rope, fused q/k/v and gate/up, q scaled before attention,
-/// LongRoPE's long and short frequency factors), `qwen3`/`qwen3moe` files (NEOX rope after an
-/// RMSNorm of each q and k head, heads of attention.key_length) and `gemma3` files (qwen3's
-/// attention with q scaled first, embeddings times sqrt(hidden), RMSNorms after attention and
-/// after the feed-forward, GELU, soft-capped logits, sliding-window layers), and `gemma2` files
-/// (the same without q/k norms, with soft-capped attention scores). Weights stay in the file's
-/// quantised formats inside the memory map; nothing is converted. Mixtures of experts run too
-/// (llama files in Mixtral's layout, qwen2moe with its shared expert, qwen3moe): per layer a
-/// softmax router picks expert_used_count of expert_count SwiGLU experts per token, each
-/// expert's tokens multiplied together (kernels/cpu/moe_ops.hpp).
+/// tied or separate output. The same forward pass runs the llama-like architectures llama.cpp
+/// runs through its own graphs:
+/// - `qwen2`: llama with q/k/v biases and NEOX rope (the halves of each head rotated);
+/// - `phi3` (Phi-3, 3.5, 4): NEOX rope, fused q/k/v and gate/up, q scaled before attention,
+///   LongRoPE's long and short frequency factors;
+/// - `qwen3`: NEOX rope after an RMSNorm of each q and k head, heads of attention.key_length;
+/// - `gemma3`: qwen3's attention with q scaled first, embeddings times sqrt(hidden), RMSNorms
+///   after attention and after the feed-forward, GELU, soft-capped logits, sliding-window
+///   layers; `gemma2`: the same without q/k norms, with soft-capped attention scores;
+/// - `granite`: llama with embedding, residual, attention and logit multipliers;
+/// - `smollm3`: every fourth layer without RoPE;
+/// - mixtures of experts (llama files in Mixtral's layout, `qwen2moe` and `granitemoe` with their
+///   shared experts, `qwen3moe`): per layer a softmax router picks expert_used_count of
+///   expert_count SwiGLU experts per token, each expert's tokens multiplied together
+///   (kernels/cpu/moe_ops.hpp).
+/// Weights stay in the file's quantised formats inside the memory map; nothing is converted.
 
 #include <cstdint>
 #include <filesystem>
@@ -36,7 +40,7 @@ struct llama_hparams {
   float q_scale = 1;       ///< what scale_q multiplies q by
   bool gelu = false;       ///< feed-forward GELU(gate)·up (ggml's table), not SiLU (gemma)
   bool post_norms = false;  ///< RMSNorm after attention and after the feed-forward (gemma)
-  float embed_scale = 0;    ///< embeddings times this (gemma: sqrt(hidden)); 0: as stored
+  float embed_scale = 0;    ///< embeddings times this (gemma: sqrt(hidden), granite); 0: as stored
   float final_softcap = 0;  ///< logits = cap·tanh(logits / cap) (final_logit_softcapping); 0: off
   float attn_softcap = 0;   ///< the same for attention scores (gemma2); 0: off
   /// Sliding-window attention (gemma2, gemma3): the layers marked here see their last
@@ -73,9 +77,17 @@ struct llama_hparams {
   /// The chosen experts' weights renormalised to sum to 1 (llama.cpp's norm_w: llama, qwen3moe;
   /// not qwen2moe).
   bool experts_normalized = true;
-  /// qwen2moe's shared expert: a SwiGLU of this width that every token takes, its output times
-  /// sigmoid(ffn_gate_inp_shexp · x). 0 without.
+  /// A shared expert: a SwiGLU of this width that every token takes, added to the routed sum
+  /// (qwen2moe: times sigmoid(ffn_gate_inp_shexp · x), shared_gated; granitemoe: as it is).
+  /// 0 without.
   int64_t shared_ffn = 0;
+  bool shared_gated = false;
+  /// IBM Granite's multipliers (granite, granitemoe): attention output and feed-forward output
+  /// times residual_scale before each residual add, softmax scale attention_scale, logits divided
+  /// by logit_scale. 0: not applied (attention_scale 0: 1/sqrt(head size)).
+  float residual_scale = 0, attention_scale = 0, logit_scale = 0;
+  /// SmolLM3: every no_rope_step-th layer (counting from 1) attends without RoPE. 0: none.
+  int64_t no_rope_step = 0;
 };
 
 /// The loaded weights. Immutable after load, so one model serves any number of llama_sessions on
