@@ -19,7 +19,7 @@ constexpr std::array<std::string_view, 2> chatml_default_systems = {
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
 };
 
-constexpr std::array<chat_template::kind, 15> all_kinds = {
+constexpr std::array<chat_template::kind, 16> all_kinds = {
     chat_template::kind::chatml,     chat_template::kind::llama2,
     chat_template::kind::llama2_sys, chat_template::kind::mistral_v1,
     chat_template::kind::mistral_v3, chat_template::kind::mistral_v3_tekken,
@@ -28,6 +28,7 @@ constexpr std::array<chat_template::kind, 15> all_kinds = {
     chat_template::kind::phi3,       chat_template::kind::phi4,
     chat_template::kind::gemma,
     chat_template::kind::vicuna,     chat_template::kind::vicuna_orca,
+    chat_template::kind::granite,
 };
 
 bool has(std::string_view text, std::string_view what) {
@@ -209,6 +210,18 @@ std::string format_date(std::chrono::year_month_day d, bool iso) {
   return buf;
 }
 
+/// strftime's "%B %d, %Y" (Granite 3.3's default system message): "July 26, 2024".
+std::string long_date(std::chrono::year_month_day d) {
+  static constexpr const char* months[] = {"January", "February", "March",     "April",
+                                           "May",     "June",     "July",      "August",
+                                           "September", "October", "November", "December"};
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%s %02u, %04d",
+                months[(static_cast<unsigned>(d.month()) + 11) % 12],
+                static_cast<unsigned>(d.day()), static_cast<int>(d.year()));
+  return buf;
+}
+
 /// The template's `{% set default_system_message = ... %}`: string literals joined by `+`, with
 /// `today` (set from strftime_now("%Y-%m-%d")) as the date. Empty when absent or not that shape.
 std::string default_system_message(std::string_view text, std::chrono::year_month_day date) {
@@ -306,6 +319,8 @@ std::string_view chat_template::name(kind k) noexcept {
       return "vicuna";
     case kind::vicuna_orca:
       return "vicuna-orca";
+    case kind::granite:
+      return "granite";
   }
   return "unknown";
 }
@@ -344,6 +359,8 @@ std::optional<chat_template> chat_template::detect(std::string_view text, chat_c
     } else {
       k = has(text, "<<SYS>>") ? kind::llama2_sys : kind::llama2;
     }
+  } else if (has(text, "<|start_of_role|>") && has(text, "<|end_of_role|>")) {
+    k = kind::granite;
   } else if (has(text, "<|start_header_id|>") && has(text, "<|end_header_id|>")) {
     k = kind::llama3;
   } else if (has(text, "<|assistant|>") && has(text, "<|end|>")) {
@@ -377,6 +394,10 @@ std::optional<chat_template> chat_template::detect(std::string_view text, chat_c
     }
   } else if (*k == kind::mistral_v7_tekken) {
     t.default_system_ = default_system_message(text, ctx.date);
+  } else if (*k == kind::granite && has(text, "You are Granite, developed by IBM.")) {
+    // Granite 3.3 without tools, documents or thinking.
+    t.default_system_ = "Knowledge Cutoff Date: April 2024. Today's Date: " + long_date(ctx.date) +
+                        ". You are Granite, developed by IBM. You are a helpful AI assistant.";
   }
   t.ctx_ = std::move(ctx);
   return t;
@@ -594,6 +615,17 @@ std::string chat_template::render_turns(std::span<const chat_message> messages, 
         out += ctx_.eos_token;
       }
       break;
+    case kind::granite:
+      // Roles verbatim (Granite 3.3; 3.0 drops roles other than system, user and assistant);
+      // the assistant's opening only after a last message.
+      if (!default_system_.empty() && (messages.empty() || messages.front().role != "system")) {
+        out += "<|start_of_role|>system<|end_of_role|>" + default_system_ + "<|end_of_text|>\n";
+      }
+      for (const chat_message& x : messages) {
+        out += "<|start_of_role|>" + x.role + "<|end_of_role|>" + x.content + "<|end_of_text|>\n";
+      }
+      if (gen && !messages.empty()) out += "<|start_of_role|>assistant<|end_of_role|>";
+      break;
     case kind::phi4:
       for (const chat_message& x : m) {
         if (x.role == "assistant") {
@@ -645,6 +677,8 @@ std::string_view chat_template::end_of_turn() const noexcept {
     case kind::chatml:
     case kind::phi4:
       return "<|im_end|>";
+    case kind::granite:
+      return "<|end_of_text|>";
     case kind::llama3:
       return "<|eot_id|>";
     case kind::phi3:

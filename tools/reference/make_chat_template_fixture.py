@@ -220,6 +220,11 @@ TEMPLATES = [
      "<|im_end|>", "chatml", None,
      {"tool": "Qwen's template turns a tool result into a user turn wrapped in <tool_response>; "
               "troupe's ChatML keeps role 'tool' (SmolLM2's behaviour)"}),
+    ("ibm-granite/granite-3.0-8b-instruct", "test-chat-template.cpp",
+     "cpp:ibm-granite/granite-3.0-8b-instruct", "", "<|end_of_text|>", "granite", None,
+     {"tool": "Granite 3.0's template drops a 'tool' turn; troupe prints it with its role"}),
+    ("ibm-granite/granite-3.3-2b-instruct", "models/templates",
+     "ibm-granite-granite-3.3-2B-Instruct.jinja", "", "<|end_of_text|>", "granite", None, {}),
     ("google/gemma-2-2b-it", "models/templates", "google-gemma-2-2b-it.jinja", "<bos>", "<eos>",
      "gemma", "llama.cpp merges a system message into the first user turn where Jinja refuses it",
      {"tool": TOOL_NOT_COMPARED}),

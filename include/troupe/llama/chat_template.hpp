@@ -78,6 +78,9 @@ class chat_template {
     gemma,        ///< <start_of_turn>user\ncontent<end_of_turn>\n, the assistant being "model"
     vicuna,       ///< system\n\nUSER: user\nASSISTANT: answer</s>\n
     vicuna_orca,  ///< SYSTEM: system\nUSER: user\nASSISTANT: answer</s>\n
+    /// <|start_of_role|>role<|end_of_role|>content<|end_of_text|>\n (IBM Granite 3.x; 3.3's
+    /// default system message carries the date).
+    granite,
   };
 
   /// Recognises the template in tokenizer.chat_template, with BOS/EOS texts from the vocabulary.
