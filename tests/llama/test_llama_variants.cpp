@@ -261,6 +261,15 @@ BOOST_AUTO_TEST_CASE(smollm3_layers_without_rope_match_llama_cpp) {
   check_against_llama_cpp("smollm3_nope.gguf");
 }
 
+// Phi-4-mini's shape: NEOX rope on 24 of each head's 32 dimensions with LongRoPE factors for
+// those 12 pairs, tied embeddings.
+BOOST_AUTO_TEST_CASE(phi3_partial_rotary_longrope_matches_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "phi4mini_partial.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().rope_dim, 24);
+  BOOST_CHECK(model->hparams().rope_long_factors);
+  check_against_llama_cpp("phi4mini_partial.gguf");
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {

@@ -44,6 +44,8 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
   granitemoe_shared  granitemoe: Granite's multipliers, 4 experts of 32 rows (2 per token) and an
                      ungated shared expert of 64 rows
   smollm3_nope       SmolLM3 (smollm3): 4 layers, the fourth without RoPE
+  phi4mini_partial   Phi-4-mini's shape: LongRoPE on 24 of each head's 32 dimensions, tied
+                     embeddings
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
                      f32 router (ffn_gate_inp), 2 experts per token; experts in Q8_0, Q4_0, Q5_1
                      (layer 0) and Q4_1, Q5_0, F16 (layer 1)
@@ -134,7 +136,7 @@ def llama3_freq_factors(dims, base, factor=8.0, low=1.0, high=4.0, original=8192
 
 class Model:
     def __init__(self, name, seed, arch="llama", rope_base=10000.0, ffn=FFN, experts=0,
-                 experts_used=0, context=CONTEXT, n_layers=LAYERS):
+                 experts_used=0, context=CONTEXT, n_layers=LAYERS, rope_dims=HEAD_DIM):
         self.name = name
         self.path = OUT / f"{name}.gguf"
         self.rng = np.random.default_rng(seed)
@@ -151,7 +153,7 @@ class Model:
         self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
         self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
         if arch not in ("qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma2", "gemma3"):
-            self.w.add_uint32(f"{arch}.rope.dimension_count", HEAD_DIM)
+            self.w.add_uint32(f"{arch}.rope.dimension_count", rope_dims)
         self.w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
         self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
         self.vocab = add_tokenizer(self.w)
@@ -464,6 +466,20 @@ def make_models():
     moe_layers(m, 256, 4, [{"gate": F32, "up": F32, "down": F32, "attn": F32}] * LAYERS)
     m.write()
     m.quantize_to = ("mixtral_q3_k_m", 12)  # LLAMA_FTYPE_MOSTLY_Q3_K_M
+    models.append(m)
+
+    # Phi-4-mini's shape: LongRoPE on 24 of 32 dimensions per head (partial_rotary_factor 0.75),
+    # tied embeddings.
+    m = Model("phi4mini_partial", 19, arch="phi3", context=4096, rope_dims=24)
+    m.w.add_string("phi3.rope.scaling.type", "longrope")
+    m.w.add_uint32("phi3.rope.scaling.original_context_length", 64)
+    m.w.add_float32("phi3.rope.scaling.attn_factor", math.sqrt(1 + math.log(64) / math.log(64)))
+    m.w.add_tensor("rope_factors_long.weight", (1.0 + 5.0 * np.arange(12) / 12).astype(np.float32))
+    m.w.add_tensor("rope_factors_short.weight", (1.0 + 0.2 * np.arange(12) / 12).astype(np.float32))
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, fused_qkv=True, fused_gate_up=True, ffn_type=Q8_0)
+    m.write()
     models.append(m)
     return models
 
