@@ -2,6 +2,7 @@
 
 #include "troupe/llama/batch_decoder.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
@@ -299,6 +300,16 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
   const float kq_scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim));
   for (int64_t il = 0; il < h.layers; ++il) {
     const layer_weights& l = w.layers[static_cast<size_t>(il)];
+    // The input of attention and of the feed-forward: x RMS-normalised, or x itself (olmo2).
+    auto pre_norm = [&](const float* weight) {
+      if (weight == nullptr) {
+        std::copy_n(s.x.data(), T * H, s.cur.data());
+        return;
+      }
+      for (int64_t t = 0; t < T; ++t)
+        check(kc::rms_norm(s.x.data() + t * H, weight, s.cur.data() + t * H, H, h.rms_eps),
+              "rms_norm");
+    };
     const kc::attention_shape shape{h.heads,
                                     h.kv_heads,
                                     h.head_dim,
@@ -308,9 +319,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
                                     l.sliding ? h.swa_window : 0,
                                     h.attn_softcap};
     const std::vector<float>& rope = l.sliding ? s.rope_swa : s.rope;
-    for (int64_t t = 0; t < T; ++t)
-      check(kc::rms_norm(s.x.data() + t * H, l.attn_norm, s.cur.data() + t * H, H, h.rms_eps),
-            "rms_norm");
+    pre_norm(l.attn_norm);
     mm_fused({part(l.wq, s.q.data()), part(l.wk, s.k.data()), part(l.wv, s.v.data())},
              s.cur.data());
     add_bias(s.q.data(), l.bq, q_dim);
@@ -328,7 +337,14 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
         const int64_t pos = s.pos[static_cast<size_t>(t)];
         const float* coef = rope.data() + t * 2 * h.rope_dim;
-        if (l.q_norm != nullptr) {  // qwen3: each head RMS-normalised before the rotation
+        if (l.q_norm != nullptr && h.qk_norm_whole) {  // olmo2: q and k normalised whole
+          check(kc::rms_norm(s.q.data() + t * q_dim, l.q_norm, s.q.data() + t * q_dim, q_dim,
+                             h.rms_eps),
+                "rms_norm");
+          check(kc::rms_norm(s.k.data() + t * kv_dim, l.k_norm, s.k.data() + t * kv_dim, kv_dim,
+                             h.rms_eps),
+                "rms_norm");
+        } else if (l.q_norm != nullptr) {  // qwen3: each head normalised before the rotation
           for (int64_t hh = 0; hh < h.heads; ++hh) {
             float* qh = s.q.data() + t * q_dim + hh * h.head_dim;
             check(kc::rms_norm(qh, l.q_norm, qh, h.head_dim, h.rms_eps), "rms_norm");
@@ -361,9 +377,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     if (h.residual_scale != 0)
       for (int64_t i = 0; i < T * H; ++i) s.proj[i] *= h.residual_scale;  // ggml_scale
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
-    for (int64_t i = 0; i < T; ++i)
-      check(kc::rms_norm(s.x.data() + i * H, l.ffn_norm, s.cur.data() + i * H, H, h.rms_eps),
-            "rms_norm");
+    pre_norm(l.ffn_norm);
     if (h.experts > 0) {
       moe_ffn(l);
     } else {

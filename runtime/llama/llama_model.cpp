@@ -187,6 +187,7 @@ void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl
   const std::string window = h.arch + ".attention.sliding_window";
   const std::string pattern = h.arch + ".attention.sliding_window_pattern";
   const bool v2 = h.arch == "gemma2";  // Gemma 2: 4096 positions on every other layer
+  const bool olmo = h.arch == "olmo2";  // OLMo 3: three layers of four by default
   h.swa_window = f.get_u32(window, v2 ? 4096 : 0);
   if (h.swa_window == 0) return;
   h.sliding_layers.assign(static_cast<size_t>(h.layers), false);
@@ -201,14 +202,20 @@ void read_sliding_window(const gguf_file& f, llama_hparams& h, llama_model::impl
     for (int64_t il = 0; il < h.layers; ++il)
       h.sliding_layers[static_cast<size_t>(il)] = flags[static_cast<size_t>(il)] != 0;
   } else {
-    const int64_t n = f.get_u32(pattern, v2 ? 2 : 6);
+    const int64_t n = f.get_u32(pattern, v2 ? 2 : olmo ? 4 : 6);
     for (int64_t il = 0; il < h.layers; ++il)
       h.sliding_layers[static_cast<size_t>(il)] = n == 0 || il % n < n - 1;
   }
-  // Gemma 2's local layers rotate as its global ones unless the file says otherwise.
+  // Gemma 2's local layers rotate as its global ones unless the file says otherwise; OLMo 3's
+  // with the global base but neither scaling nor YaRN (its olmo2.cpp).
   w.rope_swa = w.rope;
-  w.rope_swa.freq_base = f.get_f32(h.arch + ".rope.freq_base_swa", v2 ? h.rope_base : 10000.0f);
+  w.rope_swa.freq_base =
+      f.get_f32(h.arch + ".rope.freq_base_swa", v2 || olmo ? h.rope_base : 10000.0f);
   if (!v2) w.rope_swa.freq_scale = 1.0f;
+  if (olmo) {
+    w.rope_swa.ext_factor = 0.0f;
+    w.rope_swa.attn_factor = 1.0f;
+  }
 }
 
 /// The mixture-of-experts hyperparameters of a llama file (Mixtral's layout: a softmax router
@@ -252,9 +259,9 @@ void read_experts(const gguf_file& f, llama_hparams& h) {
   }
   if (h.arch == "llama" && f.contains(h.arch + ".expert_shared_feed_forward_length")) {
     fail(errc::unsupported, f,
-         "shared experts (" + h.arch +
-             ".expert_shared_feed_forward_length, Granite MoE) are not supported; routed-only "
-             "files such as Mixtral run");
+         "shared experts in a llama file (" + h.arch +
+             ".expert_shared_feed_forward_length) are not supported; llama files with routed "
+             "experts only (Mixtral) run, and granitemoe and qwen2moe files with shared ones");
   }
 }
 
@@ -270,7 +277,7 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   h.arch = f.get_string("general.architecture");
   if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
       h.arch != "qwen3moe" && h.arch != "qwen2moe" && h.arch != "gemma2" && h.arch != "gemma3" &&
-      h.arch != "granite" && h.arch != "granitemoe" && h.arch != "smollm3") {
+      h.arch != "granite" && h.arch != "granitemoe" && h.arch != "smollm3" && h.arch != "olmo2") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
@@ -278,8 +285,8 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
              "'qwen2moe' (Qwen2, Qwen2.5, Qwen1.5/2 MoE), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 "
              "MoE), 'phi3' (Phi-3, Phi-3.5, "
              "Phi-4), 'gemma2' and 'gemma3' (Gemma 2, Gemma 3), 'granite' and 'granitemoe' (IBM "
-             "Granite 3), 'smollm3' (SmolLM3) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi "
-             "K2)");
+             "Granite 3), 'smollm3' (SmolLM3), 'olmo2' (OLMo 2, OLMo 3) and 'deepseek2' "
+             "(DeepSeek-V2/V3, Moonlight, Kimi K2)");
   }
   // llama.cpp's rope type of the architecture: qwen2, qwen3 and phi3 rotate the two halves of
   // each head; phi3 also scales q before attention (ggml_scale) and attends with scale 1; qwen3
@@ -288,12 +295,15 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   // attention and after the feed-forward, GELU, sliding-window layers (read_sliding_window);
   // gemma2 soft-caps the attention scores and the logits, gemma3 normalises q and k as qwen3.
   const bool gemma = h.arch == "gemma2" || h.arch == "gemma3";
+  const bool olmo = h.arch == "olmo2";
   h.rope_neox = h.arch == "qwen2" || h.arch == "qwen2moe" || h.arch == "phi3" ||
-                h.arch == "qwen3" || h.arch == "qwen3moe" || gemma;
+                h.arch == "qwen3" || h.arch == "qwen3moe" || gemma || olmo;
+  h.qk_norm_whole = olmo;
+  h.pre_norms = !olmo;
   h.scale_q = h.arch == "phi3" || gemma;
   h.qk_norm = h.arch == "qwen3" || h.arch == "qwen3moe" || h.arch == "gemma3";
   h.gelu = gemma;
-  h.post_norms = gemma;
+  h.post_norms = gemma || olmo;
   const auto key = [&](const char* k) { return h.arch + "." + k; };
   h.hidden = f.get_u32(key("embedding_length"));
   h.layers = f.get_u32(key("block_count"));
@@ -360,6 +370,7 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
     }
   }
   if (h.arch == "smollm3") h.no_rope_step = 4;  // llama.cpp's n_no_rope_layer_step
+  if (olmo) read_sliding_window(f, h, w);  // OLMo 3
   if (gemma) {
     h.embed_scale = std::sqrt(static_cast<float>(h.hidden));
     // llama.cpp's defaults: Gemma 2 caps at 50 (scores) and 30 (logits), Gemma 3 not at all.
@@ -392,7 +403,7 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   for (int64_t i = 0; i < h.layers; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     layer_weights& l = w.layers[static_cast<size_t>(i)];
-    l.attn_norm = load_vector(f, p + "attn_norm.weight", h.hidden);
+    if (h.pre_norms) l.attn_norm = load_vector(f, p + "attn_norm.weight", h.hidden);
     if (f.find_tensor(p + "attn_qkv.weight")) {
       // Fused q/k/v: rows [0, q_dim) are q, then k, then v; quantised rows are independent.
       const matrix qkv = load_matrix(f, p + "attn_qkv.weight", h.hidden, q_dim + 2 * kv_dim);
@@ -419,8 +430,12 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
       l.q_norm = load_vector(f, p + "attn_q_norm.weight", h.head_dim);
       l.k_norm = load_vector(f, p + "attn_k_norm.weight", h.head_dim);
     }
+    if (h.qk_norm_whole) {
+      l.q_norm = load_vector(f, p + "attn_q_norm.weight", q_dim);
+      l.k_norm = load_vector(f, p + "attn_k_norm.weight", kv_dim);
+    }
     l.bo = bias(p + "attn_output.bias", h.hidden);
-    l.ffn_norm = load_vector(f, p + "ffn_norm.weight", h.hidden);
+    if (h.pre_norms) l.ffn_norm = load_vector(f, p + "ffn_norm.weight", h.hidden);
     if (h.post_norms) {
       l.attn_post_norm = load_vector(f, p + "post_attention_norm.weight", h.hidden);
       l.ffn_post_norm = load_vector(f, p + "post_ffw_norm.weight", h.hidden);

@@ -270,6 +270,22 @@ BOOST_AUTO_TEST_CASE(phi3_partial_rotary_longrope_matches_llama_cpp) {
   check_against_llama_cpp("phi4mini_partial.gguf");
 }
 
+// OLMo 2: no norms before attention and the feed-forward, norms after them, q and k
+// normalised whole; OLMo 3: with a window of 16 on three layers of four (plain RoPE there, YaRN
+// on the fourth).
+BOOST_AUTO_TEST_CASE(olmo2_and_olmo3_match_llama_cpp) {
+  auto olmo2 = llama_model::load(tiny_dir / "olmo2_post_norms.gguf");
+  BOOST_CHECK(!olmo2->hparams().pre_norms && olmo2->hparams().qk_norm_whole);
+  BOOST_CHECK_EQUAL(olmo2->hparams().swa_window, 0);
+  check_against_llama_cpp("olmo2_post_norms.gguf");
+  auto olmo3 = llama_model::load(tiny_dir / "olmo3_sliding.gguf");
+  const auto& sliding = olmo3->hparams().sliding_layers;
+  BOOST_REQUIRE_EQUAL(sliding.size(), 4u);
+  BOOST_CHECK(sliding[0] && sliding[1] && sliding[2] && !sliding[3]);
+  BOOST_CHECK_EQUAL(olmo3->hparams().rope_scaling, "yarn");
+  check_against_llama_cpp("olmo3_sliding.gguf");
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {
@@ -368,7 +384,7 @@ BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
                            "qwen2_neox.gguf", "phi_fused.gguf", "phi_longrope.gguf",
                            "phi_longrope_short.gguf", "qwen3_qk_norm.gguf",
                            "gemma3_sliding.gguf", "gemma2_softcap.gguf", "granite_scales.gguf",
-                           "smollm3_nope.gguf"}) {
+                           "smollm3_nope.gguf", "olmo2_post_norms.gguf", "olmo3_sliding.gguf"}) {
     BOOST_TEST_CONTEXT(file) {
       const troupe::json::value& entry = model_entry(ref, file);
       batch_decoder decoder(llama_model::load(tiny_dir / file), 2);

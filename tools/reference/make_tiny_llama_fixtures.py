@@ -44,6 +44,10 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
   granitemoe_shared  granitemoe: Granite's multipliers, 4 experts of 32 rows (2 per token) and an
                      ungated shared expert of 64 rows
   smollm3_nope       SmolLM3 (smollm3): 4 layers, the fourth without RoPE
+  olmo2_post_norms   OLMo 2 (olmo2): no norms before attention and feed-forward, norms after
+                     them, q and k RMS-normalised whole
+  olmo3_sliding      OLMo 3 (olmo2 with attention.sliding_window): a window of 16 on three
+                     layers of four, YaRN scaling on the fourth only
   phi4mini_partial   Phi-4-mini's shape: LongRoPE on 24 of each head's 32 dimensions, tied
                      embeddings
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
@@ -152,7 +156,7 @@ class Model:
             self.w.add_uint32(f"{arch}.expert_used_count", experts_used)
         self.w.add_uint32(f"{arch}.attention.head_count", HEADS)
         self.w.add_uint32(f"{arch}.attention.head_count_kv", KV_HEADS)
-        if arch not in ("qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma2", "gemma3"):
+        if arch not in ("qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma2", "gemma3", "olmo2"):
             self.w.add_uint32(f"{arch}.rope.dimension_count", rope_dims)
         self.w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
         self.w.add_float32(f"{arch}.rope.freq_base", rope_base)
@@ -196,13 +200,18 @@ F32 = gguf.GGMLQuantizationType.F32
 
 
 def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
-           fused_gate_up=False, types=None, head_dim=HEAD_DIM, qk_norm=False, post_norms=False):
+           fused_gate_up=False, types=None, head_dim=HEAD_DIM, qk_norm=False, post_norms=False,
+           pre_norms=True, qk_norm_whole=False):
     """types: matrix name (attn_q, ...) -> type, overriding the defaults below."""
     q_dim, kv_dim = HEADS * head_dim, KV_HEADS * head_dim
     types = types or {}
     for i in range(m.n_layers):
         p = f"blk.{i}."
-        m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
+        if pre_norms:
+            m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
+        if qk_norm_whole:
+            m.vector(p + "attn_q_norm.weight", q_dim, mean=1.0, std=0.3)
+            m.vector(p + "attn_k_norm.weight", kv_dim, mean=1.0, std=0.3)
         if qk_norm:
             m.vector(p + "attn_q_norm.weight", head_dim, mean=1.0, std=0.3)
             m.vector(p + "attn_k_norm.weight", head_dim, mean=1.0, std=0.3)
@@ -217,7 +226,8 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
             m.matrix(p + "attn_v.weight", kv_dim, HIDDEN, types.get("attn_v", Q8_0), scale=3.0)
         m.matrix(p + "attn_output.weight", HIDDEN, q_dim, types.get("attn_output", Q8_0),
                  scale=3.0)
-        m.vector(p + "ffn_norm.weight", HIDDEN, mean=1.0)
+        if pre_norms:
+            m.vector(p + "ffn_norm.weight", HIDDEN, mean=1.0)
         if fused_gate_up:  # phi3: gate rows, then up rows, in ffn_up
             m.matrix(p + "ffn_up.weight", 2 * FFN, HIDDEN, ffn_type, scale=2.0)
         else:
@@ -466,6 +476,28 @@ def make_models():
     moe_layers(m, 256, 4, [{"gate": F32, "up": F32, "down": F32, "attn": F32}] * LAYERS)
     m.write()
     m.quantize_to = ("mixtral_q3_k_m", 12)  # LLAMA_FTYPE_MOSTLY_Q3_K_M
+    models.append(m)
+
+    # OLMo 2: no pre-norms, post-norms, q and k normalised whole; OLMo 3: the same with a window of
+    # 16 on three layers of four, YaRN on the others only.
+    m = Model("olmo2_post_norms", 20, arch="olmo2", rope_base=500000.0)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.matrix("output.weight", m.vocab, HIDDEN, Q8_0, scale=4.0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0, post_norms=True, pre_norms=False, qk_norm_whole=True)
+    m.write()
+    models.append(m)
+
+    m = Model("olmo3_sliding", 21, arch="olmo2", rope_base=500000.0, n_layers=4)
+    m.w.add_uint32("olmo2.attention.sliding_window", 16)
+    m.w.add_string("olmo2.rope.scaling.type", "yarn")
+    m.w.add_float32("olmo2.rope.scaling.factor", 4.0)
+    m.w.add_uint32("olmo2.rope.scaling.original_context_length", 32)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.matrix("output.weight", m.vocab, HIDDEN, Q8_0, scale=4.0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0, post_norms=True, pre_norms=False, qk_norm_whole=True)
+    m.write()
     models.append(m)
 
     # Phi-4-mini's shape: LongRoPE on 24 of 32 dimensions per head (partial_rotary_factor 0.75),

@@ -14,6 +14,8 @@
 ///   layers; `gemma2`: the same without q/k norms, with soft-capped attention scores;
 /// - `granite`: llama with embedding, residual, attention and logit multipliers;
 /// - `smollm3`: every fourth layer without RoPE;
+/// - `olmo2` (OLMo 2, OLMo 3): no norms before attention and feed-forward but after them, q and
+///   k RMS-normalised whole, sliding-window layers (OLMo 3);
 /// - mixtures of experts (llama files in Mixtral's layout, `qwen2moe` and `granitemoe` with their
 ///   shared experts, `qwen3moe`): per layer a softmax router picks expert_used_count of
 ///   expert_count SwiGLU experts per token, each expert's tokens multiplied together
@@ -37,6 +39,8 @@ struct llama_hparams {
   bool rope_neox = false;  ///< rotate (x[i], x[i + rope_dim/2]) pairs (qwen2, phi3), not neighbours
   bool scale_q = false;    ///< scale q by 1/sqrt(head_dim) before attention, not inside (phi3)
   bool qk_norm = false;    ///< RMS-normalise each head of q and k before RoPE (qwen3, gemma3)
+  bool qk_norm_whole = false;  ///< ... the whole q and k vectors instead (olmo2)
+  bool pre_norms = true;       ///< RMSNorm before attention and feed-forward (not olmo2)
   float q_scale = 1;       ///< what scale_q multiplies q by
   bool gelu = false;       ///< feed-forward GELU(gate)·up (ggml's table), not SiLU (gemma)
   bool post_norms = false;  ///< RMSNorm after attention and after the feed-forward (gemma)
