@@ -277,7 +277,8 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   h.arch = f.get_string("general.architecture");
   if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
       h.arch != "qwen3moe" && h.arch != "qwen2moe" && h.arch != "gemma2" && h.arch != "gemma3" &&
-      h.arch != "granite" && h.arch != "granitemoe" && h.arch != "smollm3" && h.arch != "olmo2") {
+      h.arch != "granite" && h.arch != "granitemoe" && h.arch != "smollm3" && h.arch != "olmo2" &&
+      h.arch != "ernie4_5") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
@@ -285,8 +286,8 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
              "'qwen2moe' (Qwen2, Qwen2.5, Qwen1.5/2 MoE), 'qwen3' and 'qwen3moe' (Qwen3, Qwen3 "
              "MoE), 'phi3' (Phi-3, Phi-3.5, "
              "Phi-4), 'gemma2' and 'gemma3' (Gemma 2, Gemma 3), 'granite' and 'granitemoe' (IBM "
-             "Granite 3), 'smollm3' (SmolLM3), 'olmo2' (OLMo 2, OLMo 3) and 'deepseek2' "
-             "(DeepSeek-V2/V3, Moonlight, Kimi K2)");
+             "Granite 3), 'smollm3' (SmolLM3), 'olmo2' (OLMo 2, OLMo 3), 'ernie4_5' (ERNIE 4.5 "
+             "dense) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
   }
   // llama.cpp's rope type of the architecture: qwen2, qwen3 and phi3 rotate the two halves of
   // each head; phi3 also scales q before attention (ggml_scale) and attends with scale 1; qwen3

@@ -286,6 +286,13 @@ BOOST_AUTO_TEST_CASE(olmo2_and_olmo3_match_llama_cpp) {
   check_against_llama_cpp("olmo3_sliding.gguf");
 }
 
+// ERNIE 4.5 dense: llama's layer (NORM rope) under its own architecture name.
+BOOST_AUTO_TEST_CASE(ernie45_matches_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "ernie45_dense.gguf");
+  BOOST_CHECK(!model->hparams().rope_neox);
+  check_against_llama_cpp("ernie45_dense.gguf");
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {

@@ -48,6 +48,7 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
                      them, q and k RMS-normalised whole
   olmo3_sliding      OLMo 3 (olmo2 with attention.sliding_window): a window of 16 on three
                      layers of four, YaRN scaling on the fourth only
+  ernie45_dense      ERNIE 4.5 dense (ernie4_5): llama's layer under its own architecture name
   phi4mini_partial   Phi-4-mini's shape: LongRoPE on 24 of each head's 32 dimensions, tied
                      embeddings
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
@@ -497,6 +498,13 @@ def make_models():
     m.matrix("output.weight", m.vocab, HIDDEN, Q8_0, scale=4.0)
     m.vector("output_norm.weight", HIDDEN, mean=1.0)
     layers(m, ffn_type=Q8_0, post_norms=True, pre_norms=False, qk_norm_whole=True)
+    m.write()
+    models.append(m)
+
+    m = Model("ernie45_dense", 22, arch="ernie4_5", rope_base=500000.0)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0)
     m.write()
     models.append(m)
 

@@ -13,7 +13,7 @@
 ///   after attention and after the feed-forward, GELU, soft-capped logits, sliding-window
 ///   layers; `gemma2`: the same without q/k norms, with soft-capped attention scores;
 /// - `granite`: llama with embedding, residual, attention and logit multipliers;
-/// - `smollm3`: every fourth layer without RoPE;
+/// - `smollm3`: every fourth layer without RoPE; `ernie4_5` (ERNIE 4.5 dense): llama's layer;
 /// - `olmo2` (OLMo 2, OLMo 3): no norms before attention and feed-forward but after them, q and
 ///   k RMS-normalised whole, sliding-window layers (OLMo 3);
 /// - mixtures of experts (llama files in Mixtral's layout, `qwen2moe` and `granitemoe` with their
