@@ -220,9 +220,10 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
           "mat_mul");
   };
 
-  // The feed-forward of a mixture-of-experts layer, as llama.cpp's build_moe_ffn computes it for
-  // llama files: router logits, softmax top-k (weights renormalised), each chosen expert's SwiGLU
-  // over its tokens (MUL_MAT_ID), then proj = Σ_slot weight·expert output, in slot order.
+  // The feed-forward of a mixture-of-experts layer, as llama.cpp's build_moe_ffn computes it:
+  // router logits, softmax top-k (weights renormalised unless qwen2moe), each chosen expert's
+  // SwiGLU over its tokens (MUL_MAT_ID), proj = Σ_slot weight·expert output in slot order, then
+  // the shared expert's output where there is one.
   auto moe_ffn = [&](const layer_weights& l) {
     const int64_t E = h.experts, K = h.experts_used, P = T * K;
     fit(s.router, T * E); fit(s.expert_w, P); fit(s.moe_gate, P * h.ffn); fit(s.moe_up, P * h.ffn);
