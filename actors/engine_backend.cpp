@@ -8,6 +8,9 @@
 #include "engine_backend.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <utility>
 
 #include "caf/actor_system.hpp"
@@ -25,6 +28,27 @@
 namespace troupe {
 
 namespace {
+
+/// The date chat templates print (Llama 3.1's "Today Date", Granite 3.3's and Mistral Small's
+/// default system prompts): $TROUPE_CHAT_DATE (YYYY-MM-DD) when set, so that a run can be
+/// reproduced, else today (UTC), as transformers' and llama.cpp's strftime_now gives it.
+llama::chat_context chat_context_of_today() {
+  using namespace std::chrono;
+  llama::chat_context ctx;
+  ctx.date = year_month_day{floor<days>(system_clock::now())};
+  const char* d = std::getenv("TROUPE_CHAT_DATE");
+  if (d == nullptr || *d == 0) return ctx;
+  int y = 0;
+  unsigned m = 0, day = 0;
+  char tail = 0;
+  const bool parsed = std::sscanf(d, "%d-%u-%u%c", &y, &m, &day, &tail) == 3;
+  ctx.date = year_month_day{year{y}, month{m}, std::chrono::day{day}};
+  if (!parsed || !ctx.date.ok()) {
+    throw error(errc::invalid_argument, std::string("TROUPE_CHAT_DATE is '") + d +
+                                            "'; give a date as YYYY-MM-DD, or unset it");
+  }
+  return ctx;
+}
 
 /// Renders a conversation in the Hermes style, as text any chat template carries: the tools
 /// declared in the system message, assistant calls as <tool_call> blocks, results as
@@ -111,7 +135,7 @@ class gguf_backend final : public engine_backend {
   gguf_backend(const std::filesystem::path& path, caf::actor_system& sys, int threads, int shards)
       : fwd_(path, sys, threads, shards),
         tok_(llama::tokenizer::from_gguf(fwd_.file())),
-        tmpl_(llama::chat_template::from_gguf(fwd_.file())),
+        tmpl_(llama::chat_template::from_gguf(fwd_.file(), chat_context_of_today())),
         end_of_turn_(tok_.find(tmpl_.end_of_turn()).value_or(-1)),
         masker_(tok_) {
     if (tok_.vocab_size() > fwd_.vocab())
