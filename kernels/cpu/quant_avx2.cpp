@@ -791,6 +791,80 @@ void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as
   }
 }
 
+/// q4_k_row<T, false> with each half's scale multiply-add fused into VPDPWSSD (AVX512-VNNI on
+/// 256 bits): the same exact int32 sums, so the same results bit for bit. Installed by
+/// use_avx512_vnni_kernels where the CPU has VNNI.
+template <int T, bool Tiled>
+__attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma,f16c"))) void q4_k_row_vnni(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as, float* y,
+              int64_t ys) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[T];
+  __m128 acc_m[T];
+  float tiled[T];  // Tiled: the output, block by block (tiled_epilogue)
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    acc_m[t] = _mm_setzero_ps();
+    tiled[t] = 0.0f;
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
+    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
+    const block_q8_k* yt[T];
+    __m256i sumi[T];
+    int32_t s2[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
+      const __m256i bsums = load256(yt[t]->bsums);
+      const __m128i sub_sums =
+          _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+      const __m128i prod = _mm_madd_epi16(mins, sub_sums);
+      if constexpr (Tiled) {
+        s2[t] = hsum_i32_4(prod);
+      } else {
+        const float dmin = -yt[t]->d * xdmin;
+        acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
+      }
+      sumi[t] = _mm256_setzero_si256();
+    }
+    for (int j = 0; j < 4; ++j) {
+      const __m256i q4 = load256(x[i].qs + 32 * j);
+      const __m256i lo = _mm256_and_si256(q4, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+      const __m256i s_lo = _mm256_set1_epi16(sc[2 * j]), s_hi = _mm256_set1_epi16(sc[2 * j + 1]);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        sumi[t] = _mm256_dpwssd_epi32(
+            sumi[t], _mm256_maddubs_epi16(lo, load256(yt[t]->qs + 64 * j)), s_lo);
+        sumi[t] = _mm256_dpwssd_epi32(
+            sumi[t], _mm256_maddubs_epi16(hi, load256(yt[t]->qs + 64 * j + 32)), s_hi);
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      if constexpr (Tiled) {
+        tiled[t] = tiled_epilogue<true>(hsum_i32(sumi[t]), s2[t], xd, xdmin, yt[t]->d, tiled[t]);
+      } else {
+        const float d = yt[t]->d * xd;
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    if constexpr (Tiled) {
+      y[t * ys] = tiled[t];
+    } else {
+      __m128 am = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
+      am = _mm_add_ss(am, _mm_movehdup_ps(am));
+      y[t * ys] = hsum(acc[t]) + _mm_cvtss_f32(am);
+    }
+  }
+}
+
 /// One Q5_K row × T Q8_K tokens: y[t·ys] = dot_q5_k(row, token t), as q4_k_row.
 template <int T, bool Tiled>
 void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as, float* y,
@@ -1126,6 +1200,10 @@ struct q5_k_rows {
   using block = block_q5_k;
   template <int T, bool Tiled> static constexpr auto row = q5_k_row<T, Tiled>;
 };
+struct q4_k_rows_vnni {
+  using block = block_q4_k;
+  template <int T, bool Tiled> static constexpr auto row = q4_k_row_vnni<T, Tiled>;
+};
 struct q6_k_rows {
   using block = block_q6_k;
   template <int T, bool Tiled> static constexpr auto row = q6_k_row<T, Tiled>;
@@ -1233,6 +1311,11 @@ void quantize_q8_1(const float* x, void* vy, int64_t n) {
 void quantize_q8_k(const float* x, void* vy, int64_t n) { quantize_q8_k_ggml(x, vy, n); }
 
 }  // namespace
+
+void mat_mat_q4_k_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
+                       size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<q4_k_rows_vnni, false>(rows, n, w, ws, a, as, tokens, y, ys);
+}
 
 const kernel_table& avx2_kernels() noexcept {
   static const kernel_table table{
