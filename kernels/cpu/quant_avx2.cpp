@@ -793,7 +793,9 @@ void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as
 
 /// q4_k_row<T, false> with each half's scale multiply-add fused into VPDPWSSD (AVX512-VNNI on
 /// 256 bits): the same exact int32 sums, so the same results bit for bit. Installed by
-/// use_avx512_vnni_kernels where the CPU has VNNI.
+/// use_avx512_vnni_kernels where the CPU has VNNI. A copy, not a template parameter: GCC
+/// compiles a function for one target, and this one's must include VNNI while q4_k_row's must
+/// not (it runs on AVX2-only CPUs).
 template <int T, bool Tiled>
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma,f16c"))) void q4_k_row_vnni(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as, float* y,
               int64_t ys) {
