@@ -363,6 +363,13 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
         }
         if (h.scale_q)
           for (int64_t i = 0; i < q_dim; ++i) s.q[t * q_dim + i] *= h.q_scale;
+        if (h.attn_temp_scale != 0) {  // llm_graph_input_attn_temp, then ggml_mul
+          const float floor_pos = std::floor(static_cast<float>(pos) /
+                                             static_cast<float>(h.rope_original_context));
+          const auto temp = static_cast<float>(
+              std::log(static_cast<double>(floor_pos) + 1.0) * h.attn_temp_scale + 1.0);
+          for (int64_t i = 0; i < q_dim; ++i) s.q[t * q_dim + i] *= temp;
+        }
         std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
         std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
       }

@@ -150,14 +150,25 @@ void read_rope(const gguf_file& f, llama_hparams& h, llama_model::impl& w) {
   r.attn_factor = 1.0f;
   if (h.rope_scaling == "yarn") {
     r.ext_factor = 1.0f;
-    const auto get_mscale = [](float scale) {
-      return scale <= 1.0f ? 1.0f : 0.1f * std::log(scale) + 1.0f;
+    const auto get_mscale = [](float scale, float mscale) {
+      return scale <= 1.0f ? 1.0f : 0.1f * mscale * std::log(scale) + 1.0f;
     };
+    // mistral3 files may set YaRN's betas and (as transformers' mscale_all_dim) a log multiplier;
+    // llama.cpp reads them for that architecture only.
+    const bool mistral3 = h.arch == "mistral3";
+    const auto setting = [&](const char* k, float fallback) {
+      return mistral3 ? f.get_f32(key(k), fallback) : fallback;
+    };
+    const float beta_fast = setting("rope.scaling.yarn_beta_fast", 32.0f);
+    const float beta_slow = setting("rope.scaling.yarn_beta_slow", 1.0f);
+    const float log_mul = setting("rope.scaling.yarn_log_multiplier", 0.0f);
     const float yarn_factor = 1.0f / r.freq_scale;
-    r.attn_factor = get_mscale(yarn_factor);
+    r.attn_factor = log_mul != 0.0f
+                        ? get_mscale(yarn_factor, 1.0f) / get_mscale(yarn_factor, log_mul)
+                        : get_mscale(yarn_factor, 1.0f);
     r.attn_factor *= 1.0f / (1.0f + 0.1f * std::log(yarn_factor));  // kernel multiplies it back
-    kc::rope_yarn_corr_dims(h.rope_dim, h.rope_original_context, h.rope_base, 32.0f, 1.0f,
-                            &r.corr_low, &r.corr_high);
+    kc::rope_yarn_corr_dims(h.rope_dim, h.rope_original_context, h.rope_base, beta_fast,
+                            beta_slow, &r.corr_low, &r.corr_high);
   }
   r.attn_factor *= f.get_f32(key("rope.scaling.attn_factor"), 1.0f);
   if (f.find_tensor("rope_freqs.weight")) {  // llama.cpp prefers these to LongRoPE's
@@ -278,7 +289,7 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
       h.arch != "qwen3moe" && h.arch != "qwen2moe" && h.arch != "gemma2" && h.arch != "gemma3" &&
       h.arch != "granite" && h.arch != "granitemoe" && h.arch != "smollm3" && h.arch != "olmo2" &&
-      h.arch != "ernie4_5") {
+      h.arch != "ernie4_5" && h.arch != "mistral3") {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
@@ -287,7 +298,8 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
              "MoE), 'phi3' (Phi-3, Phi-3.5, "
              "Phi-4), 'gemma2' and 'gemma3' (Gemma 2, Gemma 3), 'granite' and 'granitemoe' (IBM "
              "Granite 3), 'smollm3' (SmolLM3), 'olmo2' (OLMo 2, OLMo 3), 'ernie4_5' (ERNIE 4.5 "
-             "dense) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, Kimi K2)");
+             "dense), 'mistral3' (Ministral 3) and 'deepseek2' (DeepSeek-V2/V3, Moonlight, "
+             "Kimi K2)");
   }
   // llama.cpp's rope type of the architecture: qwen2, qwen3 and phi3 rotate the two halves of
   // each head; phi3 also scales q before attention (ggml_scale) and attends with scale 1; qwen3
@@ -371,6 +383,15 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
     }
   }
   if (h.arch == "smollm3") h.no_rope_step = 4;  // llama.cpp's n_no_rope_layer_step
+  if (h.arch == "mistral3") {  // Llama 4's attention temperature, over the original context
+    h.attn_temp_scale = f.get_f32(key("attention.temperature_scale"), 0.0f);
+    if (!std::isfinite(h.attn_temp_scale) ||
+        (h.attn_temp_scale != 0 && h.rope_original_context <= 0)) {
+      fail(errc::parse_error, f,
+           key("attention.temperature_scale") + " needs a finite value and an original context "
+           "length (" + key("rope.scaling.original_context_length") + ")");
+    }
+  }
   if (olmo) read_sliding_window(f, h, w);  // OLMo 3
   if (gemma) {
     h.embed_scale = std::sqrt(static_cast<float>(h.hidden));

@@ -293,6 +293,15 @@ BOOST_AUTO_TEST_CASE(ernie45_matches_llama_cpp) {
   check_against_llama_cpp("ernie45_dense.gguf");
 }
 
+// Ministral 3: YaRN with the file's betas (16, 2) and log multiplier (0.5), and q scaled by
+// Llama 4's attention temperature, which grows with the position (0.1 per doubling of 32).
+BOOST_AUTO_TEST_CASE(mistral3_yarn_and_temperature_match_llama_cpp) {
+  auto model = llama_model::load(tiny_dir / "mistral3_temperature.gguf");
+  BOOST_CHECK_EQUAL(model->hparams().attn_temp_scale, 0.1f);
+  BOOST_CHECK_EQUAL(model->hparams().rope_scaling, "yarn");
+  check_against_llama_cpp("mistral3_temperature.gguf");
+}
+
 // Mixtral's layout: a softmax router picks 2 of 8 SwiGLU experts per token (3-D expert tensors,
 // llama.cpp's MUL_MAT_ID arithmetic), experts in Q8_0, Q4_0, Q5_1, Q4_1, Q5_0 and F16.
 BOOST_AUTO_TEST_CASE(mixtral_experts_match_llama_cpp) {
@@ -391,7 +400,8 @@ BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
                            "qwen2_neox.gguf", "phi_fused.gguf", "phi_longrope.gguf",
                            "phi_longrope_short.gguf", "qwen3_qk_norm.gguf",
                            "gemma3_sliding.gguf", "gemma2_softcap.gguf", "granite_scales.gguf",
-                           "smollm3_nope.gguf", "olmo2_post_norms.gguf", "olmo3_sliding.gguf"}) {
+                           "smollm3_nope.gguf", "olmo2_post_norms.gguf", "olmo3_sliding.gguf",
+                           "mistral3_temperature.gguf"}) {
     BOOST_TEST_CONTEXT(file) {
       const troupe::json::value& entry = model_entry(ref, file);
       batch_decoder decoder(llama_model::load(tiny_dir / file), 2);

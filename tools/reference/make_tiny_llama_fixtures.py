@@ -49,6 +49,8 @@ against tests/fixtures/llama/tiny/reference.json without llama.cpp.
   olmo3_sliding      OLMo 3 (olmo2 with attention.sliding_window): a window of 16 on three
                      layers of four, YaRN scaling on the fourth only
   ernie45_dense      ERNIE 4.5 dense (ernie4_5): llama's layer under its own architecture name
+  mistral3_temperature  Ministral 3 (mistral3): YaRN with the file's betas and log multiplier,
+                     Llama 4's attention temperature (0.1 over an original context of 32)
   phi4mini_partial   Phi-4-mini's shape: LongRoPE on 24 of each head's 32 dimensions, tied
                      embeddings
   mixtral_experts    Mixtral's layout: 8 SwiGLU experts per layer (3-D ffn_*_exps tensors), an
@@ -503,6 +505,21 @@ def make_models():
 
     m = Model("ernie45_dense", 22, arch="ernie4_5", rope_base=500000.0)
     m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.vector("output_norm.weight", HIDDEN, mean=1.0)
+    layers(m, ffn_type=Q8_0)
+    m.write()
+    models.append(m)
+
+    m = Model("mistral3_temperature", 23, arch="mistral3", rope_base=1000000.0)
+    m.w.add_string("mistral3.rope.scaling.type", "yarn")
+    m.w.add_float32("mistral3.rope.scaling.factor", 4.0)
+    m.w.add_uint32("mistral3.rope.scaling.original_context_length", 32)
+    m.w.add_float32("mistral3.rope.scaling.yarn_beta_fast", 16.0)
+    m.w.add_float32("mistral3.rope.scaling.yarn_beta_slow", 2.0)
+    m.w.add_float32("mistral3.rope.scaling.yarn_log_multiplier", 0.5)
+    m.w.add_float32("mistral3.attention.temperature_scale", 0.1)
+    m.matrix("token_embd.weight", m.vocab, HIDDEN, Q8_0)
+    m.matrix("output.weight", m.vocab, HIDDEN, Q8_0, scale=4.0)
     m.vector("output_norm.weight", HIDDEN, mean=1.0)
     layers(m, ffn_type=Q8_0)
     m.write()

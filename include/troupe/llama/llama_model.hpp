@@ -14,6 +14,8 @@
 ///   layers; `gemma2`: the same without q/k norms, with soft-capped attention scores;
 /// - `granite`: llama with embedding, residual, attention and logit multipliers;
 /// - `smollm3`: every fourth layer without RoPE; `ernie4_5` (ERNIE 4.5 dense): llama's layer;
+/// - `mistral3` (Ministral 3): llama with YaRN's betas and log multiplier from the file and
+///   Llama 4's attention temperature;
 /// - `olmo2` (OLMo 2, OLMo 3): no norms before attention and feed-forward but after them, q and
 ///   k RMS-normalised whole, sliding-window layers (OLMo 3);
 /// - mixtures of experts (llama files in Mixtral's layout, `qwen2moe` and `granitemoe` with their
@@ -92,6 +94,9 @@ struct llama_hparams {
   float residual_scale = 0, attention_scale = 0, logit_scale = 0;
   /// SmolLM3: every no_rope_step-th layer (counting from 1) attends without RoPE. 0: none.
   int64_t no_rope_step = 0;
+  /// mistral3 (Llama 4's temperature tuning): q at position p times
+  /// log(floor(p / rope_original_context) + 1) · attn_temp_scale + 1 after RoPE. 0: off.
+  float attn_temp_scale = 0;
 };
 
 /// The loaded weights. Immutable after load, so one model serves any number of llama_sessions on
