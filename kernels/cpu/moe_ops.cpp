@@ -189,7 +189,6 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
   // Activations in ggml's rounding, as mat_mul quantises them (see transformer_ops_impl.hpp),
   // into the pairs' sorted order: each stack key's rows quantised once (split over the pool from
   // 8 rows on), then, for shared rows, copied to each pair that reads them.
-  const detail::transformer_table& kt = detail::active_transformer_kernels();
   const int64_t x_rows = pr.shared_rows ? pr.pairs / pr.per_row : pr.pairs;
   std::byte* unique = base + unique_at;
   std::atomic<status> bad_input{status::ok};
@@ -201,11 +200,7 @@ status mat_mul_id(thread_pool& pool, const expert_matrices* stacks, int64_t coun
         const float* row = x + (pr.shared_rows ? r : order[r]) * n;
         std::byte* out = pr.shared_rows ? unique + unique_row_at[s] + r * act_row[s]
                                         : base + act_at[s] + r * act_row[s];
-        status st = status::ok;
-        if (is_float[s]) st = ggml_float_activations(key[s], row, out, n);
-        else if (act[s] == quant_type::q8_0) kt.quantize_q8_0(row, out, n);
-        else if (act[s] == quant_type::q8_1) kt.quantize_q8_1(row, out, n);
-        else st = quantize_row(act[s], row, out, n);
+        const status st = detail::quantize_activation_row(key[s], row, out, n);
         if (st != status::ok) bad_input.store(st, std::memory_order_relaxed);
       }
     }

@@ -205,6 +205,23 @@ const transformer_table& active_transformer_kernels() noexcept {
   return *table;
 }
 
+status quantize_activation_row(quant_type key, const float* x, void* out, int64_t n) noexcept {
+  switch (key) {
+    case quant_type::f32:
+    case quant_type::f16:
+    case quant_type::bf16:
+      return ggml_float_activations(key, x, out, n);
+    case quant_type::q8_1:
+      active_transformer_kernels().quantize_q8_1(x, out, n);
+      return status::ok;
+    case quant_type::q8_0:
+      active_transformer_kernels().quantize_q8_0(x, out, n);
+      return status::ok;
+    default:
+      return quantize_row(key, x, out, n);
+  }
+}
+
 }  // namespace detail
 
 namespace {
@@ -460,17 +477,8 @@ status mat_mul(thread_pool& pool, const mat_mul_part* parts, int64_t count, int6
     for (int64_t t = begin; t < end; ++t) {
       for (int64_t p = 0; p < count; ++p) {
         if (!owner[p]) continue;
-        std::byte* out = a + act_at[p] + t * act_row[p];
-        status st = status::ok;
-        // ggml's rounding, not quantize_row's (see transformer_ops_impl.hpp).
-        if (key[p] == quant_type::f16 || key[p] == quant_type::bf16)
-          st = ggml_float_activations(key[p], x + t * n, out, n);
-        else if (act[p] == quant_type::q8_1)
-          kernels().quantize_q8_1(x + t * n, out, n);
-        else if (act[p] == quant_type::q8_0)
-          kernels().quantize_q8_0(x + t * n, out, n);
-        else
-          st = quantize_row(act[p], x + t * n, out, n);
+        const status st = detail::quantize_activation_row(key[p], x + t * n,
+                                                          a + act_at[p] + t * act_row[p], n);
         if (st != status::ok) bad_input.store(st, std::memory_order_relaxed);
       }
     }

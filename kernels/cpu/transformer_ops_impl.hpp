@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/quant.hpp"
+
 namespace troupe::kernels::cpu::detail {
 
 /// One (token, head) of causal attention: scores against `n` cache rows, softmax, weighted sum.
@@ -79,5 +81,11 @@ const transformer_table& avx2_transformer_kernels() noexcept;
 std::vector<const transformer_table*> transformer_kernel_variants();
 /// The variant the kernels dispatch to on this CPU (best_isa(): TROUPE_KERNELS_ISA caps it).
 const transformer_table& active_transformer_kernels() noexcept;
+
+/// One activation row x[0..n) as mat_mul and mat_mul_id hand it to the kernels, in ggml's
+/// rounding: for key f32, f16 or bf16 (float weights) ggml_float_activations of that type, for
+/// q8_0 and q8_1 the quantisers of ggml's x86 code (active_transformer_kernels), for any other
+/// activation type quantize_row.
+status quantize_activation_row(quant_type key, const float* x, void* out, int64_t n) noexcept;
 
 }  // namespace troupe::kernels::cpu::detail
