@@ -718,10 +718,14 @@ inline int32_t hsum_i32_4(__m128i x) {
 }
 
 /// One Q4_K row × T Q8_K tokens: y[t·ys] = dot_q4_k(row, token t), the same arithmetic per
-/// token; the row's scales, mins and nibbles are decoded once for all T tokens.
-template <int T, bool Tiled>
-void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as, float* y,
-              int64_t ys) {
+/// token; the row's scales, mins and nibbles are decoded once for all T tokens. With Vnni, each
+/// half's scale multiply-add is one VPDPWSSD (AVX512-VNNI on 256 bits): the same exact int32
+/// sums, so the same results bit for bit. Always inlined into q4_k_row or q4_k_row_vnni, which
+/// give it their target: only the latter's includes VNNI.
+template <int T, bool Tiled, bool Vnni>
+[[gnu::always_inline]] inline void q4_k_row_body(int64_t nb, const block_q4_k* x,
+                                                 const unsigned char* a, size_t as, float* y,
+                                                 int64_t ys) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc[T];
   __m128 acc_m[T];
@@ -762,11 +766,14 @@ void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as
       const __m256i s_lo = _mm256_set1_epi16(sc[2 * j]), s_hi = _mm256_set1_epi16(sc[2 * j + 1]);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
-        const __m256i p_lo =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(yt[t]->qs + 64 * j)), s_lo);
-        const __m256i p_hi =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(yt[t]->qs + 64 * j + 32)), s_hi);
-        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p_lo, p_hi));
+        const __m256i q_lo = _mm256_maddubs_epi16(lo, load256(yt[t]->qs + 64 * j));
+        const __m256i q_hi = _mm256_maddubs_epi16(hi, load256(yt[t]->qs + 64 * j + 32));
+        if constexpr (Vnni) {
+          sumi[t] = _mm256_dpwssd_epi32(_mm256_dpwssd_epi32(sumi[t], q_lo, s_lo), q_hi, s_hi);
+        } else {
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_madd_epi16(q_lo, s_lo),
+                                                               _mm256_madd_epi16(q_hi, s_hi)));
+        }
       }
     }
 #pragma GCC unroll 8
@@ -791,80 +798,17 @@ void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as
   }
 }
 
-/// q4_k_row<T, false> with each half's scale multiply-add fused into VPDPWSSD (AVX512-VNNI on
-/// 256 bits): the same exact int32 sums, so the same results bit for bit. Installed by
-/// use_avx512_vnni_kernels where the CPU has VNNI. A copy, not a template parameter: GCC
-/// compiles a function for one target, and this one's must include VNNI while q4_k_row's must
-/// not (it runs on AVX2-only CPUs).
 template <int T, bool Tiled>
-__attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma,f16c"))) void q4_k_row_vnni(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as, float* y,
+void q4_k_row(int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as, float* y,
               int64_t ys) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256 acc[T];
-  __m128 acc_m[T];
-  float tiled[T];  // Tiled: the output, block by block (tiled_epilogue)
-#pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) {
-    acc[t] = _mm256_setzero_ps();
-    acc_m[t] = _mm_setzero_ps();
-    tiled[t] = 0.0f;
-  }
-  for (int64_t i = 0; i < nb; ++i) {
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
-    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
-    const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
-    const block_q8_k* yt[T];
-    __m256i sumi[T];
-    int32_t s2[T];
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      yt[t] = reinterpret_cast<const block_q8_k*>(a + t * as) + i;
-      const __m256i bsums = load256(yt[t]->bsums);
-      const __m128i sub_sums =
-          _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-      const __m128i prod = _mm_madd_epi16(mins, sub_sums);
-      if constexpr (Tiled) {
-        s2[t] = hsum_i32_4(prod);
-      } else {
-        const float dmin = -yt[t]->d * xdmin;
-        acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
-      }
-      sumi[t] = _mm256_setzero_si256();
-    }
-    for (int j = 0; j < 4; ++j) {
-      const __m256i q4 = load256(x[i].qs + 32 * j);
-      const __m256i lo = _mm256_and_si256(q4, low4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
-      const __m256i s_lo = _mm256_set1_epi16(sc[2 * j]), s_hi = _mm256_set1_epi16(sc[2 * j + 1]);
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) {
-        sumi[t] = _mm256_dpwssd_epi32(
-            sumi[t], _mm256_maddubs_epi16(lo, load256(yt[t]->qs + 64 * j)), s_lo);
-        sumi[t] = _mm256_dpwssd_epi32(
-            sumi[t], _mm256_maddubs_epi16(hi, load256(yt[t]->qs + 64 * j + 32)), s_hi);
-      }
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      if constexpr (Tiled) {
-        tiled[t] = tiled_epilogue<true>(hsum_i32(sumi[t]), s2[t], xd, xdmin, yt[t]->d, tiled[t]);
-      } else {
-        const float d = yt[t]->d * xd;
-        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-      }
-    }
-  }
-#pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) {
-    if constexpr (Tiled) {
-      y[t * ys] = tiled[t];
-    } else {
-      __m128 am = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
-      am = _mm_add_ss(am, _mm_movehdup_ps(am));
-      y[t * ys] = hsum(acc[t]) + _mm_cvtss_f32(am);
-    }
-  }
+  q4_k_row_body<T, Tiled, false>(nb, x, a, as, y, ys);
+}
+
+/// q4_k_row with VPDPWSSD, for use_avx512_vnni_kernels where the CPU has VNNI.
+template <int T, bool Tiled>
+__attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma,f16c"))) void q4_k_row_vnni(
+    int64_t nb, const block_q4_k* x, const unsigned char* a, size_t as, float* y, int64_t ys) {
+  q4_k_row_body<T, Tiled, true>(nb, x, a, as, y, ys);
 }
 
 /// One Q5_K row × T Q8_K tokens: y[t·ys] = dot_q5_k(row, token t), as q4_k_row.
