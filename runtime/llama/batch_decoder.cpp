@@ -46,12 +46,12 @@ struct batch_decoder::state {
   // Mixture of experts: router logits [tokens, experts]; per (token, slot) pair the expert, its
   // weight, and the expert's gate/up [pairs, ffn] and down [pairs, hidden] outputs.
   std::vector<float> router, expert_w, moe_gate, moe_up, moe_down;
-  std::vector<float> shexp_gate, shexp_out;  // qwen2moe's shared expert: [tokens], [tokens, hidden]
+  std::vector<float> shexp_gate, shexp_out;  // the shared expert's: [tokens], [tokens, hidden]
   std::vector<int32_t> expert_ids;
   std::vector<int32_t> tokens;      // all tokens of the step, chunk after chunk
   std::vector<int64_t> pos;         // position of each token
   std::vector<float> rope;          // [tokens, 2 * rope_dim] rotation coefficients
-  std::vector<float> rope_swa;      // the same for gemma3's sliding-window layers
+  std::vector<float> rope_swa;      // the same for the sliding-window layers
   std::vector<std::byte> act_scratch;
   std::vector<float> attn_scratch;
   std::vector<kc::attention_sequence> attn_seqs;  // one per chunk of the step
@@ -271,13 +271,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     check(kc::silu_mul(s.gate.data(), s.up.data(), T * F), "silu_mul");
     mm(l.shexp_down, s.gate.data(), s.shexp_out.data(), T);
     for (int64_t t = 0; t < T; ++t) {
-      if (!h.shared_gated) {
-        for (int64_t i = 0; i < H; ++i) s.proj[t * H + i] += s.shexp_out[t * H + i];
-        continue;
-      }
-      const float x = s.shexp_gate[t];
-      const float silu = x / (1.0f + std::exp(-x));
-      const float gate = silu / x;
+      const float x = h.shared_gated ? s.shexp_gate[t] : 0.0f;
+      const float gate = h.shared_gated ? x / (1.0f + std::exp(-x)) / x : 1.0f;  // ×1: exact
       for (int64_t i = 0; i < H; ++i) {
         const float shared = s.shexp_out[t * H + i] * gate;
         s.proj[t * H + i] += shared;
@@ -293,33 +288,37 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     if (h.embed_scale != 0)
       for (int64_t i = 0; i < H; ++i) s.x[t * H + i] *= h.embed_scale;  // ggml_scale
   }
-  // RMSNorm of each token's row of y [T, hidden] in place (gemma3's post-norms).
-  auto norm_rows = [&](float* y, const float* weight) {
+  // RMSNorm of each token's row: in [T, hidden] to out (which may be in: the post-norms).
+  auto norm_rows = [&](const float* in, const float* weight, float* out) {
     for (int64_t t = 0; t < T; ++t)
-      check(kc::rms_norm(y + t * H, weight, y + t * H, H, h.rms_eps), "rms_norm");
+      check(kc::rms_norm(in + t * H, weight, out + t * H, H, h.rms_eps), "rms_norm");
+  };
+  // The input of attention and of the feed-forward: x RMS-normalised, or x itself (olmo2).
+  auto pre_norm = [&](const float* weight) {
+    if (weight == nullptr)
+      std::copy_n(s.x.data(), T * H, s.cur.data());
+    else
+      norm_rows(s.x.data(), weight, s.cur.data());
+  };
+  // x += proj, proj first scaled by Granite's residual multiplier (ggml_scale).
+  auto add_to_residual = [&]() {
+    if (h.residual_scale != 0)
+      for (int64_t i = 0; i < T * H; ++i) s.proj[i] *= h.residual_scale;
+    for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
   };
   const float kq_scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim));
   for (int64_t il = 0; il < h.layers; ++il) {
     const layer_weights& l = w.layers[static_cast<size_t>(il)];
-    // The input of attention and of the feed-forward: x RMS-normalised, or x itself (olmo2).
-    auto pre_norm = [&](const float* weight) {
-      if (weight == nullptr) {
-        std::copy_n(s.x.data(), T * H, s.cur.data());
-        return;
-      }
-      for (int64_t t = 0; t < T; ++t)
-        check(kc::rms_norm(s.x.data() + t * H, weight, s.cur.data() + t * H, H, h.rms_eps),
-              "rms_norm");
-    };
+    const bool sliding = h.layer_slides(il);
     const kc::attention_shape shape{h.heads,
                                     h.kv_heads,
                                     h.head_dim,
                                     h.scale_q                ? 1.0f
                                     : h.attention_scale != 0 ? h.attention_scale
                                                              : kq_scale,
-                                    l.sliding ? h.swa_window : 0,
+                                    sliding ? h.swa_window : 0,
                                     h.attn_softcap};
-    const std::vector<float>& rope = l.sliding ? s.rope_swa : s.rope;
+    const std::vector<float>& rope = sliding ? s.rope_swa : s.rope;
     pre_norm(l.attn_norm);
     mm_fused({part(l.wq, s.q.data()), part(l.wk, s.k.data()), part(l.wv, s.v.data())},
              s.cur.data());
@@ -355,7 +354,7 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
             check(kc::rms_norm(kh, l.k_norm, kh, h.head_dim, h.rms_eps), "rms_norm");
           }
         }
-        if (!l.no_rope) {
+        if (h.layer_rotates(il)) {
           const auto rotate = h.rope_neox ? kc::rope_apply_neox : kc::rope_apply;
           check(rotate(s.q.data() + t * q_dim, h.heads, h.head_dim, h.rope_dim, coef), "rope");
           check(rotate(s.k.data() + t * kv_dim, h.kv_heads, h.head_dim, h.rope_dim, coef),
@@ -381,10 +380,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
           "attention");
     mm(l.wo, s.attn.data(), s.proj.data(), T);
     add_bias(s.proj.data(), l.bo, H);
-    if (l.attn_post_norm != nullptr) norm_rows(s.proj.data(), l.attn_post_norm);
-    if (h.residual_scale != 0)
-      for (int64_t i = 0; i < T * H; ++i) s.proj[i] *= h.residual_scale;  // ggml_scale
-    for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
+    if (l.attn_post_norm != nullptr) norm_rows(s.proj.data(), l.attn_post_norm, s.proj.data());
+    add_to_residual();
     pre_norm(l.ffn_norm);
     if (h.experts > 0) {
       moe_ffn(l);
@@ -399,10 +396,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
       mm(l.down, s.gate.data(), s.proj.data(), T);
       add_bias(s.proj.data(), l.b_down, H);
     }
-    if (l.ffn_post_norm != nullptr) norm_rows(s.proj.data(), l.ffn_post_norm);
-    if (h.residual_scale != 0)
-      for (int64_t i = 0; i < T * H; ++i) s.proj[i] *= h.residual_scale;
-    for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
+    if (l.ffn_post_norm != nullptr) norm_rows(s.proj.data(), l.ffn_post_norm, s.proj.data());
+    add_to_residual();
   }
   // Logits of each chunk's last token only: [C, vocab].
   int64_t end = 0;

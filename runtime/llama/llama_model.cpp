@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "cpu/quant.hpp"
 #include "llama_weights.hpp"
@@ -286,10 +287,11 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
   const gguf_file& f = m->file_;
   llama_hparams& h = m->hparams_;
   h.arch = f.get_string("general.architecture");
-  if (h.arch != "llama" && h.arch != "qwen2" && h.arch != "phi3" && h.arch != "qwen3" &&
-      h.arch != "qwen3moe" && h.arch != "qwen2moe" && h.arch != "gemma2" && h.arch != "gemma3" &&
-      h.arch != "granite" && h.arch != "granitemoe" && h.arch != "smollm3" && h.arch != "olmo2" &&
-      h.arch != "ernie4_5" && h.arch != "mistral3") {
+  static constexpr std::string_view architectures[] = {
+      "llama", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "phi3",     "gemma2",
+      "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "ernie4_5", "mistral3"};
+  if (std::find(std::begin(architectures), std::end(architectures), h.arch) ==
+      std::end(architectures)) {
     fail(errc::unsupported, f,
          "architecture '" + h.arch +
              "' is not supported: troupe's local engine runs GGUF files of the 'llama' "
@@ -462,8 +464,6 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
       l.attn_post_norm = load_vector(f, p + "post_attention_norm.weight", h.hidden);
       l.ffn_post_norm = load_vector(f, p + "post_ffw_norm.weight", h.hidden);
     }
-    l.sliding = !h.sliding_layers.empty() && h.sliding_layers[static_cast<size_t>(i)];
-    l.no_rope = h.no_rope_step > 0 && (i + 1) % h.no_rope_step == 0;
     if (h.experts > 0) {
       l.router = load_matrix(f, p + "ffn_gate_inp.weight", h.hidden, h.experts);
       l.gate_exps = load_experts(f, p + "ffn_gate_exps.weight", h.hidden, h.ffn, h.experts,

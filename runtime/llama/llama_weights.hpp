@@ -27,11 +27,8 @@ struct layer_weights {
   const float* attn_norm = nullptr;  // [hidden]
   matrix wq, wk, wv, wo;             // [q_dim|kv_dim, hidden], wo [hidden, q_dim]
   const float *q_norm = nullptr, *k_norm = nullptr;  // [head_dim] each (qwen3), or null
-  // gemma3: RMSNorm weights [hidden] after attention and after the feed-forward, or null; and
-  // whether the layer attends through its sliding window.
+  // RMSNorm weights [hidden] after attention and after the feed-forward (gemma, olmo2), or null.
   const float *attn_post_norm = nullptr, *ffn_post_norm = nullptr;
-  bool sliding = false;
-  bool no_rope = false;  // smollm3: this layer attends without rotary embedding
   const float* ffn_norm = nullptr;   // [hidden]
   matrix gate, up, down;             // [ffn, hidden] ×2, down [hidden, ffn]
   // Mixture of experts instead of gate/up/down: the router and each expert's matrices, expert e

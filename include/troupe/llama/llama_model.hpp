@@ -94,6 +94,14 @@ struct llama_hparams {
   float residual_scale = 0, attention_scale = 0, logit_scale = 0;
   /// SmolLM3: every no_rope_step-th layer (counting from 1) attends without RoPE. 0: none.
   int64_t no_rope_step = 0;
+  /// Whether layer il attends through the sliding window.
+  bool layer_slides(int64_t il) const noexcept {
+    return !sliding_layers.empty() && sliding_layers[static_cast<size_t>(il)];
+  }
+  /// Whether layer il rotates q and k (all but every no_rope_step-th).
+  bool layer_rotates(int64_t il) const noexcept {
+    return no_rope_step == 0 || (il + 1) % no_rope_step != 0;
+  }
   /// mistral3 (Llama 4's temperature tuning): q at position p times
   /// log(floor(p / rope_original_context) + 1) · attn_temp_scale + 1 after RoPE. 0: off.
   float attn_temp_scale = 0;
