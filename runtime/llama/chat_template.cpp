@@ -196,29 +196,32 @@ std::optional<std::string> read_literal(std::string_view text, size_t& pos) {
   return std::nullopt;
 }
 
-std::string format_date(std::chrono::year_month_day d, bool iso) {
-  static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  char buf[32];
-  const int y = static_cast<int>(d.year());
-  const unsigned m = static_cast<unsigned>(d.month()), day = static_cast<unsigned>(d.day());
-  if (iso) {
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", y, m, day);
-  } else {
-    std::snprintf(buf, sizeof buf, "%02u %s %04d", day, months[(m + 11) % 12], y);
-  }
-  return buf;
-}
+/// How a template prints a date.
+enum class date_style {
+  iso,             ///< strftime "%Y-%m-%d": 2024-07-26 (Mistral Small 3.2)
+  day_month_year,  ///< "%d %b %Y": 26 Jul 2024 (Llama 3.1)
+  month_day_year   ///< "%B %d, %Y": July 26, 2024 (Granite 3.3)
+};
 
-/// strftime's "%B %d, %Y" (Granite 3.3's default system message): "July 26, 2024".
-std::string long_date(std::chrono::year_month_day d) {
+std::string format_date(std::chrono::year_month_day d, date_style style) {
   static constexpr const char* months[] = {"January", "February", "March",     "April",
                                            "May",     "June",     "July",      "August",
                                            "September", "October", "November", "December"};
   char buf[48];
-  std::snprintf(buf, sizeof buf, "%s %02u, %04d",
-                months[(static_cast<unsigned>(d.month()) + 11) % 12],
-                static_cast<unsigned>(d.day()), static_cast<int>(d.year()));
+  const int y = static_cast<int>(d.year());
+  const unsigned m = static_cast<unsigned>(d.month()), day = static_cast<unsigned>(d.day());
+  const char* month = months[(m + 11) % 12];
+  switch (style) {
+    case date_style::iso:
+      std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", y, m, day);
+      break;
+    case date_style::day_month_year:  // %b: the month's first three letters
+      std::snprintf(buf, sizeof buf, "%02u %.3s %04d", day, month, y);
+      break;
+    case date_style::month_day_year:
+      std::snprintf(buf, sizeof buf, "%s %02u, %04d", month, day, y);
+      break;
+  }
   return buf;
 }
 
@@ -239,7 +242,7 @@ std::string default_system_message(std::string_view text, std::chrono::year_mont
       if (!lit) return {};
       out += *lit;
     } else if (text.substr(pos, 5) == "today" && has(text, "today = strftime_now(\"%Y-%m-%d\")")) {
-      out += format_date(date, true);
+      out += format_date(date, date_style::iso);
       pos += 5;
     } else if (text.substr(pos, 2) == "%}" || text.substr(pos, 3) == "-%}") {
       return out;
@@ -264,8 +267,6 @@ bool bos_before_inst(std::string_view text) {
   return false;
 }
 
-/// The messages with role "tool" as "user", and a system message after the first as a user turn
-/// when the kind has no system turn (`system_turns` false).
 /// s without leading (front) and/or trailing (back) '\n' characters: Python's lstrip('\n'),
 /// rstrip('\n') and strip('\n').
 std::string strip_newlines(const std::string& s, bool front, bool back) {
@@ -275,6 +276,8 @@ std::string strip_newlines(const std::string& s, bool front, bool back) {
   return s.substr(b, e - b);
 }
 
+/// The messages with role "tool" as "user", and a system message after the first as a user turn
+/// when the kind has no system turn (`system_turns` false).
 std::vector<chat_message> as_user_turns(std::span<const chat_message> m, bool system_turns) {
   std::vector<chat_message> out(m.begin(), m.end());
   for (size_t i = 0; i < out.size(); ++i) {
@@ -396,7 +399,8 @@ std::optional<chat_template> chat_template::detect(std::string_view text, chat_c
     t.default_system_ = default_system_message(text, ctx.date);
   } else if (*k == kind::granite && has(text, "You are Granite, developed by IBM.")) {
     // Granite 3.3 without tools, documents or thinking.
-    t.default_system_ = "Knowledge Cutoff Date: April 2024. Today's Date: " + long_date(ctx.date) +
+    t.default_system_ = "Knowledge Cutoff Date: April 2024. Today's Date: " +
+                        format_date(ctx.date, date_style::month_day_year) +
                         ". You are Granite, developed by IBM. You are a helpful AI assistant.";
   }
   t.ctx_ = std::move(ctx);
@@ -579,7 +583,7 @@ std::string chat_template::render_llama3(std::span<const chat_message> m, bool g
     std::string system;
     if (!m.empty() && m[0].role == "system") system = strip(m[0].content), first = 1;
     out += turn("system", "Cutting Knowledge Date: December 2023\nToday Date: " +
-                              format_date(ctx_.date, false) + "\n\n" + system);
+                              format_date(ctx_.date, date_style::day_month_year) + "\n\n" + system);
   }
   for (size_t i = first; i < m.size(); ++i) {
     if (m[i].role == "tool" || m[i].role == "ipython") {
