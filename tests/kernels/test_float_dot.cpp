@@ -17,9 +17,9 @@
 #include "cpu/float_dot.hpp"
 #include "cpu/float_dot_impl.hpp"
 
+#include "kernels/print_kernel_types.hpp"
+
 namespace troupe::kernels::cpu {
-inline std::ostream& operator<<(std::ostream& os, status s) { return os << to_string(s); }
-inline std::ostream& operator<<(std::ostream& os, quant_type t) { return os << type_name(t); }
 inline std::ostream& operator<<(std::ostream& os, ggml_float_order o) {
   return os << (o == ggml_float_order::vec_dot ? "vec_dot" : "tinyblas");
 }

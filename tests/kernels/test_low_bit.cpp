@@ -17,11 +17,7 @@
 
 #include "cpu/low_bit.hpp"
 #include "fixtures/low_bit/reference.inc"
-
-namespace troupe::kernels::cpu {
-inline std::ostream& operator<<(std::ostream& os, status s) { return os << to_string(s); }
-inline std::ostream& operator<<(std::ostream& os, isa l) { return os << to_string(l); }
-}  // namespace troupe::kernels::cpu
+#include "kernels/print_kernel_types.hpp"
 
 namespace k = troupe::kernels::cpu;
 using k::isa;

@@ -16,12 +16,8 @@
 #include "cpu/quant.hpp"
 #include "cpu/thread_pool.hpp"
 #include "cpu/transformer_ops.hpp"
+#include "kernels/print_kernel_types.hpp"
 #include "kernels/random_weights.hpp"
-
-namespace troupe::kernels::cpu {
-inline std::ostream& operator<<(std::ostream& os, status s) { return os << to_string(s); }
-inline std::ostream& operator<<(std::ostream& os, quant_type t) { return os << type_name(t); }
-}  // namespace troupe::kernels::cpu
 
 namespace kc = troupe::kernels::cpu;
 using kc::quant_type;

@@ -14,12 +14,8 @@
 #include <vector>
 
 #include "cpu/quant.hpp"
+#include "kernels/print_kernel_types.hpp"
 #include "kernels/random_weights.hpp"
-
-namespace troupe::kernels::cpu {
-inline std::ostream& operator<<(std::ostream& os, status s) { return os << to_string(s); }
-inline std::ostream& operator<<(std::ostream& os, quant_type t) { return os << type_name(t); }
-}  // namespace troupe::kernels::cpu
 
 namespace q = troupe::kernels::cpu;
 using q::test::put16;

@@ -251,9 +251,10 @@ def layers(m, fused_qkv=False, biases=False, qkv_biases=False, ffn_type=Q4_1,
 def moe_layers(m, ffn, experts, types, head_dim=HEAD_DIM, qk_norm=False, qkv_biases=False,
                shared_ffn=0, gated_shared=True):
     """Attention as in layers(), then Mixtral's feed-forward: an f32 router and `experts`
-    experts of ffn rows. types: one {gate, up, down: type} per layer."""
+    experts of ffn rows, and a shared expert of shared_ffn rows (gated by ffn_gate_inp_shexp as
+    qwen2moe's, or not as granitemoe's). types: one {gate, up, down: type} per layer."""
     q_dim, kv_dim = HEADS * head_dim, KV_HEADS * head_dim
-    for i in range(LAYERS):
+    for i in range(m.n_layers):
         p = f"blk.{i}."
         m.vector(p + "attn_norm.weight", HIDDEN, mean=1.0)
         if qk_norm:
@@ -472,7 +473,7 @@ def make_models():
     m.write()
     models.append(m)
 
-    # Written in f32, then quantised by llama.cpp in make_reference (quantize_from).
+    # Written in f32, then quantised by llama.cpp in main() (quantize_to).
     m = Model("mixtral_q3_k_m.f32", 8, ffn=256, experts=4, experts_used=2)
     m.matrix("token_embd.weight", m.vocab, HIDDEN, F32)
     m.vector("output_norm.weight", HIDDEN, mean=1.0)
