@@ -3,6 +3,8 @@
 
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "cpu/quant_impl.hpp"
 
 namespace troupe::kernels::cpu::detail {
@@ -39,6 +41,27 @@ inline __m256i dot_i8_pairs(__m256i x, __m256i y) {
 }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+/// A Q4_K / Q5_K block's 8 scales and 8 mins (q4_k_scale_min for j = 0..7) as int16: the
+/// scales in the low 128 bits, the mins in the high 128. The 12 packed bytes are unpacked as
+/// three 32-bit words (6 bits of bytes 0-3 and 4-7; bytes 8-11's nibbles with the top 2 bits of
+/// bytes 0-7), the same values as the byte-by-byte q4_k_scale_min in a few integer operations.
+inline __m256i q4_k_scales_mins(const uint8_t* packed) {
+  uint32_t w[3];
+  std::memcpy(w, packed, sizeof w);
+  constexpr uint32_t low6 = 0x3F3F3F3F, low4 = 0x0F0F0F0F, top2 = 0x03030303;
+  const uint32_t sc_lo = w[0] & low6, m_lo = w[1] & low6;
+  const uint32_t sc_hi = (w[2] & low4) | (((w[0] >> 6) & top2) << 4);
+  const uint32_t m_hi = ((w[2] >> 4) & low4) | (((w[1] >> 6) & top2) << 4);
+  return _mm256_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(sc_lo), static_cast<int>(sc_hi),
+                                             static_cast<int>(m_lo), static_cast<int>(m_hi)));
+}
+
+/// The int16 scale k (0..7) of q4_k_scales_mins's scales `sc` (both halves holding the 8
+/// scales) in all 16 int16 lanes.
+inline __m256i q4_k_scale(__m256i sc, int k) {
+  return _mm256_shuffle_epi8(sc, _mm256_set1_epi16(static_cast<short>(0x0101 * 2 * k + 0x0100)));
+}
 
 float dot_f32(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const float*>(w);
@@ -184,13 +207,13 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
   __m256 acc = _mm256_setzero_ps();
   __m128 acc_m = _mm_setzero_ps();
   for (int64_t i = 0; i < n / qk_k; ++i) {
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
+    const __m256i sm = q4_k_scales_mins(x[i].scales);
+    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
     // Σ of each sub-block's 32 activations (int16, as two of the block's 16-element sums).
     const __m256i bsums = load256(y[i].bsums);
     const __m128i sub_sums =
         _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    const __m128i mins = _mm256_extracti128_si256(sm, 1);
     const float dmin = -y[i].d * fp16(x[i].dmin);
     acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, sub_sums)), acc_m);
     __m256i sumi = _mm256_setzero_si256();
@@ -200,8 +223,8 @@ float dot_q4_k(int64_t n, const void* w, const void* a) {
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
       __m256i p_lo = _mm256_maddubs_epi16(lo, load256(y[i].qs + 64 * j));
       __m256i p_hi = _mm256_maddubs_epi16(hi, load256(y[i].qs + 64 * j + 32));
-      p_lo = _mm256_madd_epi16(p_lo, _mm256_set1_epi16(sc[2 * j]));
-      p_hi = _mm256_madd_epi16(p_hi, _mm256_set1_epi16(sc[2 * j + 1]));
+      p_lo = _mm256_madd_epi16(p_lo, q4_k_scale(sc, 2 * j));
+      p_hi = _mm256_madd_epi16(p_hi, q4_k_scale(sc, 2 * j + 1));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
     }
     const float d = y[i].d * fp16(x[i].d);
@@ -222,12 +245,12 @@ float dot_q5_k(int64_t n, const void* w, const void* a) {
   __m256 acc = _mm256_setzero_ps();
   float summs = 0.0f;
   for (int64_t i = 0; i < n / qk_k; ++i) {
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
+    const __m256i sm = q4_k_scales_mins(x[i].scales);
+    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
     const __m256i bsums = load256(y[i].bsums);
     const __m128i sub_sums =
         _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    const __m128i mins = _mm256_extracti128_si256(sm, 1);
     __m128i prod = _mm_madd_epi16(mins, sub_sums);
     prod = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
     const int mins_sum = _mm_cvtsi128_si32(_mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0x55)));
@@ -247,14 +270,28 @@ float dot_q5_k(int64_t n, const void* w, const void* a) {
       const __m256i hi = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5, 4), low4), h_hi);
       __m256i p_lo = _mm256_maddubs_epi16(lo, load256(y[i].qs + 64 * j));
       __m256i p_hi = _mm256_maddubs_epi16(hi, load256(y[i].qs + 64 * j + 32));
-      p_lo = _mm256_madd_epi16(p_lo, _mm256_set1_epi16(sc[2 * j]));
-      p_hi = _mm256_madd_epi16(p_hi, _mm256_set1_epi16(sc[2 * j + 1]));
+      p_lo = _mm256_madd_epi16(p_lo, q4_k_scale(sc, 2 * j));
+      p_hi = _mm256_madd_epi16(p_hi, q4_k_scale(sc, 2 * j + 1));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
     }
     const float d = y[i].d * fp16(x[i].d);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(acc) + summs;
+}
+
+/// The int16 scale 2c of s in the low 128-bit half's 8 lanes and scale 2c+1 in the high half's
+/// (s holds 8 int16 scales in each half): scale_pairs's scales, the same for every token.
+inline __m256i scale_pick(__m256i s, int c) {
+  const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0302 + 0x0404 * c)),
+                                        _mm_set1_epi16(static_cast<short>(0x0100 + 0x0404 * c)));
+  return _mm256_shuffle_epi8(s, pick);
+}
+
+/// madd of int16 pairs with a scale per 128-bit half: lanes 0-3 take the int16 scale 2c of s,
+/// lanes 4-7 the scale 2c+1 (s holds 8 int16 scales in each half).
+inline __m256i scale_pairs(__m256i p16, __m256i s, int c) {
+  return _mm256_madd_epi16(p16, scale_pick(s, c));
 }
 
 float dot_q6_k(int64_t n, const void* w, const void* a) {
@@ -272,7 +309,8 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
     const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), scales16), 5);
     for (int h = 0; h < 2; ++h) {
       const uint8_t* ql = x[i].ql + 64 * h;
-      const int8_t* sc = x[i].scales + 8 * h;
+      const __m256i sc = h == 0 ? _mm256_permute2x128_si256(scales16, scales16, 0x00)
+                                : _mm256_permute2x128_si256(scales16, scales16, 0x11);
       const int8_t* q8 = y[i].qs + 128 * h;
       const __m256i l0 = load256(ql);
       const __m256i l1 = load256(ql + 32);
@@ -288,9 +326,7 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4));
       for (int c = 0; c < 4; ++c) {
         const __m256i p = _mm256_maddubs_epi16(q[c], load256(q8 + 32 * c));
-        const __m256i s =
-            _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]), _mm_set1_epi16(sc[2 * c]));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+        sumi = _mm256_add_epi32(sumi, scale_pairs(p, sc, c));
       }
     }
     sumi = _mm256_sub_epi32(sumi, corr);
@@ -298,14 +334,6 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(acc);
-}
-
-/// madd of int16 pairs with a scale per 128-bit half: lanes 0-3 take the int16 scale 2c of s,
-/// lanes 4-7 the scale 2c+1 (s holds 8 int16 scales in each half).
-inline __m256i scale_pairs(__m256i p16, __m256i s, int c) {
-  const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0302 + 0x0404 * c)),
-                                        _mm_set1_epi16(static_cast<short>(0x0100 + 0x0404 * c)));
-  return _mm256_madd_epi16(p16, _mm256_shuffle_epi8(s, pick));
 }
 
 float dot_q2_k(int64_t n, const void* w, const void* a) {
@@ -737,9 +765,9 @@ template <int T, bool Tiled, bool Vnni>
     tiled[t] = 0.0f;
   }
   for (int64_t i = 0; i < nb; ++i) {
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
-    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    const __m256i sm = q4_k_scales_mins(x[i].scales);
+    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+    const __m128i mins = _mm256_extracti128_si256(sm, 1);
     const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
     const block_q8_k* yt[T];
     __m256i sumi[T];
@@ -763,7 +791,7 @@ template <int T, bool Tiled, bool Vnni>
       const __m256i q4 = load256(x[i].qs + 32 * j);
       const __m256i lo = _mm256_and_si256(q4, low4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
-      const __m256i s_lo = _mm256_set1_epi16(sc[2 * j]), s_hi = _mm256_set1_epi16(sc[2 * j + 1]);
+      const __m256i s_lo = q4_k_scale(sc, 2 * j), s_hi = q4_k_scale(sc, 2 * j + 1);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m256i q_lo = _mm256_maddubs_epi16(lo, load256(yt[t]->qs + 64 * j));
@@ -825,9 +853,9 @@ void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as
     summs[t] = 0.0f;
   }
   for (int64_t i = 0; i < nb; ++i) {
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j) q4_k_scale_min(j, x[i].scales, &sc[j], &m[j]);
-    const __m128i mins = _mm_setr_epi16(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+    const __m256i sm = q4_k_scales_mins(x[i].scales);
+    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+    const __m128i mins = _mm256_extracti128_si256(sm, 1);
     const float xd = fp16(x[i].d), xdmin = fp16(x[i].dmin);
     const block_q8_k* yt[T];
     __m256i sumi[T];
@@ -859,7 +887,7 @@ void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as
           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4);
       const __m256i lo = _mm256_add_epi8(_mm256_and_si256(q5, low4), h_lo);
       const __m256i hi = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5, 4), low4), h_hi);
-      const __m256i s_lo = _mm256_set1_epi16(sc[2 * j]), s_hi = _mm256_set1_epi16(sc[2 * j + 1]);
+      const __m256i s_lo = q4_k_scale(sc, 2 * j), s_hi = q4_k_scale(sc, 2 * j + 1);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m256i p_lo =
@@ -912,7 +940,8 @@ void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as
     }
     for (int h = 0; h < 2; ++h) {
       const uint8_t* ql = x[i].ql + 64 * h;
-      const int8_t* sc = x[i].scales + 8 * h;
+      const __m256i sc = h == 0 ? _mm256_permute2x128_si256(scales16, scales16, 0x00)
+                                : _mm256_permute2x128_si256(scales16, scales16, 0x11);
       const __m256i l0 = load256(ql);
       const __m256i l1 = load256(ql + 32);
       const __m256i hb = load256(x[i].qh + 32 * h);
@@ -927,8 +956,7 @@ void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4));
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
-        const __m256i s =
-            _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]), _mm_set1_epi16(sc[2 * c]));
+        const __m256i s = scale_pick(sc, c);
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
           const __m256i p = _mm256_maddubs_epi16(q[c], load256(yt[t]->qs + 128 * h + 32 * c));
@@ -995,13 +1023,6 @@ void iq4_xs_row(int64_t nb, const block_iq4_xs* x, const unsigned char* a, size_
   }
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) y[t * ys] = Tiled ? tiled[t] : hsum(acc[t]);
-}
-
-/// scale_pairs's shuffle of the scales alone (the same for every token).
-inline __m256i scale_pick(__m256i s, int c) {
-  const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0302 + 0x0404 * c)),
-                                        _mm_set1_epi16(static_cast<short>(0x0100 + 0x0404 * c)));
-  return _mm256_shuffle_epi8(s, pick);
 }
 
 /// One Q2_K row × T Q8_K tokens: y[t·ys] = dot_q2_k(row, token t), the row decoded once.
