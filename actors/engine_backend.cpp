@@ -78,8 +78,9 @@ std::vector<llama::chat_message> render_hermes(const chat_request& req) {
 /// The forward pass of a GGUF file of llama.cpp's `llama` architecture (SmolLM2, Llama 1-3,
 /// TinyLlama, Mistral 7B), `qwen2` (Qwen2, Qwen2.5) or `phi3` (Phi-3).
 struct llama_forward {
-  llama_forward(const std::filesystem::path& path, caf::actor_system&, int threads, int)
-      : model(llama::llama_model::load(path)), decoder(model, threads) {}
+  llama_forward(const std::filesystem::path& path, caf::actor_system&, int threads, int,
+                llama::kv_cache_type kv)
+      : model(llama::llama_model::load(path)), decoder(model, threads, kv) {}
   using decoder_type = llama::batch_decoder;
   static constexpr const char* family = "llama";
   decoder_type& dec() noexcept { return decoder; }
@@ -87,7 +88,7 @@ struct llama_forward {
   int64_t vocab() const noexcept { return model->hparams().vocab; }
   int64_t context() const noexcept { return model->hparams().context; }
   int64_t kv_bytes_per_position() const noexcept {
-    return llama::batch_decoder::kv_bytes_per_position(model->hparams());
+    return llama::batch_decoder::kv_bytes_per_position(model->hparams(), decoder.kv_type());
   }
   std::shared_ptr<const llama::llama_model> model;
   llama::batch_decoder decoder;
@@ -98,7 +99,7 @@ struct llama_forward {
 /// actors (`shards` > 0) or on the decoder's threads.
 struct deepseek_forward {
   deepseek_forward(const std::filesystem::path& path, caf::actor_system& sys, int threads,
-                   int shards)
+                   int shards, llama::kv_cache_type)
       : gguf(gguf_file::open(path)), model(deepseek::model::load_gguf(path)) {
     if (shards > 0)
       experts = std::make_unique<deepseek::expert_shard_group>(
@@ -132,8 +133,9 @@ struct deepseek_forward {
 template <class Forward>
 class gguf_backend final : public engine_backend {
  public:
-  gguf_backend(const std::filesystem::path& path, caf::actor_system& sys, int threads, int shards)
-      : fwd_(path, sys, threads, shards),
+  gguf_backend(const std::filesystem::path& path, caf::actor_system& sys, int threads, int shards,
+               llama::kv_cache_type kv)
+      : fwd_(path, sys, threads, shards, kv),
         tok_(llama::tokenizer::from_gguf(fwd_.file())),
         tmpl_(llama::chat_template::from_gguf(fwd_.file(), chat_context_of_today())),
         end_of_turn_(tok_.find(tmpl_.end_of_turn()).value_or(-1)),
@@ -292,7 +294,16 @@ class deepseek_backend final : public engine_backend {
 }  // namespace
 
 std::unique_ptr<engine_backend> engine_backend::load(const std::filesystem::path& path, caf::actor_system& sys,
-                                                     int threads, int expert_shards) {
+                                                     int threads, int expert_shards,
+                                                     llama::kv_cache_type kv) {
+  const bool deepseek =
+      std::filesystem::is_directory(path) ||
+      gguf_file::open(path).get_string("general.architecture", "") == "deepseek2";
+  if (deepseek && kv != llama::kv_cache_type::f32)
+    throw error(errc::invalid_argument,
+                path.string() + ": KV cache type " + llama::to_string(kv) +
+                    " applies to llama-family GGUF models; DeepSeek-V3/Kimi models keep their "
+                    "latent cache (use f32, the default)");
   if (std::filesystem::is_directory(path)) {
     if (!std::filesystem::exists(path / "config.json"))
       throw error(errc::not_found, "model directory " + path.string() +
@@ -302,9 +313,9 @@ std::unique_ptr<engine_backend> engine_backend::load(const std::filesystem::path
   }
   // A GGUF file: its architecture picks the forward pass (llama_model::load names what it
   // does not run).
-  if (gguf_file::open(path).get_string("general.architecture", "") == "deepseek2")
-    return std::make_unique<gguf_backend<deepseek_forward>>(path, sys, threads, expert_shards);
-  return std::make_unique<gguf_backend<llama_forward>>(path, sys, threads, expert_shards);
+  if (deepseek)
+    return std::make_unique<gguf_backend<deepseek_forward>>(path, sys, threads, expert_shards, kv);
+  return std::make_unique<gguf_backend<llama_forward>>(path, sys, threads, expert_shards, kv);
 }
 
 }  // namespace troupe

@@ -18,6 +18,7 @@
 
 namespace troupe::llama {
 class token_masker;
+enum class kv_cache_type : uint8_t;
 }
 
 namespace troupe {
@@ -28,9 +29,12 @@ class engine_backend {
 
   /// Loads `path`: a directory with config.json is a DeepSeek-V3/Kimi checkpoint, anything else
   /// a GGUF file. `threads`: kernel threads; `expert_shards`: expert-shard actors in `sys` for
-  /// MoE models (0: the kernel threads run the experts).
+  /// MoE models (0: the kernel threads run the experts); `kv`: the KV cache type of llama-family
+  /// models (DeepSeek-V3/Kimi models keep their latent cache: f16 is refused for them with
+  /// invalid_argument).
   static std::unique_ptr<engine_backend> load(const std::filesystem::path& path, caf::actor_system& sys,
-                                              int threads, int expert_shards);
+                                              int threads, int expert_shards,
+                                              llama::kv_cache_type kv);
 
   /// "llama" or "deepseek": for messages.
   virtual const char* family() const noexcept = 0;

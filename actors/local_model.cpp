@@ -20,6 +20,7 @@
 #include "troupe/error.hpp"
 #include "troupe/formats/tool_calls.hpp"
 #include "engine_backend.hpp"
+#include "troupe/llama/batch_decoder.hpp"
 #include "troupe/llama/grammar.hpp"
 #include "troupe/llama/sampler.hpp"
 #include "troupe/llama/token_mask.hpp"
@@ -495,7 +496,8 @@ model_actor spawn_local_model(caf::actor_system& sys, const local_model_config& 
     throw error(errc::invalid_argument, "local model: expert_shards must be 0 or more");
   auto core = std::make_shared<engine_core>();
   core->cfg = cfg;
-  core->backend = engine_backend::load(path, sys, cfg.threads, cfg.expert_shards);
+  core->backend = engine_backend::load(path, sys, cfg.threads, cfg.expert_shards,
+                                       llama::parse_kv_cache_type(cfg.kv_cache_type));
   core->cfg.context = std::min<int64_t>(cfg.context, core->backend->context());
   core->bytes_per_position = core->backend->kv_bytes_per_position();
   return caf::actor_cast<model_actor>(sys.spawn<caf::detached>(engine, std::move(core)));

@@ -261,7 +261,7 @@ task_spec parse_task(std::string_view text, std::string_view source) {
     rd.only_keys(*m, sec,
                  {"backend", "model", "threads", "context", "max_batch", "kv_budget_mib",
                   "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
-                  "expert_shards"});
+                  "expert_shards", "kv_cache_type"});
     auto& l = spec.local;
     l.model = rd.string(*m, "model", sec, l.model);
     l.threads = static_cast<int>(rd.integer(*m, "threads", sec, l.threads, 1, 256));
@@ -270,6 +270,10 @@ task_spec parse_task(std::string_view text, std::string_view source) {
     l.expert_shards = static_cast<int>(rd.integer(*m, "expert_shards", sec, l.expert_shards, 0, 1024));
     l.kv_budget_bytes =
       rd.integer(*m, "kv_budget_mib", sec, l.kv_budget_bytes >> 20, 1, 1 << 24) << 20;
+    l.kv_cache_type = rd.string(*m, "kv_cache_type", sec, l.kv_cache_type);
+    if (l.kv_cache_type != "f32" && l.kv_cache_type != "f16")
+      rd.fail(m->get("kv_cache_type"),
+              "kv_cache_type must be \"f32\" or \"f16\" (half the KV memory)");
     l.default_max_tokens = static_cast<uint32_t>(
       rd.integer(*m, "max_tokens", sec, l.default_max_tokens, 1, 1 << 20));
     l.temperature = static_cast<float>(rd.number(*m, "temperature", sec, l.temperature, 0, 10));

@@ -6,7 +6,9 @@
 // prints the ratio; run it for comparisons (these machines are noisy).
 // Batched decode: N sequences decoding together (llama::batch_decoder, the engine's forward pass)
 // and N concurrent requests through the engine actor (continuous batching); aggregate tokens/s.
-// The baseline is N = 1 in the same run: the ratio is what batching buys.
+// The baseline is N = 1 in the same run: the ratio is what batching buys. Decode at a long
+// context (1,536 positions) measures attention over the KV cache; $TROUPE_BENCH_KV=f16 runs
+// every benchmark with an f16 cache (f32 by default), so two runs give the cache type's ratio.
 //
 //   bench_llama --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
@@ -48,6 +50,12 @@ std::filesystem::path model_path() {
   return std::filesystem::exists(p) ? p : std::filesystem::path();
 }
 
+/// $TROUPE_BENCH_KV: the KV cache type, f32 (default) or f16.
+troupe::llama::kv_cache_type kv_type() {
+  const char* k = std::getenv("TROUPE_BENCH_KV");
+  return troupe::llama::parse_kv_cache_type(k != nullptr && *k != 0 ? k : "f32");
+}
+
 /// The model and the tokenised prompt, loaded once for all benchmarks.
 struct fixture {
   std::shared_ptr<const llama_model> model;
@@ -81,7 +89,7 @@ void bm_prefill(benchmark::State& state) {
     state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
     return;
   }
-  llama_session session(f->model, 2048, static_cast<int>(state.range(0)));
+  llama_session session(f->model, 2048, static_cast<int>(state.range(0)), kv_type());
   const int32_t expected = arg_max(session.decode(f->prompt));
   for (auto _ : state) {
     session.reset();
@@ -99,7 +107,7 @@ void bm_decode(benchmark::State& state) {
     state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
     return;
   }
-  llama_session session(f->model, 2048, static_cast<int>(state.range(0)));
+  llama_session session(f->model, 2048, static_cast<int>(state.range(0)), kv_type());
   // Untimed check: two greedy runs give the same 64 tokens.
   session.reset();
   std::vector<int32_t> reference;
@@ -128,6 +136,35 @@ void bm_decode(benchmark::State& state) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
+/// Decode at a long context: 64 greedy tokens after the benchmark prompt repeated to 1,536
+/// tokens, where attention reads 1.5k cached positions per layer and token (the KV cache type
+/// matters here). Counter: generated tokens per second.
+void bm_decode_long_context(benchmark::State& state) {
+  const fixture* f = shared_fixture();
+  if (f == nullptr) {
+    state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
+    return;
+  }
+  std::vector<int32_t> prompt;
+  while (prompt.size() < 1536)
+    prompt.insert(prompt.end(), f->prompt.begin(), f->prompt.end());
+  prompt.resize(1536);
+  llama_session session(f->model, 2048, 2, kv_type());
+  for (auto _ : state) {
+    state.PauseTiming();
+    session.reset();
+    auto logits = session.decode(prompt);
+    state.ResumeTiming();
+    for (int i = 0; i < decode_tokens; ++i) {
+      const int32_t next = arg_max(logits);
+      logits = session.decode(std::span<const int32_t>(&next, 1));
+    }
+  }
+  state.counters["context"] = 1536;
+  state.counters["tok_per_s"] = benchmark::Counter(decode_tokens,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
 /// N sequences, each after a 16-token prompt of its own, decode 64 tokens together: one forward
 /// pass per step for the whole batch. Counter: aggregate generated tokens per second.
 void bm_batched_decode(benchmark::State& state) {
@@ -137,7 +174,7 @@ void bm_batched_decode(benchmark::State& state) {
     return;
   }
   const auto n = static_cast<size_t>(state.range(0));
-  troupe::llama::batch_decoder dec(f->model, 2);
+  troupe::llama::batch_decoder dec(f->model, 2, kv_type());
   const auto vocab = static_cast<size_t>(f->model->hparams().vocab);
   std::vector<uint32_t> seqs;
   for (size_t i = 0; i < n; ++i) seqs.push_back(dec.open(256));
@@ -183,6 +220,7 @@ void bm_engine_requests(benchmark::State& state) {
   troupe::local_model_config lc;
   lc.model = model_path().string();
   lc.threads = 2;
+  lc.kv_cache_type = troupe::llama::to_string(kv_type());
   auto model = troupe::spawn_local_model(sys, lc);
   caf::scoped_actor self{sys};
   uint64_t id = 0, generated = 0;
@@ -214,6 +252,7 @@ BENCHMARK(bm_engine_requests)->Arg(1)->Arg(8)->Arg(32)->ArgName("requests")
   ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_prefill)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_decode)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_decode_long_context)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

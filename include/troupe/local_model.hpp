@@ -49,6 +49,10 @@ struct local_model_config {
   int threads = 2;                              ///< Kernel threads, scheduler thread included.
   int64_t context = 2048;                       ///< Positions per sequence; capped by the model's.
   int64_t kv_budget_bytes = int64_t{1} << 30;   ///< KV cache of all sequences together.
+  /// Element type of the KV cache of llama-family GGUF models: "f32", or "f16" (half the bytes
+  /// per position, so twice the positions in kv_budget_bytes; bit-identical to llama.cpp run
+  /// with type_k = type_v = f16). DeepSeek-V3/Kimi models take f32 only (their latent cache).
+  std::string kv_cache_type = "f32";
   int32_t max_batch = 32;                       ///< Sequences decoded together at most.
   int32_t prefill_chunk = 256;                  ///< Prompt tokens per step, all sequences together.
   uint32_t default_max_tokens = 512;            ///< When a request says 0.

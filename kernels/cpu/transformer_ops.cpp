@@ -3,6 +3,7 @@
 #include "cpu/transformer_ops.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -72,20 +73,30 @@ void rope_scalar(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, co
 void attention_head_scalar(const attention_head_args& a) noexcept {
   const int64_t n = a.n, d = a.head_dim;
   float* s = a.scores;
-  for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
-  for (int64_t j = a.first; j < n; ++j) s[j] = dot_vec_ggml(a.k + j * a.stride, a.q, d);
+  if (a.kv_f16) {
+    f16_scores(a, isa::scalar);
+  } else {
+    const auto* k = static_cast<const float*>(a.k);
+    for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
+    for (int64_t j = a.first; j < n; ++j) s[j] = dot_vec_ggml(k + j * a.stride, a.q, d);
+  }
   softcap_scores(s, a.first, n, a.softcap);
   softmax_ggml(s, n, a.scale);
+  if (a.kv_f16) round_to_f16(s, n);
   // Σ_j p_j·v_j into the accumulator lane that ggml's order gives position j (see
   // attention_head_args::single_token); lanes of the padding positions stay 0 as p is 0 there.
   const int64_t sets = a.single_token ? 4 : 1;
   float* acc = a.acc;  // [sets, 16, d]
   std::fill(acc, acc + sets * 16 * d, 0.0f);
+  const auto v_at = [&](int64_t j, int64_t i) {
+    const int64_t at = j * a.stride + i;
+    return a.kv_f16 ? fp16_to_fp32(static_cast<const uint16_t*>(a.v)[at])
+                    : static_cast<const float*>(a.v)[at];
+  };
   for (int64_t j = 0; j < n; ++j) {
     const float p = s[j];
-    const float* vj = a.v + j * a.stride;
     float* al = acc + (j % (16 * sets)) * d;
-    for (int64_t i = 0; i < d; ++i) al[i] = std::fma(vj[i], p, al[i]);
+    for (int64_t i = 0; i < d; ++i) al[i] = std::fma(v_at(j, i), p, al[i]);
   }
   float lanes[16];
   for (int64_t i = 0; i < d; ++i) {
@@ -130,6 +141,23 @@ void quantize_q8_0_scalar(const float* x, void* vy, int64_t n) noexcept {
 
 }  // namespace
 
+void f16_scores(const attention_head_args& a, isa level) noexcept {
+  const int64_t n = a.n, d = a.head_dim;
+  float* s = a.scores;
+  for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
+  ggml_float_activations(quant_type::f16, a.q, a.q16, d, level);
+  const ggml_float_order order =
+      a.single_token || d % 16 != 0 ? ggml_float_order::vec_dot : ggml_float_order::tinyblas;
+  const auto* k = static_cast<const uint16_t*>(a.k) + a.first * a.stride;
+  ggml_float_mat_mat(quant_type::f16, order, n - a.first, d, k,
+                     static_cast<size_t>(a.stride) * sizeof(uint16_t), a.q16,
+                     static_cast<size_t>(d) * sizeof(float), 1, s + a.first, n - a.first, level);
+}
+
+void round_to_f16(float* p, int64_t n) noexcept {
+  for (int64_t j = 0; j < n; ++j) p[j] = fp16_to_fp32(fp32_to_fp16(p[j]));
+}
+
 void softmax_ggml(float* x, int64_t n, float scale) noexcept {
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) {
@@ -164,6 +192,10 @@ const float* gelu_table() noexcept {
 }
 
 namespace {
+void to_f16_scalar(const float* x, uint16_t* y, int64_t n) noexcept {
+  for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+
 void geglu_scalar(float* gate, const float* up, int64_t n) noexcept {
   const float* table = gelu_table();
   for (int64_t i = 0; i < n; ++i) {
@@ -182,7 +214,8 @@ void geglu_scalar(float* gate, const float* up, int64_t n) noexcept {
 const transformer_table& scalar_transformer_kernels() noexcept {
   static constexpr transformer_table table{swiglu_scalar,        rope_scalar,
                                            attention_head_scalar, quantize_q8_1_scalar,
-                                           quantize_q8_0_scalar,  geglu_scalar};
+                                           quantize_q8_0_scalar,  geglu_scalar,
+                                           to_f16_scalar};
   return table;
 }
 
@@ -336,6 +369,13 @@ status gelu_mul(float* gate, const float* up, int64_t n) noexcept {
   return status::ok;
 }
 
+status to_f16(const float* x, uint16_t* y, int64_t n) noexcept {
+  if (n < 0) return status::bad_size;
+  if (n > 0 && (x == nullptr || y == nullptr)) return status::null_pointer;
+  kernels().to_f16(x, y, n);
+  return status::ok;
+}
+
 status softmax(float* x, int64_t n, float scale) noexcept {
   if (n <= 0) return status::bad_size;
   if (x == nullptr) return status::null_pointer;
@@ -344,7 +384,7 @@ status softmax(float* x, int64_t n, float scale) noexcept {
 }
 
 status attention(thread_pool& pool, const attention_shape& s, const float* q, int64_t tokens,
-                 int64_t pos0, const float* k_cache, const float* v_cache, float* out,
+                 int64_t pos0, const void* k_cache, const void* v_cache, float* out,
                  std::vector<float>& scratch) noexcept {
   const attention_sequence one{q, tokens, pos0, k_cache, v_cache, out};
   return attention(pool, s, &one, 1, scratch);
@@ -355,6 +395,8 @@ status attention(thread_pool& pool, const attention_shape& s, const attention_se
   if (count < 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 ||
       s.heads % s.kv_heads != 0 || s.window < 0 || !(s.softcap >= 0))
     return status::bad_size;
+  if (s.kv_type != quant_type::f32 && s.kv_type != quant_type::f16)
+    return status::unsupported_type;
   if (count > 0 && seqs == nullptr) return status::null_pointer;
   int64_t jobs = 0, ctx = 0;  // (token, head) pairs of all sequences; the longest context
   for (int64_t i = 0; i < count; ++i) {
@@ -372,7 +414,10 @@ status attention(thread_pool& pool, const attention_shape& s, const attention_se
   const int64_t kv_dim = s.kv_heads * d;
   const int64_t q_dim = s.heads * d;
   const auto threads = static_cast<size_t>(pool.size());
-  const auto per_thread = static_cast<size_t>((ctx + 15) / 16 * 16 + 64 * d);
+  // Per thread: the scores [ctx rounded up to 16], the lanes [64, d], q rounded to f16 [d].
+  const auto per_thread = static_cast<size_t>((ctx + 15) / 16 * 16 + 65 * d);
+  const bool f16 = s.kv_type == quant_type::f16;
+  const size_t elem = f16 ? sizeof(uint16_t) : sizeof(float);
   if (scratch.size() < threads * per_thread) scratch.resize(threads * per_thread);
   float* scratch_base = scratch.data();
   const detail::transformer_table& kt = kernels();
@@ -387,9 +432,11 @@ status attention(thread_pool& pool, const attention_shape& s, const attention_se
       const int64_t h = (job - first) % s.heads;
       const int64_t kvh = h / group;
       const int64_t visible = sq.pos0 + t + 1;
+      const auto* k = static_cast<const std::byte*>(sq.k_cache) + kvh * d * elem;
+      const auto* v = static_cast<const std::byte*>(sq.v_cache) + kvh * d * elem;
       const detail::attention_head_args a{sq.q + t * q_dim + h * d,
-                                          sq.k_cache + kvh * d,
-                                          sq.v_cache + kvh * d,
+                                          k,
+                                          v,
                                           kv_dim,
                                           visible,
                                           d,
@@ -400,7 +447,9 @@ status attention(thread_pool& pool, const attention_shape& s, const attention_se
                                           sq.out + t * q_dim + h * d,
                                           s.window > 0 ? std::max<int64_t>(0, visible - s.window)
                                                        : 0,
-                                          s.softcap};
+                                          s.softcap,
+                                          f16,
+                                          acc + 64 * d};
       kt.attention_head(a);
     }
   });

@@ -65,10 +65,13 @@ status silu_mul(float* gate, const float* up, int64_t n) noexcept;
 /// and widened, times up.
 status gelu_mul(float* gate, const float* up, int64_t n) noexcept;
 
+/// y[0..n) = x rounded to f16, nearest-even (what ggml_cpy writes into an f16 KV cache).
+status to_f16(const float* x, uint16_t* y, int64_t n) noexcept;
+
 /// In-place softmax of x[0..n) after scaling by `scale`; the sum is accumulated in double.
 status softmax(float* x, int64_t n, float scale) noexcept;
 
-/// Shape of a causal grouped-query attention over an fp32 KV cache of one layer.
+/// Shape of a causal grouped-query attention over a KV cache of one layer.
 struct attention_shape {
   int64_t heads;      ///< query heads
   int64_t kv_heads;   ///< key/value heads; heads % kv_heads == 0
@@ -81,14 +84,19 @@ struct attention_shape {
   /// Attention logit soft-capping (Gemma 2): each score q·k becomes cap·tanh(q·k · (1/cap))
   /// before `scale` and the softmax, as llama.cpp's non-flash attention computes it. 0: off.
   float softcap = 0;
+  /// Element type of the cache: f32, or f16 as llama.cpp's type_k = type_v = f16 (its default)
+  /// with non-flash attention computes it: q rounded to f16 for the scores, the softmax rounded
+  /// to f16 for the product with V, both products in ggml_vec_dot_f16's order for one token and
+  /// tinyBLAS's for several (float_dot.hpp). Other types: unsupported_type.
+  quant_type kv_type = quant_type::f32;
 };
 
 /// out[t, h, :] = softmax(q[t,h,:]·K[0..pos0+t]ᵀ · scale) · V for t in [0, tokens): query t sits
 /// at position pos0 + t and sees cache rows [0, pos0 + t]. q, out: [tokens, heads·head_dim];
-/// k_cache, v_cache: [positions, kv_heads·head_dim] with rows up to pos0 + tokens - 1 filled.
-/// Work is split over (token, head) pairs. scratch is resized as needed.
+/// k_cache, v_cache: [positions, kv_heads·head_dim] of shape.kv_type with rows up to
+/// pos0 + tokens - 1 filled. Work is split over (token, head) pairs. scratch is resized as needed.
 status attention(thread_pool& pool, const attention_shape& shape, const float* q, int64_t tokens,
-                 int64_t pos0, const float* k_cache, const float* v_cache, float* out,
+                 int64_t pos0, const void* k_cache, const void* v_cache, float* out,
                  std::vector<float>& scratch) noexcept;
 
 /// One sequence of a batched attention call: the arguments of attention() above for `tokens`
@@ -97,8 +105,8 @@ struct attention_sequence {
   const float* q;
   int64_t tokens;
   int64_t pos0;
-  const float* k_cache;
-  const float* v_cache;
+  const void* k_cache;  ///< of attention_shape::kv_type
+  const void* v_cache;
   float* out;
 };
 

@@ -131,6 +131,26 @@ inline float dot_vec(const float* x, const float* y, int64_t n) {
   return sum;
 }
 
+template <class E>
+void pv_lanes(const attention_head_args& a) noexcept;
+
+void to_f16_avx2(const float* x, uint16_t* y, int64_t n) noexcept {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+/// round_to_f16 with F16C.
+void round_to_f16_avx2(float* p, int64_t n) noexcept {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(p + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(p + j),
+                                                            _MM_FROUND_TO_NEAREST_INT)));
+  for (; j < n; ++j) p[j] = _cvtsh_ss(_cvtss_sh(p[j], _MM_FROUND_TO_NEAREST_INT));
+}
+
 void attention_head_avx2(const attention_head_args& a) noexcept {
   const int64_t n = a.n, d = a.head_dim;
   if (d % 8 != 0) {
@@ -138,17 +158,23 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
     return;
   }
   float* s = a.scores;
-  // Cache rows are kv_heads·head_dim apart and, a layer later, no longer cached: ask for the key
-  // and the value 8 positions ahead, so that the keys arrive in time and the values are in L2
-  // (a head's n·head_dim floats) when the product with V below walks them in its own order.
-  for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
-  for (int64_t j = a.first; j < n; ++j) {
-    const int64_t ahead = (j + 8) * a.stride;
-    for (int64_t i = 0; i < d; i += 16) {
-      __builtin_prefetch(a.k + ahead + i, 0, 3);
-      __builtin_prefetch(a.v + ahead + i, 0, 2);
+  if (a.kv_f16) {
+    f16_scores(a, isa::best);
+  } else {
+    // Cache rows are kv_heads·head_dim apart and, a layer later, no longer cached: ask for the
+    // key and the value 8 positions ahead, so that the keys arrive in time and the values are
+    // in L2 (a head's n·head_dim floats) when the product with V below walks them in its order.
+    const auto* k = static_cast<const float*>(a.k);
+    const auto* v = static_cast<const float*>(a.v);
+    for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
+    for (int64_t j = a.first; j < n; ++j) {
+      const int64_t ahead = (j + 8) * a.stride;
+      for (int64_t i = 0; i < d; i += 16) {
+        __builtin_prefetch(k + ahead + i, 0, 3);
+        __builtin_prefetch(v + ahead + i, 0, 2);
+      }
+      s[j] = dot_vec(k + j * a.stride, a.q, d);
     }
-    s[j] = dot_vec(a.k + j * a.stride, a.q, d);
   }
   softcap_scores(s, a.first, n, a.softcap);
   // Softmax over 16-lane chunks; the padding lanes are -inf, whose exp is 0 as in ggml's mask.
@@ -170,6 +196,25 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   }
   const auto inv = static_cast<float>(1.0 / sum);
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+  if (a.kv_f16) round_to_f16_avx2(s, n);
+  if (a.kv_f16)
+    pv_lanes<uint16_t>(a);
+  else
+    pv_lanes<float>(a);
+}
+
+/// 8 values of a cache row: floats, or f16 widened.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+/// attention_head_avx2's a.out = Σ_j p_j·v_j, p in a.scores, V of element type E.
+template <class E>
+void pv_lanes(const attention_head_args& a) noexcept {
+  const int64_t n = a.n, d = a.head_dim;
+  const float* s = a.scores;
+  const E* v = static_cast<const E*>(a.v);
   // out = Σ_j p_j·v_j in ggml's accumulator lanes (see attention_head_args::single_token).
   const int64_t lanes = a.single_token ? 64 : 16;
   // Lane row l sums the positions j ≡ l (mod lanes) in increasing j, independently of the other
@@ -186,11 +231,11 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
       __m256 r0 = _mm256_setzero_ps(), r1 = r0, r2 = r0, r3 = r0;
       for (int64_t j = j0; j < n; j += lanes) {
         const __m256 p = _mm256_set1_ps(s[j]);
-        const float* vj = a.v + j * a.stride + i;
-        r0 = _mm256_fmadd_ps(_mm256_loadu_ps(vj), p, r0);
-        r1 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 8), p, r1);
-        r2 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 16), p, r2);
-        r3 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 24), p, r3);
+        const E* vj = v + j * a.stride + i;
+        r0 = _mm256_fmadd_ps(load8(vj), p, r0);
+        r1 = _mm256_fmadd_ps(load8(vj + 8), p, r1);
+        r2 = _mm256_fmadd_ps(load8(vj + 16), p, r2);
+        r3 = _mm256_fmadd_ps(load8(vj + 24), p, r3);
       }
       _mm256_storeu_ps(al + i, r0);
       _mm256_storeu_ps(al + i + 8, r1);
@@ -200,7 +245,7 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
     for (; i < d; i += 8) {
       __m256 r = _mm256_setzero_ps();
       for (int64_t j = j0; j < n; j += lanes)
-        r = _mm256_fmadd_ps(_mm256_loadu_ps(a.v + j * a.stride + i), _mm256_set1_ps(s[j]), r);
+        r = _mm256_fmadd_ps(load8(v + j * a.stride + i), _mm256_set1_ps(s[j]), r);
       _mm256_storeu_ps(al + i, r);
     }
   }
@@ -271,7 +316,8 @@ void quantize_q8_0_avx2(const float* x, void* vy, int64_t n) noexcept {
 const transformer_table& avx2_transformer_kernels() noexcept {
   static constexpr transformer_table table{swiglu_avx2,        rope_avx2,
                                            attention_head_avx2, quantize_q8_1_avx2,
-                                           quantize_q8_0_avx2,  geglu_avx2};
+                                           quantize_q8_0_avx2,  geglu_avx2,
+                                           to_f16_avx2};
   return table;
 }
 

@@ -15,9 +15,9 @@ namespace troupe::kernels::cpu::detail {
 /// One (token, head) of causal attention: scores against `n` cache rows, softmax, weighted sum.
 struct attention_head_args {
   const float* q;        ///< [head_dim]
-  const float* k;        ///< row j at k + j·stride: [n, head_dim]
-  const float* v;        ///< row j at v + j·stride: [n, head_dim]
-  int64_t stride;        ///< floats between cache rows (kv_heads·head_dim)
+  const void* k;         ///< row j at k + j·stride elements: [n, head_dim], f32 (f16: kv_f16)
+  const void* v;         ///< row j at v + j·stride elements: [n, head_dim], f32 (f16: kv_f16)
+  int64_t stride;        ///< elements between cache rows (kv_heads·head_dim)
   int64_t n;             ///< visible positions
   int64_t head_dim;
   float scale;
@@ -32,7 +32,22 @@ struct attention_head_args {
   float* out;            ///< [head_dim]
   int64_t first = 0;     ///< positions before it are masked (score -inf: sliding window)
   float softcap = 0;     ///< scores capped to softcap·tanh(score/softcap) first (0: off)
+  /// The cache holds f16 (llama.cpp's type_k = type_v = f16, non-flash attention): ggml rounds
+  /// q to f16 for the scores (see f16_scores) and the softmax to f16 before the product with V,
+  /// whose sums keep the lanes of single_token above with V widened from f16.
+  bool kv_f16 = false;
+  float* q16 = nullptr;  ///< scratch [head_dim] where kv_f16
 };
+
+/// An f16 cache's scores: q rounded to f16 into a.q16, then s[j] = q16·k_j for j in [first, n)
+/// summed as ggml_vec_dot_f16 (one token) or tinyBLAS (several tokens, head_dim % 16 == 0; the
+/// rows, llama.cpp's padded KV length, are a multiple of 4) sums them (float_dot.hpp), through
+/// `level`'s float_dot kernels; -inf before first.
+void f16_scores(const attention_head_args& a, isa level) noexcept;
+
+/// p[0..n) rounded to f16 and widened back: ggml converts the softmax to V's type, f16, for
+/// the product with an f16 V.
+void round_to_f16(float* p, int64_t n) noexcept;
 
 struct transformer_table {
   /// gate[i] = silu(gate[i]) · up[i] (ggml_vec_swiglu_f32).
@@ -50,6 +65,8 @@ struct transformer_table {
   void (*quantize_q8_0)(const float* x, void* y, int64_t n) noexcept;
   /// gate[i] = gelu(gate[i]) · up[i] (ggml_vec_geglu_f32 with its fp16 table: see gelu_mul).
   void (*geglu)(float* gate, const float* up, int64_t n) noexcept;
+  /// y[i] = x[i] rounded to f16 (nearest-even, ggml_cpu_fp32_to_fp16).
+  void (*to_f16)(const float* x, uint16_t* y, int64_t n) noexcept;
 };
 
 /// ggml_table_gelu_f16 widened to fp32, indexed by the fp16 bits of x: GELU (tanh approximation,

@@ -30,7 +30,7 @@ CLI::App* add_chat_command(CLI::App& app, chat_options& opts) {
   cmd->add_option("-n,--max-tokens", opts.max_tokens, "Tokens per answer at most")
     ->capture_default_str()
     ->check(CLI::Range(1, 1 << 20));
-  add_model_options(cmd, opts.model, opts.threads, opts.context);
+  add_model_options(cmd, opts.model, opts.threads, opts.context, opts.kv_type);
   return cmd;
 }
 
@@ -41,6 +41,7 @@ int chat_command(const chat_options& opts) {
   lc.model = opts.model;
   lc.threads = opts.threads;
   lc.context = opts.context;
+  lc.kv_cache_type = opts.kv_type;
   lc.max_batch = 1;
   lc.default_max_tokens = static_cast<uint32_t>(opts.max_tokens);
   model_actor model;

@@ -21,6 +21,7 @@ struct chat_options {
   int max_tokens = 512;
   int threads = 2;
   int context = 2048;
+  std::string kv_type = "f32";  ///< --kv-type: f32 or f16
 };
 
 /// Adds the `chat` subcommand to `app`, filling `opts`.

@@ -10,6 +10,7 @@
 #include "engine_backend.hpp"
 #include "model_options.hpp"
 #include "troupe/error.hpp"
+#include "troupe/llama/batch_decoder.hpp"
 #include "troupe/llama/sampler.hpp"
 #include "troupe/llama/tokenizer.hpp"
 #include "troupe/local_model.hpp"
@@ -34,7 +35,7 @@ CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
   cmd->add_option("-n,--max-tokens", opts.max_tokens, "Tokens to generate at most")
     ->capture_default_str()
     ->check(CLI::Range(1, 1 << 20));
-  add_model_options(cmd, opts.model, opts.threads, opts.context);
+  add_model_options(cmd, opts.model, opts.threads, opts.context, opts.kv_type);
   cmd->add_flag("--raw", opts.raw, "Continue the prompt text as is, without a chat template");
   cmd->add_option("--expert-shards", opts.expert_shards,
                   "DeepSeek/Kimi checkpoints: expert-shard actors for the routed experts (0: none)")
@@ -72,7 +73,8 @@ int generate_command(const generate_options& opts) {
     // DeepSeek-V3/Kimi checkpoint (Kimi template, routed experts on expert-shard actors).
     caf::actor_system_config cfg;
     caf::actor_system sys{cfg};
-    auto model = engine_backend::load(path, sys, opts.threads, opts.expert_shards);
+    auto model = engine_backend::load(path, sys, opts.threads, opts.expert_shards,
+                                      llama::parse_kv_cache_type(opts.kv_type));
     std::vector<int32_t> prompt_tokens;
     if (opts.raw) {
       prompt_tokens = model->encode(opts.prompt);

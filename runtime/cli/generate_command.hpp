@@ -16,6 +16,7 @@ struct generate_options {
   int max_tokens = 128;
   int threads = 2;
   int context = 2048;
+  std::string kv_type = "f32";  ///< --kv-type: f32 or f16
   bool raw = false;  ///< No chat template: continue the prompt text as is.
   /// DeepSeek-V3/Kimi checkpoints: expert-shard actors for the routed experts (0: the kernels'
   /// own threads).

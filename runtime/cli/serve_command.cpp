@@ -24,7 +24,7 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& opts) {
     "batches; a client that disconnects has its request cancelled. Listens on 127.0.0.1 unless\n"
     "--host says otherwise. Prints the base URL (http://HOST:PORT/v1) on stdout once listening;\n"
     "stops on Ctrl-C or SIGTERM.");
-  add_model_options(cmd, opts.model, opts.threads, opts.context,
+  add_model_options(cmd, opts.model, opts.threads, opts.context, opts.kv_type,
                     "Context length per request (KV positions)");
   cmd->add_option("--name", opts.name,
                   "Model id that clients send and /v1/models lists (default: smollm2, or the "
@@ -69,6 +69,7 @@ int serve_command(const serve_options& opts) {
   lc.model = opts.model;
   lc.threads = opts.threads;
   lc.context = opts.context;
+  lc.kv_cache_type = opts.kv_type;
   lc.max_batch = opts.max_batch;
   lc.kv_budget_bytes = int64_t{opts.kv_budget_mib} << 20;
   lc.default_max_tokens = static_cast<uint32_t>(opts.max_tokens);

@@ -16,6 +16,7 @@ struct serve_options {
   int port = 8080;  ///< 0: any free port.
   int threads = 2;
   int context = 2048;
+  std::string kv_type = "f32";  ///< --kv-type: f32 or f16
   int max_batch = 32;
   int kv_budget_mib = 1024;
   int max_tokens = 512;  ///< When a request gives no max_tokens.

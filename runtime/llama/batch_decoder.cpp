@@ -25,20 +25,37 @@ void check(kc::status s, const char* op) {
   }
 }
 
-/// One sequence's KV cache: keys and values [layers, capacity, kv_dim]. Allocated uninitialised,
-/// so the operating system commits pages only as positions are written.
+/// One sequence's KV cache: keys and values [layers, capacity, kv_dim] of the decoder's
+/// kv_cache_type. Allocated uninitialised, so the operating system commits pages only as
+/// positions are written.
 struct sequence {
   bool open = false;
   int64_t capacity = 0;
   int64_t pos = 0;
-  std::unique_ptr<float[]> k, v;
+  std::unique_ptr<std::byte[]> k, v;
 };
+
+size_t kv_element_bytes(kv_cache_type t) noexcept {
+  return t == kv_cache_type::f16 ? sizeof(uint16_t) : sizeof(float);
+}
 
 }  // namespace
 
+const char* to_string(kv_cache_type t) noexcept {
+  return t == kv_cache_type::f16 ? "f16" : "f32";
+}
+
+kv_cache_type parse_kv_cache_type(std::string_view name) {
+  if (name == "f32") return kv_cache_type::f32;
+  if (name == "f16") return kv_cache_type::f16;
+  throw error(errc::invalid_argument, "KV cache type '" + std::string(name) +
+                                          "' is not known: use f32 or f16 (half the memory)");
+}
+
 struct batch_decoder::state {
-  explicit state(int threads) : pool(threads) {}
+  state(int threads, kv_cache_type kv) : pool(threads), kv(kv) {}
   kc::thread_pool pool;
+  kv_cache_type kv;
   std::vector<sequence> seqs;
   // Per step, sized for the largest batch seen: [tokens, ...] activations.
   std::vector<float> x, cur, q, k, v, attn, proj, gate, up;
@@ -57,18 +74,21 @@ struct batch_decoder::state {
   std::vector<kc::attention_sequence> attn_seqs;  // one per chunk of the step
 };
 
-batch_decoder::batch_decoder(std::shared_ptr<const llama_model> model, int threads)
+batch_decoder::batch_decoder(std::shared_ptr<const llama_model> model, int threads,
+                             kv_cache_type kv)
     : model_(std::move(model)) {
   if (!model_) throw error(errc::invalid_argument, "batch_decoder: no model");
   if (threads < 1) throw error(errc::invalid_argument, "batch_decoder: threads must be >= 1");
-  state_ = std::make_unique<state>(threads);
+  state_ = std::make_unique<state>(threads, kv);
 }
 
 batch_decoder::~batch_decoder() = default;
 
-int64_t batch_decoder::kv_bytes_per_position(const llama_hparams& h) noexcept {
-  return 2 * h.layers * h.kv_heads * h.head_dim * static_cast<int64_t>(sizeof(float));
+int64_t batch_decoder::kv_bytes_per_position(const llama_hparams& h, kv_cache_type kv) noexcept {
+  return 2 * h.layers * h.kv_heads * h.head_dim * static_cast<int64_t>(kv_element_bytes(kv));
 }
+
+kv_cache_type batch_decoder::kv_type() const noexcept { return state_->kv; }
 
 int batch_decoder::threads() const noexcept { return state_->pool.size(); }
 
@@ -77,12 +97,13 @@ uint32_t batch_decoder::open(int64_t capacity) {
     throw error(errc::invalid_argument, "batch_decoder::open: capacity must be > 0 positions");
   }
   const llama_hparams& h = model_->hparams();
-  const auto n = static_cast<size_t>(h.layers * capacity * h.kv_heads * h.head_dim);
+  const auto n = static_cast<size_t>(h.layers * capacity * h.kv_heads * h.head_dim) *
+                 kv_element_bytes(state_->kv);
   sequence s;
   s.open = true;
   s.capacity = capacity;
-  s.k.reset(new float[n]);
-  s.v.reset(new float[n]);
+  s.k.reset(new std::byte[n]);
+  s.v.reset(new std::byte[n]);
   auto& seqs = state_->seqs;
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (!seqs[i].open) {
@@ -307,6 +328,16 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.proj[i];
   };
   const float kq_scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim));
+  const bool f16_cache = s.kv == kv_cache_type::f16;
+  const size_t kv_row_bytes = static_cast<size_t>(kv_dim) * kv_element_bytes(s.kv);
+  // A key or value row into the cache: copied, or rounded to f16 (ggml_cpy to an f16 cache).
+  const auto store_row = [&](const float* x, std::byte* out) {
+    if (!f16_cache) {
+      std::memcpy(out, x, kv_row_bytes);
+      return;
+    }
+    check(kc::to_f16(x, reinterpret_cast<uint16_t*>(out), kv_dim), "to_f16");
+  };
   for (int64_t il = 0; il < h.layers; ++il) {
     const layer_weights& l = w.layers[static_cast<size_t>(il)];
     const bool sliding = h.layer_slides(il);
@@ -317,7 +348,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
                                     : h.attention_scale != 0 ? h.attention_scale
                                                              : kq_scale,
                                     sliding ? h.swa_window : 0,
-                                    h.attn_softcap};
+                                    h.attn_softcap,
+                                    f16_cache ? kc::quant_type::f16 : kc::quant_type::f32};
     const std::vector<float>& rope = sliding ? s.rope_swa : s.rope;
     pre_norm(l.attn_norm);
     mm_fused({part(l.wq, s.q.data()), part(l.wk, s.k.data()), part(l.wv, s.v.data())},
@@ -331,8 +363,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
     s.attn_seqs.clear();
     for (const chunk& ch : chunks) {
       sequence& sq = s.seqs[ch.seq];
-      float* kc_layer = sq.k.get() + il * sq.capacity * kv_dim;
-      float* vc_layer = sq.v.get() + il * sq.capacity * kv_dim;
+      std::byte* kc_layer = sq.k.get() + static_cast<size_t>(il * sq.capacity) * kv_row_bytes;
+      std::byte* vc_layer = sq.v.get() + static_cast<size_t>(il * sq.capacity) * kv_row_bytes;
       const int64_t t0 = t;
       for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
         const int64_t pos = s.pos[static_cast<size_t>(t)];
@@ -369,8 +401,8 @@ std::span<const float> batch_decoder::decode(std::span<const chunk> chunks) {
               std::log(static_cast<double>(floor_pos) + 1.0) * h.attn_temp_scale + 1.0);
           for (int64_t i = 0; i < q_dim; ++i) s.q[t * q_dim + i] *= temp;
         }
-        std::memcpy(kc_layer + pos * kv_dim, s.k.data() + t * kv_dim, sizeof(float) * kv_dim);
-        std::memcpy(vc_layer + pos * kv_dim, s.v.data() + t * kv_dim, sizeof(float) * kv_dim);
+        store_row(s.k.data() + t * kv_dim, kc_layer + static_cast<size_t>(pos) * kv_row_bytes);
+        store_row(s.v.data() + t * kv_dim, vc_layer + static_cast<size_t>(pos) * kv_row_bytes);
       }
       s.attn_seqs.push_back({s.q.data() + t0 * q_dim, t - t0, sq.pos, kc_layer, vc_layer,
                              s.attn.data() + t0 * q_dim});

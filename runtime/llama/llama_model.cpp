@@ -499,17 +499,18 @@ std::shared_ptr<const llama_model> llama_model::load(const std::filesystem::path
 
 // A session is a batch decoder with one sequence.
 struct llama_session::state {
-  state(std::shared_ptr<const llama_model> m, int threads) : decoder(std::move(m), threads) {}
+  state(std::shared_ptr<const llama_model> m, int threads, kv_cache_type kv)
+      : decoder(std::move(m), threads, kv) {}
   batch_decoder decoder;
   uint32_t seq = 0;
 };
 
 llama_session::llama_session(std::shared_ptr<const llama_model> model, int64_t context,
-                             int threads)
+                             int threads, kv_cache_type kv)
     : model_(std::move(model)) {
   if (!model_) throw error(errc::invalid_argument, "llama_session: no model");
   if (context <= 0) throw error(errc::invalid_argument, "llama_session: context must be > 0");
-  state_ = std::make_unique<state>(model_, threads);
+  state_ = std::make_unique<state>(model_, threads, kv);
   state_->seq = state_->decoder.open(context);
 }
 

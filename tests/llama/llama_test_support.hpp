@@ -24,10 +24,13 @@ inline std::filesystem::path smollm2_path() {
   return std::filesystem::exists(p) ? p : std::filesystem::path();
 }
 
-/// tests/fixtures/llama/smollm2_reference.json, written by tools/reference/llama_cpp_reference.py.
-inline json::value reference_fixture() {
+/// tests/fixtures/llama/smollm2_reference.json, written by tools/reference/llama_cpp_reference.py
+/// (llama.cpp with an f32 KV cache), or with `f16_kv` smollm2_reference_f16_kv.json (its
+/// --kv-type f16: llama.cpp's default f16 cache).
+inline json::value reference_fixture(bool f16_kv = false) {
   const std::filesystem::path p =
-    std::filesystem::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama/smollm2_reference.json";
+    std::filesystem::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama" /
+    (f16_kv ? "smollm2_reference_f16_kv.json" : "smollm2_reference.json");
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();

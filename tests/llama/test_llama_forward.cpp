@@ -110,14 +110,26 @@ BOOST_AUTO_TEST_CASE(attention_matches_naive_gqa) {
   auto q = random_floats(static_cast<size_t>(tokens * q_dim), 7);
   auto k = random_floats(static_cast<size_t>(ctx * kv_dim), 8);
   auto v = random_floats(static_cast<size_t>(ctx * kv_dim), 9);
+  // The f16 cache: the same keys and values rounded to f16, and its contract's roundings of q
+  // and of the softmax (attention_shape::kv_type) in the reference below.
+  std::vector<uint16_t> kh(k.size()), vh(v.size());
+  for (size_t i = 0; i < k.size(); ++i) kh[i] = kc::fp32_to_fp16(k[i]), vh[i] = kc::fp32_to_fp16(v[i]);
+  const auto half = [](double x) { return kc::fp16_to_fp32(kc::fp32_to_fp16(static_cast<float>(x))); };
+  for (bool f16 : {false, true})
   for (float cap : {0.0f, 2.0f})
   for (int64_t window : {0, 3})
   for (int threads : {1, 2, 3}) {
-    const kc::attention_shape shape{6, 2, 16, 0.25f, window, cap};
+    const kc::attention_shape shape{6,      2,   16, 0.25f, window,
+                                    cap, f16 ? kc::quant_type::f16 : kc::quant_type::f32};
     kc::thread_pool pool(threads);
     std::vector<float> out(static_cast<size_t>(tokens * q_dim) + 8, -7.0f), scratch;
-    BOOST_REQUIRE(kc::attention(pool, shape, q.data(), tokens, pos0, k.data(), v.data(), out.data(),
+    const void* keys = f16 ? static_cast<const void*>(kh.data()) : k.data();
+    const void* values = f16 ? static_cast<const void*>(vh.data()) : v.data();
+    BOOST_REQUIRE(kc::attention(pool, shape, q.data(), tokens, pos0, keys, values, out.data(),
                                 scratch) == kc::status::ok);
+    const auto qv = [&](int64_t i) { return f16 ? half(q[i]) : double(q[i]); };
+    const auto kv = [&](int64_t i) { return f16 ? double(kc::fp16_to_fp32(kh[i])) : double(k[i]); };
+    const auto vv = [&](int64_t i) { return f16 ? double(kc::fp16_to_fp32(vh[i])) : double(v[i]); };
     for (int64_t t = 0; t < tokens; ++t) {
       for (int64_t h = 0; h < 6; ++h) {
         const int64_t kvh = h / 3, n = pos0 + t + 1;
@@ -126,15 +138,19 @@ BOOST_AUTO_TEST_CASE(attention_matches_naive_gqa) {
         double mx = -1e30, sum = 0;
         for (int64_t j = first; j < n; ++j) {
           double dot = 0;
-          for (int64_t i = 0; i < 16; ++i) dot += double(q[t * q_dim + h * 16 + i]) * k[j * kv_dim + kvh * 16 + i];
+          for (int64_t i = 0; i < 16; ++i) dot += qv(t * q_dim + h * 16 + i) * kv(j * kv_dim + kvh * 16 + i);
           w[j] = (cap > 0 ? cap * std::tanh(dot / cap) : dot) * 0.25;
           mx = std::max(mx, w[j]);
         }
         for (int64_t j = first; j < n; ++j) sum += w[j] = std::exp(w[j] - mx);
         for (int64_t i = 0; i < 16; ++i) {
           double acc = 0;
-          for (int64_t j = first; j < n; ++j) acc += w[j] / sum * v[j * kv_dim + kvh * 16 + i];
-          BOOST_CHECK_SMALL(out[t * q_dim + h * 16 + i] - acc, 1e-4);
+          for (int64_t j = first; j < n; ++j) {
+            const double p = f16 ? half(w[j] / sum) : w[j] / sum;
+            acc += p * vv(j * kv_dim + kvh * 16 + i);
+          }
+          // f16: p rounded from float here and from double there may differ by an f16 step.
+          BOOST_CHECK_SMALL(out[t * q_dim + h * 16 + i] - acc, f16 ? 2e-3 : 1e-4);
         }
       }
     }
@@ -192,6 +208,9 @@ BOOST_AUTO_TEST_CASE(batched_attention_equals_one_call_per_sequence) {
   BOOST_CHECK(kc::attention(pool, shape, nullptr, 0, scratch) == kc::status::ok);
   BOOST_CHECK(kc::attention(pool, shape, nullptr, 1, scratch) == kc::status::null_pointer);
   BOOST_CHECK(kc::attention(pool, shape, nullptr, -1, scratch) == kc::status::bad_size);
+  kc::attention_shape q8_cache = shape;  // caches are f32 or f16
+  q8_cache.kv_type = kc::quant_type::q8_0;
+  BOOST_CHECK(kc::attention(pool, q8_cache, nullptr, 0, scratch) == kc::status::unsupported_type);
   // A bad sequence anywhere is refused before any output is written.
   std::vector<kc::attention_sequence> bad = {
       {q[0].data(), 1, 0, k[0].data(), v[0].data(), out.data()},
@@ -284,7 +303,23 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
     k->rope(x.data(), 3, 70, 70, ca, cb);
     rope_out.push_back(x);
   }
+  // f16 rounding of cache rows: ties to even, subnormals, overflow to inf, every variant alike.
+  auto halves = random_floats(203, 20, -70000, 70000);
+  halves[0] = 1.0f + 0x1p-11f, halves[1] = 1.0f + 3 * 0x1p-11f, halves[2] = 3e-6f;
+  halves[3] = -65520.0f, halves[4] = 6.1e-5f;
+  std::vector<std::vector<uint16_t>> f16_out;
+  for (const auto* k : variants) {
+    std::vector<uint16_t> h(halves.size() + 1, 0x5A5A);
+    k->to_f16(halves.data(), h.data(), static_cast<int64_t>(halves.size()));
+    BOOST_CHECK_EQUAL(h.back(), 0x5A5A);
+    for (size_t i = 0; i < halves.size(); ++i) BOOST_CHECK_EQUAL(h[i], kc::fp32_to_fp16(halves[i]));
+    f16_out.push_back(h);
+  }
+  BOOST_CHECK_EQUAL(f16_out[0][0], 0x3C00);  // 1 + 2^-11: a tie, to even (1)
+  BOOST_CHECK_EQUAL(f16_out[0][1], 0x3C02);  // 1 + 3·2^-11: a tie, to even (1 + 2^-9)
+  BOOST_CHECK_EQUAL(f16_out[0][3], 0xFC00);  // -65520 rounds to -inf
   for (size_t v = 1; v < variants.size(); ++v) {
+    BOOST_CHECK(f16_out[v] == f16_out[0]);
     BOOST_CHECK(swiglu_out[v] == swiglu_out[0]);
     BOOST_CHECK(std::memcmp(geglu_out[v].data(), geglu_out[0].data(), 203 * sizeof(float)) == 0);
     BOOST_CHECK(rope_out[v] == rope_out[0]);
@@ -293,26 +328,35 @@ BOOST_AUTO_TEST_CASE(simd_variants_match_scalar_bit_for_bit) {
     for (int64_t n : {1, 5, 17, 64, 100, 300}) {
       for (bool single : {false, true})
       for (int64_t first : {int64_t{0}, n / 3})
-      for (float cap : {0.0f, 0.5f}) {
+      for (float cap : {0.0f, 0.5f})
+      for (bool f16 : {false, true}) {  // f32 or f16 cache rows
         auto q = random_floats(static_cast<size_t>(d), 16);
         auto kv = random_floats(static_cast<size_t>(n * 2 * d), 17);
         auto vv = random_floats(static_cast<size_t>(n * 2 * d), 18);
+        std::vector<uint16_t> kh(kv.size()), vh(vv.size());
+        for (size_t i = 0; i < kv.size(); ++i) {
+          kh[i] = kc::fp32_to_fp16(kv[i]);
+          vh[i] = kc::fp32_to_fp16(vv[i]);
+        }
         std::vector<std::vector<float>> outs;
         for (const auto* k : variants) {
           std::vector<float> scores(static_cast<size_t>((n + 15) / 16 * 16));
           // The accumulator scratch holds a previous call's leftovers (NaN here): a kernel must
           // clear what it reads.
           std::vector<float> acc(static_cast<size_t>(64 * d), std::nanf("")),
-              out(static_cast<size_t>(d) + 3, 5.0f);
-          const kd::attention_head_args a{q.data(),      kv.data() + d, vv.data() + d, 2 * d, n,
-                                          d,             0.125f,        single,        scores.data(),
-                                          acc.data(),    out.data(),    first,
-                                          cap};
+              out(static_cast<size_t>(d) + 3, 5.0f), q16(static_cast<size_t>(d), std::nanf(""));
+          const void* keys = f16 ? static_cast<const void*>(kh.data() + d) : kv.data() + d;
+          const void* values = f16 ? static_cast<const void*>(vh.data() + d) : vv.data() + d;
+          const kd::attention_head_args a{q.data(),      keys,       values,      2 * d, n,
+                                          d,             0.125f,     single,      scores.data(),
+                                          acc.data(),    out.data(), first,       cap,
+                                          f16,           q16.data()};
           k->attention_head(a);
           for (int i = 0; i < 3; ++i) BOOST_CHECK_EQUAL(out[static_cast<size_t>(d + i)], 5.0f);
           outs.push_back(out);
         }
-        for (size_t v = 1; v < outs.size(); ++v) BOOST_CHECK_MESSAGE(outs[v] == outs[0], "d " << d << " n " << n);
+        for (size_t v = 1; v < outs.size(); ++v)
+          BOOST_CHECK_MESSAGE(outs[v] == outs[0], "d " << d << " n " << n << " f16 " << f16);
       }
     }
   }
@@ -452,18 +496,23 @@ BOOST_AUTO_TEST_CASE(fused_mat_mul_matches_one_mat_mul_per_part) {
   BOOST_CHECK(kc::mat_mul(pool, nine, 9, n, x.data(), 1, scratch) == kc::status::bad_size);
 }
 
-BOOST_AUTO_TEST_CASE(smollm2_matches_llama_cpp) {
+namespace {
+
+/// Every prompt of the SmolLM2 fixture (f32 or f16 KV cache, as llama.cpp ran it): llama.cpp's
+/// top-50 first-step logits exactly and all 64 greedy tokens.
+void check_smollm2_against_llama_cpp(kv_cache_type kv) {
   const auto path = test::smollm2_path();
   if (path.empty()) {
     BOOST_TEST_MESSAGE("SKIPPED: SmolLM2-135M-Instruct.Q4_1.gguf not found (set TROUPE_MODEL_DIR "
                        "or run scripts/install-deps)");
     return;
   }
-  const troupe::json::value fixture = test::reference_fixture();
+  const troupe::json::value fixture = test::reference_fixture(kv == kv_cache_type::f16);
+  BOOST_REQUIRE_EQUAL(fixture.find("settings")->find("kv_type")->as_string(), to_string(kv));
   auto model = llama_model::load(path);
   BOOST_CHECK_EQUAL(model->hparams().layers, 30);
   BOOST_CHECK_EQUAL(model->hparams().kv_heads, 3);
-  llama_session session(model, 512, 2);
+  llama_session session(model, 512, 2, kv);
   double max_diff = 0;
   int identical = 0, total = 0;
   for (const troupe::json::value& c : fixture.find("cases")->as_array()) {
@@ -500,9 +549,19 @@ BOOST_AUTO_TEST_CASE(smollm2_matches_llama_cpp) {
                               << case_diff << ", first " << prefix << " of 64 greedy tokens identical");
     }
   }
-  BOOST_TEST_MESSAGE("greedy tokens identical on " << identical << "/" << total
-                                                   << " prompts; max |logit diff| " << max_diff);
+  BOOST_TEST_MESSAGE(to_string(kv) << " KV cache: greedy tokens identical on " << identical << "/"
+                                    << total << " prompts; max |logit diff| " << max_diff);
   BOOST_CHECK_GE(total, 20);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(smollm2_matches_llama_cpp) { check_smollm2_against_llama_cpp(kv_cache_type::f32); }
+
+// llama.cpp's default cache type: keys and values stored as f16, q and the softmax rounded to
+// f16 for their products (kernels/cpu/transformer_ops.hpp, attention_shape::kv_type).
+BOOST_AUTO_TEST_CASE(smollm2_with_f16_kv_cache_matches_llama_cpp) {
+  check_smollm2_against_llama_cpp(kv_cache_type::f16);
 }
 
 BOOST_AUTO_TEST_CASE(session_rejects_bad_input) {

@@ -36,8 +36,11 @@ namespace {
 
 const fs::path tiny_dir = fs::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama/tiny";
 
-troupe::json::value tiny_reference() {
-  const fs::path p = tiny_dir / "reference.json";
+/// llama.cpp's outputs on the tiny models: reference.json (f32 KV cache), or
+/// reference_f16_kv.json (its default f16 cache: tools/reference/tiny_f16_kv_reference.py).
+troupe::json::value tiny_reference(kv_cache_type kv = kv_cache_type::f32) {
+  const fs::path p =
+      tiny_dir / (kv == kv_cache_type::f16 ? "reference_f16_kv.json" : "reference.json");
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -48,7 +51,7 @@ const troupe::json::value& model_entry(const troupe::json::value& ref, const std
   for (const troupe::json::value& m : ref.find("models")->as_array()) {
     if (m.find("file")->as_string() == file) return m;
   }
-  throw std::runtime_error("tests/fixtures/llama/tiny/reference.json has no " + file);
+  throw std::runtime_error("tests/fixtures/llama/tiny's reference has no " + file);
 }
 
 int32_t argmax(std::span<const float> v) {
@@ -67,14 +70,14 @@ double first_step_diff(std::span<const float> logits, const troupe::json::value&
   return d;
 }
 
-/// Every case of `file` through one llama_session: first-step logits and all greedy tokens.
-/// troupe computes these models bit for bit as llama.cpp does: the first-step logits must be
-/// llama.cpp's floats exactly.
-void check_against_llama_cpp(const std::string& file) {
-  const troupe::json::value ref = tiny_reference();
+/// Every case of `file` through one llama_session with a `kv` cache: first-step logits and all
+/// greedy tokens. troupe computes these models bit for bit as llama.cpp does: the first-step
+/// logits must be llama.cpp's floats exactly.
+void check_against_llama_cpp(const std::string& file, kv_cache_type kv = kv_cache_type::f32) {
+  const troupe::json::value ref = tiny_reference(kv);
   const troupe::json::value& entry = model_entry(ref, file);
   auto model = llama_model::load(tiny_dir / file);
-  llama_session session(model, 256, 2);
+  llama_session session(model, 256, 2, kv);
   for (const troupe::json::value& c : entry.find("cases")->as_array()) {
     const auto prompt = test::ids_of(*c.find("prompt_tokens"));
     BOOST_TEST_CONTEXT(file << ", prompt of " << prompt.size() << " tokens") {
@@ -420,6 +423,18 @@ BOOST_AUTO_TEST_CASE(batched_prompts_match_llama_cpp) {
       }
     }
   }
+}
+
+// llama.cpp's default f16 KV cache (non-flash attention): heads of 32 and 48 (ggml_vec_dot_f16's
+// double tail for one token, tinyBLAS for several), sliding windows, soft-capping, q scaled
+// before attention, experts; every model the fixture lists, every logit exactly.
+BOOST_AUTO_TEST_CASE(f16_kv_cache_matches_llama_cpp) {
+  const troupe::json::value ref = tiny_reference(kv_cache_type::f16);
+  BOOST_REQUIRE_EQUAL(ref.find("settings")->find("kv_type")->as_string(), "f16");
+  const auto& models = ref.find("models")->as_array();
+  BOOST_CHECK_GE(models.size(), 6u);
+  for (const troupe::json::value& m : models)
+    check_against_llama_cpp(m.find("file")->as_string(), kv_cache_type::f16);
 }
 
 BOOST_AUTO_TEST_CASE(unsupported_llama_files_are_refused_clearly) {

@@ -23,6 +23,7 @@
 
 using namespace troupe;
 using troupe::llama::batch_decoder;
+using troupe::llama::kv_cache_type;
 using troupe::llama::llama_model;
 
 namespace {
@@ -129,12 +130,15 @@ chat_request request_for(uint64_t id, std::vector<chat_message> messages, uint32
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(batched_decoding_gives_llama_cpp_tokens_for_every_sequence) {
-  if (!have_model()) return;
-  const json::value fixture = llama::test::reference_fixture();
+namespace {
+
+/// Eight fixture prompts prefilled in one step, then decoded together one token per step with a
+/// `kv` cache: llama.cpp's logits and tokens (run with the same cache type) for every sequence.
+void check_batched_against_llama_cpp(kv_cache_type kv) {
+  const json::value fixture = llama::test::reference_fixture(kv == kv_cache_type::f16);
   const auto& cases = fixture.find("cases")->as_array();
   auto model = llama_model::load(llama::test::smollm2_path());
-  batch_decoder dec(model, 2);
+  batch_decoder dec(model, 2, kv);
   const size_t n = std::min<size_t>(cases.size(), 8);
   const auto vocab = static_cast<size_t>(model->hparams().vocab);
   std::vector<std::vector<int32_t>> prompts, expected, got(n);
@@ -173,6 +177,18 @@ BOOST_AUTO_TEST_CASE(batched_decoding_gives_llama_cpp_tokens_for_every_sequence)
                         static_cast<int64_t>(prompts[i].size() + expected[i].size()));
     }
   }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(batched_decoding_gives_llama_cpp_tokens_for_every_sequence) {
+  if (!have_model()) return;
+  check_batched_against_llama_cpp(kv_cache_type::f32);
+}
+
+BOOST_AUTO_TEST_CASE(batched_decoding_with_an_f16_kv_cache_gives_llama_cpp_tokens) {
+  if (!have_model()) return;
+  check_batched_against_llama_cpp(kv_cache_type::f16);
 }
 
 BOOST_AUTO_TEST_CASE(a_refused_step_changes_nothing) {
@@ -450,6 +466,57 @@ BOOST_FIXTURE_TEST_CASE(a_response_schema_shapes_the_answer, engine_fixture) {
       BOOST_CHECK_EQUAL(turn->finish, finish_reason::stop);
       BOOST_CHECK(json::validate(json::parse(turn->text), json::parse(schema)).empty());
     }
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(an_f16_kv_cache_admits_twice_the_positions, engine_fixture) {
+  if (!have_model()) return;
+  // The budget of the test above (160 positions of f32 cache) holds 320 of f16 cache: a request
+  // reserving 37 + 250 positions is refused with f32 and answered with f16, and a chat answer is
+  // llama.cpp's with its f16 cache.
+  local_model_config c;
+  c.kv_budget_bytes = 160 * 46'080;
+  c.context = 512;
+  c.kv_cache_type = "f16";
+  start(c);
+  const auto cases = chat_cases();
+  auto roomy = ask(request_for(1, cases[0].messages, 250));
+  BOOST_CHECK(std::holds_alternative<assistant_turn>(roomy));
+  const json::value f16_fixture = llama::test::reference_fixture(true);
+  bool compared = false;
+  for (const json::value& fc : f16_fixture.find("cases")->as_array()) {
+    if (fc.find("name")->as_string() != cases[1].name) continue;
+    compared = true;
+    const auto tok = llama::tokenizer::from_gguf(llama_model::load(
+        llama::test::smollm2_path())->file());
+    const expected_answer want =
+        expected_of(tok, llama::test::ids_of(*fc.find("greedy_tokens")));
+    auto got = ask(request_for(2, cases[1].messages, 64));
+    BOOST_REQUIRE(std::holds_alternative<assistant_turn>(got));
+    BOOST_CHECK_EQUAL(std::get<assistant_turn>(got).text, want.text);
+    BOOST_CHECK_EQUAL(std::get<assistant_turn>(got).usage.completion_tokens, want.tokens);
+  }
+  BOOST_CHECK(compared);
+  troupe::actor_system_config cfg32;
+  caf::actor_system sys32{cfg32};
+  c.kv_cache_type = "f32";
+  c.model = llama::test::smollm2_path().string();
+  auto model32 = spawn_local_model(sys32, c);
+  caf::scoped_actor self32{sys32};
+  self32->request(model32, reply_timeout, chat_atom::value, request_for(3, cases[0].messages, 250))
+    .receive([&](assistant_turn&) { BOOST_ERROR("the f32 cache admitted 287 positions of 160"); },
+             [&](caf::error& e) {
+               BOOST_CHECK_EQUAL(from_caf_error(e, "chat").code(), errc::budget_exceeded);
+             });
+  caf::anon_send_exit(model32, caf::exit_reason::user_shutdown);
+  // An unknown cache type is refused when the engine starts, naming the accepted ones.
+  c.kv_cache_type = "q8_0";
+  try {
+    spawn_local_model(sys32, c);
+    BOOST_ERROR("no error for kv_cache_type q8_0");
+  } catch (const error& e) {
+    BOOST_CHECK_EQUAL(e.code(), errc::invalid_argument);
+    BOOST_CHECK_NE(e.message().find("f32 or f16"), std::string::npos);
   }
 }
 

@@ -11,11 +11,13 @@ it). Each side is repeated --reps times, alternating, and the median is reported
 (min..max).
 
 Prefill: one eval of the whole prompt on an empty cache. Decode: 64 greedy single-token evals
-after the prompt.
+after the prompt. --kv-type f16 gives both the exact config and troupe an f16 KV cache (llama.cpp
+still without flash attention: troupe reproduces that bit for bit too).
 
 Usage:
   python3 tools/reference/bench_vs_llama_cpp.py --bench BUILD/bench/llama/bench_llama [--reps 5]
       [--model FILE.gguf]   (default: the embedded SmolLM2 Q4_1 file; both sides run FILE)
+      [--kv-type f16]
 """
 
 import argparse
@@ -74,7 +76,10 @@ def main():
     ap.add_argument("--model", type=Path, default=ref.DEFAULT_MODEL)
     ap.add_argument("--bench", type=Path, required=True, help="path to bench_llama")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--kv-type", choices=["f32", "f16"], default="f32",
+                    help="KV cache of the exact config and of troupe (TROUPE_BENCH_KV)")
     args = ap.parse_args()
+    os.environ["TROUPE_BENCH_KV"] = args.kv_type
 
     llama_cpp = ref.load_llama()
     prompt = PROMPT_FILE.read_text(encoding="utf-8").rstrip("\n ")
@@ -84,9 +89,9 @@ def main():
     # Q4_0, Q4_K, IQ4_NL and Q8_0 tensors re-laid at load for its gemv/gemm kernels; on by
     # default in llama.cpp). The repacked row is skipped on AMX CPUs, where llama.cpp's AMX
     # buffers crash with this model (ref.load_llama).
-    configs = {"llama.cpp (exact config)": (False, dict(flash_attn=False,
-                                                        type_k=llama_cpp.GGML_TYPE_F32,
-                                                        type_v=llama_cpp.GGML_TYPE_F32)),
+    exact_kv = llama_cpp.GGML_TYPE_F16 if args.kv_type == "f16" else llama_cpp.GGML_TYPE_F32
+    configs = {"llama.cpp (exact config)": (False, dict(flash_attn=False, type_k=exact_kv,
+                                                        type_v=exact_kv)),
                "llama.cpp (defaults)": (False, {})}
     if ref.cpu_has_amx():
         print("llama.cpp (defaults, repacked): skipped (AMX CPU)", file=sys.stderr)

@@ -30,12 +30,15 @@ def main():
     ap.add_argument("model", type=Path)
     ap.add_argument("--troupe", type=Path, default=REPO / "build/release/runtime/cli/troupe")
     ap.add_argument("--one-at-a-time", action="store_true")
+    ap.add_argument("--kv-type", choices=["f32", "f16"], default="f32",
+                    help="KV cache type of both (llama.cpp's type_k and type_v)")
     args = ap.parse_args()
     llama_cpp = load_llama()
     import numpy as np
+    kv_type = llama_cpp.GGML_TYPE_F16 if args.kv_type == "f16" else llama_cpp.GGML_TYPE_F32
     llm = llama_cpp.Llama(model_path=str(args.model), n_ctx=2048, n_batch=2048, n_ubatch=2048,
                           n_threads=2, n_threads_batch=2, flash_attn=False,
-                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
+                          type_k=kv_type, type_v=kv_type,
                           verbose=False, seed=0)
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     n_vocab = llm.n_vocab()
@@ -58,7 +61,7 @@ def main():
             llm.eval([t])
         ref = llm.detokenize(generated).decode("utf-8", errors="replace")
         # Bytes, decoded as the reference is: a random model may stop inside a UTF-8 sequence.
-        got = subprocess.run([str(args.troupe), "generate", "-m", str(args.model), "--raw", "-n",
+        got = subprocess.run([str(args.troupe), "generate", "-m", str(args.model), "--kv-type", args.kv_type, "--raw", "-n",
                               str(N), p], capture_output=True, check=True).stdout.decode(
                                   "utf-8", errors="replace")
         same = got.rstrip("\n") == ref.rstrip("\n")

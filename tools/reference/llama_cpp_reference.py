@@ -10,10 +10,12 @@ llama.cpp settings: n_threads = n_threads_batch = 2, n_ctx 2048, one batch per p
 flash attention off and an fp32 KV cache (type_k = type_v = GGML_TYPE_F32), i.e. llama.cpp's
 most exact CPU path, so that the differences measure troupe and not the rounding of an fp16
 cache, and without llama.cpp's AMX/repacked weight buffers (see load_llama). Generation does
-not stop at <|im_end|>: all 64 tokens are recorded and compared.
+not stop at <|im_end|>: all 64 tokens are recorded and compared. With --kv-type f16 the cache
+is llama.cpp's default f16 one instead, written to smollm2_reference_f16_kv.json (troupe's
+--kv-type f16 computes it bit for bit too).
 
 Usage:
-  python3 tools/reference/llama_cpp_reference.py [--model PATH] [--out PATH]
+  python3 tools/reference/llama_cpp_reference.py [--model PATH] [--out PATH] [--kv-type f16]
 It installs llama-cpp-python with pip when it cannot import it.
 """
 
@@ -114,15 +116,20 @@ def load_llama():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--kv-type", choices=["f32", "f16"], default="f32")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = DEFAULT_OUT if args.kv_type == "f32" else \
+            DEFAULT_OUT.with_name("smollm2_reference_f16_kv.json")
 
     llama_cpp = load_llama()
     import numpy as np
 
+    kv_type = llama_cpp.GGML_TYPE_F16 if args.kv_type == "f16" else llama_cpp.GGML_TYPE_F32
     llm = llama_cpp.Llama(model_path=str(args.model), n_ctx=2048, n_batch=2048, n_ubatch=2048,
                           n_threads=2, n_threads_batch=2, flash_attn=False,
-                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
+                          type_k=kv_type, type_v=kv_type,
                           logits_all=False, verbose=False, seed=0)
     n_vocab = llm.n_vocab()
     sha = hashlib.sha256(args.model.read_bytes()).hexdigest()
@@ -159,7 +166,7 @@ def main():
         "llama_cpp_python": llama_cpp.__version__,
         "model": args.model.name,
         "model_sha256": sha,
-        "settings": {"n_threads": 2, "n_ctx": 2048, "flash_attn": False, "kv_type": "f32",
+        "settings": {"n_threads": 2, "n_ctx": 2048, "flash_attn": False, "kv_type": args.kv_type,
                      "add_bos": True, "greedy_tokens": GENERATED, "top_logits": TOP},
         "cases": cases,
     }

@@ -573,6 +573,34 @@ def make_bad_files():
     return bad
 
 
+def llama_cpp_cases(llama_cpp, path, rng, kv_type):
+    """llama.cpp on the model at `path` (CONTEXT positions, flash attention off, a KV cache of
+    ggml type `kv_type`, 2 threads) for random prompts of 1, 7, 33, 100 and 180 token ids drawn
+    from `rng`: each case's whole first-step logits and GENERATED greedy tokens."""
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=CONTEXT, n_batch=CONTEXT, n_ubatch=CONTEXT,
+                          n_threads=2, n_threads_batch=2, flash_attn=False, type_k=kv_type,
+                          type_v=kv_type, verbose=False, seed=0)
+    n_vocab = llm.n_vocab()
+    cases = []
+    for length in (1, 7, 33, 100, 180):
+        prompt = [int(t) for t in rng.integers(3, n_vocab, length)]
+        llm.reset()
+        llm.eval(prompt)
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+        first = [float(f"{v:.9g}") for v in logits]  # 9 digits: the float's exact bits
+        generated = []
+        step = logits
+        for _ in range(GENERATED):
+            tok = int(np.argmax(step))
+            generated.append(tok)
+            llm.eval([tok])
+            step = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+        cases.append({"prompt_tokens": prompt, "first_logits": first, "greedy_tokens": generated})
+        print(f"{path.name}: {length} tokens -> {generated[:12]}", file=sys.stderr)
+    del llm
+    return cases
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.gguf"):
@@ -594,29 +622,7 @@ def main():
                         "greedy_tokens": GENERATED},
            "models": [], "refused": [{"file": f, "error_mentions": e} for f, e in bad]}
     for m in models:
-        llm = llama_cpp.Llama(model_path=str(m.path), n_ctx=CONTEXT, n_batch=CONTEXT,
-                              n_ubatch=CONTEXT, n_threads=2, n_threads_batch=2, flash_attn=False,
-                              type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
-                              verbose=False, seed=0)
-        n_vocab = llm.n_vocab()
-        cases = []
-        for length in (1, 7, 33, 100, 180):
-            prompt = [int(t) for t in rng.integers(3, n_vocab, length)]
-            llm.reset()
-            llm.eval(prompt)
-            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
-            first = [float(f"{v:.9g}") for v in logits]  # 9 digits: the float's exact bits
-            generated = []
-            step = logits
-            for _ in range(GENERATED):
-                tok = int(np.argmax(step))
-                generated.append(tok)
-                llm.eval([tok])
-                step = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
-            cases.append({"prompt_tokens": prompt, "first_logits": first,
-                          "greedy_tokens": generated})
-            print(f"{m.name}: {length} tokens -> {generated[:12]}", file=sys.stderr)
-        del llm
+        cases = llama_cpp_cases(llama_cpp, m.path, rng, llama_cpp.GGML_TYPE_F32)
         out["models"].append({"file": m.path.name,
                               "sha256": hashlib.sha256(m.path.read_bytes()).hexdigest(),
                               "cases": cases})

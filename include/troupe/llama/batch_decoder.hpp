@@ -16,14 +16,17 @@ namespace troupe::llama {
 
 class batch_decoder {
  public:
-  /// `threads`: parallelism of the kernels, caller included (>= 1).
-  batch_decoder(std::shared_ptr<const llama_model> model, int threads = 2);
+  /// `threads`: parallelism of the kernels, caller included (>= 1); `kv`: the cache's type.
+  batch_decoder(std::shared_ptr<const llama_model> model, int threads = 2,
+                kv_cache_type kv = kv_cache_type::f32);
   ~batch_decoder();
   batch_decoder(const batch_decoder&) = delete;
   batch_decoder& operator=(const batch_decoder&) = delete;
 
   /// Bytes of KV cache that one position of one sequence takes (keys and values, all layers).
-  static int64_t kv_bytes_per_position(const llama_hparams& h) noexcept;
+  static int64_t kv_bytes_per_position(const llama_hparams& h,
+                                       kv_cache_type kv = kv_cache_type::f32) noexcept;
+  kv_cache_type kv_type() const noexcept;
 
   /// Opens a sequence with room for `capacity` positions and returns its id. The cache memory is
   /// reserved, not touched: pages are committed as positions are written. Throws troupe::error

@@ -29,6 +29,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "troupe/formats/gguf.hpp"
@@ -131,11 +132,23 @@ class llama_model {
   std::unique_ptr<impl> impl_;
 };
 
-/// One sequence being decoded: a KV cache of `context` positions, scratch buffers and a thread
-/// pool of `threads` (caller included). Not thread-safe; use one session per thread.
+/// Element type of the KV cache. f32 is llama.cpp's arithmetic with type_k = type_v = f32; f16
+/// halves the cache and is llama.cpp's with type_k = type_v = f16 (its default cache type;
+/// non-flash attention in both): keys and values rounded to f16 as they are stored, q and the
+/// softmax rounded to f16 for their products with them. Logits stay bit-identical to llama.cpp
+/// configured the same way.
+enum class kv_cache_type : uint8_t { f32, f16 };
+/// "f32" / "f16".
+const char* to_string(kv_cache_type t) noexcept;
+/// Parses "f32" or "f16"; throws troupe::error invalid_argument naming the accepted values.
+kv_cache_type parse_kv_cache_type(std::string_view name);
+
+/// One sequence being decoded: a KV cache of `context` positions of type `kv`, scratch buffers
+/// and a thread pool of `threads` (caller included). Not thread-safe; use one session per thread.
 class llama_session {
  public:
-  llama_session(std::shared_ptr<const llama_model> model, int64_t context = 2048, int threads = 2);
+  llama_session(std::shared_ptr<const llama_model> model, int64_t context = 2048, int threads = 2,
+                kv_cache_type kv = kv_cache_type::f32);
   ~llama_session();
   llama_session(const llama_session&) = delete;
   llama_session& operator=(const llama_session&) = delete;
