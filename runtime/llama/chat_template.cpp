@@ -13,20 +13,37 @@ namespace troupe::llama {
 
 namespace {
 
+/// SmolLM3's custom instructions when thinking is on and the conversation has no system message.
+constexpr std::string_view smollm3_thinking_system =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role as an "
+    "assistant involves thoroughly exploring questions through a systematic thinking process "
+    "before providing the final precise and accurate solutions. This requires engaging in a "
+    "comprehensive cycle of analysis, summarizing, exploration, reassessment, reflection, "
+    "backtracking, and iteration to develop well-considered thinking process. Please structure "
+    "your response into two main sections: Thought and Solution using the specified format: "
+    "<think> Thought section </think> Solution section. In the Thought section, detail your "
+    "reasoning process in steps. Each step should include detailed considerations such as "
+    "analysing questions, summarizing relevant findings, brainstorming new ideas, verifying the "
+    "accuracy of the current steps, refining any errors, and revisiting previous steps. In the "
+    "Solution section, based on various attempts, explorations, and reflections from the Thought "
+    "section, systematically present the final solution that you deem correct. The Solution "
+    "section should be logical, accurate, and concise and detail necessary steps needed to reach "
+    "the conclusion.";
+
 /// SmolLM2's and Qwen2.5's templates insert these system turns when the conversation has none.
 constexpr std::array<std::string_view, 2> chatml_default_systems = {
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
 };
 
-constexpr std::array<chat_template::kind, 16> all_kinds = {
+constexpr std::array<chat_template::kind, 17> all_kinds = {
     chat_template::kind::chatml,     chat_template::kind::llama2,
     chat_template::kind::llama2_sys, chat_template::kind::mistral_v1,
     chat_template::kind::mistral_v3, chat_template::kind::mistral_v3_tekken,
     chat_template::kind::mistral_v7, chat_template::kind::mistral_v7_tekken,
     chat_template::kind::llama3,     chat_template::kind::zephyr,
     chat_template::kind::phi3,       chat_template::kind::phi4,
-    chat_template::kind::gemma,
+    chat_template::kind::gemma,      chat_template::kind::smollm3,
     chat_template::kind::vicuna,     chat_template::kind::vicuna_orca,
     chat_template::kind::granite,
 };
@@ -56,16 +73,17 @@ char32_t decode_utf8(const unsigned char* p, size_t n) {
   return c;
 }
 
-/// Python's str.strip(): Unicode whitespace off both ends (bytes that are not UTF-8 stay).
-std::string strip(std::string_view s) {
+/// Python's str.strip(): Unicode whitespace off both ends (bytes that are not UTF-8 stay); only
+/// off the front (lstrip) or the back (rstrip) when the other flag is false.
+std::string strip(std::string_view s, bool front = true, bool back = true) {
   auto p = reinterpret_cast<const unsigned char*>(s.data());
   size_t b = 0, e = s.size();
-  while (b < e) {
+  while (front && b < e) {
     const size_t n = p[b] < 0x80 ? 1 : p[b] >= 0xF0 ? 4 : p[b] >= 0xE0 ? 3 : 2;
     if (b + n > e || !is_python_space(decode_utf8(p + b, n))) break;
     b += n;
   }
-  while (e > b) {
+  while (back && e > b) {
     size_t n = 1;
     while (n < 4 && e - n > b && (p[e - n] & 0xC0) == 0x80) ++n;
     if (!is_python_space(decode_utf8(p + e - n, n))) break;
@@ -324,6 +342,8 @@ std::string_view chat_template::name(kind k) noexcept {
       return "vicuna-orca";
     case kind::granite:
       return "granite";
+    case kind::smollm3:
+      return "smollm3";
   }
   return "unknown";
 }
@@ -349,6 +369,8 @@ std::optional<chat_template> chat_template::detect(std::string_view text, chat_c
     // SmolVLM (<end_of_utterance>) uses the tokens otherwise.
     if (has(text, "<|im_sep|>")) {
       k = kind::phi4;
+    } else if (has(text, "## Metadata") && has(text, "Reasoning Mode")) {
+      k = kind::smollm3;
     } else if (!has(text, "<end_of_utterance>")) {
       k = kind::chatml;
     }
@@ -431,6 +453,8 @@ std::string chat_template::apply(std::span<const chat_message> messages,
   switch (kind_) {
     case kind::chatml:
       return render_chatml(messages, add_generation_prompt);
+    case kind::smollm3:
+      return render_smollm3(messages, add_generation_prompt);
     case kind::llama2:
     case kind::llama2_sys:
       return render_llama2(messages);
@@ -491,6 +515,49 @@ std::string chat_template::render_chatml(std::span<const chat_message> messages,
     out += "<|im_end|>\n";
   }
   if (gen) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+std::string chat_template::render_smollm3(std::span<const chat_message> messages,
+                                          bool gen) const {
+  // The system message sets the mode by its flag and, without the flag and trailing whitespace
+  // (Python's rstrip), is the custom instructions; a later system message, which the template
+  // drops, is a user turn here (nothing the caller wrote is lost).
+  bool think = true;
+  std::string custom;
+  if (!messages.empty() && messages.front().role == "system") {
+    const std::string& sys = messages.front().content;
+    if (sys.find("/no_think") != std::string::npos)
+      think = false;
+    custom = sys;
+    for (std::string_view flag : {std::string_view("/no_think"), std::string_view("/think")}) {
+      for (size_t at = custom.find(flag); at != std::string::npos; at = custom.find(flag, at))
+        custom.erase(at, flag.size());
+    }
+    custom = strip(custom, false, true);
+  }
+  std::string out = "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\n";
+  out += think ? "Reasoning Mode: /think\n\n" : "Reasoning Mode: /no_think\n\n";
+  out += "## Custom Instructions\n\n";
+  out += !custom.empty() ? custom + "\n\n"
+         : think         ? std::string(smollm3_thinking_system) + "\n\n"
+                         : "You are a helpful AI assistant named SmolLM, trained by Hugging Face.\n\n";
+  out += "<|im_end|>\n";
+  const std::string_view empty_think = think ? "" : "<think>\n\n</think>\n";
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const chat_message& m = messages[i];
+    if (m.role == "assistant") {
+      out += "<|im_start|>assistant\n";
+      out += empty_think;
+      out += strip_newlines(m.content, true, false) + "<|im_end|>\n";
+    } else if (m.role != "system" || i > 0) {  // user, tool (a user turn) and later systems
+      out += "<|im_start|>user\n" + m.content + "<|im_end|>\n";
+    }
+  }
+  if (gen) {
+    out += "<|im_start|>assistant\n";
+    out += empty_think;
+  }
   return out;
 }
 
@@ -680,6 +747,7 @@ std::string_view chat_template::end_of_turn() const noexcept {
   switch (kind_) {
     case kind::chatml:
     case kind::phi4:
+    case kind::smollm3:
       return "<|im_end|>";
     case kind::granite:
       return "<|end_of_text|>";

@@ -106,12 +106,12 @@ BOOST_AUTO_TEST_CASE(every_fixture_template_is_detected_and_rendered_as_jinja_re
     }
   }
   BOOST_TEST_MESSAGE(compared << " renderings of " << templates << " templates compared");
-  BOOST_CHECK_EQUAL(templates, 28u);
+  BOOST_CHECK_EQUAL(templates, 29u);
   BOOST_CHECK_GE(compared, 280u);
   for (std::string_view k : {"chatml", "llama2", "llama2-sys", "mistral-v1", "mistral-v3",
                              "mistral-v3-tekken", "mistral-v7", "mistral-v7-tekken", "llama3",
                              "zephyr", "phi3", "phi4", "gemma", "vicuna", "vicuna-orca",
-                             "granite"}) {
+                             "granite", "smollm3"}) {
     BOOST_CHECK_MESSAGE(kinds_seen.count(std::string(k)) == 1, "no fixture template of kind " << k);
   }
 }
@@ -173,6 +173,7 @@ BOOST_AUTO_TEST_CASE(end_of_turn_and_bos_per_kind) {
       {"microsoft/phi-4", {"phi4", "<|im_end|>", false}},
       {"Qwen/Qwen3-0.6B", {"chatml", "<|im_end|>", false}},
       {"ibm-granite/granite-3.3-2b-instruct", {"granite", "<|end_of_text|>", false}},
+      {"HuggingFaceTB/SmolLM3-3B", {"smollm3", "<|im_end|>", false}},
   };
   size_t seen = 0;
   for (const auto& t : fixture().find("templates")->as_array()) {

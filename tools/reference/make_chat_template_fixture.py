@@ -71,6 +71,11 @@ CONVERSATIONS = [
         {"role": "user", "content": " Grüße! Что такое 東京? 🚀\n"},
         {"role": "assistant", "content": "東京は日本の首都です。"},
         {"role": "user", "content": "Ça va ?"}]},
+    {"id": "reasoning_flag", "messages": [  # SmolLM3 reads /no_think off the system message
+        {"role": "system", "content": "Answer briefly. /no_think\n"},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "\nHello."},
+        {"role": "user", "content": "Bye"}]},
     {"id": "tool", "messages": [
         {"role": "system", "content": S},
         {"role": "user", "content": "Weather in Paris?"},
@@ -225,6 +230,8 @@ TEMPLATES = [
      {"tool": "Granite 3.0's template drops a 'tool' turn; troupe prints it with its role"}),
     ("ibm-granite/granite-3.3-2b-instruct", "models/templates",
      "ibm-granite-granite-3.3-2B-Instruct.jinja", "", "<|end_of_text|>", "granite", None, {}),
+    ("HuggingFaceTB/SmolLM3-3B", "models/templates", "HuggingFaceTB-SmolLM3-3B.jinja",
+     "<|begin_of_text|>", "<|im_end|>", "smollm3", None, {}),
     ("google/gemma-2-2b-it", "models/templates", "google-gemma-2-2b-it.jinja", "<bos>", "<eos>",
      "gemma", "llama.cpp merges a system message into the first user turn where Jinja refuses it",
      {"tool": TOOL_NOT_COMPARED}),

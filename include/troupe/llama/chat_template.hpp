@@ -81,6 +81,12 @@ class chat_template {
     /// <|start_of_role|>role<|end_of_role|>content<|end_of_text|>\n (IBM Granite 3.x; 3.3's
     /// default system message carries the date).
     granite,
+    /// SmolLM3: ChatML behind a system turn of "## Metadata" (knowledge cutoff, reasoning mode)
+    /// and "## Custom Instructions" (the system message without its /think or /no_think flag,
+    /// else a default one). Thinking is on unless the system message says /no_think; then every
+    /// assistant turn and the generation prompt carry an empty <think></think> block. A tool
+    /// result is a user turn, as the template renders it.
+    smollm3,
   };
 
   /// Recognises the template in tokenizer.chat_template, with BOS/EOS texts from the vocabulary.
@@ -118,6 +124,7 @@ class chat_template {
   std::string render_mistral(std::span<const chat_message> m) const;
   std::string render_llama3(std::span<const chat_message> m, bool gen) const;
   std::string render_turns(std::span<const chat_message> m, bool gen) const;
+  std::string render_smollm3(std::span<const chat_message> m, bool gen) const;
 
   kind kind_;
   chat_context ctx_;
