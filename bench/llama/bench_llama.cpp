@@ -136,20 +136,27 @@ void bm_decode(benchmark::State& state) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
-/// Decode at a long context: 64 greedy tokens after the benchmark prompt repeated to 1,536
-/// tokens, where attention reads 1.5k cached positions per layer and token (the KV cache type
-/// matters here). Counter: generated tokens per second.
+/// Decode at a long context: 64 greedy tokens after the benchmark prompt (BOS included)
+/// repeated to $TROUPE_BENCH_CONTEXT tokens (1,536 by default), where attention reads that many
+/// cached positions per layer and token (the KV cache type matters here). Counter: generated
+/// tokens per second.
 void bm_decode_long_context(benchmark::State& state) {
   const fixture* f = shared_fixture();
   if (f == nullptr) {
     state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
     return;
   }
+  const char* env = std::getenv("TROUPE_BENCH_CONTEXT");
+  const size_t context = env != nullptr && *env != 0 ? std::strtoul(env, nullptr, 10) : 1536;
+  if (context < 1 || context + decode_tokens > 8192) {
+    state.SkipWithError("TROUPE_BENCH_CONTEXT must be 1..8128");
+    return;
+  }
   std::vector<int32_t> prompt;
-  while (prompt.size() < 1536)
+  while (prompt.size() < context)
     prompt.insert(prompt.end(), f->prompt.begin(), f->prompt.end());
-  prompt.resize(1536);
-  llama_session session(f->model, 2048, 2, kv_type());
+  prompt.resize(context);
+  llama_session session(f->model, static_cast<int64_t>(context) + decode_tokens, 2, kv_type());
   for (auto _ : state) {
     state.PauseTiming();
     session.reset();
@@ -160,7 +167,7 @@ void bm_decode_long_context(benchmark::State& state) {
       logits = session.decode(std::span<const int32_t>(&next, 1));
     }
   }
-  state.counters["context"] = 1536;
+  state.counters["context"] = static_cast<double>(context);
   state.counters["tok_per_s"] = benchmark::Counter(decode_tokens,
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }

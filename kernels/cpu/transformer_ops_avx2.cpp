@@ -131,8 +131,71 @@ inline float dot_vec(const float* x, const float* y, int64_t n) {
   return sum;
 }
 
+/// ggml_vec_dot_f16 (AVX-512 order, float_dot.hpp) of an f16 key row x and q rounded to f16
+/// (as floats) y: dot_vec's lanes with x widened, then the n % 64 tail added in double.
+inline float dot_vec_f16(const uint16_t* x, const float* y, int64_t n) {
+  const int64_t np = n & ~int64_t{63};
+  const auto ld = [](const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  };
+  __m256 a0l = _mm256_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l, a2l = a0l, a2h = a0l,
+         a3l = a0l, a3h = a0l;
+  for (int64_t i = 0; i < np; i += 64) {
+    const auto fma = [&](__m256& acc, int64_t o) {
+      acc = _mm256_fmadd_ps(ld(x + i + o), _mm256_loadu_ps(y + i + o), acc);
+    };
+    fma(a0l, 0), fma(a0h, 8), fma(a1l, 16), fma(a1h, 24);
+    fma(a2l, 32), fma(a2h, 40), fma(a3l, 48), fma(a3h, 56);
+  }
+  const __m256 lo = _mm256_add_ps(_mm256_add_ps(a0l, a2l), _mm256_add_ps(a1l, a3l));
+  const __m256 hi = _mm256_add_ps(_mm256_add_ps(a0h, a2h), _mm256_add_ps(a1h, a3h));
+  double sum = reduce16(lo, hi);
+  for (int64_t i = np; i < n; ++i) {
+    const float p = _cvtsh_ss(x[i]) * y[i];
+    sum += static_cast<double>(p);
+  }
+  return static_cast<float>(sum);
+}
+
+/// tinyBLAS's f16 order (n % 16 == 0): element i in lane i % 16 of one accumulator, reduced.
+inline float dot_tinyblas_f16(const uint16_t* x, const float* y, int64_t n) {
+  __m256 lo = _mm256_setzero_ps(), hi = lo;
+  for (int64_t i = 0; i < n; i += 16) {
+    lo = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))),
+                         _mm256_loadu_ps(y + i), lo);
+    hi = _mm256_fmadd_ps(
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8))),
+        _mm256_loadu_ps(y + i + 8), hi);
+  }
+  return reduce16(lo, hi);
+}
+
 template <class E>
 void pv_lanes(const attention_head_args& a) noexcept;
+
+void round_to_f16_avx2(float* p, int64_t n) noexcept;
+
+/// f16_scores with the AVX2 dots above (the same sums): q rounded into a.q16, the scores of
+/// [first, n), -inf before, keys and values asked for 8 positions ahead as the f32 path does.
+void f16_scores_avx2(const attention_head_args& a) noexcept {
+  const int64_t n = a.n, d = a.head_dim;
+  float* s = a.scores;
+  std::copy_n(a.q, d, a.q16);
+  round_to_f16_avx2(a.q16, d);
+  const auto* k = static_cast<const uint16_t*>(a.k);
+  const auto* v = static_cast<const uint16_t*>(a.v);
+  const bool tinyblas = !a.single_token && d % 16 == 0;
+  for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
+  for (int64_t j = a.first; j < n; ++j) {
+    const int64_t ahead = (j + 8) * a.stride;
+    for (int64_t i = 0; i < d; i += 32) {
+      __builtin_prefetch(k + ahead + i, 0, 3);
+      __builtin_prefetch(v + ahead + i, 0, 2);
+    }
+    s[j] = tinyblas ? dot_tinyblas_f16(k + j * a.stride, a.q16, d)
+                    : dot_vec_f16(k + j * a.stride, a.q16, d);
+  }
+}
 
 void to_f16_avx2(const float* x, uint16_t* y, int64_t n) noexcept {
   int64_t i = 0;
@@ -159,7 +222,7 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   }
   float* s = a.scores;
   if (a.kv_f16) {
-    f16_scores(a, isa::best);
+    f16_scores_avx2(a);
   } else {
     // Cache rows are kv_heads·head_dim apart and, a layer later, no longer cached: ask for the
     // key and the value 8 positions ahead, so that the keys arrive in time and the values are
@@ -218,36 +281,20 @@ void pv_lanes(const attention_head_args& a) noexcept {
   // out = Σ_j p_j·v_j in ggml's accumulator lanes (see attention_head_args::single_token).
   const int64_t lanes = a.single_token ? 64 : 16;
   // Lane row l sums the positions j ≡ l (mod lanes) in increasing j, independently of the other
-  // rows: so each row is summed in registers, 32 columns at a time, and stored once.
+  // rows. V is walked once, row after row (each row's lane in acc, which stays in L1): walking
+  // it lane by lane instead (each lane's sum in registers) jumped `lanes` rows at every step,
+  // and at long contexts the cache misses cost more than the sums.
   float* acc = a.acc;  // [lanes, d]; rows at or past n are never stored
   const int64_t used = std::min(n, lanes);
-  for (int64_t l = 0; l < used; ++l) {
-    float* al = acc + l * d;
-    // Masked positions (before a.first) have p = 0: their terms would leave the sums as they
-    // are (a sum that starts at +0 never becomes -0), so the loops start at the first visible.
-    const int64_t j0 = l + (std::max<int64_t>(0, a.first - l) + lanes - 1) / lanes * lanes;
-    int64_t i = 0;
-    for (; i + 32 <= d; i += 32) {
-      __m256 r0 = _mm256_setzero_ps(), r1 = r0, r2 = r0, r3 = r0;
-      for (int64_t j = j0; j < n; j += lanes) {
-        const __m256 p = _mm256_set1_ps(s[j]);
-        const E* vj = v + j * a.stride + i;
-        r0 = _mm256_fmadd_ps(load8(vj), p, r0);
-        r1 = _mm256_fmadd_ps(load8(vj + 8), p, r1);
-        r2 = _mm256_fmadd_ps(load8(vj + 16), p, r2);
-        r3 = _mm256_fmadd_ps(load8(vj + 24), p, r3);
-      }
-      _mm256_storeu_ps(al + i, r0);
-      _mm256_storeu_ps(al + i + 8, r1);
-      _mm256_storeu_ps(al + i + 16, r2);
-      _mm256_storeu_ps(al + i + 24, r3);
-    }
-    for (; i < d; i += 8) {
-      __m256 r = _mm256_setzero_ps();
-      for (int64_t j = j0; j < n; j += lanes)
-        r = _mm256_fmadd_ps(load8(v + j * a.stride + i), _mm256_set1_ps(s[j]), r);
-      _mm256_storeu_ps(al + i, r);
-    }
+  std::fill(acc, acc + used * d, 0.0f);
+  // Masked positions (before a.first) have p = 0: their terms would leave the sums as they are
+  // (a sum that starts at +0 never becomes -0), so the walk starts at the first visible one.
+  for (int64_t j = a.first; j < n; ++j) {
+    const __m256 p = _mm256_set1_ps(s[j]);
+    const E* vj = v + j * a.stride;
+    float* al = acc + (j & (lanes - 1)) * d;
+    for (int64_t i = 0; i < d; i += 8)
+      _mm256_storeu_ps(al + i, _mm256_fmadd_ps(load8(vj + i), p, _mm256_loadu_ps(al + i)));
   }
   // A row past n is the +0.0 it would hold (a short context need not clear and read 64 rows).
   const auto row = [&](int64_t l, int64_t i) {

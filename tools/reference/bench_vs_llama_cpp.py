@@ -53,17 +53,24 @@ def llama_cpp_run(llm, tokens):
     return len(tokens) / (t1 - t0), DECODE / (t2 - t1)
 
 
-def troupe_run(bench, model):
-    # Only the two benchmarks compared here (the batched and engine ones take minutes).
+def troupe_run(bench, model, context=None):
+    """bench_llama's prefill and decode, or with `context` its decode after that many tokens
+    (bm_decode_long_context; prefill then reads 0)."""
+    # Only the benchmarks compared here (the batched and engine ones take minutes).
+    which = "^bm_decode_long_context" if context else "^bm_(prefill|decode)/"
+    env = dict(os.environ, TROUPE_BENCH_MODEL=str(model))
+    if context:
+        env["TROUPE_BENCH_CONTEXT"] = str(context)
     out = subprocess.run([str(bench), "--benchmark_format=json", "--benchmark_min_time=0.001",
-                          "--benchmark_filter=^bm_(prefill|decode)/"],
-                         check=True, capture_output=True, text=True,
-                         env=dict(os.environ, TROUPE_BENCH_MODEL=str(model))).stdout
+                          f"--benchmark_filter={which}"],
+                         check=True, capture_output=True, text=True, env=env).stdout
     rates = {}
     for b in json.loads(out)["benchmarks"]:
         if b.get("error_occurred"):
             sys.exit(f"bench_llama: {b['name']}: {b.get('error_message')}")
         rates[b["name"].split("/")[0]] = (b["tok_per_s"], b.get("prompt_tokens"))
+    if context:
+        return 0.0, rates["bm_decode_long_context"][0], None
     return rates["bm_prefill"][0], rates["bm_decode"][0], rates["bm_prefill"][1]
 
 
@@ -78,6 +85,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--kv-type", choices=["f32", "f16"], default="f32",
                     help="KV cache of the exact config and of troupe (TROUPE_BENCH_KV)")
+    ap.add_argument("--context", type=int,
+                    help="decode after the prompt repeated to this many tokens (troupe: "
+                         "bm_decode_long_context with TROUPE_BENCH_CONTEXT); prefill not compared")
     args = ap.parse_args()
     os.environ["TROUPE_BENCH_KV"] = args.kv_type
 
@@ -106,6 +116,8 @@ def main():
     ref.EXTRA_BUFFERS["on"] = False
     tokens = next(iter(llms.values())).tokenize(prompt.encode("utf-8"), add_bos=True,
                                                  special=False)
+    if args.context:  # as bm_decode_long_context builds it: the prompt, BOS included, repeated
+        tokens = (tokens * (args.context // len(tokens) + 1))[:args.context]
     results = {name: ([], []) for name in list(llms) + ["troupe"]}
     for name, llm in llms.items():  # warm-up
         llama_cpp_run(llm, tokens)
@@ -115,7 +127,7 @@ def main():
             p, d = llama_cpp_run(llm, tokens)
             results[name][0].append(p)
             results[name][1].append(d)
-        p, d, troupe_prompt_tokens = troupe_run(args.bench, args.model)
+        p, d, troupe_prompt_tokens = troupe_run(args.bench, args.model, args.context)
         results["troupe"][0].append(p)
         results["troupe"][1].append(d)
     if troupe_prompt_tokens is not None and int(troupe_prompt_tokens) != len(tokens):
@@ -128,12 +140,13 @@ def main():
     for name, (pre, dec) in results.items():
         pm, plo, phi = summary(pre)
         dm, dlo, dhi = summary(dec)
-        print(f"  {name:32s} prefill {pm:7.1f} ({plo:.1f}..{phi:.1f})   "
-              f"decode {dm:6.1f} ({dlo:.1f}..{dhi:.1f})")
+        prefill = "" if args.context else f"prefill {pm:7.1f} ({plo:.1f}..{phi:.1f})   "
+        print(f"  {name:32s} {prefill}decode {dm:6.1f} ({dlo:.1f}..{dhi:.1f})")
     tp, td = statistics.median(results["troupe"][0]), statistics.median(results["troupe"][1])
     for name in llms:
         lp, ld = statistics.median(results[name][0]), statistics.median(results[name][1])
-        print(f"  troupe / {name}: prefill x{tp / lp:.2f}, decode x{td / ld:.2f}")
+        prefill = "" if args.context else f"prefill x{tp / lp:.2f}, "
+        print(f"  troupe / {name}: {prefill}decode x{td / ld:.2f}")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ class chat_template {
     /// and "## Custom Instructions" (the system message without its /think or /no_think flag,
     /// else a default one). Thinking is on unless the system message says /no_think; then every
     /// assistant turn and the generation prompt carry an empty <think></think> block. A tool
-    /// result is a user turn, as the template renders it.
+    /// result is a user turn, as the template renders it; so is a later system message (which
+    /// the template drops).
     smollm3,
   };
 
