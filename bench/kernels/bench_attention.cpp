@@ -38,7 +38,10 @@ void bm_attention(benchmark::State& state) {
   for (auto& x : k) x = dist(gen);
   for (auto& x : v) x = dist(gen);
   std::vector<uint16_t> kh(k.size()), vh(v.size());
-  for (size_t i = 0; i < k.size(); ++i) kh[i] = kc::fp32_to_fp16(k[i]), vh[i] = kc::fp32_to_fp16(v[i]);
+  for (size_t i = 0; i < k.size(); ++i) {
+    kh[i] = kc::fp32_to_fp16(k[i]);
+    vh[i] = kc::fp32_to_fp16(v[i]);
+  }
   const kc::attention_shape shape{heads, kv_heads, head_dim, 0.125f, 0, 0,
                                   f16 ? kc::quant_type::f16 : kc::quant_type::f32};
   kc::thread_pool pool(2);

@@ -113,7 +113,10 @@ BOOST_AUTO_TEST_CASE(attention_matches_naive_gqa) {
   // The f16 cache: the same keys and values rounded to f16, and its contract's roundings of q
   // and of the softmax (attention_shape::kv_type) in the reference below.
   std::vector<uint16_t> kh(k.size()), vh(v.size());
-  for (size_t i = 0; i < k.size(); ++i) kh[i] = kc::fp32_to_fp16(k[i]), vh[i] = kc::fp32_to_fp16(v[i]);
+  for (size_t i = 0; i < k.size(); ++i) {
+    kh[i] = kc::fp32_to_fp16(k[i]);
+    vh[i] = kc::fp32_to_fp16(v[i]);
+  }
   const auto half = [](double x) { return kc::fp16_to_fp32(kc::fp32_to_fp16(static_cast<float>(x))); };
   for (bool f16 : {false, true})
   for (float cap : {0.0f, 2.0f})
