@@ -539,9 +539,13 @@ std::string chat_template::render_smollm3(std::span<const chat_message> messages
   std::string out = "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\n";
   out += think ? "Reasoning Mode: /think\n\n" : "Reasoning Mode: /no_think\n\n";
   out += "## Custom Instructions\n\n";
-  out += !custom.empty() ? custom + "\n\n"
-         : think         ? std::string(smollm3_thinking_system) + "\n\n"
-                         : "You are a helpful AI assistant named SmolLM, trained by Hugging Face.\n\n";
+  if (!custom.empty())
+    out += custom;
+  else if (think)
+    out += smollm3_thinking_system;
+  else
+    out += "You are a helpful AI assistant named SmolLM, trained by Hugging Face.";
+  out += "\n\n";
   out += "<|im_end|>\n";
   const std::string_view empty_think = think ? "" : "<think>\n\n</think>\n";
   for (size_t i = 0; i < messages.size(); ++i) {
