@@ -15,6 +15,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -138,8 +139,8 @@ void bm_decode(benchmark::State& state) {
 
 /// Decode at a long context: 64 greedy tokens after the benchmark prompt (BOS included)
 /// repeated to $TROUPE_BENCH_CONTEXT tokens (1,536 by default), where attention reads that many
-/// cached positions per layer and token (the KV cache type matters here). Counter: generated
-/// tokens per second.
+/// cached positions per layer and token (the KV cache type matters here). Counters: generated
+/// tokens per second, and the prompt's tokens per second in its (untimed) prefill, one batch.
 void bm_decode_long_context(benchmark::State& state) {
   const fixture* f = shared_fixture();
   if (f == nullptr) {
@@ -157,10 +158,13 @@ void bm_decode_long_context(benchmark::State& state) {
     prompt.insert(prompt.end(), f->prompt.begin(), f->prompt.end());
   prompt.resize(context);
   llama_session session(f->model, static_cast<int64_t>(context) + decode_tokens, 2, kv_type());
+  double prefill_seconds = 0;  // the untimed prefills, for their own counter
   for (auto _ : state) {
     state.PauseTiming();
     session.reset();
+    const auto p0 = std::chrono::steady_clock::now();
     auto logits = session.decode(prompt);
+    prefill_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
     state.ResumeTiming();
     for (int i = 0; i < decode_tokens; ++i) {
       const int32_t next = arg_max(logits);
@@ -168,6 +172,8 @@ void bm_decode_long_context(benchmark::State& state) {
     }
   }
   state.counters["context"] = static_cast<double>(context);
+  state.counters["prefill_tok_per_s"] =
+      static_cast<double>(context * state.iterations()) / std::max(prefill_seconds, 1e-9);
   state.counters["tok_per_s"] = benchmark::Counter(decode_tokens,
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -54,8 +54,8 @@ def llama_cpp_run(llm, tokens):
 
 
 def troupe_run(bench, model, context=None):
-    """bench_llama's prefill and decode, or with `context` its decode after that many tokens
-    (bm_decode_long_context; prefill then reads 0)."""
+    """bench_llama's prefill and decode, or with `context` bm_decode_long_context's: the
+    prompt repeated to that many tokens, prefilled in one batch, and the decode after it."""
     # Only the benchmarks compared here (the batched and engine ones take minutes).
     which = "^bm_decode_long_context" if context else "^bm_(prefill|decode)/"
     env = dict(os.environ, TROUPE_BENCH_MODEL=str(model))
@@ -68,9 +68,11 @@ def troupe_run(bench, model, context=None):
     for b in json.loads(out)["benchmarks"]:
         if b.get("error_occurred"):
             sys.exit(f"bench_llama: {b['name']}: {b.get('error_message')}")
-        rates[b["name"].split("/")[0]] = (b["tok_per_s"], b.get("prompt_tokens"))
+        rates[b["name"].split("/")[0]] = (b["tok_per_s"], b.get("prompt_tokens"),
+                                          b.get("prefill_tok_per_s"))
     if context:
-        return 0.0, rates["bm_decode_long_context"][0], None
+        decode, _, prefill = rates["bm_decode_long_context"]
+        return prefill, decode, None
     return rates["bm_prefill"][0], rates["bm_decode"][0], rates["bm_prefill"][1]
 
 
@@ -86,8 +88,9 @@ def main():
     ap.add_argument("--kv-type", choices=["f32", "f16"], default="f32",
                     help="KV cache of the exact config and of troupe (TROUPE_BENCH_KV)")
     ap.add_argument("--context", type=int,
-                    help="decode after the prompt repeated to this many tokens (troupe: "
-                         "bm_decode_long_context with TROUPE_BENCH_CONTEXT); prefill not compared")
+                    help="prefill the prompt repeated to this many tokens and decode after it "
+                         "(troupe: bm_decode_long_context with TROUPE_BENCH_CONTEXT, one batch; "
+                         "llama.cpp: batches of 512)")
     args = ap.parse_args()
     os.environ["TROUPE_BENCH_KV"] = args.kv_type
 
@@ -140,13 +143,12 @@ def main():
     for name, (pre, dec) in results.items():
         pm, plo, phi = summary(pre)
         dm, dlo, dhi = summary(dec)
-        prefill = "" if args.context else f"prefill {pm:7.1f} ({plo:.1f}..{phi:.1f})   "
-        print(f"  {name:32s} {prefill}decode {dm:6.1f} ({dlo:.1f}..{dhi:.1f})")
+        print(f"  {name:32s} prefill {pm:7.1f} ({plo:.1f}..{phi:.1f})   "
+              f"decode {dm:6.1f} ({dlo:.1f}..{dhi:.1f})")
     tp, td = statistics.median(results["troupe"][0]), statistics.median(results["troupe"][1])
     for name in llms:
         lp, ld = statistics.median(results[name][0]), statistics.median(results[name][1])
-        prefill = "" if args.context else f"prefill x{tp / lp:.2f}, "
-        print(f"  troupe / {name}: {prefill}decode x{td / ld:.2f}")
+        print(f"  troupe / {name}: prefill x{tp / lp:.2f}, decode x{td / ld:.2f}")
 
 
 if __name__ == "__main__":
