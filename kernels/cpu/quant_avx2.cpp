@@ -913,10 +913,12 @@ void q5_k_row(int64_t nb, const block_q5_k* x, const unsigned char* a, size_t as
 
 /// One Q6_K row × T Q8_K tokens: y[t·ys] = dot_q6_k(row, token t), as q4_k_row shares the
 /// decoding of the row. Each token's sum starts at -32·Σ scale·bsums (dot_q6_k subtracts the
-/// same integer at the end: int32 sums are exact either way).
-template <int T, bool Tiled>
-void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as, float* y,
-              int64_t ys) {
+/// same integer at the end: int32 sums are exact either way). With Vnni the scale multiply-add
+/// is one VPDPWSSD (the same exact sums); inlined into q6_k_row or q6_k_row_vnni as q4_k_row_body.
+template <int T, bool Tiled, bool Vnni>
+[[gnu::always_inline]] inline void q6_k_row_body(int64_t nb, const block_q6_k* x,
+                                                 const unsigned char* a, size_t as, float* y,
+                                                 int64_t ys) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i two = _mm256_set1_epi8(0x03);
   __m256 acc[T];
@@ -960,7 +962,10 @@ void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
           const __m256i p = _mm256_maddubs_epi16(q[c], load256(yt[t]->qs + 128 * h + 32 * c));
-          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+          if constexpr (Vnni)
+            sumi[t] = _mm256_dpwssd_epi32(sumi[t], p, s);
+          else
+            sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
         }
       }
     }
@@ -977,6 +982,19 @@ void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as
   }
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) y[t * ys] = Tiled ? tiled[t] : hsum(acc[t]);
+}
+
+template <int T, bool Tiled>
+void q6_k_row(int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as, float* y,
+              int64_t ys) {
+  q6_k_row_body<T, Tiled, false>(nb, x, a, as, y, ys);
+}
+
+/// q6_k_row with VPDPWSSD, for use_avx512_vnni_kernels where the CPU has VNNI.
+template <int T, bool Tiled>
+__attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma,f16c"))) void q6_k_row_vnni(
+    int64_t nb, const block_q6_k* x, const unsigned char* a, size_t as, float* y, int64_t ys) {
+  q6_k_row_body<T, Tiled, true>(nb, x, a, as, y, ys);
 }
 
 /// One IQ4_XS row × T Q8_K tokens: y[t·ys] = dot_iq4_xs(row, token t); each sub-block's values
@@ -1175,6 +1193,10 @@ struct q6_k_rows {
   using block = block_q6_k;
   template <int T, bool Tiled> static constexpr auto row = q6_k_row<T, Tiled>;
 };
+struct q6_k_rows_vnni {
+  using block = block_q6_k;
+  template <int T, bool Tiled> static constexpr auto row = q6_k_row_vnni<T, Tiled>;
+};
 struct iq4_xs_rows {
   using block = block_iq4_xs;
   template <int T, bool Tiled> static constexpr auto row = iq4_xs_row<T, Tiled>;
@@ -1282,6 +1304,11 @@ void quantize_q8_k(const float* x, void* vy, int64_t n) { quantize_q8_k_ggml(x, 
 void mat_mat_q4_k_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                        size_t as, int64_t tokens, float* y, int64_t ys) {
   mat_mat_k<q4_k_rows_vnni, false>(rows, n, w, ws, a, as, tokens, y, ys);
+}
+
+void mat_mat_q6_k_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
+                       size_t as, int64_t tokens, float* y, int64_t ys) {
+  mat_mat_k<q6_k_rows_vnni, false>(rows, n, w, ws, a, as, tokens, y, ys);
 }
 
 const kernel_table& avx2_kernels() noexcept {

@@ -337,6 +337,7 @@ void use_avx512_vnni_kernels(kernel_table& t) noexcept {
   t.mat_mat_iq4_nl = mat_mat_tiles<signed_tile<iq4_nl_layout, true>::of, 8, 2>;
   t.tinyblas_iq4_nl = mat_mat_tiles<signed_tile<iq4_nl_layout>::of, 8, 4>;
   t.mat_mat_q4_k = mat_mat_q4_k_vnni;
+  t.mat_mat_q6_k = mat_mat_q6_k_vnni;
   t.widen_q5_0 = false;  // (quant_impl.hpp says why; Q4_0 stays widened from 4 tokens)
   for (int k = 0; k < 6; ++k) t.tiled_k_lanes[k] = avx512_vnni_lanes_kernels()[k];
 }

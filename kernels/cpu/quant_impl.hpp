@@ -224,12 +224,15 @@ const kernel_table& avx2_kernels() noexcept;
 const kernel_table& avx512_kernels() noexcept;
 /// Defined in quant_avx512_vnni.cpp; only call after the CPU reported avx512f, avx512bw,
 /// avx512vl and avx512vnni: puts the VNNI multi-row kernels into t (Q4_1, Q5_1, Q8_0, Q5_0, Q4_0
-/// and IQ4_NL tiles, IQ4_NL in tinyBLAS's order, the K-quant lanes kernels) and sets its
-/// widening flags for them.
+/// and IQ4_NL tiles, IQ4_NL in tinyBLAS's order, Q4_K and Q6_K rows, the K-quant lanes kernels)
+/// and sets its widening flags for them.
 void use_avx512_vnni_kernels(kernel_table& t) noexcept;
 /// Q4_K × Q8_K in vec_dot's order with VPDPWSSD (quant_avx2.cpp, a VNNI-targeted function):
 /// mat_mat_q4_k for use_avx512_vnni_kernels.
 void mat_mat_q4_k_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
+                       size_t as, int64_t tokens, float* y, int64_t ys);
+/// Q6_K × Q8_K the same way: mat_mat_q6_k for use_avx512_vnni_kernels.
+void mat_mat_q6_k_vnni(int64_t rows, int64_t n, const void* w, size_t ws, const void* a,
                        size_t as, int64_t tokens, float* y, int64_t ys);
 /// Defined in quant_avx512_vnni_lanes.cpp, same CPU condition: the six lanes_fn kernels in
 /// kernel_table::tiled_k_lanes's order.
