@@ -131,18 +131,21 @@ inline float dot_vec(const float* x, const float* y, int64_t n) {
   return sum;
 }
 
+/// 8 values of a cache row: floats, or f16 widened.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
 /// ggml_vec_dot_f16 (AVX-512 order, float_dot.hpp) of an f16 key row x and q rounded to f16
 /// (as floats) y: dot_vec's lanes with x widened, then the n % 64 tail added in double.
 inline float dot_vec_f16(const uint16_t* x, const float* y, int64_t n) {
   const int64_t np = n & ~int64_t{63};
-  const auto ld = [](const uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  };
   __m256 a0l = _mm256_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l, a2l = a0l, a2h = a0l,
          a3l = a0l, a3h = a0l;
   for (int64_t i = 0; i < np; i += 64) {
     const auto fma = [&](__m256& acc, int64_t o) {
-      acc = _mm256_fmadd_ps(ld(x + i + o), _mm256_loadu_ps(y + i + o), acc);
+      acc = _mm256_fmadd_ps(load8(x + i + o), _mm256_loadu_ps(y + i + o), acc);
     };
     fma(a0l, 0), fma(a0h, 8), fma(a1l, 16), fma(a1h, 24);
     fma(a2l, 32), fma(a2h, 40), fma(a3l, 48), fma(a3h, 56);
@@ -161,11 +164,8 @@ inline float dot_vec_f16(const uint16_t* x, const float* y, int64_t n) {
 inline float dot_tinyblas_f16(const uint16_t* x, const float* y, int64_t n) {
   __m256 lo = _mm256_setzero_ps(), hi = lo;
   for (int64_t i = 0; i < n; i += 16) {
-    lo = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))),
-                         _mm256_loadu_ps(y + i), lo);
-    hi = _mm256_fmadd_ps(
-        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8))),
-        _mm256_loadu_ps(y + i + 8), hi);
+    lo = _mm256_fmadd_ps(load8(x + i), _mm256_loadu_ps(y + i), lo);
+    hi = _mm256_fmadd_ps(load8(x + i + 8), _mm256_loadu_ps(y + i + 8), hi);
   }
   return reduce16(lo, hi);
 }
@@ -173,7 +173,22 @@ inline float dot_tinyblas_f16(const uint16_t* x, const float* y, int64_t n) {
 template <class E>
 void pv_lanes(const attention_head_args& a) noexcept;
 
-void round_to_f16_avx2(float* p, int64_t n) noexcept;
+void to_f16_avx2(const float* x, uint16_t* y, int64_t n) noexcept {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+/// round_to_f16 with F16C.
+void round_to_f16_avx2(float* p, int64_t n) noexcept {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(p + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(p + j),
+                                                            _MM_FROUND_TO_NEAREST_INT)));
+  for (; j < n; ++j) p[j] = _cvtsh_ss(_cvtss_sh(p[j], _MM_FROUND_TO_NEAREST_INT));
+}
 
 /// f16_scores with the AVX2 dots above (the same sums): q rounded into a.q16, the scores of
 /// [first, n), -inf before, keys and values asked for 8 positions ahead as the f32 path does.
@@ -195,23 +210,6 @@ void f16_scores_avx2(const attention_head_args& a) noexcept {
     s[j] = tinyblas ? dot_tinyblas_f16(k + j * a.stride, a.q16, d)
                     : dot_vec_f16(k + j * a.stride, a.q16, d);
   }
-}
-
-void to_f16_avx2(const float* x, uint16_t* y, int64_t n) noexcept {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-  for (; i < n; ++i) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
-}
-
-/// round_to_f16 with F16C.
-void round_to_f16_avx2(float* p, int64_t n) noexcept {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    _mm256_storeu_ps(p + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(p + j),
-                                                            _MM_FROUND_TO_NEAREST_INT)));
-  for (; j < n; ++j) p[j] = _cvtsh_ss(_cvtss_sh(p[j], _MM_FROUND_TO_NEAREST_INT));
 }
 
 void attention_head_avx2(const attention_head_args& a) noexcept {
@@ -259,17 +257,12 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   }
   const auto inv = static_cast<float>(1.0 / sum);
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
-  if (a.kv_f16) round_to_f16_avx2(s, n);
-  if (a.kv_f16)
+  if (a.kv_f16) {
+    round_to_f16_avx2(s, n);
     pv_lanes<uint16_t>(a);
-  else
+  } else {
     pv_lanes<float>(a);
-}
-
-/// 8 values of a cache row: floats, or f16 widened.
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
 }
 
 /// attention_head_avx2's a.out = Σ_j p_j·v_j, p in a.scores, V of element type E.
