@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "cpu/quant.hpp"
 #include "cpu/transformer_ops_impl.hpp"
@@ -108,39 +109,21 @@ void rope_avx2(float* x, int64_t heads, int64_t head_dim, int64_t rope_dim, cons
   }
 }
 
-/// ggml_vec_dot_f32 (AVX-512 order) for n >= 0.
-inline float dot_vec(const float* x, const float* y, int64_t n) {
-  const int64_t np = n & ~int64_t{63};
-  // Four 16-lane accumulators as eight named registers (an array of them was kept on the stack,
-  // every FMA waiting on a store-forwarded reload).
-  __m256 a0l = _mm256_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l, a2l = a0l, a2h = a0l,
-         a3l = a0l, a3h = a0l;
-  for (int64_t i = 0; i < np; i += 64) {
-    const auto fma = [&](__m256& acc, int64_t o) {
-      acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + o), _mm256_loadu_ps(y + i + o), acc);
-    };
-    fma(a0l, 0), fma(a0h, 8), fma(a1l, 16), fma(a1h, 24);
-    fma(a2l, 32), fma(a2h, 40), fma(a3l, 48), fma(a3h, 56);
-  }
-  const __m256 lo = _mm256_add_ps(_mm256_add_ps(a0l, a2l), _mm256_add_ps(a1l, a3l));
-  const __m256 hi = _mm256_add_ps(_mm256_add_ps(a0h, a2h), _mm256_add_ps(a1h, a3h));
-  float sum = reduce16(lo, hi);
-  const int64_t fused = n - (n - np) % 8;  // ggml's tail (see dot_vec_ggml)
-  for (int64_t i = np; i < fused; ++i) sum += x[i] * y[i];
-  for (int64_t i = fused; i < n; ++i) sum = __builtin_fmaf(x[i], y[i], sum);
-  return sum;
-}
-
 /// 8 values of a cache row: floats, or f16 widened.
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-/// ggml_vec_dot_f16 (AVX-512 order, float_dot.hpp) of an f16 key row x and q rounded to f16
-/// (as floats) y: dot_vec's lanes with x widened, then the n % 64 tail added in double.
-inline float dot_vec_f16(const uint16_t* x, const float* y, int64_t n) {
+/// ggml_vec_dot_f32 (AVX-512 order) of an f32 key row x and q, or ggml_vec_dot_f16 of an f16
+/// key row (E = uint16_t) and q rounded to f16 (as floats), for n >= 0: the same 64 lanes, then
+/// the n % 64 tail, which ggml adds in float (f32: products rounded in order, the last
+/// (n % 64) % 8 fused, as GCC compiled it; see dot_vec_ggml) or in double (f16).
+template <class E>
+inline float dot_vec(const E* x, const float* y, int64_t n) {
   const int64_t np = n & ~int64_t{63};
+  // Four 16-lane accumulators as eight named registers (an array of them was kept on the stack,
+  // every FMA waiting on a store-forwarded reload).
   __m256 a0l = _mm256_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l, a2l = a0l, a2h = a0l,
          a3l = a0l, a3h = a0l;
   for (int64_t i = 0; i < np; i += 64) {
@@ -152,12 +135,20 @@ inline float dot_vec_f16(const uint16_t* x, const float* y, int64_t n) {
   }
   const __m256 lo = _mm256_add_ps(_mm256_add_ps(a0l, a2l), _mm256_add_ps(a1l, a3l));
   const __m256 hi = _mm256_add_ps(_mm256_add_ps(a0h, a2h), _mm256_add_ps(a1h, a3h));
-  double sum = reduce16(lo, hi);
-  for (int64_t i = np; i < n; ++i) {
-    const float p = _cvtsh_ss(x[i]) * y[i];
-    sum += static_cast<double>(p);
+  if constexpr (std::is_same_v<E, uint16_t>) {
+    double sum = reduce16(lo, hi);
+    for (int64_t i = np; i < n; ++i) {
+      const float p = _cvtsh_ss(x[i]) * y[i];
+      sum += static_cast<double>(p);
+    }
+    return static_cast<float>(sum);
+  } else {
+    float sum = reduce16(lo, hi);
+    const int64_t fused = n - (n - np) % 8;
+    for (int64_t i = np; i < fused; ++i) sum += x[i] * y[i];
+    for (int64_t i = fused; i < n; ++i) sum = __builtin_fmaf(x[i], y[i], sum);
+    return sum;
   }
-  return static_cast<float>(sum);
 }
 
 /// tinyBLAS's f16 order (n % 16 == 0): element i in lane i % 16 of one accumulator, reduced.
@@ -208,7 +199,7 @@ void f16_scores_avx2(const attention_head_args& a) noexcept {
       __builtin_prefetch(v + ahead + i, 0, 2);
     }
     s[j] = tinyblas ? dot_tinyblas_f16(k + j * a.stride, a.q16, d)
-                    : dot_vec_f16(k + j * a.stride, a.q16, d);
+                    : dot_vec(k + j * a.stride, a.q16, d);
   }
 }
 
