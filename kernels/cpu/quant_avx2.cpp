@@ -370,6 +370,21 @@ float dot_q2_k(int64_t n, const void* w, const void* a) {
   return hsum(acc);
 }
 
+/// A Q3_K block's 16 scales (q3_k_scales: 6 bits, minus 32) as int8 lanes, from the 12 packed
+/// bytes as three 32-bit words: the low nibbles of bytes 0-7 then their high nibbles, each with
+/// two bits of bytes 8-11 (shifted by 0, 2, 4, 6 for scales 0-3, 4-7, 8-11, 12-15) on top.
+inline __m128i q3_k_scales16(const uint8_t* packed) {
+  uint32_t w[3];
+  std::memcpy(w, packed, sizeof w);
+  constexpr uint32_t low4 = 0x0F0F0F0F, low2 = 0x03030303;
+  const auto scales4 = [&](uint32_t low, int shift) {
+    return static_cast<int>((low & low4) | (((w[2] >> shift) & low2) << 4));
+  };
+  const __m128i biased = _mm_setr_epi32(scales4(w[0], 0), scales4(w[1], 2), scales4(w[0] >> 4, 4),
+                                        scales4(w[1] >> 4, 6));
+  return _mm_sub_epi8(biased, _mm_set1_epi8(32));
+}
+
 float dot_q3_k(int64_t n, const void* w, const void* a) {
   // As dot_q2_k without the mins: quants in -4..3 (two low bits, minus 4 where the high bit is
   // clear), signed 6-bit scales.
@@ -379,10 +394,7 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
   const __m256i four = _mm256_set1_epi8(4);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / qk_k; ++i) {
-    alignas(16) int8_t sc[16];
-    q3_k_scales(x[i].scales, sc);
-    const __m256i scales16 =
-        _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales16(x[i].scales));
     const __m256i hbits = load256(x[i].hmask);
     __m256i sumi = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
@@ -1119,10 +1131,7 @@ void q3_k_row(int64_t nb, const block_q3_k* x, const unsigned char* a, size_t as
     tiled[t] = 0.0f;
   }
   for (int64_t i = 0; i < nb; ++i) {
-    alignas(16) int8_t sc[16];
-    q3_k_scales(x[i].scales, sc);
-    const __m256i scales16 =
-        _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales16(x[i].scales));
     const __m256i hbits = load256(x[i].hmask);
     const block_q8_k* yt[T];
     __m256i sumi[T];
