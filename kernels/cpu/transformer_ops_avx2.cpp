@@ -181,25 +181,33 @@ void round_to_f16_avx2(float* p, int64_t n) noexcept {
   for (; j < n; ++j) p[j] = _cvtsh_ss(_cvtss_sh(p[j], _MM_FROUND_TO_NEAREST_INT));
 }
 
-/// f16_scores with the AVX2 dots above (the same sums): q rounded into a.q16, the scores of
-/// [first, n), -inf before, keys and values asked for 8 positions ahead as the f32 path does.
-void f16_scores_avx2(const attention_head_args& a) noexcept {
+/// The scores s[j] = q·k_j of [first, n) over a cache of E (float, or f16 as uint16_t), -inf
+/// before: ggml_vec_dot_f32's order for f32 keys in every batch, ggml_vec_dot_f16's or
+/// tinyBLAS's (several tokens, head_dim % 16 == 0) for f16 keys with q rounded to f16 (q: a.q,
+/// or a.q16 for f16; f16_scores is the scalar definition). Cache rows are kv_heads·head_dim
+/// apart and, a layer later, no longer cached: the key and the value 8 positions ahead are
+/// asked for, so that the keys arrive in time and the values are in L2 (a head's n·head_dim
+/// elements) when the product with V walks them.
+template <class E>
+void scores_avx2(const attention_head_args& a, const float* q) noexcept {
   const int64_t n = a.n, d = a.head_dim;
   float* s = a.scores;
-  std::copy_n(a.q, d, a.q16);
-  round_to_f16_avx2(a.q16, d);
-  const auto* k = static_cast<const uint16_t*>(a.k);
-  const auto* v = static_cast<const uint16_t*>(a.v);
-  const bool tinyblas = !a.single_token && d % 16 == 0;
+  const auto* k = static_cast<const E*>(a.k);
+  const auto* v = static_cast<const E*>(a.v);
+  constexpr int64_t per_line = 64 / sizeof(E);
   for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
   for (int64_t j = a.first; j < n; ++j) {
     const int64_t ahead = (j + 8) * a.stride;
-    for (int64_t i = 0; i < d; i += 32) {
+    for (int64_t i = 0; i < d; i += per_line) {
       __builtin_prefetch(k + ahead + i, 0, 3);
       __builtin_prefetch(v + ahead + i, 0, 2);
     }
-    s[j] = tinyblas ? dot_tinyblas_f16(k + j * a.stride, a.q16, d)
-                    : dot_vec(k + j * a.stride, a.q16, d);
+    if constexpr (std::is_same_v<E, uint16_t>) {
+      s[j] = !a.single_token && d % 16 == 0 ? dot_tinyblas_f16(k + j * a.stride, q, d)
+                                            : dot_vec(k + j * a.stride, q, d);
+    } else {
+      s[j] = dot_vec(k + j * a.stride, q, d);
+    }
   }
 }
 
@@ -211,22 +219,11 @@ void attention_head_avx2(const attention_head_args& a) noexcept {
   }
   float* s = a.scores;
   if (a.kv_f16) {
-    f16_scores_avx2(a);
+    std::copy_n(a.q, d, a.q16);
+    round_to_f16_avx2(a.q16, d);
+    scores_avx2<uint16_t>(a, a.q16);
   } else {
-    // Cache rows are kv_heads·head_dim apart and, a layer later, no longer cached: ask for the
-    // key and the value 8 positions ahead, so that the keys arrive in time and the values are
-    // in L2 (a head's n·head_dim floats) when the product with V below walks them in its order.
-    const auto* k = static_cast<const float*>(a.k);
-    const auto* v = static_cast<const float*>(a.v);
-    for (int64_t j = 0; j < a.first; ++j) s[j] = -std::numeric_limits<float>::infinity();
-    for (int64_t j = a.first; j < n; ++j) {
-      const int64_t ahead = (j + 8) * a.stride;
-      for (int64_t i = 0; i < d; i += 16) {
-        __builtin_prefetch(k + ahead + i, 0, 3);
-        __builtin_prefetch(v + ahead + i, 0, 2);
-      }
-      s[j] = dot_vec(k + j * a.stride, a.q, d);
-    }
+    scores_avx2<float>(a, a.q);
   }
   softcap_scores(s, a.first, n, a.softcap);
   // Softmax over 16-lane chunks; the padding lanes are -inf, whose exp is 0 as in ggml's mask.
