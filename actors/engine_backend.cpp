@@ -90,6 +90,9 @@ struct llama_forward {
   int64_t kv_bytes_per_position() const noexcept {
     return llama::batch_decoder::kv_bytes_per_position(model->hparams(), decoder.kv_type());
   }
+  bool interchangeable(int64_t a, int64_t b) const noexcept {
+    return decoder.interchangeable(a, b);
+  }
   std::shared_ptr<const llama::llama_model> model;
   llama::batch_decoder decoder;
 };
@@ -122,6 +125,7 @@ struct deepseek_forward {
   int64_t kv_bytes_per_position() const noexcept {
     return deepseek::batch_decoder::kv_bytes_per_position(model->cfg());
   }
+  bool interchangeable(int64_t, int64_t) const noexcept { return true; }
   gguf_file gguf;  // the tokenizer and chat template; model maps the file once more
   std::shared_ptr<const deepseek::model> model;
   std::unique_ptr<deepseek::expert_shard_group> experts;
@@ -167,6 +171,13 @@ class gguf_backend final : public engine_backend {
   const llama::token_masker* masker() const noexcept override { return &masker_; }
   uint32_t open(int64_t capacity) override { return fwd_.dec().open(capacity); }
   void close(uint32_t seq) noexcept override { fwd_.dec().close(seq); }
+  void truncate(uint32_t seq, int64_t n) override { fwd_.dec().truncate(seq, n); }
+  void copy_prefix(uint32_t from, uint32_t to, int64_t n) override {
+    fwd_.dec().copy_prefix(from, to, n);
+  }
+  bool interchangeable(int64_t a, int64_t b) const noexcept override {
+    return fwd_.interchangeable(a, b);
+  }
   std::span<const float> decode(std::span<const chunk> chunks) override {
     chunks_.clear();
     for (const auto& c : chunks) chunks_.push_back({c.seq, c.tokens});
@@ -232,6 +243,11 @@ class deepseek_backend final : public engine_backend {
   const llama::token_masker* masker() const noexcept override { return masker_.get(); }
   uint32_t open(int64_t capacity) override { return decoder_->open(capacity); }
   void close(uint32_t seq) noexcept override { decoder_->close(seq); }
+  void truncate(uint32_t seq, int64_t n) override { decoder_->truncate(seq, n); }
+  void copy_prefix(uint32_t from, uint32_t to, int64_t n) override {
+    decoder_->copy_prefix(from, to, n);
+  }
+  bool interchangeable(int64_t, int64_t) const noexcept override { return true; }
   std::span<const float> decode(std::span<const chunk> chunks) override {
     chunks_.clear();
     for (const auto& c : chunks) chunks_.push_back({c.seq, c.tokens});

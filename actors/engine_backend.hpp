@@ -66,6 +66,11 @@ class engine_backend {
   };
   virtual uint32_t open(int64_t capacity) = 0;
   virtual void close(uint32_t seq) noexcept = 0;
+  /// The decoder's prefix-cache operations (llama::batch_decoder::truncate, copy_prefix,
+  /// interchangeable).
+  virtual void truncate(uint32_t seq, int64_t n) = 0;
+  virtual void copy_prefix(uint32_t from, uint32_t to, int64_t n) = 0;
+  virtual bool interchangeable(int64_t capacity_a, int64_t capacity_b) const noexcept = 0;
   /// Logits [chunks, vocab] of each chunk's last token (see llama::batch_decoder::decode).
   virtual std::span<const float> decode(std::span<const chunk> chunks) = 0;
 };

@@ -68,6 +68,11 @@ struct sequence_state {
   uint64_t request_id = 0;
   std::vector<int32_t> prompt;
   size_t prefilled = 0;        ///< Prompt tokens already in the KV cache.
+  int64_t written = 0;          ///< Positions in the KV cache (prompt, then generated tokens).
+  size_t reused = 0;            ///< Prompt tokens copied from the prefix cache.
+  /// Admitted, but its prefill waits for an older sequence to compute more of a prompt that
+  /// begins as this one does (then copied, not computed twice).
+  bool awaits_prefix = false;
   int32_t next = -1;           ///< The sampled token the next step feeds in.
   uint32_t seq = 0;            ///< Decoder sequence, once admitted.
   int64_t positions = 0;       ///< Reserved KV positions (prompt + max tokens, within context).
@@ -91,14 +96,49 @@ struct sequence_state {
 
 using sequence_ptr = std::unique_ptr<sequence_state>;
 
+/// A finished request's KV cache, kept for the prefix cache while the budget has room. Only its
+/// prompt's positions are offered for reuse: a generated token's position was computed alone,
+/// whose attention sums in another order than a prompt's (attention_head_args::single_token),
+/// so a prompt continued from it would not be what computing that prompt gives.
+struct idle_sequence {
+  uint32_t seq = 0;
+  int64_t capacity = 0;         ///< Positions it was opened with.
+  std::vector<int32_t> tokens;  ///< Its prompt's tokens in the cache, position by position.
+  int64_t held = 0;             ///< Positions written (prompt and generated): its memory.
+  uint64_t last_use = 0;        ///< For least-recently-used eviction.
+  int64_t bytes(int64_t per_position) const { return held * per_position; }
+};
+
 struct engine_state {
   static inline const char* name = "troupe.model.local";
   std::shared_ptr<engine_core> core;
   std::deque<sequence_ptr> waiting;   ///< Arrival order.
   std::vector<sequence_ptr> running;  ///< Admitted: a KV sequence is open for each.
-  int64_t reserved_bytes = 0;
+  int64_t reserved_bytes = 0;         ///< Reservations of the running sequences.
+  std::vector<idle_sequence> idle;    ///< The prefix cache.
+  int64_t idle_bytes = 0;             ///< The positions the idle sequences hold.
+  uint64_t clock = 0;                 ///< Ticks at each use of an idle sequence.
   bool step_pending = false;
 };
+
+/// At most this many finished sequences are kept, whatever the budget (matching a prompt reads
+/// each one's tokens).
+constexpr size_t max_idle_sequences = 256;
+/// A sequence waits for an older one's prefill only when that saves at least this many tokens.
+constexpr size_t min_wait_gain = 32;
+
+size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
+  const size_t n = std::min(a.size(), b.size());
+  return static_cast<size_t>(std::mismatch(a.begin(), a.begin() + static_cast<ptrdiff_t>(n),
+                                           b.begin()).first -
+                             a.begin());
+}
+
+/// The part of a prompt that may come from the prefix cache: all but its last two tokens (see
+/// start_prompt).
+std::span<const int32_t> reusable_part(const std::vector<int32_t>& prompt) {
+  return std::span(prompt).first(prompt.size() < 3 ? 0 : prompt.size() - 2);
+}
 
 /// The grammar a request's output must follow, if any: its response schema, else its tool calls
 /// in the model's syntax.
@@ -225,10 +265,43 @@ void send_text(engine_actor::pointer self, sequence_state& s, std::string text) 
   stream_calls(self, s, std::move(out.calls));
 }
 
-/// Frees an admitted sequence's KV cache and its reservation.
-void release(engine_state& st, sequence_state& s) {
-  st.core->backend->close(s.seq);
-  st.reserved_bytes -= s.positions * st.core->bytes_per_position;
+void drop_idle(engine_state& st, size_t i) {
+  st.core->backend->close(st.idle[i].seq);
+  st.idle_bytes -= st.idle[i].bytes(st.core->bytes_per_position);
+  st.idle.erase(st.idle.begin() + static_cast<ptrdiff_t>(i));
+}
+
+/// Drops the least recently used idle sequence other than `keep`; false when there is none.
+bool evict_one(engine_state& st, const idle_sequence* keep = nullptr) {
+  size_t victim = st.idle.size();
+  for (size_t i = 0; i < st.idle.size(); ++i) {
+    if (&st.idle[i] == keep) continue;
+    if (victim == st.idle.size() || st.idle[i].last_use < st.idle[victim].last_use) victim = i;
+  }
+  if (victim == st.idle.size()) return false;
+  drop_idle(st, victim);
+  return true;
+}
+
+/// Frees an admitted sequence's reservation. Its KV cache stays as an idle sequence of the
+/// prefix cache when `keep` (its content is sound) and the engine keeps one, else it is closed.
+void release(engine_state& st, sequence_state& s, bool keep) {
+  const auto& core = *st.core;
+  st.reserved_bytes -= s.positions * core.bytes_per_position;
+  if (!keep || !core.cfg.prefix_cache || s.prefilled < 2) {
+    core.backend->close(s.seq);
+    return;
+  }
+  s.prompt.resize(s.prefilled);
+  // An idle sequence whose tokens this one begins with says nothing new.
+  for (size_t i = st.idle.size(); i-- > 0;) {
+    if (st.idle[i].tokens.size() <= s.prompt.size() &&
+        common_prefix(st.idle[i].tokens, s.prompt) == st.idle[i].tokens.size())
+      drop_idle(st, i);
+  }
+  if (st.idle.size() >= max_idle_sequences) evict_one(st);
+  st.idle.push_back({s.seq, s.positions, std::move(s.prompt), s.written, ++st.clock});
+  st.idle_bytes += st.idle.back().bytes(core.bytes_per_position);
 }
 
 /// Replies to a sequence and frees what it holds.
@@ -246,34 +319,100 @@ void finish(engine_actor::stateful_pointer<engine_state> self, sequence_state& s
     assistant_turn turn;
     turn.text = std::move(s.text);
     turn.tool_calls = std::move(s.calls);
-    turn.usage = usage{s.prompt.size(), s.generated};
+    turn.usage = usage{s.prompt.size(), s.generated, s.reused};
     turn.finish = !turn.tool_calls.empty() && why == finish_reason::stop ? finish_reason::tool_calls
                                                                          : why;
     s.promise.deliver(std::move(turn));
   } catch (const error& e) {
     s.promise.deliver(to_caf_error(error{errc::model_failed, "local model: " + e.message()}));
   }
-  if (admitted) release(st, s);
+  if (admitted) release(st, s, true);
 }
 
+/// Fails a request; its KV cache, which a failed step may have left half written, is closed.
 void fail(engine_actor::stateful_pointer<engine_state> self, sequence_state& s, const error& e,
           bool admitted) {
   s.promise.deliver(to_caf_error(e));
-  if (admitted) release(self->state, s);
+  if (admitted) release(self->state, s, false);
+}
+
+/// Where an admitted sequence's prompt starts: from a copy of the longest beginning of it that an
+/// idle or running sequence holds in its cache, or, when an older running sequence still
+/// prefilling a prompt that begins the same way would hold at least min_wait_gain tokens more,
+/// after waiting for it (awaits_prefix). Only prompt positions are copied, and at least the
+/// prompt's last two tokens are computed, as one chunk: a prompt computed in parts of two or
+/// more tokens sums as in one part (with weights whose products sum per token, as the embedded
+/// model's do, every logit is the same as without the copy), one of a single token would not
+/// (attention_head_args::single_token). Called at admission and each step while it waits.
+void start_prompt(engine_state& st, sequence_state& s) {
+  const auto& core = *st.core;
+  s.awaits_prefix = false;
+  if (!core.cfg.prefix_cache || s.prefilled > 0) return;
+  const std::span<const int32_t> prompt = reusable_part(s.prompt);
+  if (prompt.empty()) return;
+  auto& backend = *core.backend;
+  size_t best = 0, best_idle = st.idle.size();
+  uint32_t from = 0;
+  for (size_t i = 0; i < st.idle.size(); ++i) {
+    const size_t n = common_prefix(st.idle[i].tokens, prompt);
+    if (n > best && backend.interchangeable(st.idle[i].capacity, s.positions)) {
+      best = n, best_idle = i, from = st.idle[i].seq;
+    }
+  }
+  size_t pending = 0;  // what an older sequence's prefill would give
+  for (const auto& r : st.running) {
+    if (r.get() == &s) break;  // only older ones: a sequence never waits for a younger one
+    if (r->awaits_prefix || !backend.interchangeable(r->positions, s.positions)) continue;
+    const size_t n = common_prefix(std::span(r->prompt).first(r->prefilled), prompt);
+    if (n > best) best = n, best_idle = st.idle.size(), from = r->seq;
+    if (!r->decoding()) pending = std::max(pending, common_prefix(r->prompt, prompt));
+  }
+  if (pending >= best + min_wait_gain) {
+    s.awaits_prefix = true;
+    return;
+  }
+  if (best == 0) return;
+  backend.copy_prefix(from, s.seq, static_cast<int64_t>(best));
+  s.prefilled = s.reused = best;
+  s.written = static_cast<int64_t>(best);
+  if (best_idle < st.idle.size()) {
+    auto& donor = st.idle[best_idle];
+    donor.last_use = ++st.clock;
+    // This sequence will hold all the donor holds and more: one copy is enough.
+    if (best == donor.tokens.size()) drop_idle(st, best_idle);
+  }
+}
+
+/// The idle sequence that `s` would start from (start_prompt's choice among the idle ones;
+/// nullptr: none).
+const idle_sequence* best_idle_for(const engine_state& st, const sequence_state& s) {
+  const idle_sequence* best = nullptr;
+  size_t n = 0;
+  for (const auto& c : st.idle) {
+    const size_t m = common_prefix(c.tokens, reusable_part(s.prompt));
+    if (m > n && st.core->backend->interchangeable(c.capacity, s.positions)) n = m, best = &c;
+  }
+  return best;
 }
 
 /// Moves waiting sequences into the batch while they fit, strictly in arrival order (a large
-/// request is not overtaken forever by small ones).
+/// request is not overtaken forever by small ones). Idle sequences of the prefix cache give way
+/// to a request that needs their room, least recently used first, the one it would start from
+/// last.
 void admit(engine_state& st) {
   const auto& cfg = st.core->cfg;
   while (!st.waiting.empty() && static_cast<int32_t>(st.running.size()) < cfg.max_batch) {
     auto& s = st.waiting.front();
     const int64_t bytes = s->positions * st.core->bytes_per_position;
-    if (st.reserved_bytes + bytes > cfg.kv_budget_bytes) break;
+    if (st.reserved_bytes + bytes > cfg.kv_budget_bytes) break;  // waits for running ones
+    while (st.reserved_bytes + st.idle_bytes + bytes > cfg.kv_budget_bytes) {
+      if (!evict_one(st, best_idle_for(st, *s))) evict_one(st);  // at last the donor itself
+    }
     s->seq = st.core->backend->open(s->positions);
     st.reserved_bytes += bytes;
     st.running.push_back(std::move(s));
     st.waiting.pop_front();
+    start_prompt(st, *st.running.back());
   }
 }
 
@@ -296,18 +435,28 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
   });
   admit(st);
   if (st.running.empty()) return;
+  for (auto& s : st.running)
+    if (s->awaits_prefix) start_prompt(st, *s);
 
   // Decoding sequences take one token each; prompts share the prefill budget, oldest first.
   std::vector<engine_backend::chunk> chunks;
   std::vector<sequence_state*> in_step;
   int64_t prefill_left = std::max<int32_t>(core.cfg.prefill_chunk, 1);
   for (auto& s : st.running) {
+    if (s->awaits_prefix) continue;
     if (s->decoding()) {
       chunks.push_back({s->seq, std::span<const int32_t>(&s->next, 1)});
     } else {
       if (prefill_left <= 0) continue;
-      const auto n = std::min<int64_t>(prefill_left,
-                                       static_cast<int64_t>(s->prompt.size() - s->prefilled));
+      const auto left = static_cast<int64_t>(s->prompt.size() - s->prefilled);
+      auto n = std::min<int64_t>(prefill_left, left);
+      // No prompt chunk of a single token when the prompt has more: its attention would sum in
+      // the one-token order (attention_head_args::single_token), not the prompt's. Such a
+      // prompt leaves one token fewer for its next chunk, or waits for a step with more room.
+      if (core.cfg.prefill_chunk >= 3 && n < left && (n == 1 || left - n == 1)) {
+        if (n <= 2) continue;
+        --n;
+      }
       chunks.push_back({s->seq, std::span<const int32_t>(s->prompt.data() + s->prefilled,
                                                          static_cast<size_t>(n))});
       prefill_left -= n;
@@ -330,6 +479,8 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
     return;
   }
 
+  for (size_t i = 0; i < in_step.size(); ++i)
+    in_step[i]->written += static_cast<int64_t>(chunks[i].tokens.size());
   const auto vocab = static_cast<size_t>(core.backend->vocab());
   std::vector<sequence_state*> done_stop, done_length, failed;
   std::vector<error> failures;

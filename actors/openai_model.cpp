@@ -274,7 +274,14 @@ uint64_t count_member(const json::value& v, std::string_view key) {
 }
 
 usage usage_of(const json::value& u) {
-  return usage{count_member(u, "prompt_tokens"), count_member(u, "completion_tokens")};
+  // Cached prompt tokens: OpenAI, vLLM and SGLang put them in prompt_tokens_details, Kimi's API
+  // (and DeepSeek's, as prompt_cache_hit_tokens) at the top.
+  uint64_t cached = 0;
+  if (const auto* d = u.find("prompt_tokens_details"); d && d->is_object())
+    cached = count_member(*d, "cached_tokens");
+  if (cached == 0) cached = count_member(u, "cached_tokens");
+  if (cached == 0) cached = count_member(u, "prompt_cache_hit_tokens");
+  return usage{count_member(u, "prompt_tokens"), count_member(u, "completion_tokens"), cached};
 }
 
 /// The server's error message from an error body ({"error": {"message": ...}} or a bare object).

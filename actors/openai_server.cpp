@@ -352,9 +352,12 @@ const char* finish_name(finish_reason r) {
 }
 
 json::value usage_json(const usage& u) {
-  return json::object{{"prompt_tokens", static_cast<int64_t>(u.prompt_tokens)},
-                      {"completion_tokens", static_cast<int64_t>(u.completion_tokens)},
-                      {"total_tokens", static_cast<int64_t>(u.total())}};
+  return json::object{
+    {"prompt_tokens", static_cast<int64_t>(u.prompt_tokens)},
+    {"completion_tokens", static_cast<int64_t>(u.completion_tokens)},
+    {"total_tokens", static_cast<int64_t>(u.total())},
+    {"prompt_tokens_details",
+     json::object{{"cached_tokens", static_cast<int64_t>(u.cached_prompt_tokens)}}}};
 }
 
 json::value tool_call_json(const tool_call& c) {

@@ -290,6 +290,7 @@ std::string run_report::to_json() const {
     o.emplace_back("critical_steps", static_cast<int64_t>(a.critical_steps));
     o.emplace_back("prompt_tokens", static_cast<int64_t>(a.tokens.prompt_tokens));
     o.emplace_back("completion_tokens", static_cast<int64_t>(a.tokens.completion_tokens));
+    o.emplace_back("cached_prompt_tokens", static_cast<int64_t>(a.tokens.cached_prompt_tokens));
     o.emplace_back("wall_ms", a.wall_ms);
     agent_list.emplace_back(std::move(o));
   }
@@ -304,6 +305,7 @@ std::string run_report::to_json() const {
   o.emplace_back("peak_live_subagents", static_cast<int64_t>(peak_live_subagents));
   o.emplace_back("prompt_tokens", static_cast<int64_t>(tokens.prompt_tokens));
   o.emplace_back("completion_tokens", static_cast<int64_t>(tokens.completion_tokens));
+  o.emplace_back("cached_prompt_tokens", static_cast<int64_t>(tokens.cached_prompt_tokens));
   o.emplace_back("wall_ms", wall_ms);
   o.emplace_back("agents", std::move(agent_list));
   return json::dump(json::value{std::move(o)});

@@ -55,6 +55,14 @@ class task_reader {
     return i->get();
   }
 
+  bool boolean(const toml::table& t, std::string_view key, std::string_view section,
+               bool fallback) const {
+    const auto* n = t.get(key);
+    if (!n) return fallback;
+    if (const auto* b = n->as_boolean()) return b->get();
+    fail(n, fmt::format("'{}' in {} must be true or false, not {}", key, section, type_of(*n)));
+  }
+
   double number(const toml::table& t, std::string_view key, std::string_view section,
                 double fallback, double min, double max) const {
     const auto* n = t.get(key);
@@ -261,7 +269,7 @@ task_spec parse_task(std::string_view text, std::string_view source) {
     rd.only_keys(*m, sec,
                  {"backend", "model", "threads", "context", "max_batch", "kv_budget_mib",
                   "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
-                  "expert_shards", "kv_cache_type"});
+                  "expert_shards", "kv_cache_type", "prefix_cache"});
     auto& l = spec.local;
     l.model = rd.string(*m, "model", sec, l.model);
     l.threads = static_cast<int>(rd.integer(*m, "threads", sec, l.threads, 1, 256));
@@ -274,6 +282,7 @@ task_spec parse_task(std::string_view text, std::string_view source) {
     if (l.kv_cache_type != "f32" && l.kv_cache_type != "f16")
       rd.fail(m->get("kv_cache_type"),
               "kv_cache_type must be \"f32\" or \"f16\" (half the KV memory)");
+    l.prefix_cache = rd.boolean(*m, "prefix_cache", sec, l.prefix_cache);
     l.default_max_tokens = static_cast<uint32_t>(
       rd.integer(*m, "max_tokens", sec, l.default_max_tokens, 1, 1 << 20));
     l.temperature = static_cast<float>(rd.number(*m, "temperature", sec, l.temperature, 0, 10));

@@ -9,6 +9,10 @@
 // The baseline is N = 1 in the same run: the ratio is what batching buys. Decode at a long
 // context (1,536 positions) measures attention over the KV cache; $TROUPE_BENCH_KV=f16 runs
 // every benchmark with an f16 cache (f32 by default), so two runs give the cache type's ratio.
+// The engine's prefix cache, on (prefix:1) against off (prefix:0, the baseline) in the same run:
+// a swarm of 32 requests sharing a sub-agent's system prompt of ~500 tokens (bm_engine_swarm),
+// and one agent's conversation of 8 turns, each re-sending everything so far (bm_engine_turns);
+// wall time per swarm or conversation, and the share of prompt tokens taken from the cache.
 //
 //   bench_llama --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
@@ -259,6 +263,129 @@ void bm_engine_requests(benchmark::State& state) {
     benchmark::Counter(static_cast<double>(generated), benchmark::Counter::kIsRate);
 }
 
+/// A sub-agent's instructions and tool declarations: ~500 tokens. `run` makes it unique to one
+/// benchmark iteration (at its start), so that no iteration finds an earlier one's cache.
+std::string agent_system_prompt(int64_t run) {
+  std::string s = "Run " + std::to_string(run) +
+                  ". You are a research sub-agent. Use the tools to answer the question you are "
+                  "given, then reply with a short summary of what you found.\n\nTools:\n";
+  const char* tools[] = {"read_file", "list_dir", "grep", "web_fetch", "sqlite_query",
+                         "write_note", "python_exec", "search_index"};
+  for (const char* t : tools) {
+    s += std::string("- ") + t +
+         ": takes a JSON object with the fields path (string), pattern (string, optional) and "
+         "max_results (integer, at most 50); returns the matching records as JSON lines, or an "
+         "error object that says what was wrong with the arguments.\n";
+  }
+  return s;
+}
+
+/// Sends `requests` and waits for all replies; adds their usage to `u`. False on an error.
+bool ask_all(caf::scoped_actor& self, const troupe::model_actor& model,
+             const std::vector<troupe::chat_request>& requests, troupe::usage& u,
+             std::vector<std::string>* texts, benchmark::State& state) {
+  std::vector<decltype(self->request(model, caf::infinite, troupe::chat_atom::value,
+                                     troupe::chat_request{}))> handles;
+  for (const auto& r : requests)
+    handles.push_back(self->request(model, caf::infinite, troupe::chat_atom::value, r));
+  bool ok = true;
+  for (auto& h : handles) {
+    h.receive(
+      [&](troupe::assistant_turn& t) {
+        u += t.usage;
+        if (texts) texts->push_back(std::move(t.text));
+      },
+      [&](caf::error& e) {
+        state.SkipWithError(caf::to_string(e).c_str());
+        ok = false;
+      });
+  }
+  return ok;
+}
+
+/// Runs `workload(self, model, run, usage)` once per iteration on an engine with the prefix cache
+/// on (state.range(0) == 1) or off; `run` counts the iterations from 1. The workload returns
+/// false after an error (it has called SkipWithError). Reports the prompt tokens per iteration
+/// and the share of them taken from the cache.
+template <class Workload>
+void engine_workload(benchmark::State& state, Workload workload) {
+  if (shared_fixture() == nullptr) {
+    state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
+    return;
+  }
+  troupe::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  troupe::local_model_config lc;
+  lc.model = model_path().string();
+  lc.threads = 2;
+  lc.kv_cache_type = troupe::llama::to_string(kv_type());
+  lc.prefix_cache = state.range(0) != 0;
+  auto model = troupe::spawn_local_model(sys, lc);
+  caf::scoped_actor self{sys};
+  troupe::usage u;
+  int64_t run = 0;
+  for (auto _ : state)
+    if (!workload(self, model, ++run, u)) break;
+  caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
+  state.counters["prompt_tokens"] =
+    benchmark::Counter(static_cast<double>(u.prompt_tokens), benchmark::Counter::kAvgIterations);
+  state.counters["cached_share"] =
+    u.prompt_tokens == 0 ? 0.0
+                         : static_cast<double>(u.cached_prompt_tokens) /
+                             static_cast<double>(u.prompt_tokens);
+}
+
+/// 32 sub-agents of one swarm at once: the same system prompt, a question each, 16 tokens each.
+void bm_engine_swarm(benchmark::State& state) {
+  uint64_t id = 0;
+  engine_workload(state, [&](caf::scoped_actor& self, const troupe::model_actor& model,
+                             int64_t run, troupe::usage& u) {
+    const std::string system = agent_system_prompt(run);
+    std::vector<troupe::chat_request> requests;
+    for (int i = 0; i < 32; ++i) {
+      troupe::chat_request r;
+      r.id = ++id;
+      r.messages = {troupe::chat_message::system(system),
+                    troupe::chat_message::user("Find the keeper's log of lighthouse number " +
+                                               std::to_string(i) + ".")};
+      r.max_tokens = 16;
+      requests.push_back(std::move(r));
+    }
+    return ask_all(self, model, requests, u, nullptr, state);
+  });
+}
+
+/// One agent's conversation: 8 turns, each the whole conversation so far (system prompt, task,
+/// then per turn the model's answer and a tool result of ~60 tokens), 24 tokens per answer.
+void bm_engine_turns(benchmark::State& state) {
+  uint64_t id = 0;
+  engine_workload(state, [&](caf::scoped_actor& self, const troupe::model_actor& model,
+                             int64_t run, troupe::usage& u) {
+    std::vector<troupe::chat_message> conversation{
+      troupe::chat_message::system(agent_system_prompt(run)),
+      troupe::chat_message::user("Which lighthouses on the north coast were automated first?")};
+    for (int turn = 0; turn < 8; ++turn) {
+      troupe::chat_request r;
+      r.id = ++id;
+      r.messages = conversation;
+      r.max_tokens = 24;
+      std::vector<std::string> texts;
+      if (!ask_all(self, model, {r}, u, &texts, state)) return false;
+      conversation.push_back(troupe::chat_message::assistant(texts.front()));
+      conversation.push_back(troupe::chat_message::user(
+        "Tool result " + std::to_string(turn) +
+        ": {\"records\": [{\"lighthouse\": \"North Point\", \"automated\": 1961}, "
+        "{\"lighthouse\": \"Cape Wrath\", \"automated\": 1998}, {\"lighthouse\": "
+        "\"Muckle Flugga\", \"automated\": 1995}]}"));
+    }
+    return true;
+  });
+}
+
+BENCHMARK(bm_engine_swarm)->Arg(0)->Arg(1)->ArgName("prefix")
+  ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_engine_turns)->Arg(0)->Arg(1)->ArgName("prefix")
+  ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_batched_decode)->Arg(1)->Arg(8)->Arg(32)->ArgName("seqs")
   ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_engine_requests)->Arg(1)->Arg(8)->Arg(32)->ArgName("requests")

@@ -17,6 +17,20 @@
 /// the whole budget) is refused at once with an error that says what to change. Nothing the
 /// requests say can make the engine run out of memory.
 ///
+/// Prefix cache (`prefix_cache`, on by default): a finished request's KV cache is kept, with its
+/// prompt's tokens, while the budget has room, and a new request whose prompt begins with tokens
+/// that an idle or running sequence computed as its prompt starts from a copy of that part of
+/// the cache instead of computing it again: an agent's next turn (the conversation so far), the
+/// system prompt and tool declarations many sub-agents share. A request admitted while an older
+/// one is still prefilling a prompt that begins the same way waits for that prefill and copies
+/// it. Idle caches count against the budget by the positions they hold and are evicted, least
+/// recently used first, when a request needs their room; they never make a request wait or
+/// fail. usage.cached_prompt_tokens counts the prompt tokens copied. Generated tokens' positions
+/// are not reused, at least a prompt's last two tokens are computed, and no prompt is split so
+/// that a chunk of one token is left: then a prompt's logits are the same, bit for bit, with or
+/// without the copy, wherever the model's products sum per token (the embedded model; K-quant,
+/// IQ4 and float weights sum batches of tokens in another order, as llama.cpp does).
+///
 /// Tools (llama models): a request's tools are declared in the system message in the Hermes style and its output
 /// is parsed for `<tool_call>` blocks, which come back as tool calls (streamed as one delta each
 /// once complete; text outside them streams as text). Decoding is constrained by a grammar, so a
@@ -53,6 +67,8 @@ struct local_model_config {
   /// per position, so twice the positions in kv_budget_bytes; bit-identical to llama.cpp run
   /// with type_k = type_v = f16). DeepSeek-V3/Kimi models take f32 only (their latent cache).
   std::string kv_cache_type = "f32";
+  /// Reuse the KV caches of earlier requests for prompts that begin the same way (see above).
+  bool prefix_cache = true;
   int32_t max_batch = 32;                       ///< Sequences decoded together at most.
   int32_t prefill_chunk = 256;                  ///< Prompt tokens per step, all sequences together.
   uint32_t default_max_tokens = 512;            ///< When a request says 0.

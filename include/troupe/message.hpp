@@ -75,11 +75,15 @@ typename Inspector::result_type inspect(Inspector& f, chat_message& x) {
 struct usage {
   uint64_t prompt_tokens = 0;
   uint64_t completion_tokens = 0;
+  /// Of the prompt tokens, those the model did not compute again: their KV cache came from an
+  /// earlier request with the same beginning (OpenAI's prompt_tokens_details.cached_tokens).
+  uint64_t cached_prompt_tokens = 0;
 
   uint64_t total() const { return prompt_tokens + completion_tokens; }
   usage& operator+=(const usage& o) {
     prompt_tokens += o.prompt_tokens;
     completion_tokens += o.completion_tokens;
+    cached_prompt_tokens += o.cached_prompt_tokens;
     return *this;
   }
   friend bool operator==(const usage&, const usage&) = default;
@@ -87,7 +91,8 @@ struct usage {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, usage& x) {
-  return f(caf::meta::type_name("troupe.usage"), x.prompt_tokens, x.completion_tokens);
+  return f(caf::meta::type_name("troupe.usage"), x.prompt_tokens, x.completion_tokens,
+           x.cached_prompt_tokens);
 }
 
 }  // namespace troupe

@@ -31,6 +31,10 @@ CLI::App* add_chat_command(CLI::App& app, chat_options& opts) {
     ->capture_default_str()
     ->check(CLI::Range(1, 1 << 20));
   add_model_options(cmd, opts.model, opts.threads, opts.context, opts.kv_type);
+  cmd->add_flag("--no-prefix-cache", opts.no_prefix_cache,
+                "Compute every prompt in full: keep no finished request's KV cache for\n"
+                "later requests that begin the same way (the conversation so far, a shared\n"
+                "system prompt)");
   return cmd;
 }
 
@@ -42,6 +46,7 @@ int chat_command(const chat_options& opts) {
   lc.threads = opts.threads;
   lc.context = opts.context;
   lc.kv_cache_type = opts.kv_type;
+  lc.prefix_cache = !opts.no_prefix_cache;
   lc.max_batch = 1;
   lc.default_max_tokens = static_cast<uint32_t>(opts.max_tokens);
   model_actor model;

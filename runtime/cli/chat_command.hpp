@@ -22,6 +22,7 @@ struct chat_options {
   int threads = 2;
   int context = 2048;
   std::string kv_type = "f32";  ///< --kv-type: f32 or f16
+  bool no_prefix_cache = false;  ///< --no-prefix-cache
 };
 
 /// Adds the `chat` subcommand to `app`, filling `opts`.

@@ -26,6 +26,10 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& opts) {
     "stops on Ctrl-C or SIGTERM.");
   add_model_options(cmd, opts.model, opts.threads, opts.context, opts.kv_type,
                     "Context length per request (KV positions)");
+  cmd->add_flag("--no-prefix-cache", opts.no_prefix_cache,
+                "Compute every prompt in full: keep no finished request's KV cache for\n"
+                "later requests that begin the same way (the conversation so far, a shared\n"
+                "system prompt)");
   cmd->add_option("--name", opts.name,
                   "Model id that clients send and /v1/models lists (default: smollm2, or the "
                   "file name without .gguf)");
@@ -70,6 +74,7 @@ int serve_command(const serve_options& opts) {
   lc.threads = opts.threads;
   lc.context = opts.context;
   lc.kv_cache_type = opts.kv_type;
+  lc.prefix_cache = !opts.no_prefix_cache;
   lc.max_batch = opts.max_batch;
   lc.kv_budget_bytes = int64_t{opts.kv_budget_mib} << 20;
   lc.default_max_tokens = static_cast<uint32_t>(opts.max_tokens);

@@ -17,6 +17,7 @@ struct serve_options {
   int threads = 2;
   int context = 2048;
   std::string kv_type = "f32";  ///< --kv-type: f32 or f16
+  bool no_prefix_cache = false;  ///< --no-prefix-cache
   int max_batch = 32;
   int kv_budget_mib = 1024;
   int max_tokens = 512;  ///< When a request gives no max_tokens.

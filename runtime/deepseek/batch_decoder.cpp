@@ -129,6 +129,39 @@ sequence& find_seq(std::map<uint32_t, sequence>& seqs, uint32_t id) {
 }  // namespace
 
 void batch_decoder::reset(uint32_t seq) { find_seq(state_->seqs, seq).pos = 0; }
+
+void batch_decoder::truncate(uint32_t seq, int64_t n) {
+  sequence& sq = find_seq(state_->seqs, seq);
+  if (n < 0 || n > sq.pos)
+    throw error(errc::invalid_argument, "deepseek::batch_decoder::truncate: sequence " +
+                                            std::to_string(seq) + " holds " +
+                                            std::to_string(sq.pos) + " positions, not " +
+                                            std::to_string(n));
+  sq.pos = n;
+}
+
+void batch_decoder::copy_prefix(uint32_t from, uint32_t to, int64_t n) {
+  const sequence& src = find_seq(state_->seqs, from);
+  sequence& dst = find_seq(state_->seqs, to);
+  auto refuse = [&](const std::string& why) {
+    throw error(errc::invalid_argument, "deepseek::batch_decoder::copy_prefix: " +
+                                            std::to_string(n) + " positions of sequence " +
+                                            std::to_string(from) + " into " + std::to_string(to) +
+                                            ": " + why);
+  };
+  if (from == to) refuse("a sequence cannot be copied into itself");
+  if (n < 0 || n > src.pos) refuse("the source holds " + std::to_string(src.pos) + " positions");
+  if (n > dst.capacity)
+    refuse("the destination has room for " + std::to_string(dst.capacity) + " positions");
+  const config& c = model_->cfg();
+  const auto row = static_cast<size_t>(c.kv_lora_rank + c.qk_rope_head_dim);
+  for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
+    std::memcpy(dst.cache.get() + static_cast<size_t>(il * dst.capacity) * row,
+                src.cache.get() + static_cast<size_t>(il * src.capacity) * row,
+                static_cast<size_t>(n) * row * sizeof(float));
+  }
+  dst.pos = n;
+}
 int64_t batch_decoder::position(uint32_t seq) const { return find_seq(state_->seqs, seq).pos; }
 int64_t batch_decoder::capacity(uint32_t seq) const { return find_seq(state_->seqs, seq).capacity; }
 

@@ -130,6 +130,50 @@ sequence& find(std::vector<sequence>& seqs, uint32_t seq, const char* op) {
 }  // namespace
 
 void batch_decoder::reset(uint32_t seq) { find(state_->seqs, seq, "reset").pos = 0; }
+
+void batch_decoder::truncate(uint32_t seq, int64_t n) {
+  sequence& sq = find(state_->seqs, seq, "truncate");
+  if (n < 0 || n > sq.pos) {
+    throw error(errc::invalid_argument, "batch_decoder::truncate: sequence " +
+                                            std::to_string(seq) + " holds " +
+                                            std::to_string(sq.pos) + " positions, not " +
+                                            std::to_string(n));
+  }
+  sq.pos = n;
+}
+
+bool batch_decoder::interchangeable(int64_t capacity_a, int64_t capacity_b) const noexcept {
+  const llama_hparams& h = model_->hparams();
+  if (!h.rope_long_factors) return true;
+  return (capacity_a > h.rope_original_context) == (capacity_b > h.rope_original_context);
+}
+
+void batch_decoder::copy_prefix(uint32_t from, uint32_t to, int64_t n) {
+  const sequence& src = find(state_->seqs, from, "copy_prefix");
+  sequence& dst = find(state_->seqs, to, "copy_prefix");
+  auto refuse = [&](const std::string& why) {
+    throw error(errc::invalid_argument, "batch_decoder::copy_prefix: " + std::to_string(n) +
+                                            " positions of sequence " + std::to_string(from) +
+                                            " into " + std::to_string(to) + ": " + why);
+  };
+  if (from == to) refuse("a sequence cannot be copied into itself");
+  if (n < 0 || n > src.pos)
+    refuse("the source holds " + std::to_string(src.pos) + " positions");
+  if (n > dst.capacity)
+    refuse("the destination has room for " + std::to_string(dst.capacity) + " positions");
+  if (!interchangeable(src.capacity, dst.capacity))
+    refuse("their capacities fall on both sides of the model's original context, so their "
+           "positions are rotated with different RoPE factors");
+  const llama_hparams& h = model_->hparams();
+  const size_t row = static_cast<size_t>(h.kv_heads * h.head_dim) * kv_element_bytes(state_->kv);
+  for (int64_t il = 0; il < h.layers; ++il) {
+    const size_t src_at = static_cast<size_t>(il * src.capacity) * row;
+    const size_t dst_at = static_cast<size_t>(il * dst.capacity) * row;
+    std::memcpy(dst.k.get() + dst_at, src.k.get() + src_at, static_cast<size_t>(n) * row);
+    std::memcpy(dst.v.get() + dst_at, src.v.get() + src_at, static_cast<size_t>(n) * row);
+  }
+  dst.pos = n;
+}
 int64_t batch_decoder::position(uint32_t seq) const {
   return find(state_->seqs, seq, "position").pos;
 }

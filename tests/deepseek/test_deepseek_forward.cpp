@@ -273,3 +273,42 @@ BOOST_AUTO_TEST_CASE(decode_rejects_bad_requests_without_changing_state) {
   BOOST_CHECK_EQUAL(d.position(s), 0);
   error_of([&] { d.open(0); }, errc::invalid_argument);
 }
+
+BOOST_AUTO_TEST_CASE(a_copied_prefix_continues_as_the_whole_prompt) {
+  // copy_prefix and truncate (the engine's prefix cache): the rest of a prompt run after k copied
+  // positions gives the logits it gives after the same k positions kept in place, bit for bit,
+  // and those of the whole prompt run at once within rounding (this decoder's products of a
+  // chunk of tokens sum in an order that depends on the chunk's size).
+  for (const char* name : configs) {
+    BOOST_TEST_CONTEXT("fixture " << name) {
+      auto m = model::load(fixtures / name);
+      const auto V = static_cast<size_t>(m->cfg().vocab_size);
+      batch_decoder d(m, {.threads = 2, .attention = attention_form::automatic});
+      for (const auto& c : load_expected(fixtures / name / "expected.safetensors")) {
+        const auto n = static_cast<int64_t>(c.prompt.size());
+        if (n < 4) continue;
+        const int64_t k = n - 2;
+        const uint32_t whole = d.open(n), part = d.open(2 * n);
+        batch_decoder::chunk all{whole, c.prompt};
+        auto l = d.decode({&all, 1});
+        const std::vector<float> want(l.begin(), l.begin() + static_cast<ptrdiff_t>(V));
+        d.copy_prefix(whole, part, k);
+        BOOST_CHECK_EQUAL(d.position(part), k);
+        batch_decoder::chunk rest{part, std::span(c.prompt).subspan(static_cast<size_t>(k))};
+        auto l2 = d.decode({&rest, 1});
+        const std::vector<float> copied(l2.begin(), l2.begin() + static_cast<ptrdiff_t>(V));
+        BOOST_CHECK_LE(relative_error(copied.data(), want.data(), static_cast<int64_t>(V)), 1e-5);
+        d.truncate(whole, k);
+        rest.seq = whole;
+        auto kept = d.decode({&rest, 1});
+        BOOST_CHECK(std::equal(copied.begin(), copied.end(), kept.begin()));
+        error_of([&] { d.copy_prefix(whole, whole, 1); }, errc::invalid_argument);
+        error_of([&] { d.copy_prefix(whole, part, n + 1); }, errc::invalid_argument);
+        error_of([&] { d.truncate(part, n + 1); }, errc::invalid_argument);
+        BOOST_CHECK_EQUAL(d.position(part), n);
+        d.close(whole);
+        d.close(part);
+      }
+    }
+  }
+}

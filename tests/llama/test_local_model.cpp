@@ -223,6 +223,95 @@ BOOST_AUTO_TEST_CASE(a_refused_step_changes_nothing) {
   BOOST_CHECK_THROW(dec.position(b), error);
 }
 
+namespace {
+
+/// Every fixture prompt computed in two parts: its first k tokens copied from a sequence that ran
+/// the whole prompt (copy_prefix), or that sequence cut back to k (truncate), then the rest, of
+/// two tokens or more. Both give llama.cpp's logits for the whole prompt in one prefill, bit for
+/// bit, with either cache type: the embedded model's products (Q4_1, Q8_0 output) sum per token,
+/// and attention sums alike in any chunk of several tokens. (A rest of one token would not:
+/// attention_head_args::single_token; the engine never copies that far.)
+void check_prompts_in_two_parts(kv_cache_type kv) {
+  const json::value fixture = llama::test::reference_fixture(kv == kv_cache_type::f16);
+  auto model = llama_model::load(llama::test::smollm2_path());
+  batch_decoder dec(model, 2, kv);
+  const auto vocab = static_cast<size_t>(model->hparams().vocab);
+  size_t checked = 0;
+  for (const json::value& c : fixture.find("cases")->as_array()) {
+    const auto prompt = llama::test::ids_of(*c.find("prompt_tokens"));
+    if (prompt.size() < 4) continue;
+    const auto n = static_cast<int64_t>(prompt.size());
+    for (int64_t k : {int64_t{1}, n / 2, n - 2}) {
+      BOOST_TEST_CONTEXT(c.find("name")->as_string() << ", first " << k << " tokens copied") {
+        const uint32_t whole = dec.open(n), part = dec.open(n + 4);
+        dec.decode(std::vector<batch_decoder::chunk>{{whole, prompt}});
+        dec.copy_prefix(whole, part, k);
+        BOOST_CHECK_EQUAL(dec.position(part), k);
+        const auto rest = std::span(prompt).subspan(static_cast<size_t>(k));
+        std::vector<float> copied;
+        {
+          auto l = dec.decode(std::vector<batch_decoder::chunk>{{part, rest}});
+          copied.assign(l.begin(), l.end());
+        }
+        dec.truncate(whole, k);
+        auto cut = dec.decode(std::vector<batch_decoder::chunk>{{whole, rest}});
+        for (const json::value& pair : c.find("first_logits")->find("top")->as_array()) {
+          const auto id = static_cast<size_t>(pair.as_array()[0].as_int());
+          const auto want = static_cast<float>(pair.as_array()[1].as_number());
+          BOOST_CHECK_EQUAL(copied[id], want);
+        }
+        BOOST_CHECK(std::equal(copied.begin(), copied.begin() + static_cast<ptrdiff_t>(vocab),
+                               cut.begin()));
+        dec.close(whole);
+        dec.close(part);
+        ++checked;
+      }
+    }
+  }
+  BOOST_CHECK_GE(checked, 60u);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_prompt_continued_from_a_copied_prefix_gives_llama_cpp_logits) {
+  if (!have_model()) return;
+  check_prompts_in_two_parts(kv_cache_type::f32);
+}
+
+BOOST_AUTO_TEST_CASE(a_prompt_continued_from_a_copied_f16_prefix_gives_llama_cpp_logits) {
+  if (!have_model()) return;
+  check_prompts_in_two_parts(kv_cache_type::f16);
+}
+
+BOOST_AUTO_TEST_CASE(copy_prefix_and_truncate_refuse_what_does_not_fit) {
+  if (!have_model()) return;
+  auto model = llama_model::load(llama::test::smollm2_path());
+  batch_decoder dec(model, 1);
+  const uint32_t a = dec.open(8), b = dec.open(2);
+  const std::vector<int32_t> three{1, 2, 3};
+  dec.decode(std::vector<batch_decoder::chunk>{{a, three}});
+  auto refused = [&](auto op, const char* what) {
+    try {
+      op();
+      BOOST_ERROR("not refused: " << what);
+    } catch (const error& e) {
+      BOOST_CHECK_EQUAL(e.code(), errc::invalid_argument);
+      BOOST_TEST_MESSAGE(e.message());
+    }
+    BOOST_CHECK_EQUAL(dec.position(a), 3);
+    BOOST_CHECK_EQUAL(dec.position(b), 0);
+  };
+  refused([&] { dec.copy_prefix(a, a, 1); }, "into itself");
+  refused([&] { dec.copy_prefix(a, b, 4); }, "more than the source holds");
+  refused([&] { dec.copy_prefix(a, b, 3); }, "more than the destination's capacity");
+  refused([&] { dec.copy_prefix(a, 9, 1); }, "an unknown destination");
+  refused([&] { dec.truncate(a, 4); }, "truncate beyond the position");
+  refused([&] { dec.truncate(a, -1); }, "a negative truncation");
+  dec.copy_prefix(a, b, 2);
+  BOOST_CHECK_EQUAL(dec.position(b), 2);
+  BOOST_CHECK(dec.interchangeable(8, 100000));  // no LongRoPE factors in SmolLM2
+}
+
 BOOST_FIXTURE_TEST_CASE(concurrent_requests_each_get_llama_cpp_answer, engine_fixture) {
   if (!have_model()) return;
   start();
@@ -348,6 +437,134 @@ BOOST_FIXTURE_TEST_CASE(kv_admission_queues_what_does_not_fit_and_refuses_what_n
   auto unknown = ask(named);
   BOOST_REQUIRE(std::holds_alternative<error>(unknown));
   BOOST_CHECK_NE(std::get<error>(unknown).message().find("'read_file'"), std::string::npos);
+}
+
+namespace {
+
+/// The same requests on an engine without a prefix cache, for the answers to compare with.
+struct uncached_engine {
+  uncached_engine() : sys(cfg), self(sys) {
+    local_model_config c;
+    c.model = llama::test::smollm2_path().string();
+    c.prefix_cache = false;
+    model = spawn_local_model(sys, c);
+  }
+  ~uncached_engine() { caf::anon_send_exit(model, caf::exit_reason::user_shutdown); }
+  assistant_turn ask(const chat_request& req) {
+    assistant_turn out;
+    self->request(model, reply_timeout, chat_atom::value, req)
+      .receive([&](assistant_turn& t) { out = std::move(t); },
+               [&](caf::error& e) { BOOST_FAIL("uncached request failed: " << to_string(e)); });
+    BOOST_CHECK_EQUAL(out.usage.cached_prompt_tokens, 0u);
+    return out;
+  }
+  troupe::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scoped_actor self;
+  model_actor model;
+};
+
+assistant_turn answer(std::variant<assistant_turn, error> reply) {
+  if (auto* e = std::get_if<error>(&reply)) BOOST_FAIL("request failed: " << e->render());
+  return std::get<assistant_turn>(std::move(reply));
+}
+
+/// A system prompt of about 300 tokens, as a sub-agent's instructions and tools make one.
+std::string long_system_prompt() {
+  std::string s = "You are a research sub-agent of a lighthouse survey. Answer in one sentence. ";
+  for (int i = 0; i < 12; ++i)
+    s += "Tool " + std::to_string(i) + ": read_record takes a record number and returns the "
+         "keeper's log entry for that lighthouse. ";
+  return s;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(an_agents_next_turn_starts_from_its_previous_turns_cache,
+                        engine_fixture) {
+  if (!have_model()) return;
+  start();
+  uncached_engine plain;
+  std::vector<chat_message> conversation{
+    chat_message::system("You are a terse assistant."),
+    chat_message::user("Name one famous lighthouse.")};
+  const auto first = answer(ask(request_for(1, conversation, 32)));
+  BOOST_CHECK_EQUAL(first.usage.cached_prompt_tokens, 0u);  // nothing ran before it
+  BOOST_CHECK_EQUAL(first.text, plain.ask(request_for(1, conversation, 32)).text);
+  conversation.push_back(chat_message::assistant(first.text));
+  conversation.push_back(chat_message::user("Where is it?"));
+  const auto second = answer(ask(request_for(2, conversation, 32)));
+  // All of the first turn's prompt (a beginning of this one) came from the cache; its answer's
+  // positions were computed one token at a time, not as a prompt, so they are computed again.
+  BOOST_CHECK_EQUAL(second.usage.cached_prompt_tokens, first.usage.prompt_tokens);
+  const auto want = plain.ask(request_for(2, conversation, 32));
+  BOOST_CHECK_EQUAL(second.text, want.text);
+  BOOST_CHECK_EQUAL(second.usage.prompt_tokens, want.usage.prompt_tokens);
+  BOOST_CHECK_EQUAL(second.usage.completion_tokens, want.usage.completion_tokens);
+  // The same request again: all but its last two prompt tokens are cached (two are computed, as
+  // a prompt's chunk, for the logits of its end).
+  const auto again = answer(ask(request_for(3, conversation, 32)));
+  BOOST_CHECK_EQUAL(again.usage.cached_prompt_tokens, again.usage.prompt_tokens - 2);
+  BOOST_CHECK_EQUAL(again.text, want.text);
+}
+
+BOOST_FIXTURE_TEST_CASE(requests_sharing_a_system_prompt_compute_it_once, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  uncached_engine plain;
+  const std::string system = long_system_prompt();
+  const char* questions[] = {"What is record 3?", "Summarise record 7.", "Which tool reads logs?",
+                             "Is record 11 old?", "Say hello.", "Count to three."};
+  // All six arrive at once: the first prefills the system prompt, the others wait for it and
+  // copy it.
+  std::vector<decltype(self->request(model, reply_timeout, chat_atom::value, chat_request{}))>
+    handles;
+  std::vector<chat_request> requests;
+  for (size_t i = 0; i < std::size(questions); ++i) {
+    requests.push_back(request_for(
+      i + 1, {chat_message::system(system), chat_message::user(questions[i])}, 24));
+    handles.push_back(self->request(model, reply_timeout, chat_atom::value, requests.back()));
+  }
+  uint64_t cached = 0, prompt = 0;
+  for (size_t i = 0; i < handles.size(); ++i) {
+    handles[i].receive(
+      [&](assistant_turn& t) {
+        BOOST_TEST_CONTEXT("request " << i + 1) {
+          BOOST_CHECK_GT(t.usage.prompt_tokens, 250u);
+          if (i == 0) BOOST_CHECK_EQUAL(t.usage.cached_prompt_tokens, 0u);
+          else BOOST_CHECK_GT(t.usage.cached_prompt_tokens, 250u);
+          cached += t.usage.cached_prompt_tokens;
+          prompt += t.usage.prompt_tokens;
+          BOOST_CHECK_EQUAL(t.text, plain.ask(requests[i]).text);
+        }
+      },
+      [&](caf::error& e) { BOOST_ERROR("request failed: " << to_string(e)); });
+  }
+  BOOST_TEST_MESSAGE("prompt tokens " << prompt << ", from the cache " << cached);
+}
+
+BOOST_FIXTURE_TEST_CASE(idle_caches_give_way_to_requests_that_need_their_room, engine_fixture) {
+  if (!have_model()) return;
+  // Room for 160 positions: a finished 60-position request stays cached while a 100-position one
+  // fits beside it, and is evicted for one that needs its room.
+  local_model_config c;
+  c.kv_budget_bytes = 160 * 46'080;
+  c.context = 512;
+  start(c);
+  const std::vector<chat_message> small{chat_message::system("Be brief."),
+                                        chat_message::user("Say one word.")};
+  const auto a = answer(ask(request_for(1, small, 8)));
+  const auto a_again = answer(ask(request_for(2, small, 8)));
+  BOOST_CHECK_EQUAL(a_again.usage.cached_prompt_tokens, a.usage.prompt_tokens - 2);
+  BOOST_CHECK_EQUAL(a_again.text, a.text);
+  // Reserves 150 positions: the idle cache must go (no wait, no refusal).
+  const auto big = answer(ask(request_for(
+    3, {chat_message::system("Tell stories."), chat_message::user("A long story, please.")},
+    150 - 20)));
+  BOOST_CHECK(!big.text.empty());
+  const auto a_third = answer(ask(request_for(4, small, 8)));
+  BOOST_CHECK_LT(a_third.usage.cached_prompt_tokens, 8u);  // only the template's first tokens
+  BOOST_CHECK_EQUAL(a_third.text, a.text);
 }
 
 namespace {
@@ -538,3 +755,4 @@ BOOST_AUTO_TEST_CASE(a_missing_or_bad_model_file_is_a_clear_error) {
   c.threads = 0;
   BOOST_CHECK_THROW(spawn_local_model(sys, c), error);
 }
+

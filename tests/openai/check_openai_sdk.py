@@ -6,7 +6,8 @@ check_openai_sdk.py TROUPE EXPECTED_TEXT
 Starts `troupe serve --port 0` (127.0.0.1, a free port; the server prints its base URL once it
 listens), then through the SDK: lists the models, asks for a greedy completion (whose text must
 equal EXPECTED_TEXT, the committed `troupe generate` output that matches llama.cpp), streams the
-same request (same text, usage chunk, finish reason), sends requests with tools (a named
+same request (same text, usage chunk with all but two prompt tokens from the prefix cache, finish
+reason), sends requests with tools (a named
 tool_choice must yield a get_weather call with a city, plain and streamed by index), checks that
 bad requests raise the SDK's NotFoundError / BadRequestError with OpenAI's error fields, and runs
 a `troupe run` fan-out with backend = "openai" against the same server. Exits 77
@@ -100,6 +101,8 @@ def main():
         u = plain.usage
         check(u.completion_tokens == 16 and u.prompt_tokens > 0 and
               u.total_tokens == u.prompt_tokens + u.completion_tokens, f"usage adds up: {u}")
+        check(u.prompt_tokens_details is not None and u.prompt_tokens_details.cached_tokens == 0,
+              f"nothing came from the prefix cache yet: {u.prompt_tokens_details}")
 
         stream = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=16,
                                                 temperature=0, stream=True,
@@ -122,6 +125,9 @@ def main():
         check(finish == "length", "the stream ends with finish_reason length")
         check(usage is not None and usage.completion_tokens == 16 and
               usage.prompt_tokens == u.prompt_tokens, f"the usage chunk: {usage}")
+        check(usage.prompt_tokens_details is not None and
+              usage.prompt_tokens_details.cached_tokens == u.prompt_tokens - 2,
+              f"the same prompt again came from the prefix cache but its last two tokens: {usage}")
         check(len(chunk_ids) == 1, "every chunk has the same id")
 
         tools = [{"type": "function", "function": {

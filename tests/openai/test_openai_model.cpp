@@ -330,7 +330,8 @@ BOOST_AUTO_TEST_CASE(request_body_follows_the_openai_format_and_plain_replies_pa
       "reasoning_content":"I should read it",
       "tool_calls":[{"id":"call_a","type":"function","function":{"name":"read","arguments":"{\"path\":\"x\"}"}},
                     {"id":"call_b","type":"function","function":{"name":"noop","arguments":""}}]},
-      "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":11,"completion_tokens":5}})");
+      "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":11,"completion_tokens":5,
+      "cached_tokens":6}})");
   };
   auto c = config();
   c.extra_body = R"({"thinking":{"type":"enabled"},"parallel_tool_calls":true})";
@@ -360,6 +361,7 @@ BOOST_AUTO_TEST_CASE(request_body_follows_the_openai_format_and_plain_replies_pa
   BOOST_TEST(turn.finish == finish_reason::tool_calls);
   BOOST_TEST(turn.usage.prompt_tokens == 11u);
   BOOST_TEST(turn.usage.completion_tokens == 5u);
+  BOOST_TEST(turn.usage.cached_prompt_tokens == 6u);  // Kimi's top-level cached_tokens
 
   auto reqs = server.requests();
   BOOST_REQUIRE(reqs.size() == 1u);
@@ -405,7 +407,8 @@ BOOST_AUTO_TEST_CASE(streams_assemble_parallel_tool_calls_by_index) {
         R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"path\":"}}]}}]})",
         R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"a\"}"}},{"index":1,"function":{"arguments":"\"b\"}"}}]}}]})",
         R"({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":null})",
-        R"({"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":9,"total_tokens":29}})",
+        R"({"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":9,"total_tokens":29,)"
+        R"("prompt_tokens_details":{"cached_tokens":16}}})",
         "[DONE]"};
     return r;
   };
@@ -425,6 +428,7 @@ BOOST_AUTO_TEST_CASE(streams_assemble_parallel_tool_calls_by_index) {
   BOOST_TEST(turn.finish == finish_reason::tool_calls);
   BOOST_TEST(turn.usage.prompt_tokens == 20u);
   BOOST_TEST(turn.usage.completion_tokens == 9u);
+  BOOST_TEST(turn.usage.cached_prompt_tokens == 16u);  // OpenAI's prompt_tokens_details
   auto deltas = wait_deltas(log, 5);
   BOOST_REQUIRE(deltas.size() == 5u);
   BOOST_TEST(deltas[0].reasoning == "plan");

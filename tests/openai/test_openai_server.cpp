@@ -90,7 +90,7 @@ model_actor::behavior_type fake_model(model_actor::stateful_pointer<fake_state> 
       const auto& lastm = req.messages.back();
       std::string said = lastm.text();
       assistant_turn t;
-      t.usage = usage{11, 3};
+      t.usage = usage{11, 3, 4};
       if (lastm.role == role::tool) {
         t.text = "got: " + said;
         send_delta(text_delta(t.text));
@@ -331,6 +331,7 @@ BOOST_AUTO_TEST_CASE(a_plain_completion_carries_every_field_to_the_model_and_bac
   BOOST_TEST(v.find("usage")->find("prompt_tokens")->as_int() == 11);
   BOOST_TEST(v.find("usage")->find("completion_tokens")->as_int() == 3);
   BOOST_TEST(v.find("usage")->find("total_tokens")->as_int() == 14);
+  BOOST_TEST(v.find("usage")->find("prompt_tokens_details")->find("cached_tokens")->as_int() == 4);
 
   auto req = log->last();
   BOOST_TEST(req.max_tokens == 17u);

@@ -277,8 +277,11 @@ BOOST_AUTO_TEST_CASE(the_local_fanout_sample_configures_the_engine) {
   const auto k = parse_task("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\n"
                             "model = \"/m/x.gguf\"\nkv_budget_mib = 64\ncontext = 1024\n"
                             "max_batch = 4\ntop_k = 40\nrepetition_penalty = 1.1\n"
-                            "expert_shards = 3\nkv_cache_type = \"f16\"\n");
+                            "expert_shards = 3\nkv_cache_type = \"f16\"\n"
+                            "prefix_cache = false\n");
   BOOST_TEST(k.local.model == "/m/x.gguf");
+  BOOST_TEST(!k.local.prefix_cache);
+  BOOST_TEST(t.local.prefix_cache);
   BOOST_TEST(k.local.kv_cache_type == "f16");
   BOOST_TEST(t.local.kv_cache_type == "f32");
   BOOST_TEST(k.local.expert_shards == 3);
@@ -382,6 +385,8 @@ BOOST_AUTO_TEST_CASE(local_backend_keys_are_checked) {
                 errc::parse_error, 5, {"'top_p'", "must be between 0 and 1"});
   check_refused("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\nkv_cache_type = \"q8\"\n",
                 errc::parse_error, 5, {"kv_cache_type must be \"f32\" or \"f16\""});
+  check_refused("[task]\ngoal = \"g\"\n[model]\nbackend = \"local\"\nprefix_cache = \"yes\"\n",
+                errc::parse_error, 5, {"'prefix_cache'", "must be true or false, not"});
 }
 
 BOOST_AUTO_TEST_CASE(every_key_of_the_openai_backend_is_read) {

@@ -55,6 +55,11 @@ class batch_decoder {
   uint32_t open(int64_t capacity);
   void close(uint32_t seq) noexcept;
   void reset(uint32_t seq);
+  /// Keeps a sequence's first n positions (llama::batch_decoder::truncate's contract).
+  void truncate(uint32_t seq, int64_t n);
+  /// Copies the first n cached positions of `from` into `to` (llama::batch_decoder::copy_prefix's
+  /// contract; every capacity is interchangeable here: YaRN's rotation is the same for all).
+  void copy_prefix(uint32_t from, uint32_t to, int64_t n);
   int64_t position(uint32_t seq) const;
   int64_t capacity(uint32_t seq) const;
 

@@ -36,6 +36,20 @@ class batch_decoder {
   void close(uint32_t seq) noexcept;
   /// Forgets a sequence's cache content: its next token goes to position 0.
   void reset(uint32_t seq);
+  /// Keeps the first `n` positions of a sequence's cache and forgets the rest: its next token
+  /// goes to position n. Throws invalid_argument for an unknown id or n outside [0, position].
+  void truncate(uint32_t seq, int64_t n);
+  /// Copies the first `n` cached positions of sequence `from` into sequence `to`, replacing what
+  /// `to` held: `to`'s next token goes to position n, and its logits from there on are those of
+  /// `from`'s tokens followed by its own. The prefix cache of an engine: a prompt that begins
+  /// with tokens another sequence has run starts from a copy, not a prefill. Throws
+  /// invalid_argument for an unknown id, from == to, n outside [0, position(from)] or beyond
+  /// capacity(to), or caches that are not interchangeable (see below); nothing changes then.
+  void copy_prefix(uint32_t from, uint32_t to, int64_t n);
+  /// Whether the same tokens at the same positions leave the same cache in sequences of these
+  /// two capacities: false only for LongRoPE models (Phi-3 128k) when one capacity exceeds the
+  /// original context and the other does not (each is rotated with its own factors).
+  bool interchangeable(int64_t capacity_a, int64_t capacity_b) const noexcept;
   /// Positions already in the sequence's cache. Throws invalid_argument for an unknown id.
   int64_t position(uint32_t seq) const;
   int64_t capacity(uint32_t seq) const;
