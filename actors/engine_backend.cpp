@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include <unistd.h>
+
 #include "caf/actor_system.hpp"
 #include "troupe/deepseek/batch_decoder.hpp"
 #include "troupe/deepseek/expert_shards.hpp"
@@ -28,6 +30,12 @@
 namespace troupe {
 
 namespace {
+
+/// Two pages per array of `arrays` per layer: what page-granular commitment adds to a
+/// sequence's cache beyond its positions (engine_backend::kv_bytes_per_sequence).
+int64_t page_slack(int64_t layers, int64_t arrays) noexcept {
+  return 2 * layers * arrays * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
 
 /// The date chat templates print (Llama 3.1's "Today Date", Granite 3.3's and Mistral Small's
 /// default system prompts): $TROUPE_CHAT_DATE (YYYY-MM-DD) when set, so that a run can be
@@ -93,6 +101,9 @@ struct llama_forward {
   bool interchangeable(int64_t a, int64_t b) const noexcept {
     return decoder.interchangeable(a, b);
   }
+  int64_t kv_bytes_per_sequence() const noexcept {
+    return page_slack(model->hparams().layers, 2);  // keys and values
+  }
   std::shared_ptr<const llama::llama_model> model;
   llama::batch_decoder decoder;
 };
@@ -126,6 +137,9 @@ struct deepseek_forward {
     return deepseek::batch_decoder::kv_bytes_per_position(model->cfg());
   }
   bool interchangeable(int64_t, int64_t) const noexcept { return true; }
+  int64_t kv_bytes_per_sequence() const noexcept {
+    return page_slack(model->cfg().num_hidden_layers, 1);  // the latent cache
+  }
   gguf_file gguf;  // the tokenizer and chat template; model maps the file once more
   std::shared_ptr<const deepseek::model> model;
   std::unique_ptr<deepseek::expert_shard_group> experts;
@@ -155,6 +169,7 @@ class gguf_backend final : public engine_backend {
   int64_t vocab() const noexcept override { return fwd_.vocab(); }
   int64_t context() const noexcept override { return fwd_.context(); }
   int64_t kv_bytes_per_position() const noexcept override { return fwd_.kv_bytes_per_position(); }
+  int64_t kv_bytes_per_sequence() const noexcept override { return fwd_.kv_bytes_per_sequence(); }
   tool_call_syntax syntax() const noexcept override { return tool_call_syntax::hermes; }
   std::vector<int32_t> prompt(const chat_request& req) const override {
     // A template that prints BOS itself gets no second one from the tokenizer.
@@ -219,6 +234,9 @@ class deepseek_backend final : public engine_backend {
   int64_t context() const noexcept override { return model_->cfg().max_position_embeddings; }
   int64_t kv_bytes_per_position() const noexcept override {
     return deepseek::batch_decoder::kv_bytes_per_position(model_->cfg());
+  }
+  int64_t kv_bytes_per_sequence() const noexcept override {
+    return page_slack(model_->cfg().num_hidden_layers, 1);
   }
   tool_call_syntax syntax() const noexcept override { return tool_call_syntax::kimi_k2; }
   std::vector<int32_t> prompt(const chat_request& req) const override {

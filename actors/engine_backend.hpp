@@ -42,6 +42,9 @@ class engine_backend {
   /// Positions the model supports per sequence.
   virtual int64_t context() const noexcept = 0;
   virtual int64_t kv_bytes_per_position() const noexcept = 0;
+  /// Bytes one sequence's cache may hold beyond positions · kv_bytes_per_position(): each layer's
+  /// arrays are committed page by page, so the pages at both ends of the part written count whole.
+  virtual int64_t kv_bytes_per_sequence() const noexcept = 0;
   /// How the model writes tool calls (its prompt declares tools the same way).
   virtual tool_call_syntax syntax() const noexcept = 0;
 

@@ -60,6 +60,12 @@ struct engine_core {
   local_model_config cfg;
   std::unique_ptr<engine_backend> backend;
   int64_t bytes_per_position = 0;
+  int64_t bytes_per_sequence = 0;  ///< engine_backend::kv_bytes_per_sequence
+
+  /// What a sequence of `positions` may hold in memory: what the KV budget counts.
+  int64_t kv_bytes(int64_t positions) const {
+    return positions * bytes_per_position + bytes_per_sequence;
+  }
   std::map<std::string, compiled_grammar> grammars;  ///< By tools + choice, or by schema.
 };
 
@@ -106,7 +112,7 @@ struct idle_sequence {
   std::vector<int32_t> tokens;  ///< Its prompt's tokens in the cache, position by position.
   int64_t held = 0;             ///< Positions written (prompt and generated): its memory.
   uint64_t last_use = 0;        ///< For least-recently-used eviction.
-  int64_t bytes(int64_t per_position) const { return held * per_position; }
+  int64_t bytes(const engine_core& core) const { return core.kv_bytes(held); }
 };
 
 struct engine_state {
@@ -212,7 +218,7 @@ sequence_ptr prepare(engine_core& core, const chat_request& req) {
   }
   s->max_tokens = req.max_tokens > 0 ? req.max_tokens : core.cfg.default_max_tokens;
   s->positions = std::min<int64_t>(prompt + s->max_tokens, context);
-  const int64_t bytes = s->positions * core.bytes_per_position;
+  const int64_t bytes = core.kv_bytes(s->positions);
   if (bytes > core.cfg.kv_budget_bytes) {
     throw error(errc::budget_exceeded,
                 fmt::format("local model: this request needs {:.1f} MiB of KV cache ({} "
@@ -267,7 +273,7 @@ void send_text(engine_actor::pointer self, sequence_state& s, std::string text) 
 
 void drop_idle(engine_state& st, size_t i) {
   st.core->backend->close(st.idle[i].seq);
-  st.idle_bytes -= st.idle[i].bytes(st.core->bytes_per_position);
+  st.idle_bytes -= st.idle[i].bytes(*st.core);
   st.idle.erase(st.idle.begin() + static_cast<ptrdiff_t>(i));
 }
 
@@ -287,7 +293,7 @@ bool evict_one(engine_state& st, const idle_sequence* keep = nullptr) {
 /// prefix cache when `keep` (its content is sound) and the engine keeps one, else it is closed.
 void release(engine_state& st, sequence_state& s, bool keep) {
   const auto& core = *st.core;
-  st.reserved_bytes -= s.positions * core.bytes_per_position;
+  st.reserved_bytes -= core.kv_bytes(s.positions);
   if (!keep || !core.cfg.prefix_cache || s.prefilled < 2) {
     core.backend->close(s.seq);
     return;
@@ -301,7 +307,7 @@ void release(engine_state& st, sequence_state& s, bool keep) {
   }
   if (st.idle.size() >= max_idle_sequences) evict_one(st);
   st.idle.push_back({s.seq, s.positions, std::move(s.prompt), s.written, ++st.clock});
-  st.idle_bytes += st.idle.back().bytes(core.bytes_per_position);
+  st.idle_bytes += st.idle.back().bytes(core);
 }
 
 /// Replies to a sequence and frees what it holds.
@@ -403,7 +409,7 @@ void admit(engine_state& st) {
   const auto& cfg = st.core->cfg;
   while (!st.waiting.empty() && static_cast<int32_t>(st.running.size()) < cfg.max_batch) {
     auto& s = st.waiting.front();
-    const int64_t bytes = s->positions * st.core->bytes_per_position;
+    const int64_t bytes = st.core->kv_bytes(s->positions);
     if (st.reserved_bytes + bytes > cfg.kv_budget_bytes) break;  // waits for running ones
     while (st.reserved_bytes + st.idle_bytes + bytes > cfg.kv_budget_bytes) {
       if (!evict_one(st, best_idle_for(st, *s))) evict_one(st);  // at last the donor itself
@@ -651,6 +657,7 @@ model_actor spawn_local_model(caf::actor_system& sys, const local_model_config& 
                                        llama::parse_kv_cache_type(cfg.kv_cache_type));
   core->cfg.context = std::min<int64_t>(cfg.context, core->backend->context());
   core->bytes_per_position = core->backend->kv_bytes_per_position();
+  core->bytes_per_sequence = core->backend->kv_bytes_per_sequence();
   return caf::actor_cast<model_actor>(sys.spawn<caf::detached>(engine, std::move(core)));
 }
 

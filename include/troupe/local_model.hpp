@@ -12,7 +12,8 @@
 /// batching). Text is streamed to `stream_to` as (delta, turn_delta) before the reply.
 ///
 /// KV memory: a request reserves the positions it can use (prompt + max tokens, at most the
-/// context) out of `kv_budget_bytes` when admitted. One that does not fit now waits in arrival
+/// context; with the pages its cache may commit beyond them at the ends of each layer's arrays)
+/// out of `kv_budget_bytes` when admitted. One that does not fit now waits in arrival
 /// order; one that could never fit (prompt longer than the context, or a reservation larger than
 /// the whole budget) is refused at once with an error that says what to change. Nothing the
 /// requests say can make the engine run out of memory.
