@@ -93,6 +93,15 @@ BOOST_FIXTURE_TEST_CASE(replies_match_hf_alone_and_batched, engine_fixture) {
             },
             [&](caf::error& e) { BOOST_FAIL("request failed: " << sys.render(e)); });
       }
+      // Once more: the prompt comes from the prefix cache (all but its last two tokens) and
+      // the answer is the same.
+      self->request(model, reply_timeout, chat_atom::value, request(4))
+        .receive(
+          [&](assistant_turn& t) {
+            BOOST_CHECK_EQUAL(t.usage.cached_prompt_tokens, t.usage.prompt_tokens - 2);
+            BOOST_CHECK_EQUAL(t.text, expected);
+          },
+          [&](caf::error& e) { BOOST_FAIL("request failed: " << sys.render(e)); });
       caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
       model = nullptr;
     }

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <chrono>
 #include <map>
+#include <thread>
 #include <variant>
 #include <string>
 #include <vector>
@@ -450,7 +451,10 @@ struct uncached_engine {
     model = spawn_local_model(sys, c);
   }
   ~uncached_engine() { caf::anon_send_exit(model, caf::exit_reason::user_shutdown); }
-  assistant_turn ask(const chat_request& req) {
+  /// `req` without its delta sink (an actor of another system, whose mailbox would keep this
+  /// engine alive through the deltas' sender).
+  assistant_turn ask(chat_request req) {
+    req.stream_to = nullptr;
     assistant_turn out;
     self->request(model, reply_timeout, chat_atom::value, req)
       .receive([&](assistant_turn& t) { out = std::move(t); },
@@ -541,6 +545,52 @@ BOOST_FIXTURE_TEST_CASE(requests_sharing_a_system_prompt_compute_it_once, engine
       [&](caf::error& e) { BOOST_ERROR("request failed: " << to_string(e)); });
   }
   BOOST_TEST_MESSAGE("prompt tokens " << prompt << ", from the cache " << cached);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_request_cancelled_while_it_waits_for_a_shared_prefill, engine_fixture) {
+  if (!have_model()) return;
+  // Three requests share a system prompt of ~1,200 tokens, which the first prefills over several
+  // steps (256 tokens each, seconds here) while the other two wait for it. The second is
+  // cancelled while it waits: it is answered before the first has any text, and the others
+  // finish as without it.
+  start();
+  uncached_engine plain;
+  std::string system;
+  for (int i = 0; i < 4; ++i) system += long_system_prompt();
+  std::vector<chat_request> requests;
+  for (uint64_t id = 1; id <= 3; ++id)
+    requests.push_back(request_for(id, {chat_message::system(system),
+                                        chat_message::user("Say " + std::to_string(id) + ".")},
+                                   12));
+  requests[0].stream_to = caf::actor_cast<delta_sink_actor>(self);
+  std::vector<decltype(self->request(model, reply_timeout, chat_atom::value, chat_request{}))>
+    handles;
+  for (const auto& r : requests)
+    handles.push_back(self->request(model, reply_timeout, chat_atom::value, r));
+  // The first step (which admits all three) has started by then; the prefill takes seconds.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  self->send(model, cancel_atom::value, uint64_t{2});
+  handles[1].receive(
+    [&](assistant_turn& t) {
+      BOOST_CHECK_EQUAL(t.finish, finish_reason::cancelled);
+      BOOST_CHECK_EQUAL(t.usage.completion_tokens, 0u);
+    },
+    [&](caf::error& e) { BOOST_ERROR("the cancelled request failed: " << to_string(e)); });
+  // Whatever the engine streamed before that reply is in the mailbox now: nothing yet.
+  bool text_before = false;
+  self->receive([&](delta_atom, const turn_delta&) { text_before = true; },
+                caf::after(std::chrono::milliseconds(0)) >> [] {});
+  BOOST_CHECK_MESSAGE(!text_before, "the first request had text before the cancel was answered");
+  for (size_t i : {size_t{0}, size_t{2}}) {
+    handles[i].receive(
+      [&](assistant_turn& t) { BOOST_CHECK_EQUAL(t.text, plain.ask(requests[i]).text); },
+      [&](caf::error& e) { BOOST_ERROR("request " << i + 1 << " failed: " << to_string(e)); });
+  }
+  // The cancelled request's sequence held nothing: asked again, it copies the shared prompt.
+  requests[1].id = 4;
+  const auto again = answer(ask(requests[1]));
+  BOOST_CHECK_GT(again.usage.cached_prompt_tokens, 1000u);
+  BOOST_CHECK_EQUAL(again.text, plain.ask(requests[1]).text);
 }
 
 BOOST_FIXTURE_TEST_CASE(idle_caches_give_way_to_requests_that_need_their_room, engine_fixture) {
