@@ -122,7 +122,7 @@ struct engine_state {
   std::vector<sequence_ptr> running;  ///< Admitted: a KV sequence is open for each.
   int64_t reserved_bytes = 0;         ///< Reservations of the running sequences.
   std::vector<idle_sequence> idle;    ///< The prefix cache.
-  int64_t idle_bytes = 0;             ///< The positions the idle sequences hold.
+  int64_t idle_bytes = 0;             ///< What the idle sequences hold (kv_bytes).
   uint64_t clock = 0;                 ///< Ticks at each use of an idle sequence.
   bool step_pending = false;
 };
