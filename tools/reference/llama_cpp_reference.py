@@ -113,6 +113,27 @@ def load_llama():
     return llama_cpp
 
 
+def greedy_run(llm, tokens, steps):
+    """llama.cpp's logits after `tokens` (one batch, from an empty cache) and the `steps` greedy
+    tokens that follow, each fed alone: (first logits as a numpy array, generated token ids)."""
+    import numpy as np
+    n_vocab = llm.n_vocab()
+
+    def logits():
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+
+    llm.reset()
+    llm.eval(tokens)
+    first = step = logits()
+    generated = []
+    for _ in range(steps):
+        tok = int(np.argmax(step))
+        generated.append(tok)
+        llm.eval([tok])
+        step = logits()
+    return first, generated
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -131,15 +152,12 @@ def main():
                           n_threads=2, n_threads_batch=2, flash_attn=False,
                           type_k=kv_type, type_v=kv_type,
                           logits_all=False, verbose=False, seed=0)
-    n_vocab = llm.n_vocab()
     sha = hashlib.sha256(args.model.read_bytes()).hexdigest()
 
     cases = []
     for name, text, chat in PROMPTS:
         tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=chat)
-        llm.reset()
-        llm.eval(tokens)
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+        logits, generated = greedy_run(llm, tokens, GENERATED)
         order = np.argsort(-logits, kind="stable")[:TOP]
         first = {
             "top": [[int(i), float(logits[i])] for i in order],
@@ -148,13 +166,6 @@ def main():
             "min": float(logits.min()),
             "max": float(logits.max()),
         }
-        generated = []
-        step = logits
-        for _ in range(GENERATED):
-            tok = int(np.argmax(step))
-            generated.append(tok)
-            llm.eval([tok])
-            step = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
         text_out = llm.detokenize(generated, special=True).decode("utf-8", errors="replace")
         print(f"{name}: {len(tokens)} prompt tokens -> {text_out[:60]!r}", file=sys.stderr)
         cases.append({"name": name, "prompt": text, "parse_special": chat, "prompt_tokens": tokens,

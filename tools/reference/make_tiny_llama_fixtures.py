@@ -81,7 +81,7 @@ import gguf
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llama_cpp_reference import load_llama  # noqa: E402
+from llama_cpp_reference import greedy_run, load_llama  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[2] / "tests/fixtures/llama/tiny"
 HIDDEN, HEADS, KV_HEADS, FFN, LAYERS = 64, 2, 1, 128, 2
@@ -584,17 +584,8 @@ def llama_cpp_cases(llama_cpp, path, rng, kv_type):
     cases = []
     for length in (1, 7, 33, 100, 180):
         prompt = [int(t) for t in rng.integers(3, n_vocab, length)]
-        llm.reset()
-        llm.eval(prompt)
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+        logits, generated = greedy_run(llm, prompt, GENERATED)
         first = [float(f"{v:.9g}") for v in logits]  # 9 digits: the float's exact bits
-        generated = []
-        step = logits
-        for _ in range(GENERATED):
-            tok = int(np.argmax(step))
-            generated.append(tok)
-            llm.eval([tok])
-            step = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
         cases.append({"prompt_tokens": prompt, "first_logits": first, "greedy_tokens": generated})
         print(f"{path.name}: {length} tokens -> {generated[:12]}", file=sys.stderr)
     del llm
