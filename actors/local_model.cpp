@@ -6,8 +6,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <memory>
@@ -277,11 +278,12 @@ void drop_idle(engine_state& st, size_t i) {
   st.idle.erase(st.idle.begin() + static_cast<ptrdiff_t>(i));
 }
 
-/// Drops the least recently used idle sequence other than `keep`; false when there is none.
-bool evict_one(engine_state& st, const idle_sequence* keep = nullptr) {
+/// Drops the least recently used idle sequence other than the one at index `keep`; false when
+/// there is none.
+bool evict_one(engine_state& st, size_t keep = SIZE_MAX) {
   size_t victim = st.idle.size();
   for (size_t i = 0; i < st.idle.size(); ++i) {
-    if (&st.idle[i] == keep) continue;
+    if (i == keep) continue;
     if (victim == st.idle.size() || st.idle[i].last_use < st.idle[victim].last_use) victim = i;
   }
   if (victim == st.idle.size()) return false;
@@ -342,6 +344,23 @@ void fail(engine_actor::stateful_pointer<engine_state> self, sequence_state& s, 
   if (admitted) release(self->state, s, false);
 }
 
+/// The idle sequence holding the longest part of `s`'s reusable prompt that it may copy (one of
+/// an interchangeable capacity): its index in st.idle (st.idle.size(): none) and that length.
+struct idle_match {
+  size_t index;
+  size_t length = 0;
+};
+idle_match best_idle_for(const engine_state& st, const sequence_state& s) {
+  idle_match best{st.idle.size()};
+  const auto prompt = reusable_part(s.prompt);
+  for (size_t i = 0; i < st.idle.size(); ++i) {
+    const size_t n = common_prefix(st.idle[i].tokens, prompt);
+    if (n > best.length && st.core->backend->interchangeable(st.idle[i].capacity, s.positions))
+      best = {i, n};
+  }
+  return best;
+}
+
 /// Where an admitted sequence's prompt starts: from a copy of the longest beginning of it that an
 /// idle or running sequence holds in its cache, or, when an older running sequence still
 /// prefilling a prompt that begins the same way would hold at least min_wait_gain tokens more,
@@ -357,14 +376,9 @@ void start_prompt(engine_state& st, sequence_state& s) {
   const std::span<const int32_t> prompt = reusable_part(s.prompt);
   if (prompt.empty()) return;
   auto& backend = *core.backend;
-  size_t best = 0, best_idle = st.idle.size();
-  uint32_t from = 0;
-  for (size_t i = 0; i < st.idle.size(); ++i) {
-    const size_t n = common_prefix(st.idle[i].tokens, prompt);
-    if (n > best && backend.interchangeable(st.idle[i].capacity, s.positions)) {
-      best = n, best_idle = i, from = st.idle[i].seq;
-    }
-  }
+  const idle_match idle = best_idle_for(st, s);
+  size_t best = idle.length, best_idle = idle.index;
+  uint32_t from = best_idle < st.idle.size() ? st.idle[best_idle].seq : 0;
   size_t pending = 0;  // what an older sequence's prefill would give
   for (const auto& r : st.running) {
     if (r.get() == &s) break;  // only older ones: a sequence never waits for a younger one
@@ -389,18 +403,6 @@ void start_prompt(engine_state& st, sequence_state& s) {
   }
 }
 
-/// The idle sequence that `s` would start from (start_prompt's choice among the idle ones;
-/// nullptr: none).
-const idle_sequence* best_idle_for(const engine_state& st, const sequence_state& s) {
-  const idle_sequence* best = nullptr;
-  size_t n = 0;
-  for (const auto& c : st.idle) {
-    const size_t m = common_prefix(c.tokens, reusable_part(s.prompt));
-    if (m > n && st.core->backend->interchangeable(c.capacity, s.positions)) n = m, best = &c;
-  }
-  return best;
-}
-
 /// Moves waiting sequences into the batch while they fit, strictly in arrival order (a large
 /// request is not overtaken forever by small ones). Idle sequences of the prefix cache give way
 /// to a request that needs their room, least recently used first, the one it would start from
@@ -412,7 +414,7 @@ void admit(engine_state& st) {
     const int64_t bytes = st.core->kv_bytes(s->positions);
     if (st.reserved_bytes + bytes > cfg.kv_budget_bytes) break;  // waits for running ones
     while (st.reserved_bytes + st.idle_bytes + bytes > cfg.kv_budget_bytes) {
-      if (!evict_one(st, best_idle_for(st, *s))) evict_one(st);  // at last the donor itself
+      if (!evict_one(st, best_idle_for(st, *s).index)) evict_one(st);  // at last the donor
     }
     s->seq = st.core->backend->open(s->positions);
     st.reserved_bytes += bytes;
