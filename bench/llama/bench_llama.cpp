@@ -223,46 +223,6 @@ void bm_batched_decode(benchmark::State& state) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
-/// N concurrent chat requests (64 tokens each) through the engine actor: scheduling, sampling,
-/// detokenisation and messaging included. Counter: aggregate generated tokens per second.
-void bm_engine_requests(benchmark::State& state) {
-  const fixture* f = shared_fixture();
-  if (f == nullptr) {
-    state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
-    return;
-  }
-  const auto n = static_cast<size_t>(state.range(0));
-  troupe::actor_system_config cfg;
-  caf::actor_system sys{cfg};
-  troupe::local_model_config lc;
-  lc.model = model_path().string();
-  lc.threads = 2;
-  lc.kv_cache_type = troupe::llama::to_string(kv_type());
-  auto model = troupe::spawn_local_model(sys, lc);
-  caf::scoped_actor self{sys};
-  uint64_t id = 0, generated = 0;
-  for (auto _ : state) {
-    std::vector<decltype(self->request(model, caf::infinite, troupe::chat_atom::value,
-                                       troupe::chat_request{}))> handles;
-    for (size_t i = 0; i < n; ++i) {
-      troupe::chat_request req;
-      req.id = ++id;
-      req.messages = {troupe::chat_message::user("Tell me fact number " + std::to_string(i) +
-                                                 " about lighthouses.")};
-      req.max_tokens = decode_tokens;
-      handles.push_back(self->request(model, caf::infinite, troupe::chat_atom::value, req));
-    }
-    for (auto& h : handles) {
-      h.receive([&](troupe::assistant_turn& t) { generated += t.usage.completion_tokens; },
-                [&](caf::error& e) { state.SkipWithError(caf::to_string(e).c_str()); });
-    }
-  }
-  caf::anon_send_exit(model, caf::exit_reason::user_shutdown);
-  state.counters["sequences"] = static_cast<double>(n);
-  state.counters["tok_per_s"] =
-    benchmark::Counter(static_cast<double>(generated), benchmark::Counter::kIsRate);
-}
-
 /// A sub-agent's instructions and tool declarations: ~500 tokens. `run` makes it unique to one
 /// benchmark iteration (at its start), so that no iteration finds an earlier one's cache.
 std::string agent_system_prompt(int64_t run) {
@@ -304,14 +264,15 @@ bool ask_all(caf::scoped_actor& self, const troupe::model_actor& model,
 }
 
 /// Runs `workload(self, model, run, usage)` once per iteration on an engine with the prefix cache
-/// on (state.range(0) == 1) or off; `run` counts the iterations from 1. The workload returns
-/// false after an error (it has called SkipWithError). Reports the prompt tokens per iteration
-/// and the share of them taken from the cache.
+/// on or off; `run` counts the iterations from 1. The workload returns false after an error (it
+/// has called SkipWithError). Reports the prompt tokens per iteration and the share of them
+/// taken from the cache; returns the usage of all iterations.
 template <class Workload>
-void engine_workload(benchmark::State& state, Workload workload) {
+troupe::usage engine_workload(benchmark::State& state, bool prefix_cache, Workload workload) {
+  troupe::usage u;
   if (shared_fixture() == nullptr) {
     state.SkipWithError("SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/install-deps)");
-    return;
+    return u;
   }
   troupe::actor_system_config cfg;
   caf::actor_system sys{cfg};
@@ -319,10 +280,9 @@ void engine_workload(benchmark::State& state, Workload workload) {
   lc.model = model_path().string();
   lc.threads = 2;
   lc.kv_cache_type = troupe::llama::to_string(kv_type());
-  lc.prefix_cache = state.range(0) != 0;
+  lc.prefix_cache = prefix_cache;
   auto model = troupe::spawn_local_model(sys, lc);
   caf::scoped_actor self{sys};
-  troupe::usage u;
   int64_t run = 0;
   for (auto _ : state)
     if (!workload(self, model, ++run, u)) break;
@@ -333,13 +293,41 @@ void engine_workload(benchmark::State& state, Workload workload) {
     u.prompt_tokens == 0 ? 0.0
                          : static_cast<double>(u.cached_prompt_tokens) /
                              static_cast<double>(u.prompt_tokens);
+  return u;
+}
+
+/// N concurrent chat requests (64 tokens each) through the engine actor: scheduling, sampling,
+/// detokenisation and messaging included. Counter: aggregate generated tokens per second. The
+/// prefix cache is off: every iteration sends the same prompts, which it would serve from the
+/// cache after the first, and this measures decoding.
+void bm_engine_requests(benchmark::State& state) {
+  const auto n = static_cast<size_t>(state.range(0));
+  uint64_t id = 0;
+  const troupe::usage total = engine_workload(
+    state, false,
+    [&](caf::scoped_actor& self, const troupe::model_actor& model, int64_t, troupe::usage& u) {
+      std::vector<troupe::chat_request> requests;
+      for (size_t i = 0; i < n; ++i) {
+        troupe::chat_request req;
+        req.id = ++id;
+        req.messages = {troupe::chat_message::user("Tell me fact number " + std::to_string(i) +
+                                                   " about lighthouses.")};
+        req.max_tokens = decode_tokens;
+        requests.push_back(std::move(req));
+      }
+      return ask_all(self, model, requests, u, nullptr, state);
+    });
+  state.counters["sequences"] = static_cast<double>(n);
+  state.counters["tok_per_s"] =
+    benchmark::Counter(static_cast<double>(total.completion_tokens), benchmark::Counter::kIsRate);
 }
 
 /// 32 sub-agents of one swarm at once: the same system prompt, a question each, 16 tokens each.
 void bm_engine_swarm(benchmark::State& state) {
   uint64_t id = 0;
-  engine_workload(state, [&](caf::scoped_actor& self, const troupe::model_actor& model,
-                             int64_t run, troupe::usage& u) {
+  engine_workload(state, state.range(0) != 0, [&](caf::scoped_actor& self,
+                                                  const troupe::model_actor& model, int64_t run,
+                                                  troupe::usage& u) {
     const std::string system = agent_system_prompt(run);
     std::vector<troupe::chat_request> requests;
     for (int i = 0; i < 32; ++i) {
@@ -359,8 +347,9 @@ void bm_engine_swarm(benchmark::State& state) {
 /// then per turn the model's answer and a tool result of ~60 tokens), 24 tokens per answer.
 void bm_engine_turns(benchmark::State& state) {
   uint64_t id = 0;
-  engine_workload(state, [&](caf::scoped_actor& self, const troupe::model_actor& model,
-                             int64_t run, troupe::usage& u) {
+  engine_workload(state, state.range(0) != 0, [&](caf::scoped_actor& self,
+                                                  const troupe::model_actor& model, int64_t run,
+                                                  troupe::usage& u) {
     std::vector<troupe::chat_message> conversation{
       troupe::chat_message::system(agent_system_prompt(run)),
       troupe::chat_message::user("Which lighthouses on the north coast were automated first?")};
