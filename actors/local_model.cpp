@@ -26,6 +26,7 @@
 #include "troupe/llama/sampler.hpp"
 #include "troupe/llama/token_mask.hpp"
 #include "troupe/llama/tokenizer.hpp"
+#include "troupe/stop_strings.hpp"
 
 namespace troupe {
 
@@ -88,6 +89,7 @@ struct sequence_state {
   llama::sampler sampler;
   std::string text;
   std::string pending;         ///< Bytes of an incomplete UTF-8 character.
+  std::optional<stop_strings> stops;  ///< The request's stop strings, if it has any.
   bool cancelled = false;
   delta_sink_actor sink;
   caf::typed_response_promise<assistant_turn> promise;
@@ -178,6 +180,8 @@ llama::sampler_params sampling_of(const local_model_config& cfg, const sampling_
   p.min_p = s.min_p >= 0 ? s.min_p : cfg.min_p;
   p.repeat_penalty = s.repetition_penalty >= 0 ? s.repetition_penalty : cfg.repetition_penalty;
   p.seed = s.seed;
+  p.frequency_penalty = s.frequency_penalty;
+  p.presence_penalty = s.presence_penalty;
   return p;
 }
 
@@ -228,7 +232,8 @@ sequence_ptr prepare(engine_core& core, const chat_request& req) {
                             mib(bytes), s->positions, mib(core.cfg.kv_budget_bytes)));
   }
   s->sampler = llama::sampler{sampling_of(core.cfg, req.sampling)};
-  for (int32_t t : s->prompt) s->sampler.accept(t);
+  for (int32_t t : s->prompt) s->sampler.accept_prompt(t);
+  if (stop_strings stops{req.stop}; !stops.empty()) s->stops = std::move(stops);
   s->sink = req.stream_to;
   return s;
 }
@@ -270,6 +275,18 @@ void send_text(engine_actor::pointer self, sequence_state& s, std::string text) 
   if (s.blank.find_first_not_of(" \t\r\n") != std::string::npos)
     stream_text(self, s, std::exchange(s.blank, {}));
   stream_calls(self, s, std::move(out.calls));
+}
+
+/// Generated text (complete UTF-8) on its way out: through the stop strings, if the request has
+/// any, to send_text. True when a stop string is complete: the turn ends before it.
+bool emit(engine_actor::pointer self, sequence_state& s, std::string text) {
+  if (!s.stops) {
+    send_text(self, s, std::move(text));
+    return false;
+  }
+  auto step = s.stops->feed(text);
+  send_text(self, s, std::move(step.text));
+  return step.stopped;
 }
 
 void drop_idle(engine_state& st, size_t i) {
@@ -317,7 +334,10 @@ void finish(engine_actor::stateful_pointer<engine_state> self, sequence_state& s
             finish_reason why, bool admitted) {
   auto& st = self->state;
   try {
-    send_text(self, s, std::exchange(s.pending, {}));
+    // What waited for more bytes (an incomplete character) or for the next piece (a possible
+    // beginning of a stop string) was output after all, unless a stop string ended the turn.
+    if (!emit(self, s, std::exchange(s.pending, {})) && s.stops)
+      send_text(self, s, s.stops->flush());
     if (s.parser && why != finish_reason::cancelled) {
       auto out = s.parser->finish();
       s.blank += out.text;
@@ -542,7 +562,10 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
     }
     s.pending += piece;
     try {
-      send_text(self, s, llama::take_complete_utf8(s.pending));
+      if (emit(self, s, llama::take_complete_utf8(s.pending))) {
+        done_stop.push_back(&s);
+        continue;
+      }
     } catch (const error& e) {
       failed.push_back(&s);
       failures.emplace_back(errc::model_failed, "local model: " + e.message());

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <deque>
@@ -235,7 +236,17 @@ std::string build_body(const openai_config& cfg, const json::value& extra, const
   if (req.sampling.temperature >= 0) body.set("temperature", double{req.sampling.temperature});
   if (req.sampling.top_p >= 0) body.set("top_p", double{req.sampling.top_p});
   if (req.sampling.seed != 0) body.set("seed", static_cast<int64_t>(req.sampling.seed));
+  if (req.sampling.frequency_penalty != 0)
+    body.set("frequency_penalty", double{req.sampling.frequency_penalty});
+  if (req.sampling.presence_penalty != 0)
+    body.set("presence_penalty", double{req.sampling.presence_penalty});
   if (req.max_tokens > 0) body.set("max_tokens", req.max_tokens);
+  if (std::any_of(req.stop.begin(), req.stop.end(), [](auto& s) { return !s.empty(); })) {
+    json::array stop;
+    for (const auto& s : req.stop)
+      if (!s.empty()) stop.emplace_back(s);
+    body.set("stop", std::move(stop));
+  }
   if (!req.response_schema.empty())
     body.set("response_format",
              json::object{

@@ -307,6 +307,32 @@ parsed_completion parse_completion(std::string_view text, const std::string& mod
     if (!seed->is_int()) throw bad_field("seed", "'seed' must be an integer");
     req.sampling.seed = static_cast<uint64_t>(seed->as_int());
   }
+  for (auto [key, field] : {std::pair{"frequency_penalty", &sampling_params::frequency_penalty},
+                            std::pair{"presence_penalty", &sampling_params::presence_penalty}}) {
+    if (auto* v = member(body, key); v && !v->is_null()) {
+      if (!v->is_number() || !(v->as_number() >= -2 && v->as_number() <= 2))
+        throw bad_field(key, fmt::format("'{}' must be a number from -2 to 2", key));
+      req.sampling.*field = static_cast<float>(v->as_number());
+    }
+  }
+  if (auto* stop = member(body, "stop"); stop && !stop->is_null()) {
+    // A string or up to 16 strings (OpenAI takes 4; vLLM and llama.cpp more).
+    constexpr size_t max_stops = 16, max_length = 1024;
+    auto add = [&](const json::value& v, const std::string& at) {
+      if (!v.is_string() || v.as_string().size() > max_length)
+        throw bad_field("stop", fmt::format("'{}' must be a string of at most {} bytes", at,
+                                            max_length));
+      req.stop.push_back(v.as_string());
+    };
+    if (stop->is_array()) {
+      if (stop->as_array().size() > max_stops)
+        throw bad_field("stop", fmt::format("'stop' takes at most {} strings", max_stops));
+      for (size_t i = 0; i < stop->as_array().size(); ++i)
+        add(stop->as_array()[i], fmt::format("stop[{}]", i));
+    } else {
+      add(*stop, "stop");
+    }
+  }
   if (auto* n = member(body, "n"); n && !(n->is_int() && n->as_int() == 1))
     throw api_error{400, "only n = 1 is supported", "invalid_request_error", "n", "unsupported"};
   if (auto* s = member(body, "stream")) {

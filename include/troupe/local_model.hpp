@@ -9,7 +9,11 @@
 /// template, tokenised and queued. Every step the scheduler runs one forward pass over all running
 /// sequences: prompt chunks of those still in prefill, one token of each one decoding; a request
 /// that arrives during a step joins at the next one, a finished one leaves at once (continuous
-/// batching). Text is streamed to `stream_to` as (delta, turn_delta) before the reply.
+/// batching). Text is streamed to `stream_to` as (delta, turn_delta) before the reply. A
+/// request's `stop` strings end its turn where the first of them appears in the generated text
+/// (checked on the raw output, tool-call markup included, as vLLM does); sampling takes the
+/// request's penalties (repetition over the prompt and the output, frequency and presence over
+/// the output).
 ///
 /// KV memory: a request reserves the positions it can use (prompt + max tokens, at most the
 /// context; with the pages its cache may commit beyond them at the ends of each layer's arrays)

@@ -15,7 +15,8 @@
 
 namespace troupe {
 
-/// Sampling settings. A negative value means "the backend's default".
+/// Sampling settings. A negative value means "the backend's default", except for the two
+/// penalties at the end, which OpenAI lets go down to -2.
 struct sampling_params {
   float temperature = -1.0f;
   float top_p = -1.0f;
@@ -23,6 +24,10 @@ struct sampling_params {
   float min_p = -1.0f;
   float repetition_penalty = -1.0f;
   uint64_t seed = 0;
+  /// OpenAI's penalties on tokens already generated in this turn: a token generated c times loses
+  /// c · frequency_penalty + (c > 0) · presence_penalty from its logit. 0: off.
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
 
   friend bool operator==(const sampling_params&, const sampling_params&) = default;
 };
@@ -30,7 +35,7 @@ struct sampling_params {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sampling_params& x) {
   return f(caf::meta::type_name("troupe.sampling_params"), x.temperature, x.top_p, x.top_k, x.min_p,
-           x.repetition_penalty, x.seed);
+           x.repetition_penalty, x.seed, x.frequency_penalty, x.presence_penalty);
 }
 
 enum class tool_choice_mode : uint8_t { automatic = 0, none = 1, required = 2, named = 3 };
@@ -85,18 +90,21 @@ struct chat_request {
   uint32_t max_tokens = 0;         ///< 0: the backend's default.
   std::string response_schema;     ///< JSON Schema text the reply must follow; empty: free text.
   delta_sink_actor stream_to;      ///< Invalid handle: no streaming.
+  /// OpenAI's `stop`: the turn ends before the first of these strings in its output text, with
+  /// finish == stop, and the text (streamed or not) holds no part of it. Empty strings are ignored.
+  std::vector<std::string> stop;
 
   friend bool operator==(const chat_request& a, const chat_request& b) {
     return a.id == b.id && a.messages == b.messages && a.tools == b.tools && a.choice == b.choice &&
            a.sampling == b.sampling && a.max_tokens == b.max_tokens &&
-           a.response_schema == b.response_schema;
+           a.response_schema == b.response_schema && a.stop == b.stop;
   }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, chat_request& x) {
   return f(caf::meta::type_name("troupe.chat_request"), x.id, x.messages, x.tools, x.choice,
-           x.sampling, x.max_tokens, x.response_schema, x.stream_to);
+           x.sampling, x.max_tokens, x.response_schema, x.stream_to, x.stop);
 }
 
 /// The model's answer: text, reasoning, tool calls, usage and why it stopped.

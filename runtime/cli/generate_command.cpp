@@ -14,6 +14,7 @@
 #include "troupe/llama/sampler.hpp"
 #include "troupe/llama/tokenizer.hpp"
 #include "troupe/local_model.hpp"
+#include "troupe/stop_strings.hpp"
 
 namespace troupe::cli {
 
@@ -31,6 +32,14 @@ CLI::App* add_generate_command(CLI::App& app, generate_options& opts) {
   cmd->add_option("--top-p", opts.sampling.top_p, "Nucleus sampling; 1: off");
   cmd->add_option("--min-p", opts.sampling.min_p, "Drop tokens below min-p x p(best); 0: off");
   cmd->add_option("--repeat-penalty", opts.sampling.repeat_penalty, "1: off");
+  cmd->add_option("--frequency-penalty", opts.sampling.frequency_penalty,
+                  "Minus this times a token's count so far in the output; 0: off")
+    ->check(CLI::Range(-2.0, 2.0));
+  cmd->add_option("--presence-penalty", opts.sampling.presence_penalty,
+                  "Minus this for a token already in the output; 0: off")
+    ->check(CLI::Range(-2.0, 2.0));
+  cmd->add_option("--stop", opts.stop,
+                  "End the output before this string (repeat for several; the first found wins)");
   cmd->add_option("--seed", opts.sampling.seed, "Seed of the sampler (reproducible runs)");
   cmd->add_option("-n,--max-tokens", opts.max_tokens, "Tokens to generate at most")
     ->capture_default_str()
@@ -97,7 +106,8 @@ int generate_command(const generate_options& opts) {
       return model->decode({&ch, 1});
     };
     llama::sampler sampler{opts.sampling};
-    for (auto t : prompt_tokens) sampler.accept(t);
+    for (auto t : prompt_tokens) sampler.accept_prompt(t);
+    stop_strings stops{opts.stop};
     const auto t0 = clock::now();
     auto logits = decode(prompt_tokens);
     const auto t1 = clock::now();
@@ -110,14 +120,19 @@ int generate_command(const generate_options& opts) {
       sampler.accept(next);
       ++generated;
       pending += model->piece(next);
-      // Print up to the last complete UTF-8 character.
-      const std::string complete = llama::take_complete_utf8(pending);
-      std::fwrite(complete.data(), 1, complete.size(), stdout);
+      // Print up to the last complete UTF-8 character (and before any possible stop string).
+      const auto out = stops.feed(llama::take_complete_utf8(pending));
+      std::fwrite(out.text.data(), 1, out.text.size(), stdout);
       std::fflush(stdout);
+      if (out.stopped) break;
       if (generated < opts.max_tokens && position < opts.context)
         logits = decode(std::span<const int32_t>{&next, 1});
     }
-    std::fwrite(pending.data(), 1, pending.size(), stdout);
+    if (!stops.stopped()) {
+      const auto out = stops.feed(pending);
+      const std::string rest = out.text + stops.flush();
+      std::fwrite(rest.data(), 1, rest.size(), stdout);
+    }
     std::fputc('\n', stdout);
     report(prompt_tokens.size(), generated, t0, t1, clock::now());
     model->close(seq);

@@ -2,6 +2,7 @@
 /// `troupe generate`: one completion from a local GGUF model, streamed to stdout.
 
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "troupe/llama/sampler.hpp"
@@ -13,6 +14,7 @@ struct generate_options {
   std::string model = "smollm2";
   std::string prompt;
   llama::sampler_params sampling;
+  std::vector<std::string> stop;  ///< --stop: the output ends before the first of these.
   int max_tokens = 128;
   int threads = 2;
   int context = 2048;

@@ -24,13 +24,23 @@ sampler::sampler(sampler_params params) : params_(params), state_(params.seed) {
 
 void sampler::reset() {
   history_.clear();
+  counts_.clear();
   state_ = params_.seed;
 }
 
 void sampler::accept(int32_t token) {
+  if (params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f) ++counts_[token];
+  accept_prompt(token);
+}
+
+void sampler::accept_prompt(int32_t token) {
   if (params_.repeat_last_n <= 0) return;
   history_.push_back(token);
   while (history_.size() > static_cast<size_t>(params_.repeat_last_n)) history_.pop_front();
+}
+
+bool sampler::penalises() const {
+  return (params_.repeat_penalty != 1.0f && !history_.empty()) || !counts_.empty();
 }
 
 double sampler::next_uniform() {
@@ -48,6 +58,11 @@ std::vector<std::pair<int32_t, float>> sampler::candidates(std::span<const float
       float& l = c[static_cast<size_t>(t)].second;
       l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
     }
+  }
+  for (const auto& [t, n] : counts_) {
+    if (t < 0 || static_cast<size_t>(t) >= c.size()) continue;
+    c[static_cast<size_t>(t)].second -=
+      static_cast<float>(n) * params_.frequency_penalty + params_.presence_penalty;
   }
   auto by_logit = [](const auto& a, const auto& b) {
     return a.second > b.second || (a.second == b.second && a.first < b.first);
@@ -90,7 +105,7 @@ std::vector<std::pair<int32_t, float>> sampler::candidates(std::span<const float
 int32_t sampler::sample(std::span<const float> logits) {
   if (logits.empty()) return -1;
   if (params_.temperature <= 0.0f) {
-    if (params_.repeat_penalty == 1.0f || history_.empty()) {
+    if (!penalises()) {
       return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
     return candidates(logits).front().first;

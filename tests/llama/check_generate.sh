@@ -2,7 +2,8 @@
 # check_generate.sh TROUPE EXPECTED
 # `troupe generate` end to end with the embedded model: greedy output equals the committed text
 # (the forward pass is bit-exact with llama.cpp, see test_llama_forward), and a file that is not a
-# GGUF model is refused with a clear message. Exits 77 (skipped) when the model is not installed.
+# GGUF model is refused with a clear message; --stop ends the output before a stop string.
+# Exits 77 (skipped) when the model is not installed.
 set -uo pipefail
 troupe=$1 expected=$2
 model="${TROUPE_MODEL_DIR:-$HOME/.cache/troupe/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -14,6 +15,15 @@ out=$("$troupe" generate -n 16 "What is the capital of France?" 2>/dev/null)
 rc=$?
 if [[ $rc -ne 0 || "$out" != "$(cat "$expected")" ]]; then
   printf 'troupe generate: exit %s\n--- got:\n%s\n--- expected:\n%s\n' "$rc" "$out" "$(cat "$expected")"
+  exit 1
+fi
+# Stop strings: the earliest one found ends the output, which holds no part of it.
+want="$(cat "$expected")"
+want="${want%%Marseillaise*}"
+out=$("$troupe" generate -n 16 --stop femme --stop Marseillaise "What is the capital of France?" 2>/dev/null)
+rc=$?
+if [[ $rc -ne 0 || "$out" != "$want" ]]; then
+  printf 'troupe generate --stop: exit %s\n--- got:\n%s\n--- expected:\n%s\n' "$rc" "$out" "$want"
   exit 1
 fi
 err=$("$troupe" generate -m "$expected" x 2>&1 >/dev/null)

@@ -24,17 +24,20 @@ inline std::filesystem::path smollm2_path() {
   return std::filesystem::exists(p) ? p : std::filesystem::path();
 }
 
-/// tests/fixtures/llama/smollm2_reference.json, written by tools/reference/llama_cpp_reference.py
-/// (llama.cpp with an f32 KV cache), or with `f16_kv` smollm2_reference_f16_kv.json (its
-/// --kv-type f16: llama.cpp's default f16 cache).
-inline json::value reference_fixture(bool f16_kv = false) {
-  const std::filesystem::path p =
-    std::filesystem::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama" /
-    (f16_kv ? "smollm2_reference_f16_kv.json" : "smollm2_reference.json");
+/// tests/fixtures/llama/`name`, parsed.
+inline json::value llama_fixture(const std::string& name) {
+  const std::filesystem::path p = std::filesystem::path(TROUPE_SOURCE_DIR) / "tests/fixtures/llama" / name;
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return json::parse(ss.str(), p.string());
+}
+
+/// tests/fixtures/llama/smollm2_reference.json, written by tools/reference/llama_cpp_reference.py
+/// (llama.cpp with an f32 KV cache), or with `f16_kv` smollm2_reference_f16_kv.json (its
+/// --kv-type f16: llama.cpp's default f16 cache).
+inline json::value reference_fixture(bool f16_kv = false) {
+  return llama_fixture(f16_kv ? "smollm2_reference_f16_kv.json" : "smollm2_reference.json");
 }
 
 inline std::vector<int32_t> ids_of(const json::value& v) {

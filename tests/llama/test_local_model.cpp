@@ -392,6 +392,112 @@ BOOST_FIXTURE_TEST_CASE(cancel_ends_a_running_request_with_its_text_so_far, engi
   BOOST_CHECK(std::holds_alternative<assistant_turn>(again));
 }
 
+/// Sends every request before reading any reply (they share the batch); returns the replies in
+/// order and, by request id, the text each streamed (requests with stream_to = self).
+std::pair<std::vector<std::variant<assistant_turn, error>>, std::map<uint64_t, std::string>>
+ask_together(engine_fixture& f, const std::vector<chat_request>& requests) {
+  std::vector<decltype(f.self->request(f.model, reply_timeout, chat_atom::value, chat_request{}))>
+    handles;
+  for (const auto& r : requests)
+    handles.push_back(f.self->request(f.model, reply_timeout, chat_atom::value, r));
+  std::vector<std::variant<assistant_turn, error>> replies(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i)
+    handles[i].receive([&](assistant_turn& t) { replies[i] = std::move(t); },
+                       [&](caf::error& e) { replies[i] = from_caf_error(e, "chat"); });
+  std::map<uint64_t, std::string> streamed;
+  for (bool more = true; more;) {  // A request's deltas come before its reply.
+    f.self->receive([&](delta_atom, const turn_delta& d) { streamed[d.request_id] += d.text; },
+                    caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
+  }
+  return {std::move(replies), std::move(streamed)};
+}
+
+/// Stop strings that span a token boundary in the middle of llama.cpp's greedy answer: each
+/// answer ends right before the string's first occurrence, on the token that completed it, and
+/// what streamed is exactly the reply (no byte of the stop string leaked while it was held back).
+BOOST_FIXTURE_TEST_CASE(stop_strings_end_answers_before_them, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+  std::vector<chat_request> requests;
+  std::vector<std::string> want_text;
+  std::vector<uint64_t> want_tokens;
+  for (const auto& c : chat_cases()) {
+    const auto want = expected_of(tok, c.greedy);
+    std::vector<int32_t> kept(c.greedy.begin(), c.greedy.begin() + static_cast<ptrdiff_t>(want.tokens));
+    if (kept.size() < 8) continue;
+    const size_t boundary = tok.decode({kept.begin(), kept.begin() + static_cast<ptrdiff_t>(kept.size() / 2)}).size();
+    if (boundary < 2 || boundary + 3 > want.text.size()) continue;
+    const std::string stop = want.text.substr(boundary - 2, 5);
+    if (std::any_of(stop.begin(), stop.end(), [](char ch) { return ch & 0x80; })) continue;
+    // The token whose text completes the first occurrence ends the turn.
+    uint64_t tokens = 1;
+    while (tok.decode({kept.begin(), kept.begin() + static_cast<ptrdiff_t>(tokens)}).find(stop) ==
+           std::string::npos)
+      ++tokens;
+    auto r = request_for(requests.size() + 1, c.messages, 64);
+    r.stop = {"\x01 never appears", stop, ""};
+    r.stream_to = caf::actor_cast<delta_sink_actor>(self);
+    requests.push_back(std::move(r));
+    want_text.push_back(want.text.substr(0, want.text.find(stop)));
+    want_tokens.push_back(tokens);
+  }
+  BOOST_REQUIRE_GE(requests.size(), 6u);
+  auto [replies, streamed] = ask_together(*this, requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    BOOST_TEST_CONTEXT("request " << i + 1 << ", stop " << requests[i].stop[1]) {
+      auto* turn = std::get_if<assistant_turn>(&replies[i]);
+      if (!turn) BOOST_FAIL("request failed: " << std::get<error>(replies[i]).render());
+      BOOST_CHECK_EQUAL(turn->text, want_text[i]);
+      BOOST_CHECK_EQUAL(turn->finish, finish_reason::stop);
+      BOOST_CHECK_EQUAL(turn->usage.completion_tokens, want_tokens[i]);
+      BOOST_CHECK_EQUAL(streamed[requests[i].id], turn->text);
+    }
+  }
+}
+
+/// Greedy decoding under the repetition, frequency and presence penalties gives llama.cpp's
+/// tokens through its own penalty samplers (tests/fixtures/llama/smollm2_penalties.json, from
+/// tools/reference/llama_cpp_penalties_reference.py), all requests in one batch.
+BOOST_FIXTURE_TEST_CASE(penalised_sampling_gives_llama_cpp_tokens, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+  std::map<std::string, chat_case> cases;
+  for (auto& c : chat_cases()) cases.emplace(c.name, std::move(c));
+  const auto fixture = llama::test::llama_fixture("smollm2_penalties.json");
+  std::vector<chat_request> requests;
+  std::vector<expected_answer> want;
+  std::vector<std::string> names;
+  for (const json::value& run : fixture.find("runs")->as_array()) {
+    const auto& c = cases.at(run.find("case")->as_string());
+    auto r = request_for(requests.size() + 1, c.messages, 64);
+    r.sampling.temperature = 0;
+    r.sampling.repetition_penalty = static_cast<float>(run.find("repetition_penalty")->as_number());
+    r.sampling.frequency_penalty = static_cast<float>(run.find("frequency_penalty")->as_number());
+    r.sampling.presence_penalty = static_cast<float>(run.find("presence_penalty")->as_number());
+    requests.push_back(std::move(r));
+    want.push_back(expected_of(tok, llama::test::ids_of(*run.find("greedy_tokens"))));
+    names.push_back(c.name + "/" + run.find("setting")->as_string());
+  }
+  BOOST_REQUIRE_GE(requests.size(), 30u);
+  auto [replies, streamed] = ask_together(*this, requests);
+  size_t differ_from_plain = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    BOOST_TEST_CONTEXT(names[i]) {
+      auto* turn = std::get_if<assistant_turn>(&replies[i]);
+      if (!turn) BOOST_FAIL("request failed: " << std::get<error>(replies[i]).render());
+      BOOST_CHECK_EQUAL(turn->text, want[i].text);
+      BOOST_CHECK_EQUAL(turn->finish, want[i].finish);
+      BOOST_CHECK_EQUAL(turn->usage.completion_tokens, want[i].tokens);
+      const auto& c = cases.at(names[i].substr(0, names[i].find('/')));
+      if (want[i].text != expected_of(tok, c.greedy).text) ++differ_from_plain;
+    }
+  }
+  // The penalties are felt: most answers are not the unpenalised greedy ones.
+  BOOST_CHECK_GT(differ_from_plain, requests.size() / 2);
+}
+
 BOOST_FIXTURE_TEST_CASE(kv_admission_queues_what_does_not_fit_and_refuses_what_never_fits,
                         engine_fixture) {
   if (!have_model()) return;

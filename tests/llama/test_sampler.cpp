@@ -1,5 +1,5 @@
-// The sampler: greedy, each filter's exact effect on a hand-made distribution, the repetition
-// penalty, and seeded reproducibility.
+// The sampler: greedy, each filter's exact effect on a hand-made distribution, the repetition,
+// frequency and presence penalties, and seeded reproducibility.
 #define BOOST_TEST_MODULE llama_sampler
 #include <boost/test/unit_test.hpp>
 
@@ -137,4 +137,38 @@ BOOST_AUTO_TEST_CASE(draws_follow_the_distribution) {
   // With top_k = 1 every draw is the best token, whatever the seed.
   sampler k1{sampler_params{.temperature = 1.0f, .top_k = 1, .seed = 5}};
   for (int i = 0; i < 100; ++i) BOOST_TEST(k1.sample(halving()) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(frequency_and_presence_penalties_count_generated_tokens_only) {
+  std::vector<float> logits{2.0f, 1.5f, 1.2f, -1.0f};
+  // OpenAI's formula: logit − c · frequency − (c > 0) · presence.
+  sampler s{sampler_params{.temperature = 1.0f, .frequency_penalty = 0.25f,
+                           .presence_penalty = 0.5f}};
+  for (int i = 0; i < 50; ++i) s.accept_prompt(0);  // prompt tokens do not count
+  sampler greedy{sampler_params{.frequency_penalty = 0.25f, .presence_penalty = 0.5f}};
+  for (int i = 0; i < 50; ++i) greedy.accept_prompt(0);
+  BOOST_TEST(greedy.sample(logits) == 0);
+  greedy.accept(0);  // 2.0 − 0.25 − 0.5 = 1.25 < 1.5
+  BOOST_TEST(greedy.sample(logits) == 1);
+  greedy.accept(1);  // 1.5 − 0.75 = 0.75: 1.25 leads again
+  BOOST_TEST(greedy.sample(logits) == 0);
+  greedy.accept(0);  // 2.0 − 0.5 − 0.5 = 1.0 < 1.2
+  BOOST_TEST(greedy.sample(logits) == 2);
+
+  s.accept(0);
+  s.accept(0);
+  s.accept(3);
+  const double l[] = {2.0 - 0.5 - 0.5, 1.5, 1.2, -1.0 - 0.25 - 0.5};
+  double z = 0;
+  for (double v : l) z += std::exp(v);
+  std::map<int32_t, float> p;
+  for (const auto& [id, prob] : s.candidates(logits)) p[id] = prob;
+  for (int32_t t = 0; t < 4; ++t)
+    BOOST_TEST(p[t] == static_cast<float>(std::exp(l[t]) / z), boost::test_tools::tolerance(1e-5f));
+  // A negative penalty favours what was said (OpenAI allows down to −2).
+  sampler echo{sampler_params{.presence_penalty = -1.0f}};
+  echo.accept(2);
+  BOOST_TEST(echo.sample(logits) == 2);
+  echo.reset();
+  BOOST_TEST(echo.sample(logits) == 0);
 }

@@ -130,6 +130,38 @@ def main():
               f"the same prompt again came from the prefix cache but its last two tokens: {usage}")
         check(len(chunk_ids) == 1, "every chunk has the same id")
 
+        # Stop strings: the answer ends before the earliest one, streamed or not, with no part of
+        # it shown; the penalties reach the sampler (greedy text changes, OpenAI's ranges hold).
+        before = expected.split("Marseillaise")[0]
+        check(before != expected, f"the expected text holds the stop string: {expected!r}")
+        stopped = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=16,
+                                                 temperature=0, stop=["femme", "Marseillaise"])
+        check(stopped.choices[0].message.content == before and
+              stopped.choices[0].finish_reason == "stop",
+              f"stop ends the answer before 'Marseillaise': {stopped.choices[0].message.content!r}"
+              f", {stopped.choices[0].finish_reason}")
+        pieces = []
+        for chunk in client.chat.completions.create(model="smollm2", messages=messages,
+                                                    max_tokens=16, temperature=0,
+                                                    stop="Marseillaise", stream=True):
+            for c in chunk.choices:
+                if c.delta.content:
+                    pieces.append(c.delta.content)
+                if c.finish_reason:
+                    finish = c.finish_reason
+        check("".join(pieces) == before and finish == "stop",
+              f"streamed with stop: {''.join(pieces)!r}, {finish}")
+        penalised = client.chat.completions.create(model="smollm2", messages=messages,
+                                                   max_tokens=16, temperature=0,
+                                                   presence_penalty=1.2)
+        check(penalised.choices[0].message.content != expected,
+              f"presence_penalty changes the greedy text: {penalised.choices[0].message.content!r}")
+        try:
+            client.chat.completions.create(model="smollm2", messages=messages, frequency_penalty=3)
+            fail("frequency_penalty 3 was accepted")
+        except openai.BadRequestError as e:
+            check("frequency_penalty" in str(e), f"frequency_penalty out of range: {e}")
+
         tools = [{"type": "function", "function": {
             "name": "get_weather", "description": "Current weather of a city.",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},

@@ -349,7 +349,9 @@ BOOST_AUTO_TEST_CASE(request_body_follows_the_openai_format_and_plain_replies_pa
                          R"({"type":"object","properties":{"path":{"type":"string"}}})"}};
   req.choice = tool_choice{tool_choice_mode::named, "read"};
   req.sampling.temperature = 0.5f;
+  req.sampling.presence_penalty = 0.5f;
   req.max_tokens = 100;
+  req.stop = {"", "</done>"};
   auto [turn, err] = ask(m, req);
   BOOST_REQUIRE_MESSAGE(!err, err.render());
   BOOST_TEST(turn.text == "");
@@ -373,6 +375,9 @@ BOOST_AUTO_TEST_CASE(request_body_follows_the_openai_format_and_plain_replies_pa
   BOOST_TEST(body.find("temperature")->as_number() == 0.5);
   BOOST_TEST(body.find("max_tokens")->as_int() == 100);
   BOOST_TEST(body.find("top_p") == nullptr);  // Unset sampling fields stay out.
+  BOOST_TEST(body.find("frequency_penalty") == nullptr);
+  BOOST_TEST(body.find("presence_penalty")->as_number() == 0.5);
+  BOOST_TEST(json::dump(*body.find("stop")) == R"(["</done>"])");  // empty strings dropped
   BOOST_TEST(body.find("parallel_tool_calls")->as_bool() == true);
   BOOST_TEST(json::dump(*body.find("thinking")) == R"({"type":"enabled"})");
   BOOST_TEST(json::dump(*body.find("tool_choice")) ==

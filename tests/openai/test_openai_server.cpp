@@ -317,7 +317,8 @@ BOOST_AUTO_TEST_CASE(a_plain_completion_carries_every_field_to_the_model_and_bac
     "tools":[{"type":"function","function":{"name":"lookup","description":"Looks up.",
               "parameters":{"type":"object","properties":{"q":{"type":"integer"}}}}}],
     "tool_choice":{"type":"function","function":{"name":"lookup"}},
-    "max_completion_tokens":17,"temperature":0.5,"top_p":0.9,"seed":1234,"user":"ignored"})";
+    "max_completion_tokens":17,"temperature":0.5,"top_p":0.9,"seed":1234,"user":"ignored",
+    "frequency_penalty":0.25,"presence_penalty":-1.5,"stop":["\n\n","END"]})";
   auto r = post(body);
   BOOST_TEST(r.status == 200u, r.body);
   auto v = json::parse(r.body);
@@ -338,6 +339,9 @@ BOOST_AUTO_TEST_CASE(a_plain_completion_carries_every_field_to_the_model_and_bac
   BOOST_TEST(req.sampling.temperature == 0.5f);
   BOOST_TEST(req.sampling.top_p == 0.9f);
   BOOST_TEST(req.sampling.seed == 1234u);
+  BOOST_TEST(req.sampling.frequency_penalty == 0.25f);
+  BOOST_TEST(req.sampling.presence_penalty == -1.5f);
+  BOOST_TEST(req.stop == (std::vector<std::string>{"\n\n", "END"}));
   BOOST_TEST(!req.stream_to);
   BOOST_REQUIRE(req.messages.size() == 5u);
   BOOST_TEST((req.messages[0].role == role::system));
@@ -363,6 +367,13 @@ BOOST_AUTO_TEST_CASE(a_plain_completion_carries_every_field_to_the_model_and_bac
   BOOST_TEST(post(chat("echo: x", R"(,"max_tokens":5)")).status == 200u);
   BOOST_TEST(log->last().max_tokens == 5u);
   BOOST_TEST(log->last().id != first_id);
+  BOOST_TEST(log->last().sampling.presence_penalty == 0.0f);  // absent: off
+  BOOST_TEST(log->last().stop.empty());
+  // One stop string may come as a plain string; null is no stop.
+  BOOST_TEST(post(chat("echo: x", R"(,"stop":"###","frequency_penalty":null)")).status == 200u);
+  BOOST_TEST(log->last().stop == (std::vector<std::string>{"###"}));
+  BOOST_TEST(post(chat("echo: x", R"(,"stop":null)")).status == 200u);
+  BOOST_TEST(log->last().stop.empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_streamed_completion_is_sse_chunks_ending_with_done) {
@@ -476,6 +487,11 @@ BOOST_AUTO_TEST_CASE(malformed_requests_get_openai_error_shapes) {
     {"POST", "/v1/chat/completions", chat("x", R"(,"max_completion_tokens":1.5)"), 400, "max_completion_tokens", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"seed":"s")"), 400, "seed", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"n":3)"), 400, "n", "unsupported"},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"frequency_penalty":2.5)"), 400, "frequency_penalty", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"presence_penalty":"no")"), 400, "presence_penalty", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"stop":7)"), 400, "stop", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"stop":["a",1])"), 400, "stop", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"])"), 400, "stop", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"stream":"yes")"), 400, "stream", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"tools":{})"), 400, "tools", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"tools":[{"type":"function","function":{}}])"), 400, "tools[0].function.name", ""},

@@ -1,12 +1,13 @@
 #pragma once
-/// Next-token selection from logits: repetition penalty, then top-k, top-p, min-p and
-/// temperature (llama.cpp's default chain order), then a draw from a seeded generator, or the
+/// Next-token selection from logits: repetition penalty, frequency and presence penalties, then
+/// top-k, top-p, min-p and temperature (llama.cpp's default chain order), then a draw from a seeded generator, or the
 /// arg-max when temperature <= 0. The same seed, parameters and logits give the same tokens on
 /// every platform (the generator and the draw are implemented here, not by the standard library).
 
 #include <cstdint>
 #include <deque>
 #include <span>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,10 @@ struct sampler_params {
   float repeat_penalty = 1.0f;  ///< > 1 penalises tokens among the last repeat_last_n
   int32_t repeat_last_n = 64;
   uint64_t seed = 0;
+  /// OpenAI's penalties, over the generated tokens (not the prompt): a token generated c times
+  /// loses c · frequency_penalty + (c > 0) · presence_penalty from its logit. 0: off.
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
 };
 
 class sampler {
@@ -28,8 +33,10 @@ class sampler {
 
   /// Picks the next token from logits [vocab]. Does not record it: call accept().
   int32_t sample(std::span<const float> logits);
-  /// Records a token (prompt or generated) for the repetition penalty.
+  /// Records a generated token (for every penalty).
   void accept(int32_t token);
+  /// Records a prompt token (for the repetition penalty only).
+  void accept_prompt(int32_t token);
   /// Clears the history and reseeds.
   void reset();
 
@@ -41,10 +48,13 @@ class sampler {
 
  private:
   double next_uniform();  // [0, 1)
+  bool penalises() const;
+
 
   sampler_params params_;
   uint64_t state_;
-  std::deque<int32_t> history_;
+  std::deque<int32_t> history_;                ///< The last repeat_last_n tokens.
+  std::unordered_map<int32_t, int32_t> counts_;  ///< Generated tokens: how often each.
 };
 
 }  // namespace troupe::llama
