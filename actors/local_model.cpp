@@ -90,6 +90,9 @@ struct sequence_state {
   std::string text;
   std::string pending;         ///< Bytes of an incomplete UTF-8 character.
   std::optional<stop_strings> stops;  ///< The request's stop strings, if it has any.
+  int32_t top_logprobs = -1;          ///< chat_request::top_logprobs
+  std::vector<token_logprob> logprobs;
+  size_t logprobs_sent = 0;           ///< How many of them deltas carried.
   bool cancelled = false;
   delta_sink_actor sink;
   caf::typed_response_promise<assistant_turn> promise;
@@ -234,8 +237,20 @@ sequence_ptr prepare(engine_core& core, const chat_request& req) {
   s->sampler = llama::sampler{sampling_of(core.cfg, req.sampling)};
   for (int32_t t : s->prompt) s->sampler.accept_prompt(t);
   if (stop_strings stops{req.stop}; !stops.empty()) s->stops = std::move(stops);
+  if (req.top_logprobs > 20)
+    throw error(errc::invalid_argument,
+                fmt::format("local model: top_logprobs is {}; ask for at most 20",
+                            req.top_logprobs));
+  s->top_logprobs = req.top_logprobs;
   s->sink = req.stream_to;
   return s;
+}
+
+/// The log-probabilities no delta has carried yet.
+std::vector<token_logprob> unsent_logprobs(sequence_state& s) {
+  const auto from = s.logprobs.begin() + static_cast<ptrdiff_t>(s.logprobs_sent);
+  s.logprobs_sent = s.logprobs.size();
+  return {from, s.logprobs.end()};
 }
 
 void stream_text(engine_actor::pointer self, sequence_state& s, std::string text) {
@@ -245,6 +260,7 @@ void stream_text(engine_actor::pointer self, sequence_state& s, std::string text
   turn_delta d;
   d.request_id = s.request_id;
   d.text = std::move(text);
+  d.logprobs = unsent_logprobs(s);
   self->send(s.sink, delta_atom::value, std::move(d));
 }
 
@@ -259,6 +275,7 @@ void stream_calls(engine_actor::pointer self, sequence_state& s, std::vector<too
       d.tool_id = c.id;
       d.tool_name = c.name;
       d.arguments = c.arguments;
+      d.logprobs = unsent_logprobs(s);
       self->send(s.sink, delta_atom::value, std::move(d));
     }
     s.calls.push_back(std::move(c));
@@ -344,8 +361,17 @@ void finish(engine_actor::stateful_pointer<engine_state> self, sequence_state& s
       if (s.calls.empty() || s.blank.find_first_not_of(" \t\r\n") != std::string::npos)
         stream_text(self, s, std::exchange(s.blank, {}));
     }
+    if (s.sink && s.logprobs_sent < s.logprobs.size()) {
+      // Tokens whose text was held back and dropped (a stop string) or is whitespace around
+      // tool calls: their log-probabilities still stream, before the reply.
+      turn_delta d;
+      d.request_id = s.request_id;
+      d.logprobs = unsent_logprobs(s);
+      self->send(s.sink, delta_atom::value, std::move(d));
+    }
     assistant_turn turn;
     turn.text = std::move(s.text);
+    turn.logprobs = std::move(s.logprobs);
     turn.tool_calls = std::move(s.calls);
     turn.usage = usage{s.prompt.size(), s.generated, s.reused};
     turn.finish = !turn.tool_calls.empty() && why == finish_reason::stop ? finish_reason::tool_calls
@@ -520,6 +546,7 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
       if (!s.decoding()) continue;  // More prompt to go: these logits are not needed.
     }
     std::span<const float> row = logits.subspan(i * vocab, vocab);
+    const std::span<const float> raw = row;  // What the log-probabilities describe.
     if (s.matcher) {
       // Constrained: every token the grammar forbids gets -inf before sampling.
       const auto& masker = *core.backend->masker();
@@ -555,6 +582,12 @@ void step(engine_actor::stateful_pointer<engine_state> self) {
     s.sampler.accept(tok);
     ++s.generated;
     const std::string piece = core.backend->piece(tok);
+    if (s.top_logprobs >= 0) {
+      auto lp = llama::logprobs_of(raw, tok, s.top_logprobs);
+      token_logprob t{piece, lp.logprob, {}};
+      for (const auto& [id, l] : lp.top) t.top.push_back({core.backend->piece(id), l});
+      s.logprobs.push_back(std::move(t));
+    }
     if (s.matcher && !s.matcher->feed(core.backend->masker()->bytes(tok))) {
       failed.push_back(&s);
       failures.emplace_back(errc::internal, "local model: a masked token broke the grammar");

@@ -11,6 +11,8 @@
 #include <mutex>
 #include <random>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "caf/all.hpp"
 #include "http_client.hpp"
@@ -247,6 +249,10 @@ std::string build_body(const openai_config& cfg, const json::value& extra, const
       if (!s.empty()) stop.emplace_back(s);
     body.set("stop", std::move(stop));
   }
+  if (req.top_logprobs >= 0) {
+    body.set("logprobs", true);
+    body.set("top_logprobs", static_cast<int64_t>(req.top_logprobs));
+  }
   if (!req.response_schema.empty())
     body.set("response_format",
              json::object{
@@ -308,6 +314,39 @@ std::string server_message(const json::value& v) {
     tag += (tag.empty() ? "" : ", ") + code->as_string();
   if (msg.empty()) msg = json::dump(obj);
   return tag.empty() ? msg : msg + " [" + tag + "]";
+}
+
+/// One {"token", "logprob", "bytes"} entry: the token's exact bytes when the server gives them.
+top_logprob logprob_entry_of(const json::value& e) {
+  top_logprob out;
+  if (auto* bytes = e.find("bytes"); bytes && bytes->is_array() && !bytes->as_array().empty()) {
+    for (const auto& b : bytes->as_array())
+      if (b.is_int() && b.as_int() >= 0 && b.as_int() < 256)
+        out.token += static_cast<char>(b.as_int());
+  } else {
+    out.token = string_member(e, "token");
+  }
+  if (auto* lp = e.find("logprob"); lp && lp->is_number() && std::isfinite(lp->as_number()))
+    out.logprob = static_cast<float>(std::max(lp->as_number(), -1e30));
+  return out;
+}
+
+/// A choice's logprobs.content (OpenAI, vLLM, SGLang); nothing when absent or malformed.
+std::vector<token_logprob> logprobs_of(const json::value& choice) {
+  std::vector<token_logprob> out;
+  auto* lp = choice.find("logprobs");
+  auto* content = lp && lp->is_object() ? lp->find("content") : nullptr;
+  if (!content || !content->is_array()) return out;
+  for (const auto& e : content->as_array()) {
+    if (!e.is_object()) continue;
+    auto first = logprob_entry_of(e);
+    token_logprob t{std::move(first.token), first.logprob, {}};
+    if (auto* top = e.find("top_logprobs"); top && top->is_array())
+      for (const auto& alt : top->as_array())
+        if (alt.is_object()) t.top.push_back(logprob_entry_of(alt));
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 struct partial_call {
@@ -485,6 +524,8 @@ class turn_reader : public http::response_handler {
     if (!choices || !choices->is_array()) return;
     for (const auto& choice : choices->as_array()) {
       if (auto* idx = choice.find("index"); idx && idx->is_int() && idx->as_int() != 0) continue;
+      auto lps = logprobs_of(choice);
+      logprobs_.insert(logprobs_.end(), lps.begin(), lps.end());
       if (auto* delta = choice.find("delta"); delta && delta->is_object()) {
         auto content = string_member(*delta, "content");
         auto reasoning = string_member(*delta, "reasoning_content");
@@ -495,10 +536,11 @@ class turn_reader : public http::response_handler {
           d.reasoning = std::move(reasoning);
           emit(std::move(d));
         }
-        if (!content.empty()) {
+        if (!content.empty() || !lps.empty()) {
           text_ += content;
           turn_delta d;
           d.text = std::move(content);
+          d.logprobs = std::exchange(lps, {});
           emit(std::move(d));
         }
         if (auto* calls = delta->find("tool_calls"); calls && calls->is_array()) {
@@ -544,6 +586,7 @@ class turn_reader : public http::response_handler {
                        false, false);
     const auto& choice = choices->as_array().front();
     finish_ = string_member(choice, "finish_reason");
+    logprobs_ = logprobs_of(choice);
     if (auto* msg = choice.find("message"); msg && msg->is_object()) {
       text_ = string_member(*msg, "content");
       reasoning_ = string_member(*msg, "reasoning_content");
@@ -569,9 +612,10 @@ class turn_reader : public http::response_handler {
         d.reasoning = reasoning_;
         emit(std::move(d));
       }
-      if (!text_.empty()) {
+      if (!text_.empty() || !logprobs_.empty()) {
         turn_delta d;
         d.text = text_;
+        d.logprobs = logprobs_;
         emit(std::move(d));
       }
     }
@@ -582,6 +626,7 @@ class turn_reader : public http::response_handler {
     assistant_turn turn;
     turn.text = std::move(text_);
     turn.reasoning = std::move(reasoning_);
+    turn.logprobs = std::move(logprobs_);
     turn.usage = usage_;
     for (auto& [i, c] : calls_) {
       if (c.name.empty())
@@ -631,6 +676,7 @@ class turn_reader : public http::response_handler {
   std::map<int64_t, partial_call> calls_;
   std::string finish_;
   usage usage_;
+  std::vector<token_logprob> logprobs_;
 };
 
 // ------------------------------------------------------------------------------------------------

@@ -333,6 +333,19 @@ parsed_completion parse_completion(std::string_view text, const std::string& mod
       add(*stop, "stop");
     }
   }
+  bool logprobs = false;
+  if (auto* lp = member(body, "logprobs")) {
+    if (!lp->is_bool()) throw bad_field("logprobs", "'logprobs' must be true or false");
+    logprobs = lp->as_bool();
+  }
+  if (auto* top = member(body, "top_logprobs")) {
+    if (!top->is_int() || top->as_int() < 0 || top->as_int() > 20)
+      throw bad_field("top_logprobs", "'top_logprobs' must be an integer from 0 to 20");
+    if (!logprobs) throw bad_field("top_logprobs", "'top_logprobs' needs \"logprobs\": true");
+    req.top_logprobs = static_cast<int32_t>(top->as_int());
+  } else if (logprobs) {
+    req.top_logprobs = 0;
+  }
   if (auto* n = member(body, "n"); n && !(n->is_int() && n->as_int() == 1))
     throw api_error{400, "only n = 1 is supported", "invalid_request_error", "n", "unsupported"};
   if (auto* s = member(body, "stream")) {
@@ -375,6 +388,27 @@ const char* finish_name(finish_reason r) {
     case finish_reason::tool_calls: return "tool_calls";
     default: return "stop";
   }
+}
+
+/// OpenAI's {"token", "logprob", "bytes"}: the token as text (invalid UTF-8, a piece of a
+/// character, becomes U+FFFD in JSON) and its exact bytes.
+json::object logprob_entry(const std::string& token, float logprob) {
+  json::array bytes;
+  for (unsigned char c : token) bytes.emplace_back(static_cast<int64_t>(c));
+  return json::object{{"token", token}, {"logprob", double{logprob}}, {"bytes", std::move(bytes)}};
+}
+
+/// A choice's "logprobs": {"content": [...], "refusal": null}.
+json::value logprobs_json(const std::vector<token_logprob>& lps) {
+  json::array content;
+  for (const auto& t : lps) {
+    auto entry = logprob_entry(t.token, t.logprob);
+    json::array top;
+    for (const auto& alt : t.top) top.emplace_back(logprob_entry(alt.token, alt.logprob));
+    entry.emplace_back("top_logprobs", std::move(top));
+    content.emplace_back(std::move(entry));
+  }
+  return json::object{{"content", std::move(content)}, {"refusal", nullptr}};
 }
 
 json::value usage_json(const usage& u) {
@@ -580,9 +614,9 @@ struct openai_server::impl {
     return json::dump(json::object{{"object", "list"}, {"data", json::array{model_json()}}});
   }
 
-  /// The whole answer of a non-streamed completion.
-  std::string completion_body(const std::string& cid, int64_t created_at,
-                              const assistant_turn& t) const {
+  /// The whole answer of a non-streamed completion; its choice's logprobs with `logprobs`.
+  std::string completion_body(const std::string& cid, int64_t created_at, const assistant_turn& t,
+                              bool logprobs) const {
     json::object msg{{"role", "assistant"}};
     msg.emplace_back("content", t.text.empty() && !t.tool_calls.empty() ? json::value{}
                                                                          : json::value{t.text});
@@ -592,7 +626,9 @@ struct openai_server::impl {
       for (const auto& c : t.tool_calls) calls.push_back(tool_call_json(c));
       msg.emplace_back("tool_calls", std::move(calls));
     }
-    json::object choice{{"index", 0}, {"message", std::move(msg)}, {"logprobs", nullptr}};
+    json::object choice{{"index", 0},
+                        {"message", std::move(msg)},
+                        {"logprobs", logprobs ? logprobs_json(t.logprobs) : json::value{}}};
     choice.emplace_back("finish_reason", finish_name(t.finish));
     json::object body{{"id", cid},
                       {"object", "chat.completion"},
@@ -621,8 +657,9 @@ struct openai_server::impl {
       call.emplace_back("function", std::move(fn));
       delta.emplace_back("tool_calls", json::array{json::value{std::move(call)}});
     }
-    if (delta.empty()) return {};
-    return chunk_event(cid, created_at, std::move(delta), nullptr, usage_null);
+    if (delta.empty() && d.logprobs.empty()) return {};
+    return chunk_event(cid, created_at, std::move(delta), nullptr, usage_null,
+                       d.logprobs.empty() ? json::value{} : logprobs_json(d.logprobs));
   }
 
   std::string first_event(const std::string& cid, int64_t created_at, bool usage_null) const {
@@ -736,8 +773,10 @@ struct openai_server::impl {
   }
 
   std::string chunk_event(const std::string& cid, int64_t created_at, json::value delta,
-                          const char* finish, bool usage_null) const {
-    json::object choice{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}};
+                          const char* finish, bool usage_null,
+                          json::value logprobs = json::value{}) const {
+    json::object choice{
+      {"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(logprobs)}};
     choice.emplace_back("finish_reason", finish ? json::value{finish} : json::value{});
     json::object chunk{{"id", cid},
                        {"object", "chat.completion.chunk"},
@@ -777,6 +816,7 @@ struct openai_server::impl {
       }
     } guard{this, ch, finished, id};
     const bool streaming = pc.stream;
+    const bool with_logprobs = pc.request.top_logprobs >= 0;
     {
       std::lock_guard<std::mutex> g{flight_mtx};
       if (stopped)
@@ -809,7 +849,7 @@ struct openai_server::impl {
           auto err = turn_error(t);
           co_return co_await send_error(stream, err, keep);
         }
-        auto body = completion_body(cid, created_at, t);
+        auto body = completion_body(cid, created_at, t, with_logprobs);
         ++n_completions;
         co_return co_await send_json(stream, 200, std::move(body), keep);
       }

@@ -22,6 +22,8 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<usage>("troupe.usage");
   cfg.add_message_type<sampling_params>("troupe.sampling_params");
   cfg.add_message_type<tool_choice>("troupe.tool_choice");
+  cfg.add_message_type<top_logprob>("troupe.top_logprob");
+  cfg.add_message_type<token_logprob>("troupe.token_logprob");
   cfg.add_message_type<turn_delta>("troupe.turn_delta");
   cfg.add_message_type<chat_request>("troupe.chat_request");
   cfg.add_message_type<assistant_turn>("troupe.assistant_turn");

@@ -13,7 +13,8 @@
 /// request's `stop` strings end its turn where the first of them appears in the generated text
 /// (checked on the raw output, tool-call markup included, as vLLM does); sampling takes the
 /// request's penalties (repetition over the prompt and the output, frequency and presence over
-/// the output).
+/// the output). With top_logprobs >= 0 each generated token's log-probability (and the most
+/// likely alternatives) comes with the reply and, streamed, with the deltas.
 ///
 /// KV memory: a request reserves the positions it can use (prompt + max tokens, at most the
 /// context; with the pages its cache may commit beyond them at the ends of each layer's arrays)

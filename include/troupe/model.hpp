@@ -57,6 +57,35 @@ enum class finish_reason : uint8_t { stop = 0, length = 1, tool_calls = 2, cance
 const char* to_string(finish_reason r) noexcept;
 std::ostream& operator<<(std::ostream& os, finish_reason r);
 
+/// One of the most likely tokens at a step.
+struct top_logprob {
+  std::string token;  ///< Its bytes (possibly part of a UTF-8 character).
+  float logprob = 0;
+
+  friend bool operator==(const top_logprob&, const top_logprob&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, top_logprob& x) {
+  return f(caf::meta::type_name("troupe.top_logprob"), x.token, x.logprob);
+}
+
+/// A generated token's log-probability (OpenAI's logprobs): the log-softmax of the model's raw
+/// logits at that step, before penalties, temperature, filters or grammar masks (as vLLM reports
+/// them by default), and the `top` most likely tokens of the same distribution, most likely first.
+struct token_logprob {
+  std::string token;  ///< Its bytes (possibly part of a UTF-8 character).
+  float logprob = 0;  ///< Always finite.
+  std::vector<top_logprob> top;
+
+  friend bool operator==(const token_logprob&, const token_logprob&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_logprob& x) {
+  return f(caf::meta::type_name("troupe.token_logprob"), x.token, x.logprob, x.top);
+}
+
 /// A piece of a turn as it is generated. Text and reasoning arrive as appended fragments; a tool
 /// call arrives as its index, then (once) its id and name, then argument fragments.
 struct turn_delta {
@@ -67,6 +96,9 @@ struct turn_delta {
   std::string tool_id;
   std::string tool_name;
   std::string arguments;
+  /// With a request's top_logprobs >= 0: the tokens generated since the previous delta (their
+  /// text may be held back until a later delta: an incomplete character, a possible stop string).
+  std::vector<token_logprob> logprobs;
 
   friend bool operator==(const turn_delta&, const turn_delta&) = default;
 };
@@ -74,7 +106,7 @@ struct turn_delta {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, turn_delta& x) {
   return f(caf::meta::type_name("troupe.turn_delta"), x.request_id, x.text, x.reasoning,
-           x.tool_index, x.tool_id, x.tool_name, x.arguments);
+           x.tool_index, x.tool_id, x.tool_name, x.arguments, x.logprobs);
 }
 
 /// Receives the deltas of a streamed request, in generation order, before the final reply.
@@ -93,18 +125,22 @@ struct chat_request {
   /// OpenAI's `stop`: the turn ends before the first of these strings in its output text, with
   /// finish == stop, and the text (streamed or not) holds no part of it. Empty strings are ignored.
   std::vector<std::string> stop;
+  /// OpenAI's logprobs and top_logprobs: -1, none; 0 to 20, each generated token's
+  /// log-probability with that many most likely alternatives (assistant_turn::logprobs).
+  int32_t top_logprobs = -1;
 
   friend bool operator==(const chat_request& a, const chat_request& b) {
     return a.id == b.id && a.messages == b.messages && a.tools == b.tools && a.choice == b.choice &&
            a.sampling == b.sampling && a.max_tokens == b.max_tokens &&
-           a.response_schema == b.response_schema && a.stop == b.stop;
+           a.response_schema == b.response_schema && a.stop == b.stop &&
+           a.top_logprobs == b.top_logprobs;
   }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, chat_request& x) {
   return f(caf::meta::type_name("troupe.chat_request"), x.id, x.messages, x.tools, x.choice,
-           x.sampling, x.max_tokens, x.response_schema, x.stream_to, x.stop);
+           x.sampling, x.max_tokens, x.response_schema, x.stream_to, x.stop, x.top_logprobs);
 }
 
 /// The model's answer: text, reasoning, tool calls, usage and why it stopped.
@@ -114,6 +150,7 @@ struct assistant_turn {
   std::vector<tool_call> tool_calls;
   troupe::usage usage;
   finish_reason finish = finish_reason::stop;
+  std::vector<token_logprob> logprobs;  ///< Each generated token's, if the request asked.
 
   friend bool operator==(const assistant_turn&, const assistant_turn&) = default;
 };
@@ -121,7 +158,7 @@ struct assistant_turn {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, assistant_turn& x) {
   return f(caf::meta::type_name("troupe.assistant_turn"), x.text, x.reasoning, x.tool_calls,
-           x.usage, x.finish);
+           x.usage, x.finish, x.logprobs);
 }
 
 /// Protocol of every model backend.

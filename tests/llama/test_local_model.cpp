@@ -392,10 +392,16 @@ BOOST_FIXTURE_TEST_CASE(cancel_ends_a_running_request_with_its_text_so_far, engi
   BOOST_CHECK(std::holds_alternative<assistant_turn>(again));
 }
 
-/// Sends every request before reading any reply (they share the batch); returns the replies in
-/// order and, by request id, the text each streamed (requests with stream_to = self).
-std::pair<std::vector<std::variant<assistant_turn, error>>, std::map<uint64_t, std::string>>
-ask_together(engine_fixture& f, const std::vector<chat_request>& requests) {
+/// The replies to requests sent together and what streamed for each (by request id).
+struct together {
+  std::vector<std::variant<assistant_turn, error>> replies;  ///< In request order.
+  std::map<uint64_t, std::string> text;
+  std::map<uint64_t, std::vector<token_logprob>> logprobs;
+};
+
+/// Sends every request before reading any reply (they share the batch); requests with
+/// stream_to = self stream to the test.
+together ask_together(engine_fixture& f, const std::vector<chat_request>& requests) {
   std::vector<decltype(f.self->request(f.model, reply_timeout, chat_atom::value, chat_request{}))>
     handles;
   for (const auto& r : requests)
@@ -404,12 +410,17 @@ ask_together(engine_fixture& f, const std::vector<chat_request>& requests) {
   for (size_t i = 0; i < requests.size(); ++i)
     handles[i].receive([&](assistant_turn& t) { replies[i] = std::move(t); },
                        [&](caf::error& e) { replies[i] = from_caf_error(e, "chat"); });
-  std::map<uint64_t, std::string> streamed;
+  together out{std::move(replies), {}, {}};
   for (bool more = true; more;) {  // A request's deltas come before its reply.
-    f.self->receive([&](delta_atom, const turn_delta& d) { streamed[d.request_id] += d.text; },
-                    caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
+    f.self->receive(
+      [&](delta_atom, const turn_delta& d) {
+        out.text[d.request_id] += d.text;
+        auto& lps = out.logprobs[d.request_id];
+        lps.insert(lps.end(), d.logprobs.begin(), d.logprobs.end());
+      },
+      caf::after(std::chrono::milliseconds(0)) >> [&] { more = false; });
   }
-  return {std::move(replies), std::move(streamed)};
+  return out;
 }
 
 /// Stop strings that span a token boundary in the middle of llama.cpp's greedy answer: each
@@ -443,7 +454,7 @@ BOOST_FIXTURE_TEST_CASE(stop_strings_end_answers_before_them, engine_fixture) {
     want_tokens.push_back(tokens);
   }
   BOOST_REQUIRE_GE(requests.size(), 6u);
-  auto [replies, streamed] = ask_together(*this, requests);
+  auto [replies, streamed, unused] = ask_together(*this, requests);
   for (size_t i = 0; i < requests.size(); ++i) {
     BOOST_TEST_CONTEXT("request " << i + 1 << ", stop " << requests[i].stop[1]) {
       auto* turn = std::get_if<assistant_turn>(&replies[i]);
@@ -452,6 +463,56 @@ BOOST_FIXTURE_TEST_CASE(stop_strings_end_answers_before_them, engine_fixture) {
       BOOST_CHECK_EQUAL(turn->finish, finish_reason::stop);
       BOOST_CHECK_EQUAL(turn->usage.completion_tokens, want_tokens[i]);
       BOOST_CHECK_EQUAL(streamed[requests[i].id], turn->text);
+    }
+  }
+}
+
+/// Log-probabilities: the first step's are llama.cpp's logits minus their log-sum-exp (the
+/// fixture's top five), every greedy token is its step's most likely, and what streamed is what
+/// the reply holds, token for token.
+BOOST_FIXTURE_TEST_CASE(logprobs_are_llama_cpp_log_softmax, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+  const json::value fixture = llama::test::reference_fixture();
+  std::map<std::string, const json::value*> first;
+  for (const json::value& c : fixture.find("cases")->as_array())
+    first[c.find("name")->as_string()] = c.find("first_logits");
+  const auto cases = chat_cases();
+  std::vector<chat_request> requests;
+  for (const auto& c : cases) {
+    auto r = request_for(requests.size() + 1, c.messages, 12);
+    r.top_logprobs = 5;
+    r.stream_to = caf::actor_cast<delta_sink_actor>(self);
+    requests.push_back(std::move(r));
+  }
+  auto got = ask_together(*this, requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    BOOST_TEST_CONTEXT(cases[i].name) {
+      auto* turn = std::get_if<assistant_turn>(&got.replies[i]);
+      if (!turn) BOOST_FAIL("request failed: " << std::get<error>(got.replies[i]).render());
+      BOOST_REQUIRE_EQUAL(turn->logprobs.size(), turn->usage.completion_tokens);
+      BOOST_CHECK(got.logprobs[requests[i].id] == turn->logprobs);
+      std::string text;
+      for (const auto& t : turn->logprobs) {
+        text += t.token;
+        BOOST_REQUIRE_EQUAL(t.top.size(), 5u);
+        BOOST_CHECK_EQUAL(t.top[0].token, t.token);  // greedy: the most likely
+        BOOST_CHECK_EQUAL(t.top[0].logprob, t.logprob);
+        BOOST_CHECK_LE(t.logprob, 0.0f);
+        for (size_t j = 1; j < t.top.size(); ++j)
+          BOOST_CHECK_LE(t.top[j].logprob, t.top[j - 1].logprob);
+      }
+      BOOST_CHECK_EQUAL(text, turn->text);
+      const json::value& ref = *first.at(cases[i].name);
+      const double lse = ref.find("logsumexp")->as_number();
+      const auto& top = ref.find("top")->as_array();
+      for (size_t j = 0; j < 5; ++j) {
+        const auto id = static_cast<int32_t>(top[j].as_array()[0].as_int());
+        BOOST_CHECK_EQUAL(turn->logprobs[0].top[j].token, tok.decode(std::vector<int32_t>{id}));
+        BOOST_CHECK_SMALL(turn->logprobs[0].top[j].logprob - (top[j].as_array()[1].as_number() - lse),
+                          2e-5);
+      }
     }
   }
 }
@@ -481,7 +542,7 @@ BOOST_FIXTURE_TEST_CASE(penalised_sampling_gives_llama_cpp_tokens, engine_fixtur
     names.push_back(c.name + "/" + run.find("setting")->as_string());
   }
   BOOST_REQUIRE_GE(requests.size(), 30u);
-  auto [replies, streamed] = ask_together(*this, requests);
+  auto replies = ask_together(*this, requests).replies;
   size_t differ_from_plain = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     BOOST_TEST_CONTEXT(names[i]) {

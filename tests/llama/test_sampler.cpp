@@ -172,3 +172,26 @@ BOOST_AUTO_TEST_CASE(frequency_and_presence_penalties_count_generated_tokens_onl
   echo.reset();
   BOOST_TEST(echo.sample(logits) == 0);
 }
+
+BOOST_AUTO_TEST_CASE(logprobs_are_the_log_softmax_and_the_top_tokens_come_first) {
+  const auto lp = troupe::llama::logprobs_of(halving(), 2, 3);
+  BOOST_TEST(lp.logprob == std::log(0.125f), boost::test_tools::tolerance(1e-6f));
+  BOOST_REQUIRE(lp.top.size() == 3u);
+  const float expect[] = {0.5f, 0.25f, 0.125f};
+  for (int32_t i = 0; i < 3; ++i) {
+    BOOST_TEST(lp.top[static_cast<size_t>(i)].first == i);
+    BOOST_TEST(lp.top[static_cast<size_t>(i)].second == std::log(expect[i]),
+               boost::test_tools::tolerance(1e-6f));
+  }
+  // Equal logits: the lower id first; more than the vocabulary: all of it; large logits stay
+  // finite (computed around the maximum).
+  std::vector<float> big{1000.0f, 1000.0f, 0.0f};
+  const auto b = troupe::llama::logprobs_of(big, 1, 10);
+  BOOST_TEST(b.logprob == std::log(0.5f), boost::test_tools::tolerance(1e-6f));
+  BOOST_REQUIRE(b.top.size() == 3u);
+  BOOST_TEST(b.top[0].first == 0);
+  BOOST_TEST(b.top[1].first == 1);
+  BOOST_TEST(std::isfinite(b.top[2].second));
+  BOOST_TEST(b.top[2].second < -999.0f);
+  BOOST_TEST(troupe::llama::logprobs_of(big, 0, 0).top.empty());
+}

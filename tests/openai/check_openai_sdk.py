@@ -156,6 +156,19 @@ def main():
                                                    presence_penalty=1.2)
         check(penalised.choices[0].message.content != expected,
               f"presence_penalty changes the greedy text: {penalised.choices[0].message.content!r}")
+        # Log-probabilities: one per generated token, whose bytes make up the text; greedy tokens
+        # are their step's most likely.
+        lp = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=16,
+                                            temperature=0, logprobs=True, top_logprobs=3)
+        content = lp.choices[0].logprobs.content
+        check(len(content) == lp.usage.completion_tokens and
+              b"".join(bytes(t.bytes) for t in content).decode("utf-8") ==
+              lp.choices[0].message.content,
+              f"logprobs: one per token, their bytes are the text: {len(content)} tokens")
+        check(all(len(t.top_logprobs) == 3 and t.top_logprobs[0].token == t.token and
+                  t.top_logprobs[0].logprob == t.logprob <= 0 for t in content),
+              "each greedy token is its step's most likely, with three alternatives")
+        check(lp.choices[0].message.content == expected, "asking for logprobs changes no token")
         try:
             client.chat.completions.create(model="smollm2", messages=messages, frequency_penalty=3)
             fail("frequency_penalty 3 was accepted")

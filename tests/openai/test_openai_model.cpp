@@ -449,6 +449,60 @@ BOOST_AUTO_TEST_CASE(streams_assemble_parallel_tool_calls_by_index) {
   caf::anon_send_exit(req.stream_to, caf::exit_reason::user_shutdown);
 }
 
+BOOST_AUTO_TEST_CASE(logprobs_are_asked_for_and_read_plain_and_streamed) {
+  server.script = [](const received& rq, int) {
+    if (json::parse(rq.body).find("stream") == nullptr)
+      return answer(200, {}, R"({"choices":[{"index":0,"message":{"role":"assistant",
+        "content":"hi"},"logprobs":{"content":[{"token":"h","logprob":-0.5,"bytes":[104],
+        "top_logprobs":[{"token":"h","logprob":-0.5,"bytes":[104]},{"token":"y","logprob":-1.5}]},
+        {"token":"\ufffd","logprob":-0.25,"bytes":[226,130],"top_logprobs":[]}]},
+        "finish_reason":"stop"}]})");
+    reply r;
+    r.events = {
+        R"({"choices":[{"index":0,"delta":{"content":"a"},"logprobs":{"content":[{"token":"a","logprob":-1.0,"top_logprobs":[]}]}}]})",
+        R"({"choices":[{"index":0,"delta":{"content":"b"},"logprobs":null}]})",
+        R"({"choices":[{"index":0,"delta":{},"logprobs":{"content":[{"token":"c","logprob":-3.0,"top_logprobs":[]}]},"finish_reason":"stop"}]})",
+        "[DONE]"};
+    return r;
+  };
+  auto m = backend(config());
+  auto req = simple(3);
+  req.top_logprobs = 2;
+  auto [turn, err] = ask(m, req);
+  BOOST_REQUIRE_MESSAGE(!err, err.render());
+  auto body = json::parse(server.requests().at(0).body);
+  BOOST_TEST(body.find("logprobs")->as_bool() == true);
+  BOOST_TEST(body.find("top_logprobs")->as_int() == 2);
+  BOOST_REQUIRE(turn.logprobs.size() == 2u);
+  BOOST_TEST(turn.logprobs[0].token == "h");
+  BOOST_TEST(turn.logprobs[0].logprob == -0.5f);
+  BOOST_REQUIRE(turn.logprobs[0].top.size() == 2u);
+  BOOST_TEST(turn.logprobs[0].top[1].token == "y");  // no bytes: the token text
+  BOOST_TEST(turn.logprobs[0].top[1].logprob == -1.5f);
+  BOOST_TEST(turn.logprobs[1].token == "\xe2\x82");  // the bytes, not the U+FFFD shown
+
+  auto log = std::make_shared<delta_log>();
+  auto streamed = simple(4);
+  streamed.top_logprobs = 0;
+  streamed.stream_to = sink(log);
+  auto [turn2, err2] = ask(m, streamed);
+  BOOST_REQUIRE_MESSAGE(!err2, err2.render());
+  BOOST_TEST(turn2.text == "ab");
+  BOOST_REQUIRE(turn2.logprobs.size() == 2u);
+  BOOST_TEST(turn2.logprobs[1].token == "c");
+  auto deltas = wait_deltas(log, 3);
+  BOOST_REQUIRE(deltas.size() == 3u);
+  BOOST_TEST(deltas[0].logprobs.size() == 1u);
+  BOOST_TEST(deltas[1].logprobs.empty());
+  BOOST_TEST(deltas[2].text.empty());  // log-probabilities alone
+  BOOST_TEST(deltas[2].logprobs.at(0).logprob == -3.0f);
+  BOOST_TEST(json::parse(server.requests().at(1).body).find("top_logprobs")->as_int() == 0);
+  // Not asked for: not in the body.
+  ask(m, simple(5));
+  BOOST_TEST(json::parse(server.requests().at(2).body).find("logprobs") == nullptr);
+  caf::anon_send_exit(streamed.stream_to, caf::exit_reason::user_shutdown);
+}
+
 BOOST_AUTO_TEST_CASE(retryable_statuses_are_retried_and_retry_after_is_honoured) {
   server.script = [](const received&, int n) {
     if (n == 0) return answer(429, {"retry-after-ms: 300"}, error_body("slow down"));

@@ -74,7 +74,8 @@ struct fake_state {
   std::map<uint64_t, caf::typed_response_promise<assistant_turn>> hanging;
 };
 
-/// Answers by the last user message: "echo: X" -> X (streamed word by word); "tools" -> two
+/// Answers by the last user message: "echo: X" -> X (streamed word by word, each word a token
+/// with made-up log-probabilities when they are asked for); "tools" -> two
 /// parallel tool calls; "hang" -> one delta, then nothing until (cancel, id); "bad" -> an
 /// invalid_argument error; "boom" -> model_failed. In a conversation whose last message is a
 /// tool result it answers "got: <result>"; a user message "use echo: X" calls the echo tool.
@@ -116,6 +117,13 @@ model_actor::behavior_type fake_model(model_actor::stateful_pointer<fake_state> 
           if (sp == std::string::npos) sp = t.text.size();
           turn_delta d;
           d.text = t.text.substr(pos, sp - pos);
+          if (req.top_logprobs >= 0) {  // Each word is a token; alternatives "alt0", "alt1", ...
+            token_logprob lp{d.text, -0.25f * static_cast<float>(t.logprobs.size() + 1), {}};
+            for (int32_t j = 0; j < req.top_logprobs; ++j)
+              lp.top.push_back({"alt" + std::to_string(j), -1.0f - static_cast<float>(j)});
+            t.logprobs.push_back(lp);
+            d.logprobs = {lp};
+          }
           send_delta(d);
           pos = sp;
         }
@@ -417,6 +425,47 @@ BOOST_AUTO_TEST_CASE(a_streamed_completion_is_sse_chunks_ending_with_done) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(logprobs_come_back_plain_and_streamed_when_asked_for) {
+  auto r = post(chat("echo: hé brave world", R"(,"logprobs":true,"top_logprobs":2)"));
+  BOOST_TEST(r.status == 200u, r.body);
+  BOOST_TEST(log->last().top_logprobs == 2);
+  const auto v = json::parse(r.body);
+  const auto& choice = v.find("choices")->as_array().at(0);
+  const auto& content = choice.find("logprobs")->find("content")->as_array();
+  BOOST_REQUIRE(content.size() == 3u);
+  BOOST_TEST(content[0].find("token")->as_string() == "hé");
+  BOOST_TEST(json::dump(*content[0].find("bytes")) == "[104,195,169]");
+  BOOST_TEST(content[2].find("logprob")->as_number() == -0.75);
+  const auto& top = content[1].find("top_logprobs")->as_array();
+  BOOST_REQUIRE(top.size() == 2u);
+  BOOST_TEST(top[1].find("token")->as_string() == "alt1");
+  BOOST_TEST(top[1].find("logprob")->as_number() == -2.0);
+  BOOST_TEST(json::dump(*top[1].find("bytes")) == "[97,108,116,49]");
+
+  // logprobs alone: no alternatives; not asked for: null, and the model was not asked either.
+  BOOST_TEST(post(chat("echo: a b", R"(,"logprobs":true)")).status == 200u);
+  BOOST_TEST(log->last().top_logprobs == 0);
+  auto plain = json::parse(post(chat("echo: a b", R"(,"logprobs":false)")).body);
+  BOOST_TEST(plain.find("choices")->as_array().at(0).find("logprobs")->is_null());
+  BOOST_TEST(log->last().top_logprobs == -1);
+
+  // Streamed: each chunk carries the log-probabilities of its tokens.
+  auto events = sse_data(post(chat("echo: one two three",
+                                   R"(,"stream":true,"logprobs":true,"top_logprobs":1)")).body);
+  std::vector<std::string> tokens;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    const auto chunk = json::parse(events[i]);
+    const auto& c = chunk.find("choices")->as_array().at(0);
+    const auto* lp = c.find("logprobs");
+    if (lp->is_null()) continue;
+    for (const auto& e : lp->find("content")->as_array()) {
+      tokens.push_back(e.find("token")->as_string());
+      BOOST_TEST(e.find("top_logprobs")->as_array().size() == 1u);
+    }
+  }
+  BOOST_TEST(tokens == (std::vector<std::string>{"one", " two", " three"}));
+}
+
 BOOST_AUTO_TEST_CASE(tool_calls_come_back_plain_and_streamed_by_index) {
   auto r = post(chat("tools", R"(,"tools":[{"type":"function","function":{"name":"lookup"}}])"));
   BOOST_TEST(r.status == 200u, r.body);
@@ -490,6 +539,9 @@ BOOST_AUTO_TEST_CASE(malformed_requests_get_openai_error_shapes) {
     {"POST", "/v1/chat/completions", chat("x", R"(,"frequency_penalty":2.5)"), 400, "frequency_penalty", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"presence_penalty":"no")"), 400, "presence_penalty", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"stop":7)"), 400, "stop", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"logprobs":"yes")"), 400, "logprobs", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"top_logprobs":3)"), 400, "top_logprobs", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"logprobs":true,"top_logprobs":21)"), 400, "top_logprobs", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"stop":["a",1])"), 400, "stop", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"])"), 400, "stop", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"stream":"yes")"), 400, "stream", ""},

@@ -191,12 +191,14 @@ BOOST_AUTO_TEST_CASE(chat_types_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(model_types_round_trip) {
-  sampling_params sp{0.7f, 0.95f, 40, 0.05f, 1.1f, 123456789};
+  sampling_params sp{0.7f, 0.95f, 40, 0.05f, 1.1f, 123456789, 0.25f, -1.5f};
   BOOST_TEST((round_trip(sp) == sp));
   BOOST_TEST((round_trip(sampling_params{}) == sampling_params{}));
   tool_choice named{tool_choice_mode::named, "read_file"};
   BOOST_TEST((round_trip(named) == named));
-  turn_delta d{17, "te", "re", 2, "call_3", "echo", R"({"te)"};
+  const std::vector<token_logprob> lps{{"te", -0.5f, {{"te", -0.5f}, {"\xe2\x82", -2.25f}}},
+                                       {"st", -0.125f, {}}};
+  turn_delta d{17, "te", "re", 2, "call_3", "echo", R"({"te)", lps};
   BOOST_TEST((round_trip(d) == d));
 
   chat_request req;
@@ -207,11 +209,14 @@ BOOST_AUTO_TEST_CASE(model_types_round_trip) {
   req.sampling = sp;
   req.max_tokens = 512;
   req.response_schema = R"({"type":"object"})";
+  req.stop = {"\n\n", "END"};
+  req.top_logprobs = 5;
   auto back = round_trip(req);
   BOOST_TEST((back == req));
   BOOST_TEST(!back.stream_to);
 
-  assistant_turn turn{"answer", "because", {sample_call()}, {10, 20}, finish_reason::tool_calls};
+  assistant_turn turn{"answer", "because", {sample_call()}, {10, 20}, finish_reason::tool_calls,
+                      lps};
   BOOST_TEST((round_trip(turn) == turn));
 }
 
@@ -253,7 +258,7 @@ BOOST_AUTO_TEST_CASE(agent_result_and_error_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(a_caf_message_of_troupe_types_serialises) {
-  auto turn = assistant_turn{"t", "", {sample_call()}, {1, 2}, finish_reason::stop};
+  auto turn = assistant_turn{"t", "", {sample_call()}, {1, 2}, finish_reason::stop, {}};
   error e{errc::timeout, "late"};
   auto msg = caf::make_message(invoke_atom::value, sample_call(), sample_assistant(), turn, e,
                                std::vector<tool_spec>{{"a", "b", "{}"}});

@@ -165,6 +165,9 @@ def main():
             "std": float(logits.std()),
             "min": float(logits.min()),
             "max": float(logits.max()),
+            # log Σ exp(logit): a token's log-probability is its logit minus this.
+            "logsumexp": float(logits.max() + np.log(np.exp(logits.astype(np.float64) -
+                                                            logits.max()).sum())),
         }
         text_out = llm.detokenize(generated, special=True).decode("utf-8", errors="replace")
         print(f"{name}: {len(tokens)} prompt tokens -> {text_out[:60]!r}", file=sys.stderr)

@@ -57,4 +57,12 @@ class sampler {
   std::unordered_map<int32_t, int32_t> counts_;  ///< Generated tokens: how often each.
 };
 
+/// A token's log-probability under `logits` (their log-softmax) and the `top` most likely tokens
+/// with theirs, most likely first (the lowest id first among equal logits).
+struct token_logprobs {
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
+};
+token_logprobs logprobs_of(std::span<const float> logits, int32_t token, int32_t top);
+
 }  // namespace troupe::llama
