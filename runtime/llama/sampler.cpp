@@ -4,7 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
+#include <utility>
+#include <vector>
 
 namespace troupe::llama {
 
@@ -47,68 +48,147 @@ double sampler::next_uniform() {
   return static_cast<double>(splitmix64(state_) >> 11) * 0x1.0p-53;
 }
 
-std::vector<std::pair<int32_t, float>> sampler::candidates(std::span<const float> logits) const {
-  std::vector<std::pair<int32_t, float>> c;  // (id, logit) then (id, probability)
-  c.reserve(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) c.emplace_back(static_cast<int32_t>(i), logits[i]);
+std::span<const float> sampler::penalised(std::span<const float> logits) const {
+  if (!penalises()) return logits;
+  scratch_.assign(logits.begin(), logits.end());
+  auto in_vocab = [&](int32_t t) { return t >= 0 && static_cast<size_t>(t) < scratch_.size(); };
   if (params_.repeat_penalty != 1.0f && !history_.empty()) {
-    std::unordered_set<int32_t> seen(history_.begin(), history_.end());
+    std::vector<int32_t> seen(history_.begin(), history_.end());  // once per distinct token
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
     for (int32_t t : seen) {
-      if (t < 0 || static_cast<size_t>(t) >= c.size()) continue;
-      float& l = c[static_cast<size_t>(t)].second;
+      if (!in_vocab(t)) continue;
+      float& l = scratch_[static_cast<size_t>(t)];
       l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
     }
   }
   for (const auto& [t, n] : counts_) {
-    if (t < 0 || static_cast<size_t>(t) >= c.size()) continue;
-    c[static_cast<size_t>(t)].second -=
+    if (!in_vocab(t)) continue;
+    scratch_[static_cast<size_t>(t)] -=
       static_cast<float>(n) * params_.frequency_penalty + params_.presence_penalty;
   }
-  auto by_logit = [](const auto& a, const auto& b) {
-    return a.second > b.second || (a.second == b.second && a.first < b.first);
-  };
-  std::sort(c.begin(), c.end(), by_logit);
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < c.size()) c.resize(static_cast<size_t>(params_.top_k));
-  auto normalise = [&](float temperature) {
-    const float mx = c.front().second;
-    std::vector<double> p(c.size());
-    double sum = 0;
-    for (size_t i = 0; i < c.size(); ++i) sum += p[i] = std::exp((c[i].second - mx) / temperature);
-    return std::make_pair(p, sum);
-  };
+  return scratch_;
+}
+
+namespace {
+
+/// The first index of the largest value (std::max_element's answer for logits, which are finite
+/// or -inf): the value from eight independent running maxima, then its first position.
+int32_t arg_max(std::span<const float> l) {
+  const size_t n = l.size();
+  if (n < 64) return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+  float m[8];
+  for (size_t j = 0; j < 8; ++j) m[j] = l[j];
+  size_t i = 8;
+  for (; i + 8 <= n; i += 8)
+    for (size_t j = 0; j < 8; ++j) m[j] = l[i + j] > m[j] ? l[i + j] : m[j];
+  float mx = m[0];
+  for (size_t j = 1; j < 8; ++j) mx = m[j] > mx ? m[j] : mx;
+  for (; i < n; ++i) mx = l[i] > mx ? l[i] : mx;
+  for (i = 0; i < n; ++i)
+    if (l[i] == mx) return static_cast<int32_t>(i);
+  return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());  // NaNs
+}
+
+bool by_logit(const std::pair<int32_t, float>& a, const std::pair<int32_t, float>& b) {
+  return a.second > b.second || (a.second == b.second && a.first < b.first);
+}
+
+}  // namespace
+
+std::vector<std::pair<int32_t, float>> sampler::candidates(std::span<const float> logits) const {
+  const auto l = penalised(logits);
+  std::vector<std::pair<int32_t, float>> c;  // (id, logit) then (id, probability)
+  if (l.empty()) return c;
+  c.reserve(l.size());
+  for (size_t i = 0; i < l.size(); ++i) c.emplace_back(static_cast<int32_t>(i), l[i]);
+  const float mx = l[static_cast<size_t>(arg_max(l))];
+  // c's leading entries in by_logit order; the rest in any order.
+  bool sorted = false;
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < c.size()) {
+    const auto k = static_cast<ptrdiff_t>(params_.top_k);
+    std::partial_sort(c.begin(), c.begin() + k, c.end(), by_logit);
+    c.resize(static_cast<size_t>(k));
+    sorted = true;
+  }
   if (params_.top_p < 1.0f) {
-    auto [p, sum] = normalise(1.0f);
+    // The smallest most-likely set whose probability reaches top_p: sort a prefix, and a longer
+    // one (x8) only when that prefix does not reach it.
+    double sum = 0;
+    for (const auto& e : c) sum += std::exp(static_cast<double>(e.second) - mx);
+    size_t n = sorted ? c.size() : std::min<size_t>(c.size(), 64);
+    size_t done = 0;  // c[0, done) holds the most likely tokens, in order
+    size_t keep = 0;
     double cum = 0;
-    size_t keep = c.size();
-    for (size_t i = 0; i < c.size(); ++i) {
-      cum += p[i] / sum;
-      if (cum >= params_.top_p) {
-        keep = i + 1;
-        break;
+    for (;;) {
+      if (!sorted) {  // The next most likely n - done tokens, in order.
+        const auto first = c.begin() + static_cast<ptrdiff_t>(done);
+        const auto last = c.begin() + static_cast<ptrdiff_t>(n);
+        if ((n - done) * 64 <= c.size()) {  // a few: one comparison for most of the rest
+          std::partial_sort(first, last, c.end(), by_logit);
+        } else {
+          if (last != c.end()) std::nth_element(first, last, c.end(), by_logit);
+          std::sort(first, last, by_logit);
+        }
       }
+      for (size_t i = done; i < n && keep == 0; ++i) {
+        cum += std::exp(static_cast<double>(c[i].second) - mx) / sum;
+        if (cum >= params_.top_p) keep = i + 1;
+      }
+      if (keep > 0 || n == c.size()) break;
+      // Grow x8, or to twice what the mass so far says the nucleus needs (a flat distribution
+      // goes to a full sort at once); a quarter of the vocabulary or more: all of it.
+      const double want = cum > 0 ? 2.0 * static_cast<double>(n) * params_.top_p / cum
+                                  : static_cast<double>(c.size());
+      const size_t next =
+        std::max(n * 8, static_cast<size_t>(std::min(want, static_cast<double>(c.size()))));
+      done = n;
+      n = next >= c.size() / 4 ? c.size() : next;
     }
-    c.resize(keep);
+    c.resize(keep > 0 ? keep : c.size());
+    sorted = true;
   }
   if (params_.min_p > 0.0f) {
-    auto [p, sum] = normalise(1.0f);
-    const double threshold = p.front() * params_.min_p;  // p.front() == 1 (the max)
-    size_t keep = 1;
-    while (keep < c.size() && p[keep] >= threshold) ++keep;
-    c.resize(keep);
+    // Relative to the most likely token: p / p_max = exp(logit - max).
+    auto dropped = [&](const std::pair<int32_t, float>& e) {
+      return std::exp(static_cast<double>(e.second) - mx) < params_.min_p;
+    };
+    if (sorted) {
+      size_t keep = 1;
+      while (keep < c.size() && !dropped(c[keep])) ++keep;
+      c.resize(keep);
+    } else {
+      std::erase_if(c, dropped);  // never the maximum: exp(0) = 1 >= min_p
+    }
   }
+  if (!sorted) std::sort(c.begin(), c.end(), by_logit);
   const float t = params_.temperature > 0.0f ? params_.temperature : 1.0f;
-  auto [p, sum] = normalise(t);
+  std::vector<double> p(c.size());
+  double sum = 0;
+  for (size_t i = 0; i < c.size(); ++i) sum += p[i] = std::exp((c[i].second - c.front().second) / t);
   for (size_t i = 0; i < c.size(); ++i) c[i].second = static_cast<float>(p[i] / sum);
   return c;
 }
 
 int32_t sampler::sample(std::span<const float> logits) {
   if (logits.empty()) return -1;
-  if (params_.temperature <= 0.0f) {
-    if (!penalises()) {
-      return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  if (params_.temperature <= 0.0f) return arg_max(penalised(logits));
+  const bool filtered = (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < logits.size()) ||
+                        params_.top_p < 1.0f || params_.min_p > 0.0f;
+  if (!filtered) {
+    // The whole distribution, drawn in token order: no sort needed.
+    const auto l = penalised(logits);
+    const float mx = l[static_cast<size_t>(arg_max(l))];
+    const double t = params_.temperature;
+    double sum = 0;
+    for (float x : l) sum += std::exp((static_cast<double>(x) - mx) / t);
+    const double u = next_uniform() * sum;
+    double cum = 0;
+    for (size_t i = 0; i < l.size(); ++i) {
+      cum += std::exp((static_cast<double>(l[i]) - mx) / t);
+      if (u < cum) return static_cast<int32_t>(i);
     }
-    return candidates(logits).front().first;
+    return arg_max(l);
   }
   const auto c = candidates(logits);
   const double u = next_uniform();

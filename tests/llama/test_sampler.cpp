@@ -4,7 +4,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <algorithm>
 #include <map>
+#include <random>
 #include <vector>
 
 #include "troupe/llama/sampler.hpp"
@@ -194,4 +196,80 @@ BOOST_AUTO_TEST_CASE(logprobs_are_the_log_softmax_and_the_top_tokens_come_first)
   BOOST_TEST(std::isfinite(b.top[2].second));
   BOOST_TEST(b.top[2].second < -999.0f);
   BOOST_TEST(troupe::llama::logprobs_of(big, 0, 0).top.empty());
+}
+
+namespace {
+
+/// The filters as plainly as they can be written: a full sort, then each cut in turn.
+std::vector<int32_t> reference_kept(std::vector<float> l, const sampler_params& p) {
+  std::vector<std::pair<int32_t, float>> c;
+  for (size_t i = 0; i < l.size(); ++i) c.emplace_back(static_cast<int32_t>(i), l[i]);
+  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) {
+    return a.second > b.second || (a.second == b.second && a.first < b.first);
+  });
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < c.size()) c.resize(static_cast<size_t>(p.top_k));
+  const double mx = c.front().second;
+  if (p.top_p < 1.0f) {
+    double sum = 0, cum = 0;
+    for (const auto& e : c) sum += std::exp(e.second - mx);
+    size_t keep = c.size();
+    for (size_t i = 0; i < c.size(); ++i) {
+      cum += std::exp(c[i].second - mx) / sum;
+      if (cum >= p.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    c.resize(keep);
+  }
+  if (p.min_p > 0.0f)
+    std::erase_if(c, [&](const auto& e) { return std::exp(e.second - mx) < p.min_p; });
+  return ids(c);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(filters_over_a_full_vocabulary_keep_what_a_full_sort_keeps) {
+  // 49,152 logits: peaked (a nucleus of a few tokens) and flat (a nucleus of thousands, found
+  // over several partial sorts), with repeated values so that ties are ordered by id.
+  std::mt19937 gen(11);
+  std::normal_distribution<float> body(0.0f, 2.0f);
+  std::vector<float> peaked(49152), flat(49152);
+  for (auto& x : peaked) x = std::round(body(gen) * 8.0f) / 8.0f;
+  for (auto& x : flat) x = std::round(body(gen) * 64.0f) / 256.0f;
+  std::uniform_int_distribution<size_t> pick(0, peaked.size() - 1);
+  for (float v : {14.0f, 14.0f, 13.5f, 12.0f, 11.0f}) peaked[pick(gen)] = v;
+  const std::vector<sampler_params> settings = {
+    {.temperature = 1.0f, .top_p = 0.9f},
+    {.temperature = 1.0f, .top_p = 0.999f},
+    {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f},
+    {.temperature = 1.0f, .min_p = 0.01f},
+    {.temperature = 1.0f, .top_k = 3000},
+  };
+  for (const auto* logits : {&peaked, &flat}) {
+    for (size_t i = 0; i < settings.size(); ++i) {
+      BOOST_TEST_CONTEXT((logits == &peaked ? "peaked" : "flat") << ", setting " << i) {
+        sampler s{settings[i]};
+        const auto c = s.candidates(*logits);
+        BOOST_TEST(ids(c) == reference_kept(*logits, settings[i]));
+        double total = 0;
+        for (const auto& [id, prob] : c) total += prob;
+        BOOST_TEST(total == 1.0, boost::test_tools::tolerance(1e-5));
+        // The draw is always one of them.
+        for (int d = 0; d < 20; ++d) {
+          const int32_t t = s.sample(*logits);
+          BOOST_TEST(std::any_of(c.begin(), c.end(), [&](const auto& e) { return e.first == t; }));
+        }
+      }
+    }
+  }
+  // Greedy: the first of the largest values, with penalties applied to a copy.
+  sampler greedy{sampler_params{.repeat_penalty = 2.0f}};
+  const auto first_max = std::max_element(peaked.begin(), peaked.end()) - peaked.begin();
+  BOOST_TEST(greedy.sample(peaked) == first_max);
+  greedy.accept(static_cast<int32_t>(first_max));
+  auto penalised = peaked;
+  penalised[static_cast<size_t>(first_max)] /= 2.0f;
+  BOOST_TEST(greedy.sample(peaked) ==
+             std::max_element(penalised.begin(), penalised.end()) - penalised.begin());
 }
