@@ -185,6 +185,7 @@ llama::sampler_params sampling_of(const local_model_config& cfg, const sampling_
   p.seed = s.seed;
   p.frequency_penalty = s.frequency_penalty;
   p.presence_penalty = s.presence_penalty;
+  for (const auto& b : s.logit_bias) p.logit_bias.emplace_back(b.token, b.bias);
   return p;
 }
 
@@ -233,6 +234,13 @@ sequence_ptr prepare(engine_core& core, const chat_request& req) {
                             "positions), more than the engine's whole budget of {:.1f} MiB; "
                             "lower max_tokens or raise the KV budget",
                             mib(bytes), s->positions, mib(core.cfg.kv_budget_bytes)));
+  }
+  for (const auto& b : req.sampling.logit_bias) {
+    if (b.token < 0 || b.token >= model.vocab() || !std::isfinite(b.bias))
+      throw error(errc::invalid_argument,
+                  fmt::format("local model: logit_bias names token {} with bias {}; token ids go "
+                              "from 0 to {} in this model's vocabulary and a bias must be finite",
+                              b.token, b.bias, model.vocab() - 1));
   }
   s->sampler = llama::sampler{sampling_of(core.cfg, req.sampling)};
   for (int32_t t : s->prompt) s->sampler.accept_prompt(t);

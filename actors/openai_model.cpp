@@ -249,6 +249,12 @@ std::string build_body(const openai_config& cfg, const json::value& extra, const
       if (!s.empty()) stop.emplace_back(s);
     body.set("stop", std::move(stop));
   }
+  if (!req.sampling.logit_bias.empty()) {
+    json::object bias;
+    for (const auto& b : req.sampling.logit_bias)
+      bias.emplace_back(std::to_string(b.token), double{b.bias});
+    body.set("logit_bias", std::move(bias));
+  }
   if (req.top_logprobs >= 0) {
     body.set("logprobs", true);
     body.set("top_logprobs", static_cast<int64_t>(req.top_logprobs));

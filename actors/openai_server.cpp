@@ -16,6 +16,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -331,6 +333,27 @@ parsed_completion parse_completion(std::string_view text, const std::string& mod
         add(stop->as_array()[i], fmt::format("stop[{}]", i));
     } else {
       add(*stop, "stop");
+    }
+  }
+  if (auto* bias = member(body, "logit_bias")) {
+    // {"token id": bias from -100 to 100}, as OpenAI takes it (ids of the served model).
+    if (!bias->is_object() || bias->as_object().size() > 1024)
+      throw bad_field("logit_bias",
+                      "'logit_bias' must be an object of at most 1024 \"token id\": bias pairs");
+    for (const auto& [key, v] : bias->as_object()) {
+      char* end = nullptr;
+      const long id = std::strtol(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || id < 0 || id > INT32_MAX)
+        throw bad_field("logit_bias",
+                        fmt::format("logit_bias key '{}' is not a token id (a non-negative "
+                                    "integer as a string)",
+                                    key));
+      if (!v.is_number() || !(v.as_number() >= -100 && v.as_number() <= 100))
+        throw bad_field("logit_bias", fmt::format(
+                                        "logit_bias of token {} must be a number from -100 to 100",
+                                        key));
+      req.sampling.logit_bias.push_back(
+        {static_cast<int32_t>(id), static_cast<float>(v.as_number())});
     }
   }
   bool logprobs = false;

@@ -20,6 +20,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<content_part>("troupe.content_part");
   cfg.add_message_type<chat_message>("troupe.chat_message");
   cfg.add_message_type<usage>("troupe.usage");
+  cfg.add_message_type<token_bias>("troupe.token_bias");
   cfg.add_message_type<sampling_params>("troupe.sampling_params");
   cfg.add_message_type<tool_choice>("troupe.tool_choice");
   cfg.add_message_type<top_logprob>("troupe.top_logprob");

@@ -15,6 +15,19 @@
 
 namespace troupe {
 
+/// A bias added to one token's logit before sampling (OpenAI's logit_bias: -100 bans it, 100
+/// all but forces it).
+struct token_bias {
+  int32_t token = 0;
+  float bias = 0;
+  friend bool operator==(const token_bias&, const token_bias&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_bias& x) {
+  return f(caf::meta::type_name("troupe.token_bias"), x.token, x.bias);
+}
+
 /// Sampling settings. A negative value means "the backend's default", except for the two
 /// penalties at the end, which OpenAI lets go down to -2.
 struct sampling_params {
@@ -28,6 +41,9 @@ struct sampling_params {
   /// c · frequency_penalty + (c > 0) · presence_penalty from its logit. 0: off.
   float frequency_penalty = 0.0f;
   float presence_penalty = 0.0f;
+  /// Token ids of the model's vocabulary and what to add to their logits, before the penalties
+  /// and filters (as llama.cpp's chain does).
+  std::vector<token_bias> logit_bias = {};
 
   friend bool operator==(const sampling_params&, const sampling_params&) = default;
 };
@@ -35,7 +51,7 @@ struct sampling_params {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sampling_params& x) {
   return f(caf::meta::type_name("troupe.sampling_params"), x.temperature, x.top_p, x.top_k, x.min_p,
-           x.repetition_penalty, x.seed, x.frequency_penalty, x.presence_penalty);
+           x.repetition_penalty, x.seed, x.frequency_penalty, x.presence_penalty, x.logit_bias);
 }
 
 enum class tool_choice_mode : uint8_t { automatic = 0, none = 1, required = 2, named = 3 };

@@ -41,7 +41,8 @@ void sampler::accept_prompt(int32_t token) {
 }
 
 bool sampler::penalises() const {
-  return (params_.repeat_penalty != 1.0f && !history_.empty()) || !counts_.empty();
+  return (params_.repeat_penalty != 1.0f && !history_.empty()) || !counts_.empty() ||
+         !params_.logit_bias.empty();
 }
 
 double sampler::next_uniform() {
@@ -52,6 +53,8 @@ std::span<const float> sampler::penalised(std::span<const float> logits) const {
   if (!penalises()) return logits;
   scratch_.assign(logits.begin(), logits.end());
   auto in_vocab = [&](int32_t t) { return t >= 0 && static_cast<size_t>(t) < scratch_.size(); };
+  for (const auto& [t, bias] : params_.logit_bias)
+    if (in_vocab(t)) scratch_[static_cast<size_t>(t)] += bias;
   if (params_.repeat_penalty != 1.0f && !history_.empty()) {
     std::vector<int32_t> seen(history_.begin(), history_.end());  // once per distinct token
     std::sort(seen.begin(), seen.end());

@@ -435,9 +435,12 @@ BOOST_FIXTURE_TEST_CASE(stop_strings_end_answers_before_them, engine_fixture) {
   std::vector<uint64_t> want_tokens;
   for (const auto& c : chat_cases()) {
     const auto want = expected_of(tok, c.greedy);
-    std::vector<int32_t> kept(c.greedy.begin(), c.greedy.begin() + static_cast<ptrdiff_t>(want.tokens));
+    auto upto = [&](size_t n) { return c.greedy.begin() + static_cast<ptrdiff_t>(n); };
+    std::vector<int32_t> kept(c.greedy.begin(), upto(want.tokens));
     if (kept.size() < 8) continue;
-    const size_t boundary = tok.decode({kept.begin(), kept.begin() + static_cast<ptrdiff_t>(kept.size() / 2)}).size();
+    const size_t boundary = tok.decode({kept.begin(), kept.begin() + static_cast<ptrdiff_t>(
+                                                                       kept.size() / 2)})
+                              .size();
     if (boundary < 2 || boundary + 3 > want.text.size()) continue;
     const std::string stop = want.text.substr(boundary - 2, 5);
     if (std::any_of(stop.begin(), stop.end(), [](char ch) { return ch & 0x80; })) continue;
@@ -510,11 +513,56 @@ BOOST_FIXTURE_TEST_CASE(logprobs_are_llama_cpp_log_softmax, engine_fixture) {
       for (size_t j = 0; j < 5; ++j) {
         const auto id = static_cast<int32_t>(top[j].as_array()[0].as_int());
         BOOST_CHECK_EQUAL(turn->logprobs[0].top[j].token, tok.decode(std::vector<int32_t>{id}));
-        BOOST_CHECK_SMALL(turn->logprobs[0].top[j].logprob - (top[j].as_array()[1].as_number() - lse),
-                          2e-5);
+        const double want = top[j].as_array()[1].as_number() - lse;
+        BOOST_CHECK_SMALL(turn->logprobs[0].top[j].logprob - want, 2e-5);
       }
     }
   }
+}
+
+/// A logit bias of -100 on llama.cpp's greedy first token makes the answer start with its
+/// second most likely one (the fixture's first-step logits); +100 on its eighth forces that;
+/// a token id outside the vocabulary is refused with the range.
+BOOST_FIXTURE_TEST_CASE(logit_biases_ban_and_force_llama_cpp_tokens, engine_fixture) {
+  if (!have_model()) return;
+  start();
+  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+  const json::value fixture = llama::test::reference_fixture();
+  std::map<std::string, const json::value*> first;
+  for (const json::value& c : fixture.find("cases")->as_array())
+    first[c.find("name")->as_string()] = c.find("first_logits")->find("top");
+  const auto cases = chat_cases();
+  std::vector<chat_request> requests;
+  std::vector<std::string> want;
+  for (const auto& c : cases) {
+    const auto& top = first.at(c.name)->as_array();
+    auto id_at = [&](size_t j) { return static_cast<int32_t>(top[j].as_array()[0].as_int()); };
+    if (top[1].as_array()[1].as_number() == top[2].as_array()[1].as_number()) continue;  // a tie
+    auto ban = request_for(requests.size() + 1, c.messages, 1);
+    ban.sampling.logit_bias = {{id_at(0), -100.0f}};
+    requests.push_back(ban);
+    want.push_back(tok.decode(std::vector<int32_t>{id_at(1)}));
+    auto force = request_for(requests.size() + 1, c.messages, 1);
+    force.sampling.logit_bias = {{id_at(7), 100.0f}};
+    requests.push_back(force);
+    want.push_back(tok.decode(std::vector<int32_t>{id_at(7)}));
+  }
+  BOOST_REQUIRE_GE(requests.size(), 12u);
+  auto got = ask_together(*this, requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    BOOST_TEST_CONTEXT("request " << i + 1) {
+      auto* turn = std::get_if<assistant_turn>(&got.replies[i]);
+      if (!turn) BOOST_FAIL("request failed: " << std::get<error>(got.replies[i]).render());
+      BOOST_CHECK_EQUAL(turn->text, want[i]);
+    }
+  }
+  auto bad = request_for(99, cases.front().messages, 1);
+  bad.sampling.logit_bias = {{49152, 1.0f}};
+  auto reply = ask(bad);
+  auto* e = std::get_if<error>(&reply);
+  BOOST_REQUIRE(e);
+  BOOST_CHECK(e->code() == errc::invalid_argument);
+  BOOST_CHECK_NE(e->message().find("from 0 to 49151"), std::string::npos);
 }
 
 /// Greedy decoding under the repetition, frequency and presence penalties gives llama.cpp's

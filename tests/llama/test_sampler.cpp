@@ -207,7 +207,8 @@ std::vector<int32_t> reference_kept(std::vector<float> l, const sampler_params& 
   std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) {
     return a.second > b.second || (a.second == b.second && a.first < b.first);
   });
-  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < c.size()) c.resize(static_cast<size_t>(p.top_k));
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < c.size())
+    c.resize(static_cast<size_t>(p.top_k));
   const double mx = c.front().second;
   if (p.top_p < 1.0f) {
     double sum = 0, cum = 0;
@@ -272,4 +273,23 @@ BOOST_AUTO_TEST_CASE(filters_over_a_full_vocabulary_keep_what_a_full_sort_keeps)
   penalised[static_cast<size_t>(first_max)] /= 2.0f;
   BOOST_TEST(greedy.sample(peaked) ==
              std::max_element(penalised.begin(), penalised.end()) - penalised.begin());
+}
+
+BOOST_AUTO_TEST_CASE(logit_biases_come_first_and_can_ban_or_force_a_token) {
+  sampler ban{sampler_params{.logit_bias = {{0, -100.0f}, {99, 5.0f}, {-1, 5.0f}}}};
+  BOOST_TEST(ban.sample(halving()) == 1);  // ids outside the logits are ignored
+  sampler force{sampler_params{.logit_bias = {{4, 10.0f}}}};
+  BOOST_TEST(force.sample(halving()) == 4);
+  // Before the repetition penalty, as in llama.cpp's chain: (log 0.0625 + 3) · ... is positive,
+  // so the penalty divides the biased logit.
+  sampler both{sampler_params{.temperature = 1.0f, .repeat_penalty = 2.0f,
+                              .logit_bias = {{3, 3.0f}}}};
+  both.accept(3);
+  const auto c = both.candidates(halving());
+  const double l3 = (std::log(0.0625) + 3.0) / 2.0;
+  double z = std::exp(l3);
+  for (size_t t : {0u, 1u, 2u, 4u}) z += std::exp(static_cast<double>(halving()[t]));
+  for (const auto& [id, p] : c)
+    if (id == 3)
+      BOOST_TEST(p == static_cast<float>(std::exp(l3) / z), boost::test_tools::tolerance(1e-5f));
 }

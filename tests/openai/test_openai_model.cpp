@@ -350,6 +350,7 @@ BOOST_AUTO_TEST_CASE(request_body_follows_the_openai_format_and_plain_replies_pa
   req.choice = tool_choice{tool_choice_mode::named, "read"};
   req.sampling.temperature = 0.5f;
   req.sampling.presence_penalty = 0.5f;
+  req.sampling.logit_bias = {{42, -100.0f}};
   req.max_tokens = 100;
   req.stop = {"", "</done>"};
   auto [turn, err] = ask(m, req);
@@ -378,6 +379,8 @@ BOOST_AUTO_TEST_CASE(request_body_follows_the_openai_format_and_plain_replies_pa
   BOOST_TEST(body.find("frequency_penalty") == nullptr);
   BOOST_TEST(body.find("presence_penalty")->as_number() == 0.5);
   BOOST_TEST(json::dump(*body.find("stop")) == R"(["</done>"])");  // empty strings dropped
+  BOOST_TEST(body.find("logit_bias")->as_object().size() == 1u);
+  BOOST_TEST(body.find("logit_bias")->find("42")->as_number() == -100.0);
   BOOST_TEST(body.find("parallel_tool_calls")->as_bool() == true);
   BOOST_TEST(json::dump(*body.find("thinking")) == R"({"type":"enabled"})");
   BOOST_TEST(json::dump(*body.find("tool_choice")) ==

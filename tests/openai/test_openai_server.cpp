@@ -326,7 +326,8 @@ BOOST_AUTO_TEST_CASE(a_plain_completion_carries_every_field_to_the_model_and_bac
               "parameters":{"type":"object","properties":{"q":{"type":"integer"}}}}}],
     "tool_choice":{"type":"function","function":{"name":"lookup"}},
     "max_completion_tokens":17,"temperature":0.5,"top_p":0.9,"seed":1234,"user":"ignored",
-    "frequency_penalty":0.25,"presence_penalty":-1.5,"stop":["\n\n","END"]})";
+    "frequency_penalty":0.25,"presence_penalty":-1.5,"stop":["\n\n","END"],
+    "logit_bias":{"50256":-100,"7":2.5}})";
   auto r = post(body);
   BOOST_TEST(r.status == 200u, r.body);
   auto v = json::parse(r.body);
@@ -350,6 +351,8 @@ BOOST_AUTO_TEST_CASE(a_plain_completion_carries_every_field_to_the_model_and_bac
   BOOST_TEST(req.sampling.frequency_penalty == 0.25f);
   BOOST_TEST(req.sampling.presence_penalty == -1.5f);
   BOOST_TEST(req.stop == (std::vector<std::string>{"\n\n", "END"}));
+  BOOST_TEST(req.sampling.logit_bias ==
+             (std::vector<token_bias>{{50256, -100.0f}, {7, 2.5f}}));
   BOOST_TEST(!req.stream_to);
   BOOST_REQUIRE(req.messages.size() == 5u);
   BOOST_TEST((req.messages[0].role == role::system));
@@ -540,6 +543,10 @@ BOOST_AUTO_TEST_CASE(malformed_requests_get_openai_error_shapes) {
     {"POST", "/v1/chat/completions", chat("x", R"(,"presence_penalty":"no")"), 400, "presence_penalty", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"stop":7)"), 400, "stop", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"logprobs":"yes")"), 400, "logprobs", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"logit_bias":[1])"), 400, "logit_bias", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"logit_bias":{"a":1})"), 400, "logit_bias", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"logit_bias":{"-3":1})"), 400, "logit_bias", ""},
+    {"POST", "/v1/chat/completions", chat("x", R"(,"logit_bias":{"3":101})"), 400, "logit_bias", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"top_logprobs":3)"), 400, "top_logprobs", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"logprobs":true,"top_logprobs":21)"), 400, "top_logprobs", ""},
     {"POST", "/v1/chat/completions", chat("x", R"(,"stop":["a",1])"), 400, "stop", ""},

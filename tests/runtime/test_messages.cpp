@@ -191,7 +191,8 @@ BOOST_AUTO_TEST_CASE(chat_types_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(model_types_round_trip) {
-  sampling_params sp{0.7f, 0.95f, 40, 0.05f, 1.1f, 123456789, 0.25f, -1.5f};
+  sampling_params sp{0.7f,      0.95f, 40,    0.05f, 1.1f,
+                     123456789, 0.25f, -1.5f, {{17, -100.0f}, {3, 2.5f}}};
   BOOST_TEST((round_trip(sp) == sp));
   BOOST_TEST((round_trip(sampling_params{}) == sampling_params{}));
   tool_choice named{tool_choice_mode::named, "read_file"};

@@ -1,9 +1,9 @@
 #pragma once
-/// Next-token selection from logits: repetition penalty, frequency and presence penalties, then
-/// top-k, top-p, min-p and temperature (llama.cpp's default chain order), then a draw from a
-/// seeded generator, or the arg-max when temperature <= 0. Cost per token: O(vocab) for greedy
-/// and for temperature alone; the filters sort only the part of the vocabulary they keep (the
-/// top k, or a nucleus found by partial sorts of growing prefixes). The same seed, parameters
+/// Next-token selection from logits: logit biases, repetition penalty, frequency and presence
+/// penalties, then top-k, top-p, min-p and temperature (llama.cpp's default chain order), then a
+/// draw from a seeded generator, or the arg-max when temperature <= 0. Cost per token:
+/// O(vocab) for greedy and for temperature alone; the filters sort only the part of the
+/// vocabulary they keep (the top k, or a nucleus found by partial sorts of growing prefixes). The same seed, parameters
 /// and logits give the same tokens on every platform (the generator and the draw are implemented
 /// here, not by the standard library).
 
@@ -28,6 +28,9 @@ struct sampler_params {
   /// loses c · frequency_penalty + (c > 0) · presence_penalty from its logit. 0: off.
   float frequency_penalty = 0.0f;
   float presence_penalty = 0.0f;
+  /// (token, bias) added to those logits first, before every penalty and filter (llama.cpp's
+  /// logit_bias sampler); ids outside the logits are ignored.
+  std::vector<std::pair<int32_t, float>> logit_bias = {};
 };
 
 class sampler {
