@@ -42,6 +42,11 @@ int32_t arg_max(std::span<const float> logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
+/// The embedded model's tokenizer.
+llama::tokenizer smollm2_tokenizer() {
+  return llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+}
+
 /// A fixture case whose prompt is a ChatML conversation, as troupe messages.
 struct chat_case {
   std::string name;
@@ -316,7 +321,7 @@ BOOST_AUTO_TEST_CASE(copy_prefix_and_truncate_refuse_what_does_not_fit) {
 BOOST_FIXTURE_TEST_CASE(concurrent_requests_each_get_llama_cpp_answer, engine_fixture) {
   if (!have_model()) return;
   start();
-  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+  const auto tok = smollm2_tokenizer();
   const auto cases = chat_cases();
   BOOST_REQUIRE_GE(cases.size(), 8u);
   // Every request goes out before any reply is read: they share the batch.
@@ -429,7 +434,7 @@ together ask_together(engine_fixture& f, const std::vector<chat_request>& reques
 BOOST_FIXTURE_TEST_CASE(stop_strings_end_answers_before_them, engine_fixture) {
   if (!have_model()) return;
   start();
-  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+  const auto tok = smollm2_tokenizer();
   std::vector<chat_request> requests;
   std::vector<std::string> want_text;
   std::vector<uint64_t> want_tokens;
@@ -470,17 +475,23 @@ BOOST_FIXTURE_TEST_CASE(stop_strings_end_answers_before_them, engine_fixture) {
   }
 }
 
+/// Each fixture case's first_logits (llama.cpp's top 50 and statistics), by case name.
+std::map<std::string, json::value> first_logits_by_case() {
+  std::map<std::string, json::value> out;
+  const json::value fixture = llama::test::reference_fixture();
+  for (const json::value& c : fixture.find("cases")->as_array())
+    out.emplace(c.find("name")->as_string(), *c.find("first_logits"));
+  return out;
+}
+
 /// Log-probabilities: the first step's are llama.cpp's logits minus their log-sum-exp (the
 /// fixture's top five), every greedy token is its step's most likely, and what streamed is what
 /// the reply holds, token for token.
 BOOST_FIXTURE_TEST_CASE(logprobs_are_llama_cpp_log_softmax, engine_fixture) {
   if (!have_model()) return;
   start();
-  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
-  const json::value fixture = llama::test::reference_fixture();
-  std::map<std::string, const json::value*> first;
-  for (const json::value& c : fixture.find("cases")->as_array())
-    first[c.find("name")->as_string()] = c.find("first_logits");
+  const auto tok = smollm2_tokenizer();
+  const auto first = first_logits_by_case();
   const auto cases = chat_cases();
   std::vector<chat_request> requests;
   for (const auto& c : cases) {
@@ -507,7 +518,7 @@ BOOST_FIXTURE_TEST_CASE(logprobs_are_llama_cpp_log_softmax, engine_fixture) {
           BOOST_CHECK_LE(t.top[j].logprob, t.top[j - 1].logprob);
       }
       BOOST_CHECK_EQUAL(text, turn->text);
-      const json::value& ref = *first.at(cases[i].name);
+      const json::value& ref = first.at(cases[i].name);
       const double lse = ref.find("logsumexp")->as_number();
       const auto& top = ref.find("top")->as_array();
       for (size_t j = 0; j < 5; ++j) {
@@ -526,16 +537,13 @@ BOOST_FIXTURE_TEST_CASE(logprobs_are_llama_cpp_log_softmax, engine_fixture) {
 BOOST_FIXTURE_TEST_CASE(logit_biases_ban_and_force_llama_cpp_tokens, engine_fixture) {
   if (!have_model()) return;
   start();
-  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
-  const json::value fixture = llama::test::reference_fixture();
-  std::map<std::string, const json::value*> first;
-  for (const json::value& c : fixture.find("cases")->as_array())
-    first[c.find("name")->as_string()] = c.find("first_logits")->find("top");
+  const auto tok = smollm2_tokenizer();
+  const auto first = first_logits_by_case();
   const auto cases = chat_cases();
   std::vector<chat_request> requests;
   std::vector<std::string> want;
   for (const auto& c : cases) {
-    const auto& top = first.at(c.name)->as_array();
+    const auto& top = first.at(c.name).find("top")->as_array();
     auto id_at = [&](size_t j) { return static_cast<int32_t>(top[j].as_array()[0].as_int()); };
     if (top[1].as_array()[1].as_number() == top[2].as_array()[1].as_number()) continue;  // a tie
     auto ban = request_for(requests.size() + 1, c.messages, 1);
@@ -571,7 +579,7 @@ BOOST_FIXTURE_TEST_CASE(logit_biases_ban_and_force_llama_cpp_tokens, engine_fixt
 BOOST_FIXTURE_TEST_CASE(penalised_sampling_gives_llama_cpp_tokens, engine_fixture) {
   if (!have_model()) return;
   start();
-  auto tok = llama::tokenizer::from_gguf(llama_model::load(llama::test::smollm2_path())->file());
+  const auto tok = smollm2_tokenizer();
   std::map<std::string, chat_case> cases;
   for (auto& c : chat_cases()) cases.emplace(c.name, std::move(c));
   const auto fixture = llama::test::llama_fixture("smollm2_penalties.json");
