@@ -26,6 +26,14 @@ CLI::App* add_chat_command(CLI::App& app, chat_options& opts) {
   cmd->add_option("-s,--system", opts.system, "System prompt (default: the model's own)");
   cmd->add_option("--temperature", opts.temperature, "0: greedy")->capture_default_str();
   cmd->add_option("--top-p", opts.top_p, "Nucleus sampling; 1: off");
+  cmd->add_option("--frequency-penalty", opts.frequency_penalty,
+                  "Minus this times a token's count so far in the answer; 0: off")
+    ->check(CLI::Range(-2.0, 2.0));
+  cmd->add_option("--presence-penalty", opts.presence_penalty,
+                  "Minus this for a token already in the answer; 0: off")
+    ->check(CLI::Range(-2.0, 2.0));
+  cmd->add_option("--stop", opts.stop,
+                  "End each answer before this string (repeat for several; the first found wins)");
   cmd->add_option("--seed", opts.seed, "Seed of the sampler (reproducible runs)");
   cmd->add_option("-n,--max-tokens", opts.max_tokens, "Tokens per answer at most")
     ->capture_default_str()
@@ -82,6 +90,9 @@ int chat_command(const chat_options& opts) {
     req.sampling.temperature = opts.temperature;
     req.sampling.top_p = opts.top_p;
     req.sampling.seed = opts.seed;
+    req.sampling.frequency_penalty = opts.frequency_penalty;
+    req.sampling.presence_penalty = opts.presence_penalty;
+    req.stop = opts.stop;
     req.max_tokens = static_cast<uint32_t>(opts.max_tokens);
     req.stream_to = caf::actor_cast<delta_sink_actor>(self);
     // The engine streams deltas to this actor and replies to a relay that forwards the reply

@@ -5,6 +5,7 @@
 /// ("> ") is shown only when stdin is a terminal, so the command also works in pipelines.
 
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -17,6 +18,9 @@ struct chat_options {
   std::string system;             ///< A system prompt; empty: the model's default.
   float temperature = 0.0f;
   float top_p = 1.0f;
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  std::vector<std::string> stop;  ///< --stop: each answer ends before the first of these.
   uint64_t seed = 0;
   int max_tokens = 512;
   int threads = 2;

@@ -2,7 +2,8 @@
 # check_chat.sh TROUPE EXPECTED
 # `troupe chat` end to end through the engine actor: each answer equals `troupe generate`'s greedy
 # text for the same message (EXPECTED), /reset forgets the conversation (the same question gives
-# the same answer again), and a missing model file is refused with exit status 2.
+# the same answer again), --stop ends an answer before its stop string, and a missing model file
+# is refused with exit status 2.
 # Exits 77 (skipped) when the model is not installed.
 set -uo pipefail
 troupe=$1 expected=$2
@@ -17,6 +18,15 @@ rc=$?
 want=$(printf '%s\n(conversation forgotten)\n%s' "$(cat "$expected")" "$(cat "$expected")")
 if [[ $rc -ne 0 || "$out" != "$want" ]]; then
   printf 'troupe chat: exit %s\n--- got:\n%s\n--- expected:\n%s\n' "$rc" "$out" "$want"
+  exit 1
+fi
+# --stop: the answer ends before the stop string, in the engine as in `troupe generate`.
+out=$(printf '%s\n' "$q" | "$troupe" chat -n 16 --stop Marseillaise 2>&1)
+rc=$?
+want="$(cat "$expected")"
+want="${want%%Marseillaise*}"
+if [[ $rc -ne 0 || "$out" != "$want" ]]; then
+  printf 'troupe chat --stop: exit %s\n--- got:\n%s\n--- expected:\n%s\n' "$rc" "$out" "$want"
   exit 1
 fi
 err=$(echo hi | "$troupe" chat -m /nonexistent/model.gguf 2>&1 >/dev/null)
